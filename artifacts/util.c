@@ -1,0 +1,238 @@
+#include "artifacts/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int fl_errf(fl_err *e, const char *fmt, ...) {
+    if (!e) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int fl_errprefix(fl_err *e, const char *fmt, ...) {
+    if (!e) return -1;
+    char head[FL_ERRLEN], old[FL_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    size_t h = strlen(head);
+    if (h > sizeof e->msg - 3) h = sizeof e->msg - 3;
+    memcpy(e->msg, head, h);
+    memcpy(e->msg + h, ": ", 2);
+    size_t rest = sizeof e->msg - h - 3, o = strnlen(old, rest);
+    memcpy(e->msg + h + 2, old, o);
+    e->msg[h + 2 + o] = '\0';
+    return -1;
+}
+
+int fl_mkdirs(const char *path, fl_err *e) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0) return 0;
+    if (n >= sizeof buf) return fl_errf(e, "path too long: %s", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return fl_errf(e, "cannot create directory %s: %s", buf, strerror(errno));
+        struct stat st;
+        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+            return fl_errf(e, "cannot create directory %s: %s", buf,
+                           errno ? strerror(errno) : "not a directory");
+        buf[i] = c;
+    }
+    return 0;
+}
+
+char *fl_read_file(const char *path, size_t *len, fl_err *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fl_errf(e, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fl_errf(e, "out of memory reading %s", path);
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                fl_errf(e, "out of memory reading %s", path);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            fl_errf(e, "cannot read %s: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int fl_fsync_parent(const char *path, fl_err *e) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    const char *dir = dirname(buf);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return fl_errf(e, "cannot open directory %s: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (rc != 0 && err != EINVAL) return fl_errf(e, "fsync %s: %s", dir, strerror(err));
+    return 0;
+}
+
+int fl_write_file_atomic(const char *path, const void *data, size_t len, fl_err *e) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fl_errf(e, "cannot create %s: %s", tmp, strerror(errno));
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        return fl_errf(e, "cannot write %s: %s", path, strerror(err));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return fl_errf(e, "cannot rename %s to %s: %s", tmp, path, strerror(err));
+    }
+    return fl_fsync_parent(path, e);
+}
+
+int fl_remove_tree(const char *path, fl_err *e) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        chmod(path, 0755);
+        DIR *d = opendir(path);
+        if (!d) return fl_errf(e, "cannot open directory %s: %s", path, strerror(errno));
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            char *child = fl_strdupf("%s/%s", path, de->d_name);
+            int rc = fl_remove_tree(child, e);
+            free(child);
+            if (rc != 0) {
+                closedir(d);
+                return -1;
+            }
+        }
+        closedir(d);
+        if (rmdir(path) != 0) return fl_errf(e, "cannot remove %s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return fl_errf(e, "cannot remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int fl_copy_file(const char *src, const char *dst, fl_err *e) {
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return fl_errf(e, "cannot open %s: %s", src, strerror(errno));
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return fl_errf(e, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 || (r > 0 && write_all(out, buf, (size_t)r) != 0)) {
+            int err = errno;
+            close(in);
+            close(out);
+            unlink(tmp);
+            return fl_errf(e, "cannot copy %s to %s: %s", src, dst, strerror(err));
+        }
+        if (r == 0) break;
+    }
+    close(in);
+    if (fsync(out) != 0) {
+        int err = errno;
+        close(out);
+        unlink(tmp);
+        return fl_errf(e, "cannot write %s: %s", dst, strerror(err));
+    }
+    close(out);
+    if (rename(tmp, dst) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return fl_errf(e, "cannot rename %s to %s: %s", tmp, dst, strerror(err));
+    }
+    return 0;
+}
+
+char *fl_strdupf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+double fl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}

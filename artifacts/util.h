@@ -1,0 +1,38 @@
+/* Small shared utilities: the error convention and file-system helpers every module uses.
+ * Library code never exits: it fills an fl_err and returns -1 (or NULL). */
+#ifndef FLUKE_UTIL_H
+#define FLUKE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FL_ERRLEN 1024
+
+typedef struct fl_err {
+    char msg[FL_ERRLEN];
+} fl_err;
+
+/* Sets e->msg (printf-style) and returns -1, so callers can `return fl_errf(e, ...)`. */
+int fl_errf(fl_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes an existing message: "context: old message". Returns -1. */
+int fl_errprefix(fl_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* mkdir -p with mode 0755. */
+int fl_mkdirs(const char *path, fl_err *e);
+/* Whole file into a malloc'd, NUL-terminated buffer; *len gets the size (may be NULL). */
+char *fl_read_file(const char *path, size_t *len, fl_err *e);
+/* Writes data to path via a temporary file in the same directory, fsync, rename, fsync dir. */
+int fl_write_file_atomic(const char *path, const void *data, size_t len, fl_err *e);
+/* fsync of the directory holding path (makes a rename durable). */
+int fl_fsync_parent(const char *path, fl_err *e);
+/* rm -rf; a missing path is not an error. */
+int fl_remove_tree(const char *path, fl_err *e);
+/* Copies a regular file (to a temporary name, then renames). */
+int fl_copy_file(const char *src, const char *dst, fl_err *e);
+/* snprintf into a fresh malloc'd string. */
+char *fl_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Monotonic clock in seconds. */
+double fl_now(void);
+
+#endif

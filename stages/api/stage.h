@@ -1,0 +1,105 @@
+/* The stage API: how a stage declares itself and what it sees when it runs.
+ *
+ * A registry (stages/registry.c for the pipeline, tests/teststages/ for the executor tests) has a
+ * plan function that, given the effective config, adds nodes: one per stage instance, each with
+ * its declared config sections, inputs, outputs and resources. The executor (dag/) computes each
+ * node's cache key from exactly those declarations, runs missing nodes in a child process with a
+ * fl_stage_ctx, and commits the outputs. */
+#ifndef FLUKE_STAGE_H
+#define FLUKE_STAGE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "artifacts/util.h"
+
+/* ---------------------------------------------------------------- config schema */
+
+typedef enum fl_cfg_type {
+    FL_CFG_INT,    /* JSON number with an integral value */
+    FL_CFG_NUM,    /* any JSON number */
+    FL_CFG_STR,
+    FL_CFG_BOOL,
+    FL_CFG_OBJ,    /* object whose keys are themselves described by the schema */
+    FL_CFG_MAP,    /* object with free keys: children are described as "path.*" */
+    FL_CFG_ARR,    /* array of anything; "path[]" describes elements when given */
+    FL_CFG_ANY,
+} fl_cfg_type;
+
+/* One config key. path is dotted from the root ("synth.n_train"); "*" matches any key of a
+ * FL_CFG_MAP, "[]" any element of an array. Every key present in a config must be described;
+ * required keys must be present after `extends` is resolved. */
+typedef struct fl_cfg_field {
+    const char *path;
+    fl_cfg_type type;
+    int required;
+    const char *help;
+} fl_cfg_field;
+
+/* ---------------------------------------------------------------- stage definition */
+
+typedef struct fl_stage_ctx fl_stage_ctx;
+
+typedef struct fl_stage_def {
+    const char *name;    /* "embed_train" */
+    const char *code_id; /* FL_CODE_ID from the generated "codeid/<file>.h" */
+    const char *summary; /* one line for `fluke dag` and --help */
+    /* Runs in a child process; writes outputs under fl_stage_out_dir(). 0 ok, -1 with e set. */
+    int (*run)(fl_stage_ctx *ctx, fl_err *e);
+} fl_stage_def;
+
+/* ---------------------------------------------------------------- plan building */
+
+typedef struct fl_plan fl_plan;
+typedef struct fl_node fl_node;
+
+/* Adds a node; instance < 0 means a single-instance stage ("synth"), else "name[instance]". */
+fl_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e);
+/* Declares a config section (dotted path) the node reads; its canonical JSON enters the key. */
+int fl_node_section(fl_node *n, const char *section, fl_err *e);
+/* Declares an input: the outputs of another node ("synth", "embed_train[3]"). */
+int fl_node_input(fl_node *n, const char *name, const char *from_node, fl_err *e);
+/* Declares an external input (file or directory), resolved against the config's directory. */
+int fl_node_input_path(fl_node *n, const char *name, const char *path, fl_err *e);
+/* Declares an output path (relative) that must exist in the out dir after run. */
+int fl_node_output(fl_node *n, const char *relpath, fl_err *e);
+/* An output copied to out/<config name>/ after a successful run (submission.csv, metrics.json). */
+int fl_node_publish(fl_node *n, const char *relpath, fl_err *e);
+/* Resources: CPU threads the stage uses and GPUs it needs (0 or 1). Default 1, 0. */
+void fl_node_resources(fl_node *n, int threads, int gpus);
+
+/* What a registry provides. */
+typedef struct fl_registry {
+    const char *program;          /* name used in messages */
+    const fl_cfg_field *schema;   /* NULL-path terminated */
+    int (*plan)(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e);
+} fl_registry;
+
+/* ---------------------------------------------------------------- what a running stage sees */
+
+const char *fl_stage_name(const fl_stage_ctx *c);   /* "embed_train[3]" */
+int fl_stage_instance(const fl_stage_ctx *c);       /* -1 for single-instance stages */
+const char *fl_stage_out_dir(const fl_stage_ctx *c);/* staging directory: write outputs here */
+const char *fl_stage_work_dir(const fl_stage_ctx *c);/* survives crashes: checkpoints go here */
+int fl_stage_threads(const fl_stage_ctx *c);
+int fl_stage_gpu(const fl_stage_ctx *c);            /* GPU index, or -1 */
+/* Path of a declared input (directory of another node's outputs, or the external path).
+ * An undeclared name is an error. */
+const char *fl_stage_input(fl_stage_ctx *c, const char *name, fl_err *e);
+
+/* Config access, by dotted path. Reading outside the declared sections is a programming error:
+ * it fails with a message naming the stage and key, so no undeclared key can cause a false
+ * cache hit. get returns NULL (e set) if absent or undeclared. */
+const cJSON *fl_stage_cfg(fl_stage_ctx *c, const char *path, fl_err *e);
+int fl_stage_cfg_int(fl_stage_ctx *c, const char *path, long *out, fl_err *e);
+int fl_stage_cfg_num(fl_stage_ctx *c, const char *path, double *out, fl_err *e);
+int fl_stage_cfg_str(fl_stage_ctx *c, const char *path, const char **out, fl_err *e);
+int fl_stage_cfg_bool(fl_stage_ctx *c, const char *path, int *out, fl_err *e);
+
+/* Progress: plain lines in logs, one line per call, with rate and ETA computed from the
+ * stage's start. step/total in the unit named (e.g. "img", "step"). */
+void fl_stage_log(fl_stage_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fl_stage_progress(fl_stage_ctx *c, uint64_t step, uint64_t total, const char *unit,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif
