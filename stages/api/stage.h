@@ -55,6 +55,8 @@ typedef struct fl_node fl_node;
 
 /* Adds a node; instance < 0 means a single-instance stage ("synth"), else "name[instance]". */
 fl_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e);
+/* Adds a node with an explicit id (registries whose node names come from the config). */
+fl_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e);
 /* Declares a config section (dotted path) the node reads; its canonical JSON enters the key. */
 int fl_node_section(fl_node *n, const char *section, fl_err *e);
 /* Declares an input: the outputs of another node ("synth", "embed_train[3]"). */
