@@ -1,0 +1,73 @@
+/* 2-D convolution on the CPU: the reference kernels (plain C + OpenBLAS sgemm + OpenMP) that the
+ * graph wraps as an op and the CUDA backend is checked against.
+ *
+ * Layouts
+ *   activations  NHWC float32: x[((n*H + h)*W + w)*C + c]
+ *   weights      PyTorch OIHW: w[((co*(C_in/groups) + ci)*KH + kh)*KW + kw], so timm / ultralytics
+ *                state dicts load unchanged (repacked internally per call where a kernel wants it)
+ *   bias         [C_out]
+ * Output size per axis: out = (in + pad_before + pad_after - dilation*(k-1) - 1) / stride + 1.
+ *
+ * Paths: a 1x1, stride-1, unpadded, ungrouped conv is one GEMM over the whole batch; depthwise
+ * (groups == C_in == C_out) is a direct loop kernel; everything else is im2col + GEMM per group,
+ * over chunks of output rows so the scratch buffer stays bounded (~16 MB).
+ *
+ * Determinism: every reduction written here (col2im sums, bias gradients, the depthwise weight
+ * gradient) runs in an order fixed by the problem shape, never by the thread count, so results
+ * depend on OMP_NUM_THREADS only through OpenBLAS's own sgemm blocking (float reassociation).
+ * BLAS is never called from inside an OpenMP region (OpenBLAS threads itself).
+ *
+ * All entry points validate the parameters first and return -1 with a message in *e on bad input
+ * (or when scratch memory cannot be allocated); they never crash or print. */
+#ifndef FLUKE_CPU_CONV_H
+#define FLUKE_CPU_CONV_H
+
+#include <stddef.h>
+
+#include "artifacts/util.h"
+
+typedef struct fl_conv2d_params {
+    int N, H, W;          /* batch and input spatial size */
+    int C_in, C_out;      /* channels; both divisible by groups */
+    int KH, KW;           /* kernel size */
+    int stride_h, stride_w;
+    int dilation_h, dilation_w;
+    int groups;           /* 1 = dense; C_in == C_out == groups = depthwise */
+    int pad_top, pad_left, pad_bottom, pad_right; /* explicit zero padding per side, >= 0 */
+} fl_conv2d_params;
+
+/* Symmetric "k//2"-style padding (timm native, ultralytics autopad): dilation*(k-1)/2 per side. */
+int fl_conv2d_pad_symmetric(int k, int dilation);
+
+/* TensorFlow "SAME" padding for one axis (timm tf_ models, SPECS.md section 3):
+ * total = max((ceil(in/stride) - 1)*stride + (k-1)*dilation + 1 - in, 0), *before = total/2,
+ * *after = total - *before (the extra pixel goes right/bottom). Output size is then ceil(in/s). */
+void fl_conv2d_pad_tf_same(int in, int k, int stride, int dilation, int *before, int *after);
+
+/* Output size of one axis, or -1 when the (dilated) kernel does not fit the padded input or an
+ * argument is out of range. */
+int fl_conv2d_out_size(int in, int k, int stride, int dilation, int pad_before, int pad_after);
+
+/* Validates p (positive sizes, divisibility by groups, kernel fits the padded input, sizes that
+ * fit in memory indexing); fills *OH, *OW (either may be NULL). 0 or -1 with a message. */
+int fl_conv2d_check(const fl_conv2d_params *p, int *OH, int *OW, fl_err *e);
+
+/* Element counts of the tensors of a valid p (0 for an invalid one). */
+size_t fl_conv2d_x_numel(const fl_conv2d_params *p);      /* N*H*W*C_in */
+size_t fl_conv2d_y_numel(const fl_conv2d_params *p);      /* N*OH*OW*C_out */
+size_t fl_conv2d_w_numel(const fl_conv2d_params *p);      /* C_out*(C_in/groups)*KH*KW */
+
+/* y = conv(x, w) + bias. bias may be NULL. y is overwritten. */
+int fl_conv2d_forward(const fl_conv2d_params *p, const float *x, const float *w,
+                      const float *bias, float *y, fl_err *e);
+
+/* dx = dL/dx given dy = dL/dy. dx is overwritten (the caller accumulates if it needs to). */
+int fl_conv2d_backward_data(const fl_conv2d_params *p, const float *dy, const float *w,
+                            float *dx, fl_err *e);
+
+/* dw = dL/dw and (if dbias != NULL) dbias = dL/dbias, given the forward input x and dy.
+ * Both are overwritten. */
+int fl_conv2d_backward_weight(const fl_conv2d_params *p, const float *x, const float *dy,
+                              float *dw, float *dbias, fl_err *e);
+
+#endif
