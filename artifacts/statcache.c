@@ -1,0 +1,428 @@
+/* The stat cache: digests of external input files, reused while (dev, ino, size, mtime_ns,
+ * ctime_ns) is unchanged and the entry is not racily clean.
+ *
+ * Racy-clean guard. A file modified again within one timestamp tick of being hashed keeps its
+ * mtime, so its stat tuple cannot show the change. Each entry therefore carries a reference time
+ * and is trusted only when its mtime is strictly older than it:
+ *   - when a file is hashed, the reference is CLOCK_REALTIME_COARSE read before the file is
+ *     opened (the clock the kernel stamps files with, so any later write gets an mtime >= it);
+ *   - when the cache is loaded, every reference is capped by the cache file's own mtime (git's
+ *     rule: an entry whose mtime is not older than the cache write is re-hashed), which also
+ *     covers file systems whose timestamps are coarser than the clock.
+ *
+ * File format ("statcache" under the store root), text with NUL-terminated paths:
+ *   "fluke-statcache 1\n"
+ *   per entry: "<dev> <ino> <size> <mtime_ns> <ctime_ns> <ref_ns> <32 hex> <abs path>\0\n"
+ *   "end <32 hex>\n"   XXH3-128 of everything before this line
+ * A damaged or foreign file is ignored (everything is re-hashed), never trusted. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "artifacts/store_internal.h"
+
+static const char SC_MAGIC[] = "fluke-statcache 1\n";
+
+typedef struct sc_entry {
+    char *path;
+    uint64_t dev, ino;
+    int64_t size, mtime_ns, ctime_ns, ref_ns;
+    fl_digest d;
+} sc_entry;
+
+struct fl_statcache {
+    sc_entry *v;
+    size_t n, cap;
+    uint32_t *tab; /* entry index + 1; 0 = empty slot */
+    size_t tcap;   /* power of two, kept at least twice n */
+    int dirty;
+};
+
+void fl__statcache_free(fl_statcache *sc) {
+    if (!sc) return;
+    for (size_t i = 0; i < sc->n; i++) free(sc->v[i].path);
+    free(sc->v);
+    free(sc->tab);
+    free(sc);
+}
+
+static size_t path_slot(const char *p, size_t len, size_t tcap) {
+    return (size_t)(XXH3_64bits(p, len) & (tcap - 1));
+}
+
+static int rehash_table(fl_statcache *sc, size_t tcap) {
+    uint32_t *t = calloc(tcap, sizeof *t);
+    if (!t) return -1;
+    for (size_t i = 0; i < sc->n; i++) {
+        size_t j = path_slot(sc->v[i].path, strlen(sc->v[i].path), tcap);
+        while (t[j]) j = (j + 1) & (tcap - 1);
+        t[j] = (uint32_t)(i + 1);
+    }
+    free(sc->tab);
+    sc->tab = t;
+    sc->tcap = tcap;
+    return 0;
+}
+
+static sc_entry *sc_find(fl_statcache *sc, const char *path) {
+    if (!sc->tcap) return NULL;
+    size_t len = strlen(path), j = path_slot(path, len, sc->tcap);
+    while (sc->tab[j]) {
+        sc_entry *en = &sc->v[sc->tab[j] - 1];
+        if (!strcmp(en->path, path)) return en;
+        j = (j + 1) & (sc->tcap - 1);
+    }
+    return NULL;
+}
+
+/* Inserts or replaces the entry for en->path; takes ownership of en->path. */
+static int sc_put(fl_statcache *sc, sc_entry *en) {
+    sc_entry *old = sc_find(sc, en->path);
+    if (old) {
+        free(old->path);
+        *old = *en;
+        return 0;
+    }
+    if (sc->n == sc->cap) {
+        size_t nc = sc->cap ? sc->cap * 2 : 1024;
+        sc_entry *nv = realloc(sc->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        sc->v = nv;
+        sc->cap = nc;
+    }
+    if ((sc->n + 1) * 2 > sc->tcap && rehash_table(sc, sc->tcap ? sc->tcap * 2 : 2048) != 0)
+        return -1;
+    sc->v[sc->n] = *en;
+    size_t j = path_slot(en->path, strlen(en->path), sc->tcap);
+    while (sc->tab[j]) j = (j + 1) & (sc->tcap - 1);
+    sc->tab[j] = (uint32_t)(++sc->n);
+    return 0;
+}
+
+static int64_t ts_ns(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec; }
+
+/* Parses "<number> " at *p (decimal, optional '-'); advances past the space. */
+static int parse_num(const char **p, const char *end, int64_t *out) {
+    const char *q = *p;
+    int neg = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        q++;
+    }
+    if (q >= end || *q < '0' || *q > '9') return -1;
+    uint64_t v = 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+        v = v * 10 + (uint64_t)(*q - '0');
+        q++;
+    }
+    if (q >= end || *q != ' ') return -1;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    *p = q + 1;
+    return 0;
+}
+
+static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t written_ns) {
+    size_t ml = sizeof SC_MAGIC - 1;
+    if (len < ml + 37 || memcmp(buf, SC_MAGIC, ml) != 0) return -1;
+    /* The trailer must be "end <hex>\n" covering everything before it. */
+    const char *trailer = buf + len - 37;
+    if (memcmp(trailer, "end ", 4) != 0 || buf[len - 1] != '\n') return -1;
+    char hex[FL_DIGEST_HEX];
+    memcpy(hex, trailer + 4, 32);
+    hex[32] = '\0';
+    fl_digest want, got;
+    if (!fl__is_hex32(hex) || fl_digest_from_hex(hex, &want) != 0) return -1;
+    fl__hash_buf(buf, (size_t)(trailer - buf), &got);
+    if (!fl_digest_eq(&want, &got)) return -1;
+    const char *p = buf + ml, *end = trailer;
+    while (p < end) {
+        int64_t f[6];
+        for (int i = 0; i < 6; i++)
+            if (parse_num(&p, end, &f[i]) != 0) return -1;
+        if (end - p < 34) return -1;
+        memcpy(hex, p, 32);
+        hex[32] = '\0';
+        sc_entry en;
+        if (fl_digest_from_hex(hex, &en.d) != 0 || p[32] != ' ') return -1;
+        p += 33;
+        const char *z = memchr(p, '\0', (size_t)(end - p));
+        if (!z || z + 1 >= end || z[1] != '\n' || *p != '/') return -1;
+        en.dev = (uint64_t)f[0];
+        en.ino = (uint64_t)f[1];
+        en.size = f[2];
+        en.mtime_ns = f[3];
+        en.ctime_ns = f[4];
+        en.ref_ns = f[5] < written_ns ? f[5] : written_ns; /* git's rule caps every entry */
+        if (!(en.path = strdup(p)) || sc_put(sc, &en) != 0) {
+            free(en.path);
+            return -1;
+        }
+        p = z + 2;
+    }
+    return 0;
+}
+
+static char *cache_path(const fl_store *s) { return fl_strdupf("%s/statcache", s->root); }
+
+/* Loads the cache on first use. A missing or damaged file yields an empty cache. */
+static int sc_load(fl_store *s, fl_err *e) {
+    if (s->sc) return 0;
+    fl_statcache *sc = calloc(1, sizeof *sc);
+    char *path = cache_path(s);
+    if (!sc || !path) {
+        free(sc);
+        free(path);
+        return fl_errf(e, "out of memory");
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        size_t len = (size_t)st.st_size;
+        char *buf = malloc(len);
+        size_t got = 0;
+        while (buf && got < len) {
+            ssize_t r = read(fd, buf + got, len - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (buf && got == len && parse_cache(sc, buf, len, ts_ns(&st.st_mtim)) != 0) {
+            for (size_t i = 0; i < sc->n; i++) free(sc->v[i].path);
+            sc->n = 0;
+            if (sc->tab) memset(sc->tab, 0, sc->tcap * sizeof *sc->tab);
+        }
+        free(buf);
+    }
+    if (fd >= 0) close(fd);
+    free(path);
+    s->sc = sc;
+    return 0;
+}
+
+int fl_store_statcache_save(fl_store *s, fl_err *e) {
+    fl_statcache *sc = s->sc;
+    if (!sc || !sc->dirty) return 0;
+    size_t cap = sizeof SC_MAGIC + 64, len = 0;
+    for (size_t i = 0; i < sc->n; i++) cap += strlen(sc->v[i].path) + 6 * 21 + 32 + 4;
+    cap += 40;
+    char *buf = malloc(cap);
+    if (!buf) return fl_errf(e, "out of memory saving the stat cache");
+    len = (size_t)snprintf(buf, cap, "%s", SC_MAGIC);
+    for (size_t i = 0; i < sc->n; i++) {
+        const sc_entry *en = &sc->v[i];
+        char hex[FL_DIGEST_HEX];
+        fl_digest_hex(&en->d, hex);
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "%" PRIu64 " %" PRIu64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                                " %s %s",
+                                en->dev, en->ino, en->size, en->mtime_ns, en->ctime_ns, en->ref_ns,
+                                hex, en->path);
+        buf[len++] = '\0';
+        buf[len++] = '\n';
+    }
+    fl_digest sum;
+    fl__hash_buf(buf, len, &sum);
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(&sum, hex);
+    len += (size_t)snprintf(buf + len, cap - len, "end %s\n", hex);
+    /* Not a counted store write: the cache only saves work, and losing it is harmless. */
+    char *tmp = NULL, *path = cache_path(s);
+    int rc = 0, fd = path ? fl__store_tmpfile(s, &tmp, e) : fl_errf(e, "out of memory");
+    if (fd >= 0) {
+        size_t off = 0;
+        while (off < len) {
+            ssize_t w = write(fd, buf + off, len - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) break;
+            off += (size_t)w;
+        }
+        if (off < len || fsync(fd) != 0)
+            rc = fl_errf(e, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        if (rc == 0 && rename(tmp, path) != 0)
+            rc = fl_errf(e, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (rc != 0) unlink(tmp);
+    } else {
+        rc = -1;
+    }
+    free(tmp);
+    free(path);
+    free(buf);
+    if (rc == 0) sc->dirty = 0;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ hashing external inputs */
+
+typedef struct walk {
+    fl_store *s;
+    fl_hash_stats *st;
+    int64_t ref_ns; /* coarse clock before any file of this call was read */
+} walk;
+
+typedef struct ancestor {
+    dev_t dev;
+    ino_t ino;
+    const struct ancestor *up;
+} ancestor;
+
+/* Digest of the regular file at dfd/name (abs = its absolute path), through the cache. */
+static int file_digest(walk *w, int dfd, const char *name, const char *abs, const struct stat *st,
+                       fl_digest *out, fl_err *e) {
+    fl_statcache *sc = w->s->sc;
+    w->st->files_seen++;
+    sc_entry *en = sc_find(sc, abs);
+    if (en && en->dev == (uint64_t)st->st_dev && en->ino == (uint64_t)st->st_ino &&
+        en->size == (int64_t)st->st_size && en->mtime_ns == ts_ns(&st->st_mtim) &&
+        en->ctime_ns == ts_ns(&st->st_ctim) && en->mtime_ns < en->ref_ns) {
+        *out = en->d;
+        return 0;
+    }
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fl_errf(e, "cannot open %s: %s", abs, strerror(errno));
+    struct stat fst; /* the stat of what is actually read, taken before reading it */
+    uint64_t bytes = 0;
+    int rc = fstat(fd, &fst) != 0 ? fl_errf(e, "cannot stat %s: %s", abs, strerror(errno))
+                                  : fl__hash_fd(fd, abs, out, &bytes, e);
+    close(fd);
+    if (rc != 0) return -1;
+    w->st->files_hashed++;
+    w->st->bytes_hashed += bytes;
+    sc_entry ne = {.path = strdup(abs),
+                   .dev = (uint64_t)fst.st_dev,
+                   .ino = (uint64_t)fst.st_ino,
+                   .size = (int64_t)fst.st_size,
+                   .mtime_ns = ts_ns(&fst.st_mtim),
+                   .ctime_ns = ts_ns(&fst.st_ctim),
+                   .ref_ns = w->ref_ns,
+                   .d = *out};
+    if (!ne.path || sc_put(sc, &ne) != 0) {
+        free(ne.path);
+        return fl_errf(e, "out of memory in the stat cache");
+    }
+    sc->dirty = 1;
+    return 0;
+}
+
+static int dir_digest(walk *w, int dfd, char *abs, size_t alen, const ancestor *up,
+                      fl_digest *out, fl_err *e);
+
+/* One directory entry (followed if a symlink) into tree t. abs holds the parent path, alen its
+ * length; the name is appended in place and removed again. */
+static int add_entry(walk *w, int dfd, const char *name, char *abs, size_t alen, const ancestor *up,
+                     fl_tree *t, fl_err *e) {
+    size_t nl = strlen(name);
+    if (alen + 1 + nl + 1 > 4096) return fl_errf(e, "path too long: %s/%s", abs, name);
+    abs[alen] = '/';
+    memcpy(abs + alen + 1, name, nl + 1);
+    size_t clen = alen + 1 + nl;
+    struct stat st;
+    fl_digest d;
+    char mode = 0;
+    int rc;
+    if (fstatat(dfd, name, &st, 0) != 0) {
+        rc = fl_errf(e, "cannot stat %s: %s", abs, strerror(errno));
+    } else if (S_ISREG(st.st_mode)) {
+        mode = (st.st_mode & 0111) ? FL_MODE_EXEC : FL_MODE_FILE;
+        rc = file_digest(w, dfd, name, abs, &st, &d, e);
+    } else if (S_ISDIR(st.st_mode)) {
+        mode = FL_MODE_DIR;
+        for (const ancestor *a = up; a; a = a->up)
+            if (a->dev == st.st_dev && a->ino == st.st_ino) {
+                rc = fl_errf(e, "external input %s: directory cycle through a symbolic link", abs);
+                goto out;
+            }
+        int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cfd < 0) {
+            rc = fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
+            goto out;
+        }
+        ancestor me = {st.st_dev, st.st_ino, up};
+        rc = dir_digest(w, cfd, abs, clen, &me, &d, e); /* closes cfd */
+    } else {
+        rc = fl_errf(e, "external input %s is not a regular file or directory", abs);
+    }
+    if (rc == 0) rc = fl__tree_add(t, name, mode, &d, e);
+out:
+    abs[alen] = '\0';
+    return rc;
+}
+
+/* Tree digest of the directory open as dfd (consumed) whose absolute path is abs[0..alen). */
+static int dir_digest(walk *w, int dfd, char *abs, size_t alen, const ancestor *up,
+                      fl_digest *out, fl_err *e) {
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
+    }
+    fl_tree t = {0};
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        rc = add_entry(w, dirfd(d), de->d_name, abs, alen, up, &t, e);
+    }
+    if (rc == 0 && errno) rc = fl_errf(e, "cannot read directory %s: %s", abs, strerror(errno));
+    closedir(d);
+    if (rc == 0) rc = fl__tree_compute(&t, out, e);
+    fl__tree_free(&t);
+    return rc;
+}
+
+int fl_store_hash_external(fl_store *s, const char *path, fl_digest *out, fl_hash_stats *stats,
+                           fl_err *e) {
+    fl_hash_stats local = {0};
+    if (!stats) stats = &local;
+    if (sc_load(s, e) != 0) return -1;
+    char abs[4096];
+    if (path[0] == '/') {
+        if (strlen(path) >= sizeof abs) return fl_errf(e, "path too long: %s", path);
+        strcpy(abs, path);
+    } else {
+        if (!getcwd(abs, sizeof abs)) return fl_errf(e, "cannot resolve %s: %s", path, strerror(errno));
+        size_t l = strlen(abs);
+        if (l + 1 + strlen(path) >= sizeof abs) return fl_errf(e, "path too long: %s", path);
+        if (abs[l - 1] != '/') abs[l++] = '/';
+        strcpy(abs + l, path);
+    }
+    size_t alen = strlen(abs);
+    while (alen > 1 && abs[alen - 1] == '/') abs[--alen] = '\0';
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    walk w = {s, stats, ts_ns(&now)};
+    struct stat st;
+    if (stat(abs, &st) != 0) {
+        if (errno == ENOENT) return fl_errf(e, "external input %s does not exist", path);
+        return fl_errf(e, "cannot stat external input %s: %s", path, strerror(errno));
+    }
+    if (S_ISREG(st.st_mode)) {
+        /* Split into parent directory + name so the file goes through the same path as a
+         * directory's files (and the same cache entry). */
+        char *slash = strrchr(abs, '/');
+        const char *parent = slash == abs ? "/" : abs;
+        *slash = '\0';
+        int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        *slash = '/';
+        if (dfd < 0) return fl_errf(e, "cannot open directory of %s: %s", abs, strerror(errno));
+        int rc = file_digest(&w, dfd, slash + 1, abs, &st, out, e);
+        close(dfd);
+        return rc;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) return fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
+        ancestor me = {st.st_dev, st.st_ino, NULL};
+        return dir_digest(&w, dfd, abs, alen, &me, out, e);
+    }
+    return fl_errf(e, "external input %s is not a regular file or directory", path);
+}

@@ -1,0 +1,120 @@
+/* Private to artifacts/: the store struct, path helpers, the counted (fault-injectable) write
+ * path, tree objects, a digest set and the stat cache. Nothing outside artifacts/ includes this. */
+#ifndef FLUKE_STORE_INTERNAL_H
+#define FLUKE_STORE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "artifacts/store.h"
+
+typedef struct fl_statcache fl_statcache;
+
+struct fl_store {
+    char *root;           /* absolute, no trailing slash */
+    long fault_after;     /* fl_store_opts.fault_write_after */
+    long writes;          /* counted object/tree/record/ref writes so far */
+    fl_statcache *sc;     /* loaded on first use of fl_store_hash_external */
+};
+
+/* ------------------------------------------------------------------ hashing (hash.c) */
+
+/* Hashes everything readable from fd (from its current offset). bytes may be NULL. */
+int fl__hash_fd(int fd, const char *path_for_errors, fl_digest *out, uint64_t *bytes, fl_err *e);
+/* XXH3-128 of a buffer, as a digest (canonical big-endian, same hex as `xxhsum -H2`). */
+void fl__hash_buf(const void *data, size_t len, fl_digest *out);
+/* 1 if s is exactly 32 lowercase hex digits (a digest file name), else 0. */
+int fl__is_hex32(const char *s);
+
+/* ------------------------------------------------------------------ layout (store_open.c) */
+
+/* root/<kind>/ab/cdef... for kind "objects", "trees" or "records" (malloc'd). */
+char *fl__shard_path(const fl_store *s, const char *kind, const fl_digest *d);
+/* Counts one store write and fails it with ENOSPC when fault injection says so. what/path only
+ * shape the message. */
+int fl__store_count_write(fl_store *s, const char *what, const char *path, fl_err *e);
+/* Writes data to dst (a path in the store) durably: a temporary file under tmp/, fsync, chmod
+ * mode, rename, fsync of dst's directory (created if missing). When keep_existing and dst exists,
+ * nothing is written and *written (may be NULL) is 0. Counts as one write (fault injection). */
+int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t len, mode_t mode,
+                       int keep_existing, const char *what, int *written, fl_err *e);
+/* Creates an exclusive temporary file under tmp/ named with the pid; *path is malloc'd. */
+int fl__store_tmpfile(fl_store *s, char **path, fl_err *e);
+/* A fresh directory under tmp/ named "<pid>-<label>-XXXXXX" (malloc'd path). */
+char *fl__store_tmpdir(fl_store *s, const char *label, fl_err *e);
+/* rename(src, dst), creating dst's parent directory when missing. */
+int fl__rename_mkdir(const char *src, const char *dst, fl_err *e);
+/* fsync of a directory by path. */
+int fl__fsync_dir(const char *dir, fl_err *e);
+/* Validates a ref or lock name: [A-Za-z0-9._-] components separated by '/', no "." or "..". */
+int fl__check_name(const char *kind, const char *name, fl_err *e);
+
+/* ------------------------------------------------------------------ trees (tree.c) */
+
+enum { FL_MODE_FILE = 'f', FL_MODE_EXEC = 'x', FL_MODE_DIR = 'd' };
+
+typedef struct fl_tree_entry {
+    char *name;
+    char mode; /* FL_MODE_* */
+    fl_digest d;
+} fl_tree_entry;
+
+typedef struct fl_tree {
+    fl_tree_entry *v;
+    size_t n, cap;
+} fl_tree;
+
+int fl__tree_add(fl_tree *t, const char *name, char mode, const fl_digest *d, fl_err *e);
+void fl__tree_free(fl_tree *t);
+/* Canonical encoding (entries sorted by name as bytes); *buf malloc'd. Sorts t in place. */
+int fl__tree_encode(fl_tree *t, char **buf, size_t *len, fl_err *e);
+/* Digest of an encoded tree: XXH3-128 over a "tree" type prefix and the encoding, so no file's
+ * plain content digest can be confused with a tree digest built from the same bytes. */
+void fl__tree_digest(const void *buf, size_t len, fl_digest *out);
+/* Sorts, encodes and digests t (no store needed: used for external inputs). */
+int fl__tree_compute(fl_tree *t, fl_digest *out, fl_err *e);
+/* Parses an encoding; rejects anything non-canonical. what names the source in errors. */
+int fl__tree_parse(const char *buf, size_t len, fl_tree *t, const char *what, fl_err *e);
+/* Encodes, digests and stores t under trees/ (kept if present). */
+int fl__tree_store(fl_store *s, fl_tree *t, fl_digest *out, fl_err *e);
+/* Reads trees/<d>, checks its digest and parses it. Returns 0, or -1 with "missing tree <hex>"
+ * (and *missing = 1 when the file is absent; missing may be NULL) or a corruption message. */
+int fl__tree_load(fl_store *s, const fl_digest *d, fl_tree *t, int *missing, fl_err *e);
+
+/* ------------------------------------------------------------------ digest set (digest_set.c) */
+
+/* Open-addressing hash map digest -> small int value. */
+typedef struct fl_dset {
+    fl_digest *keys;
+    int *vals;
+    uint8_t *used;
+    size_t n, cap;
+} fl_dset;
+
+void fl__dset_free(fl_dset *s);
+/* Returns a pointer to the value slot, inserting with val 0 when absent and create is set; NULL
+ * when absent and !create or on allocation failure. */
+int *fl__dset_get(fl_dset *s, const fl_digest *d, int create);
+
+/* ------------------------------------------------------------------ scanning (store_scan.c) */
+
+/* Calls fn for every root/<kind>/ab/<30 hex> entry (names that are not digests, such as
+ * leftovers of other tools, are skipped). fn returns 0 to go on, -1 to stop with an error. */
+typedef int (*fl_scan_fn)(const fl_digest *d, const char *path, const struct stat *st, void *arg,
+                          fl_err *e);
+int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_err *e);
+
+/* ------------------------------------------------------------------ records (store_records.c) */
+
+/* Parses a record file's text; *json points into buf. Returns 0, or -1 with a message naming
+ * path ("corrupt record ..."). */
+int fl__record_parse(const char *buf, size_t len, const char *path, fl_digest *tree,
+                     const char **json, size_t *json_len, fl_err *e);
+
+/* ------------------------------------------------------------------ stat cache (statcache.c) */
+
+void fl__statcache_free(fl_statcache *sc);
+
+#endif

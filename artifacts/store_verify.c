@@ -1,0 +1,220 @@
+/* fl_store_verify: re-hashes every object and tree; a corrupt one is reported, moved to
+ * quarantine/, and everything that depends on it goes: checkouts (hard links share the damaged
+ * inode) and records whose tree reaches it, so those stages recompute on the next run. A tree
+ * that reaches a missing object or tree is treated the same way. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "artifacts/store_internal.h"
+
+/* Values in the digest maps. */
+enum { V_OK = 1, V_CORRUPT = 2 };          /* objects / trees seen on disk */
+enum { R_GOOD = 1, R_BAD = 2, R_BUSY = 3 }; /* tree reachability memo */
+
+typedef struct vctx {
+    fl_store *s;
+    fl_verify_report *r;
+    void (*on_corrupt)(const char *line, void *arg);
+    void *arg;
+    fl_dset objs, trees, memo;
+} vctx;
+
+static void report(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(vctx *v, const char *fmt, ...) {
+    if (!v->on_corrupt) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    v->on_corrupt(line, v->arg);
+}
+
+/* Moves a corrupt file to quarantine/<prefix><hex>[.N] (never overwriting earlier evidence). */
+static int quarantine(vctx *v, const char *path, const char *prefix, const char *hex, fl_err *e) {
+    for (int i = 0; i < 1000; i++) {
+        char *dst = i ? fl_strdupf("%s/quarantine/%s%s.%d", v->s->root, prefix, hex, i)
+                      : fl_strdupf("%s/quarantine/%s%s", v->s->root, prefix, hex);
+        if (!dst) return fl_errf(e, "out of memory");
+        struct stat st;
+        if (lstat(dst, &st) == 0) {
+            free(dst);
+            continue;
+        }
+        int rc = fl__rename_mkdir(path, dst, e);
+        if (rc == 0) rc = fl_fsync_parent(path, e);
+        free(dst);
+        return rc;
+    }
+    return fl_errf(e, "cannot quarantine %s: too many earlier copies", path);
+}
+
+static int check_object(const fl_digest *d, const char *path, const struct stat *st, void *arg,
+                        fl_err *e) {
+    vctx *v = arg;
+    fl_digest got;
+    if (fl_hash_file(path, &got, e) != 0) return -1;
+    v->r->objects++;
+    v->r->bytes += (uint64_t)st->st_size;
+    int *val = fl__dset_get(&v->objs, d, 1);
+    if (!val) return fl_errf(e, "out of memory");
+    if (fl_digest_eq(&got, d)) {
+        *val = V_OK;
+        return 0;
+    }
+    *val = V_CORRUPT;
+    v->r->corrupt++;
+    char hex[FL_DIGEST_HEX], ghex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    fl_digest_hex(&got, ghex);
+    report(v, "corrupt object %s: content hashes to %s", hex, ghex);
+    return quarantine(v, path, "", hex, e);
+}
+
+static int check_tree(const fl_digest *d, const char *path, const struct stat *st, void *arg,
+                      fl_err *e) {
+    vctx *v = arg;
+    size_t len;
+    char *buf = fl_read_file(path, &len, e);
+    if (!buf) return -1;
+    v->r->trees++;
+    v->r->bytes += (uint64_t)st->st_size;
+    fl_digest got;
+    fl__tree_digest(buf, len, &got);
+    fl_tree t;
+    fl_err perr;
+    int parsed = fl__tree_parse(buf, len, &t, path, &perr) == 0;
+    if (parsed) fl__tree_free(&t);
+    free(buf);
+    int *val = fl__dset_get(&v->trees, d, 1);
+    if (!val) return fl_errf(e, "out of memory");
+    if (fl_digest_eq(&got, d) && parsed) {
+        *val = V_OK;
+        return 0;
+    }
+    *val = V_CORRUPT;
+    v->r->corrupt++;
+    char hex[FL_DIGEST_HEX], ghex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    fl_digest_hex(&got, ghex);
+    if (!fl_digest_eq(&got, d)) report(v, "corrupt tree %s: content hashes to %s", hex, ghex);
+    else report(v, "corrupt tree %s: %s", hex, perr.msg);
+    return quarantine(v, path, "tree-", hex, e);
+}
+
+/* 1 when tree d (or anything below it) is corrupt or missing, 0 when sound, -1 on error. */
+static int tree_bad(vctx *v, const fl_digest *d, fl_err *e) {
+    int *memo = fl__dset_get(&v->memo, d, 1);
+    if (!memo) return fl_errf(e, "out of memory");
+    if (*memo == R_GOOD) return 0;
+    if (*memo == R_BAD || *memo == R_BUSY) return 1; /* a cycle cannot come from real hashes */
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    int *seen = fl__dset_get(&v->trees, d, 0);
+    if (!seen || *seen != V_OK) {
+        if (!seen) report(v, "missing tree %s", hex);
+        *memo = R_BAD;
+        return 1;
+    }
+    *memo = R_BUSY;
+    fl_tree t;
+    if (fl__tree_load(v->s, d, &t, NULL, e) != 0) return -1; /* it verified a moment ago */
+    int bad = 0;
+    for (size_t i = 0; i < t.n && !bad; i++) {
+        const fl_tree_entry *en = &t.v[i];
+        if (en->mode == FL_MODE_DIR) {
+            bad = tree_bad(v, &en->d, e);
+            if (bad < 0) break;
+        } else {
+            int *o = fl__dset_get(&v->objs, &en->d, 0);
+            if (!o) {
+                char ohex[FL_DIGEST_HEX];
+                fl_digest_hex(&en->d, ohex);
+                report(v, "missing object %s (%s in tree %s)", ohex, en->name, hex);
+            }
+            bad = !o || *o != V_OK;
+        }
+    }
+    fl__tree_free(&t);
+    if (bad < 0) return -1;
+    /* The memo slot may have moved while the map grew: look it up again. */
+    memo = fl__dset_get(&v->memo, d, 1);
+    if (!memo) return fl_errf(e, "out of memory");
+    *memo = bad ? R_BAD : R_GOOD;
+    return bad;
+}
+
+static int check_record(const fl_digest *key, const char *path, const struct stat *st, void *arg,
+                        fl_err *e) {
+    vctx *v = arg;
+    size_t len;
+    char *buf = fl_read_file(path, &len, e);
+    if (!buf) return -1;
+    fl_digest tree;
+    const char *json;
+    size_t jl;
+    fl_err perr;
+    int bad;
+    char khex[FL_DIGEST_HEX];
+    fl_digest_hex(key, khex);
+    if (fl__record_parse(buf, len, path, &tree, &json, &jl, &perr) != 0) {
+        report(v, "%s", perr.msg);
+        bad = 1;
+    } else {
+        bad = tree_bad(v, &tree, e);
+        if (bad > 0) report(v, "dropping record %s: its outputs are damaged", khex);
+    }
+    free(buf);
+    if (bad < 0) return -1;
+    if (!bad) return 0;
+    v->r->records_dropped++;
+    return fl_store_record_drop(v->s, key, e);
+}
+
+static int check_checkouts(vctx *v, fl_err *e) {
+    char *dir = fl_strdupf("%s/checkouts", v->s->root);
+    if (!dir) return fl_errf(e, "out of memory");
+    DIR *d = opendir(dir);
+    if (!d) {
+        free(dir);
+        return 0;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        fl_digest t;
+        if (!fl__is_hex32(de->d_name) || fl_digest_from_hex(de->d_name, &t) != 0) continue;
+        int bad = tree_bad(v, &t, e);
+        if (bad < 0) rc = -1;
+        if (bad <= 0) continue;
+        char *p = fl_strdupf("%s/%s", dir, de->d_name);
+        rc = p ? fl_remove_tree(p, e) : fl_errf(e, "out of memory");
+        free(p);
+        if (rc == 0) v->r->checkouts_removed++;
+    }
+    closedir(d);
+    free(dir);
+    return rc;
+}
+
+int fl_store_verify(fl_store *s, fl_verify_report *r,
+                    void (*on_corrupt)(const char *line, void *arg), void *arg, fl_err *e) {
+    fl_verify_report local;
+    if (!r) r = &local;
+    memset(r, 0, sizeof *r);
+    vctx v = {.s = s, .r = r, .on_corrupt = on_corrupt, .arg = arg};
+    int rc = fl__scan_shards(s, "objects", check_object, &v, e);
+    if (rc == 0) rc = fl__scan_shards(s, "trees", check_tree, &v, e);
+    if (rc == 0) rc = check_checkouts(&v, e);
+    if (rc == 0) rc = fl__scan_shards(s, "records", check_record, &v, e);
+    fl__dset_free(&v.objs);
+    fl__dset_free(&v.trees);
+    fl__dset_free(&v.memo);
+    return rc;
+}
