@@ -1,9 +1,5 @@
 /* fluke: the command-line entry point. Only main exits. */
-#include <stdio.h>
+#include "dag/cli.h"
+#include "stages/registry.h"
 
-int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "fluke: the executor is not built yet\n");
-    return 1;
-}
+int main(int argc, char **argv) { return fl_cli_main(argc, argv, &fl_pipeline_registry); }

@@ -70,11 +70,23 @@ int fl_node_publish(fl_node *n, const char *relpath, fl_err *e);
 /* Resources: CPU threads the stage uses and GPUs it needs (0 or 1). Default 1, 0. */
 void fl_node_resources(fl_node *n, int threads, int gpus);
 
+/* An extra CLI command a registry adds (`fluke submit`, `fluke synth --preview`). It gets the
+ * arguments after its name and the config path the user gave (or the default). Returns the
+ * process exit code; e is set when it is non-zero. */
+typedef struct fl_command {
+    const char *name;
+    const char *usage;
+    const char *summary;
+    int (*main)(int argc, char **argv, const char *config_path, fl_err *e);
+} fl_command;
+
 /* What a registry provides. */
 typedef struct fl_registry {
     const char *program;          /* name used in messages */
+    const char *default_config;   /* file name looked up in configs/ when none is given, or NULL */
     const fl_cfg_field *schema;   /* NULL-path terminated */
     int (*plan)(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e);
+    const fl_command *commands;   /* NULL-name terminated, or NULL */
 } fl_registry;
 
 /* ---------------------------------------------------------------- what a running stage sees */

@@ -1,0 +1,260 @@
+#include "dag/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dag/exec.h"
+
+#ifndef FLUKE_DATADIR
+#define FLUKE_DATADIR "/usr/local/share/fluke"
+#endif
+
+static void usage(const fl_registry *reg, FILE *f) {
+    fprintf(f,
+            "usage: %s COMMAND [CONFIG] [OPTIONS]\n"
+            "\n"
+            "commands:\n"
+            "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run]\n"
+            "                      run the pipeline, reusing every still-valid cached stage\n"
+            "  status [CONFIG]     each stage: cached / stale / missing, and why\n"
+            "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
+            "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
+            "  config [CONFIG]     the effective config (extends resolved)\n"
+            "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
+            "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n",
+            reg->program);
+    for (const fl_command *c = reg->commands; c && c->name; c++)
+        fprintf(f, "  %-19s %s\n", c->usage, c->summary);
+    fprintf(f,
+            "\n"
+            "CONFIG defaults to %s. Outputs land in out/<config name>/, the store in .fluke/\n"
+            "(both configurable). Exit codes: 0 ok, 1 a stage failed or verify found corruption,\n"
+            "2 usage or config error, 3 store error, 130 interrupted.\n",
+            reg->default_config ? reg->default_config : "(none: give one)");
+}
+
+static const char *default_config(const fl_registry *reg, char *buf, size_t len) {
+    if (!reg->default_config) return NULL;
+    snprintf(buf, len, "configs/%s", reg->default_config);
+    if (access(buf, R_OK) == 0) return buf;
+    /* installed: <prefix>/bin/fluke -> <prefix>/share/fluke/configs */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int w = snprintf(buf, len, "%s/../share/fluke/configs/%s", exe, reg->default_config);
+            if (w > 0 && (size_t)w < len && access(buf, R_OK) == 0) return buf;
+        }
+    }
+    snprintf(buf, len, "%s/configs/%s", FLUKE_DATADIR, reg->default_config);
+    return buf;
+}
+
+static int parse_size(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0) return -1;
+    unsigned long long mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1ULL << 10, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1ULL << 20, end++;
+    else if (*end == 'G' || *end == 'g') mult = 1ULL << 30, end++;
+    else if (*end == 'T' || *end == 't') mult = 1ULL << 40, end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    *out = (unsigned long long)(v * (double)mult);
+    return 0;
+}
+
+typedef struct args {
+    const char *config;
+    const char *pos2; /* explain's stage */
+    fl_run_opts run;
+    const char *forces[64];
+    int dot;
+    unsigned long long max_size;
+} args;
+
+static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_err *e) {
+    memset(a, 0, sizeof *a);
+    a->run.jobs = 1;
+    a->run.force = a->forces;
+    for (int i = first; i < argc; i++) {
+        const char *s = argv[i];
+        const char *val = NULL;
+#define NEEDVAL()                                                                                  \
+    do {                                                                                           \
+        if (i + 1 >= argc) return fl_errf(e, "option %s needs a value", s);                        \
+        val = argv[++i];                                                                           \
+    } while (0)
+        if (!strcmp(s, "-j") || !strcmp(s, "--jobs")) {
+            NEEDVAL();
+            char *end;
+            long j = strtol(val, &end, 10);
+            if (*end || j < 1 || j > 1024) return fl_errf(e, "-j %s: expected a number 1..1024", val);
+            a->run.jobs = (int)j;
+        } else if (!strncmp(s, "-j", 2) && s[2]) {
+            char *end;
+            long j = strtol(s + 2, &end, 10);
+            if (*end || j < 1 || j > 1024) return fl_errf(e, "%s: expected -jN with N in 1..1024", s);
+            a->run.jobs = (int)j;
+        } else if (!strcmp(s, "--until")) {
+            NEEDVAL();
+            a->run.until = val;
+        } else if (!strcmp(s, "--force")) {
+            NEEDVAL();
+            if (a->run.nforce >= 64) return fl_errf(e, "too many --force options");
+            a->forces[a->run.nforce++] = val;
+        } else if (!strcmp(s, "--dry-run") || !strcmp(s, "-n")) {
+            a->run.dry_run = 1;
+        } else if (!strcmp(s, "--dot")) {
+            a->dot = 1;
+        } else if (!strcmp(s, "--max-size")) {
+            NEEDVAL();
+            if (parse_size(val, &a->max_size)) return fl_errf(e, "--max-size %s: expected e.g. 50G", val);
+        } else if (s[0] == '-') {
+            return fl_errf(e, "unknown option %s", s);
+        } else if (want_stage && !a->pos2) {
+            a->pos2 = s;
+        } else if (!a->config) {
+            a->config = s;
+        } else {
+            return fl_errf(e, "unexpected argument %s", s);
+        }
+#undef NEEDVAL
+    }
+    return 0;
+}
+
+static void on_corrupt(const char *line, void *arg) {
+    (void)arg;
+    printf("%s\n", line);
+}
+
+static int fault_opts(fl_store_opts *o, fl_err *e) {
+    const char *f = getenv("FLUKE_FAULT");
+    if (!f || !*f) return 0;
+    if (!strncmp(f, "commit_write:", 13)) {
+        o->fault_write_after = strtol(f + 13, NULL, 10);
+        return 0;
+    }
+    return fl_errf(e, "FLUKE_FAULT=%s: unknown fault (known: commit_write:N)", f);
+}
+
+int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(reg, argc < 2 ? stderr : stdout);
+        return argc < 2 ? FL_EXIT_USAGE : FL_EXIT_OK;
+    }
+    const char *cmd = argv[1];
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(reg, stdout);
+            return FL_EXIT_OK;
+        }
+    fl_err e = {{0}};
+    char defbuf[PATH_MAX];
+    for (const fl_command *c = reg->commands; c && c->name; c++)
+        if (!strcmp(cmd, c->name)) {
+            int rc = c->main(argc - 2, argv + 2, default_config(reg, defbuf, sizeof defbuf), &e);
+            if (rc != 0) fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+            return rc;
+        }
+    static const char *known[] = {"run", "status", "explain", "dag", "config", "verify", "gc", NULL};
+    int ok = 0;
+    for (int i = 0; known[i]; i++) ok |= !strcmp(cmd, known[i]);
+    if (!ok) {
+        fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", reg->program, cmd, reg->program);
+        return FL_EXIT_USAGE;
+    }
+    args a;
+    if (parse(argc, argv, 2, !strcmp(cmd, "explain"), &a, &e)) {
+        fprintf(stderr, "%s %s: %s\n", reg->program, cmd, e.msg);
+        return FL_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "explain") && !a.pos2) {
+        fprintf(stderr, "%s explain: which stage? (usage: %s explain STAGE [CONFIG])\n", reg->program,
+                reg->program);
+        return FL_EXIT_USAGE;
+    }
+    const char *config = a.config ? a.config : default_config(reg, defbuf, sizeof defbuf);
+    if (!config) {
+        fprintf(stderr, "%s %s: no config given\n", reg->program, cmd);
+        return FL_EXIT_USAGE;
+    }
+    fl_session s;
+    if (fl_session_open(&s, reg, config, &e)) {
+        fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+        fl_session_close(&s);
+        return FL_EXIT_USAGE;
+    }
+    int rc = FL_EXIT_OK;
+    if (fault_opts(&s.store_opts, &e)) {
+        fprintf(stderr, "%s: error: %s\n", reg->program, e.msg);
+        fl_session_close(&s);
+        return FL_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "config")) {
+        char *txt = cJSON_Print(s.cfg.root);
+        printf("%s\n", txt);
+        free(txt);
+    } else if (!strcmp(cmd, "dag")) {
+        fl_exec_print_dag(&s, a.dot);
+    } else if (fl_session_store(&s, &e)) {
+        fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+        rc = FL_EXIT_STORE;
+    } else if (!strcmp(cmd, "run")) {
+        fl_run_result res;
+        int intr = 0;
+        if (fl_exec_run(&s, &a.run, &res, &intr, &e)) {
+            fprintf(stderr, "%s run: error: %s\n", reg->program, e.msg);
+            rc = intr ? FL_EXIT_INTR : (strstr(e.msg, "no such stage") ? FL_EXIT_USAGE : FL_EXIT_FAILED);
+        } else if (!a.run.dry_run && s.plan.n) {
+            printf("%s: outputs in %s/\n", reg->program, s.out_dir);
+        }
+    } else if (!strcmp(cmd, "status") || !strcmp(cmd, "explain")) {
+        if (fl_exec_status(&s, a.pos2, &e) < 0) {
+            fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+            rc = FL_EXIT_USAGE;
+        }
+    } else if (!strcmp(cmd, "verify")) {
+        fl_verify_report r = {0};
+        int fd = fl_store_lock(s.store, "gc", 1, 1, &e);
+        if (fd < 0 || fl_store_verify(s.store, &r, on_corrupt, NULL, &e)) {
+            fprintf(stderr, "%s verify: error: %s\n", reg->program, e.msg);
+            rc = FL_EXIT_STORE;
+        } else {
+            printf("verified %llu objects, %llu trees (%.1f MB): %llu corrupt, %llu records dropped, "
+                   "%llu checkouts removed\n",
+                   (unsigned long long)r.objects, (unsigned long long)r.trees, (double)r.bytes / 1e6,
+                   (unsigned long long)r.corrupt, (unsigned long long)r.records_dropped,
+                   (unsigned long long)r.checkouts_removed);
+            if (r.corrupt) rc = FL_EXIT_FAILED;
+        }
+        if (fd >= 0) fl_store_unlock(fd);
+    } else if (!strcmp(cmd, "gc")) {
+        fl_gc_report r = {0};
+        int fd = fl_store_lock(s.store, "gc", 1, 1, &e);
+        if (fd < 0 || fl_store_gc(s.store, a.max_size, &r, &e)) {
+            fprintf(stderr, "%s gc: error: %s\n", reg->program, e.msg);
+            rc = FL_EXIT_STORE;
+        } else {
+            printf("gc: kept %llu records, %llu objects (%.1f MB); removed %llu records, %llu objects "
+                   "(%.1f MB freed)\n",
+                   (unsigned long long)r.records_kept, (unsigned long long)r.objects_kept,
+                   (double)r.bytes_kept / 1e6, (unsigned long long)r.records_removed,
+                   (unsigned long long)r.objects_removed, (double)r.bytes_freed / 1e6);
+        }
+        if (fd >= 0) fl_store_unlock(fd);
+    }
+    fl_session_close(&s);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/* The executor: runs a session's plan, skipping every stage whose cached result is valid, and
+ * reports what is cached or stale and why. */
+#ifndef FLUKE_EXEC_H
+#define FLUKE_EXEC_H
+
+#include "dag/session.h"
+
+typedef struct fl_run_opts {
+    int jobs;            /* stages running at once (-j), >= 1 */
+    const char *until;   /* run only this stage (id or stage name) and its upstream */
+    const char **force;  /* rerun these (ids or stage names) even when cached */
+    size_t nforce;
+    int dry_run;
+} fl_run_opts;
+
+typedef struct fl_run_result {
+    int ran, cached, failed, skipped;
+} fl_run_result;
+
+/* 0 when every selected stage is done; -1 with e set otherwise (a failed stage, a store error,
+ * an interrupt: *interrupted is set). */
+int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
+                fl_err *e);
+/* Prints one line per stage: cached / stale / missing with the reason, collapsed to the root
+ * cause. explain != NULL: only that stage, with every reason. Returns the number of stages
+ * that are not cached, or -1 on error. */
+int fl_exec_status(fl_session *s, const char *explain, fl_err *e);
+/* Digests of node i's inputs: upstream outputs from outs[] (indexed by node), external paths
+ * through the store's stat cache (logging file counts unless quiet). */
+int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_digest *in,
+                          int quiet, fl_err *e);
+/* `fluke dag`: the plan as text, or Graphviz dot. */
+void fl_exec_print_dag(const fl_session *s, int dot);
+
+#endif

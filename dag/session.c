@@ -1,0 +1,210 @@
+#include "dag/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int build_graph(fl_session *s, fl_err *e) {
+    fl_plan *p = &s->plan;
+    size_t n = p->n;
+    s->deps = calloc(n ? n : 1, sizeof *s->deps);
+    s->ndeps = calloc(n ? n : 1, sizeof *s->ndeps);
+    s->order = calloc(n ? n : 1, sizeof *s->order);
+    if (!s->deps || !s->ndeps || !s->order) return fl_errf(e, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        fl_node *nd = p->nodes[i];
+        s->deps[i] = calloc(nd->ninputs + 1, sizeof **s->deps);
+        for (size_t k = 0; k < nd->ninputs; k++) {
+            fl_input *in = &nd->inputs[k];
+            if (in->path && in->path[0] != '/') { /* external paths are relative to the config */
+                char *abs = fl_strdupf("%s/%s", p->config_dir, in->path);
+                free(in->path);
+                in->path = abs;
+            }
+            if (!in->from_node) continue;
+            fl_node *up = fl_plan_find(p, in->from_node);
+            if (!up)
+                return fl_errf(e, "stage '%s': input '%s' reads from unknown stage '%s'", nd->id,
+                               in->name, in->from_node);
+            int dup = 0;
+            for (size_t j = 0; j < s->ndeps[i]; j++) dup |= s->deps[i][j] == up->index;
+            if (!dup) s->deps[i][s->ndeps[i]++] = up->index;
+        }
+    }
+    /* Kahn's algorithm in plan order, so the order is stable. */
+    size_t *indeg = calloc(n ? n : 1, sizeof *indeg), done = 0;
+    unsigned char *placed = calloc(n ? n : 1, 1);
+    for (size_t i = 0; i < n; i++) indeg[i] = s->ndeps[i];
+    while (done < n) {
+        size_t pick = n;
+        for (size_t i = 0; i < n && pick == n; i++)
+            if (!placed[i] && indeg[i] == 0) pick = i;
+        if (pick == n) break;
+        placed[pick] = 1;
+        s->order[done++] = pick;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < s->ndeps[i]; j++)
+                if (s->deps[i][j] == pick) indeg[i]--;
+    }
+    if (done < n) {
+        /* Walk upstream from an unplaced node until a node repeats: that is the cycle. */
+        size_t start = 0;
+        while (placed[start]) start++;
+        size_t *path = calloc(n + 1, sizeof *path), len = 0, cur = start;
+        unsigned char *seen = calloc(n, 1);
+        while (!seen[cur]) {
+            seen[cur] = 1;
+            path[len++] = cur;
+            size_t next = cur;
+            for (size_t j = 0; j < s->ndeps[cur]; j++)
+                if (!placed[s->deps[cur][j]]) {
+                    next = s->deps[cur][j];
+                    break;
+                }
+            cur = next;
+        }
+        char msg[900] = "";
+        size_t first = 0;
+        while (path[first] != cur) first++;
+        /* path runs downstream -> upstream; print it upstream -> downstream */
+        for (size_t k = len; k-- > first;) {
+            size_t l = strlen(msg);
+            snprintf(msg + l, sizeof msg - l, "%s -> ", p->nodes[path[k]]->id);
+        }
+        size_t l = strlen(msg);
+        snprintf(msg + l, sizeof msg - l, "%s", p->nodes[path[len - 1]]->id);
+        free(path);
+        free(seen);
+        free(indeg);
+        free(placed);
+        return fl_errf(e, "%s: the stages form a cycle: %s", s->cfg.file, msg);
+    }
+    free(indeg);
+    free(placed);
+    return 0;
+}
+
+int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_path, fl_err *e) {
+    memset(s, 0, sizeof *s);
+    s->reg = reg;
+    if (fl_config_load(&s->cfg, config_path, reg->schema, e)) return -1;
+    fl_plan_init(&s->plan, s->cfg.dir);
+    if (reg->plan(s->cfg.root, s->cfg.dir, &s->plan, e)) {
+        fl_errprefix(e, "%s", s->cfg.file);
+        return -1;
+    }
+    if (build_graph(s, e)) return -1;
+    const cJSON *st = fl_config_get(s->cfg.root, "store");
+    if (st)
+        s->store_path = st->valuestring[0] == '/' ? strdup(st->valuestring)
+                                                  : fl_strdupf("%s/%s", s->cfg.dir, st->valuestring);
+    else
+        s->store_path = strdup(".fluke");
+    const cJSON *od = fl_config_get(s->cfg.root, "out_dir");
+    if (od)
+        s->out_dir = od->valuestring[0] == '/' ? strdup(od->valuestring)
+                                               : fl_strdupf("%s/%s", s->cfg.dir, od->valuestring);
+    else
+        s->out_dir = fl_strdupf("out/%s", s->cfg.name);
+    return 0;
+}
+
+int fl_session_store(fl_session *s, fl_err *e) {
+    if (s->store) return 0;
+    s->store = fl_store_open(s->store_path, &s->store_opts, e);
+    return s->store ? 0 : -1;
+}
+
+void fl_session_close(fl_session *s) {
+    if (s->store) fl_store_close(s->store);
+    for (size_t i = 0; i < s->plan.n; i++) free(s->deps ? s->deps[i] : NULL);
+    free(s->deps);
+    free(s->ndeps);
+    free(s->order);
+    fl_plan_free(&s->plan);
+    fl_config_free(&s->cfg);
+    free(s->store_path);
+    free(s->out_dir);
+    cJSON_Delete(s->prev);
+    memset(s, 0, sizeof *s);
+}
+
+size_t fl_session_select(const fl_session *s, const char *what, unsigned char *mark) {
+    size_t hits = 0;
+    for (size_t i = 0; i < s->plan.n; i++) {
+        const fl_node *n = s->plan.nodes[i];
+        if (!strcmp(n->id, what) || !strcmp(n->def->name, what)) {
+            mark[i] = 1;
+            hits++;
+        }
+    }
+    return hits;
+}
+
+void fl_session_close_upstream(const fl_session *s, unsigned char *mark) {
+    /* reverse topological order: a marked node marks its deps before they are visited */
+    for (size_t k = s->plan.n; k-- > 0;) {
+        size_t i = s->order[k];
+        if (!mark[i]) continue;
+        for (size_t j = 0; j < s->ndeps[i]; j++) mark[s->deps[i][j]] = 1;
+    }
+}
+
+static char *run_ref_name(const fl_session *s) { return fl_strdupf("runs/%s", s->cfg.name); }
+
+static void load_prev(fl_session *s) {
+    if (s->prev) return;
+    s->prev = cJSON_CreateObject();
+    fl_err e = {0};
+    if (fl_session_store(s, &e)) return;
+    char *ref = run_ref_name(s);
+    char *text = fl_store_ref_get(s->store, ref, &e);
+    free(ref);
+    if (!text) return;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        fl_digest key;
+        if (fl_digest_from_hex(line, &key)) continue;
+        char *json = NULL;
+        if (fl_store_record_get(s->store, &key, NULL, &json, &e) != 1) continue;
+        cJSON *rec = cJSON_Parse(json);
+        free(json);
+        const cJSON *id = rec ? cJSON_GetObjectItemCaseSensitive(rec, "node") : NULL;
+        if (cJSON_IsString(id) && !cJSON_GetObjectItemCaseSensitive(s->prev, id->valuestring))
+            cJSON_AddItemToObject(s->prev, id->valuestring, rec);
+        else
+            cJSON_Delete(rec);
+    }
+    free(text);
+}
+
+const cJSON *fl_session_prev(fl_session *s, const char *node_id) {
+    load_prev(s);
+    return cJSON_GetObjectItemCaseSensitive(s->prev, node_id);
+}
+
+int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
+                        fl_err *e) {
+    if (fl_session_store(s, e)) return -1;
+    load_prev(s);
+    size_t cap = 64 + 34 * (s->plan.n + (size_t)cJSON_GetArraySize(s->prev)), len = 0;
+    char *text = malloc(cap);
+    text[0] = '\0';
+    for (size_t i = 0; i < s->plan.n; i++) {
+        char hex[FL_DIGEST_HEX];
+        if (have[i]) {
+            fl_digest_hex(&keys[i], hex);
+        } else {
+            const cJSON *rec = cJSON_GetObjectItemCaseSensitive(s->prev, s->plan.nodes[i]->id);
+            const cJSON *k = rec ? cJSON_GetObjectItemCaseSensitive(rec, "key") : NULL;
+            if (!cJSON_IsString(k)) continue;
+            snprintf(hex, sizeof hex, "%s", k->valuestring);
+        }
+        len += (size_t)snprintf(text + len, cap - len, "%s\n", hex);
+    }
+    char *ref = run_ref_name(s);
+    int rc = fl_store_ref_set(s->store, ref, text, e);
+    free(ref);
+    free(text);
+    cJSON_Delete(s->prev); /* reload on next use */
+    s->prev = NULL;
+    return rc;
+}

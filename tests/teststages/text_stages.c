@@ -1,0 +1,226 @@
+/* Test-only stages for the executor tests: small text transforms whose graph comes from the
+ * config ("text": {"<id>": {"op": ..., "from": ...}}), with delays, failures and crashes on
+ * demand. Built into build/fluke-teststages, never into the shipped fluke. */
+#include <ctype.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codeid/text_stages.h"
+#include "dag/cli.h"
+#include "stages/api/stage.h"
+
+static int run_text(fl_stage_ctx *c, fl_err *e);
+
+static const fl_stage_def text_stage = {
+    .name = "text",
+    .code_id = FL_CODE_ID,
+    .summary = "test-only text transform",
+    .run = run_text,
+};
+
+static const fl_cfg_field text_schema[] = {
+    {"text", FL_CFG_MAP, 1, "the test graph: node id -> node"},
+    {"text.*", FL_CFG_OBJ, 0, NULL},
+    {"text.*.op", FL_CFG_STR, 1, "upper | reverse | concat | length | count | fail | crash | peek | noout | symlink"},
+    {"text.*.from", FL_CFG_ANY, 0, "node id, file:PATH, dir:PATH, or an array of them"},
+    {"text.*.suffix", FL_CFG_STR, 0, "appended to the output"},
+    {"text.*.delay_ms", FL_CFG_INT, 0, "sleep while writing the output"},
+    {"text.*.publish", FL_CFG_BOOL, 0, "copy the output to out/<name>/"},
+    {"text.*.threads", FL_CFG_INT, 0, NULL},
+    {"text.*.gpus", FL_CFG_INT, 0, NULL},
+    {"text.*.reads", FL_CFG_ARR, 0, "extra config sections the node declares"},
+    {"text.*.reads[]", FL_CFG_STR, 0, NULL},
+    {"globals", FL_CFG_MAP, 0, "shared values nodes may declare through reads"},
+    {"globals.*", FL_CFG_ANY, 0, NULL},
+    {NULL, 0, 0, NULL},
+};
+
+static int add_from(fl_node *n, const char *src, int k, fl_err *e) {
+    char name[32];
+    snprintf(name, sizeof name, "in%d", k);
+    if (!strncmp(src, "file:", 5) || !strncmp(src, "dir:", 4))
+        return fl_node_input_path(n, name, strchr(src, ':') + 1, e);
+    return fl_node_input(n, name, src, e);
+}
+
+static int plan_text(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
+    (void)config_dir;
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(config, "text");
+    for (const cJSON *it = text ? text->child : NULL; it; it = it->next) {
+        fl_node *n = fl_plan_add_as(p, &text_stage, it->string, e);
+        if (!n) return -1;
+        char sec[300], out[300];
+        snprintf(sec, sizeof sec, "text.%s", it->string);
+        snprintf(out, sizeof out, "%s.txt", it->string);
+        if (fl_node_section(n, sec, e) || fl_node_output(n, out, e)) return -1;
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(it, "from");
+        int k = 0;
+        if (cJSON_IsString(from)) {
+            if (add_from(n, from->valuestring, k++, e)) return -1;
+        } else if (cJSON_IsArray(from)) {
+            for (const cJSON *f = from->child; f; f = f->next)
+                if (!cJSON_IsString(f) || add_from(n, f->valuestring, k++, e))
+                    return e->msg[0] ? -1 : fl_errf(e, "text.%s.from: strings only", it->string);
+        }
+        const cJSON *reads = cJSON_GetObjectItemCaseSensitive(it, "reads");
+        for (const cJSON *r = reads ? reads->child : NULL; r; r = r->next)
+            if (fl_node_section(n, r->valuestring, e)) return -1;
+        const cJSON *pub = cJSON_GetObjectItemCaseSensitive(it, "publish");
+        if (cJSON_IsTrue(pub) && fl_node_publish(n, out, e)) return -1;
+        const cJSON *th = cJSON_GetObjectItemCaseSensitive(it, "threads");
+        const cJSON *gp = cJSON_GetObjectItemCaseSensitive(it, "gpus");
+        fl_node_resources(n, th ? (int)th->valuedouble : 1, gp ? (int)gp->valuedouble : 0);
+    }
+    return 0;
+}
+
+/* Reads input k: an upstream node's "<id>.txt", an external file, or for a directory a listing
+ * summary (entries and total size). */
+static char *read_input(fl_stage_ctx *c, int k, const char *from, fl_err *e) {
+    char name[32];
+    snprintf(name, sizeof name, "in%d", k);
+    const char *path = fl_stage_input(c, name, e);
+    if (!path) return NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fl_errf(e, "cannot stat %s", path);
+        return NULL;
+    }
+    if (!strncmp(from, "dir:", 4)) {
+        DIR *d = opendir(path);
+        if (!d) {
+            fl_errf(e, "cannot open %s", path);
+            return NULL;
+        }
+        long files = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (de->d_name[0] != '.') files++;
+        closedir(d);
+        return fl_strdupf("%ld entries", files);
+    }
+    if (!strncmp(from, "file:", 5)) return fl_read_file(path, NULL, e);
+    char *p = fl_strdupf("%s/%s.txt", path, from);
+    char *s = fl_read_file(p, NULL, e);
+    free(p);
+    return s;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int run_text(fl_stage_ctx *c, fl_err *e) {
+    char sec[300];
+    snprintf(sec, sizeof sec, "text.%s", fl_stage_name(c));
+    char key[340];
+    const char *op;
+    snprintf(key, sizeof key, "%s.op", sec);
+    if (fl_stage_cfg_str(c, key, &op, e)) return -1;
+    const cJSON *node = fl_stage_cfg(c, sec, e);
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(node, "from");
+    const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(node, "suffix");
+    const cJSON *delay = cJSON_GetObjectItemCaseSensitive(node, "delay_ms");
+
+    if (!strcmp(op, "fail")) return fl_errf(e, "deliberate failure (op fail)");
+    if (!strcmp(op, "crash")) raise(SIGSEGV);
+    if (!strcmp(op, "peek")) {
+        long v;
+        return fl_stage_cfg_int(c, "globals.secret", &v, e);
+    }
+
+    /* gather inputs in declaration order */
+    char *acc = strdup("");
+    int k = 0;
+    const cJSON *list = cJSON_IsArray(from) ? from->child : from;
+    for (const cJSON *f = list; f; f = cJSON_IsArray(from) ? f->next : NULL, k++) {
+        char *s = read_input(c, k, f->valuestring, e);
+        if (!s) {
+            free(acc);
+            return -1;
+        }
+        char *n = fl_strdupf("%s%s", acc, s);
+        free(acc);
+        free(s);
+        acc = n;
+    }
+    char *out = NULL;
+    if (!strcmp(op, "upper")) {
+        for (char *p = acc; *p; p++) *p = (char)toupper((unsigned char)*p);
+        out = acc;
+    } else if (!strcmp(op, "reverse")) {
+        size_t n = strlen(acc);
+        for (size_t i = 0; i < n / 2; i++) {
+            char t = acc[i];
+            acc[i] = acc[n - 1 - i];
+            acc[n - 1 - i] = t;
+        }
+        out = acc;
+    } else if (!strcmp(op, "concat") || !strcmp(op, "count") || !strcmp(op, "noout") ||
+               !strcmp(op, "symlink")) {
+        out = acc;
+    } else if (!strcmp(op, "length")) {
+        out = fl_strdupf("%zu", strlen(acc));
+        free(acc);
+    } else {
+        free(acc);
+        return fl_errf(e, "text.%s.op: unknown op '%s'", fl_stage_name(c), op);
+    }
+    if (suffix) {
+        char *n = fl_strdupf("%s%s", out, suffix->valuestring);
+        free(out);
+        out = n;
+    }
+    if (!strcmp(op, "noout")) {
+        free(out);
+        return 0;
+    }
+    char *path = fl_strdupf("%s/%s.txt", fl_stage_out_dir(c), fl_stage_name(c));
+    if (!strcmp(op, "symlink")) {
+        char *lp = fl_strdupf("%s/link", fl_stage_out_dir(c));
+        int rc = symlink("/etc/passwd", lp);
+        free(lp);
+        if (rc) {
+            free(out);
+            free(path);
+            return fl_errf(e, "symlink failed");
+        }
+    }
+    /* Write in two halves with the delay between, so a kill lands mid-output. */
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fl_errf(e, "cannot write %s", path);
+        free(out);
+        free(path);
+        return -1;
+    }
+    size_t n = strlen(out), half = n / 2;
+    fwrite(out, 1, half, f);
+    fflush(f);
+    long ms = delay ? (long)delay->valuedouble : 0;
+    for (long t = 0; t < ms; t += 10) {
+        sleep_ms(10);
+        if (t % 500 == 0) fl_stage_progress(c, (uint64_t)t + 10, (uint64_t)ms, "ms", "writing");
+    }
+    fwrite(out + half, 1, n - half, f);
+    int bad = fclose(f) != 0;
+    free(out);
+    free(path);
+    return bad ? fl_errf(e, "write failed") : 0;
+}
+
+static const fl_registry test_registry = {
+    .program = "fluke-teststages",
+    .default_config = NULL,
+    .schema = text_schema,
+    .plan = plan_text,
+    .commands = NULL,
+};
+
+int main(int argc, char **argv) { return fl_cli_main(argc, argv, &test_registry); }
