@@ -1,0 +1,38 @@
+/* Pieces shared between the conv2d kernel files (conv.c dispatches, conv_depthwise.c holds the
+ * direct depthwise kernels). Not part of the public API: include runtime/cpu/conv.h instead. */
+#ifndef FLUKE_CPU_CONV_INTERNAL_H
+#define FLUKE_CPU_CONV_INTERNAL_H
+
+#include "runtime/cpu/conv.h"
+
+/* A validated problem: the parameters plus the derived sizes every kernel needs. */
+typedef struct fl_conv2d_shape {
+    fl_conv2d_params p;
+    int OH, OW;
+    int Cig, Cog;   /* channels per group, in and out */
+    int K;          /* KH*KW*Cig: the reduction length of one output value */
+} fl_conv2d_shape;
+
+/* dbias[c] = sum over every output pixel of dy[.., c] (double accumulation, fixed order). */
+void fl_conv2d_bias_grad(const fl_conv2d_shape *s, const float *dy, float *dbias);
+
+/* Depthwise (groups == C_in == C_out) direct kernels; wp is the weight repacked to
+ * [KH][KW][C] (channel innermost, so the inner loops run over contiguous channels). */
+void fl_conv2d_dw_forward(const fl_conv2d_shape *s, const float *x, const float *wp,
+                          const float *bias, float *y);
+void fl_conv2d_dw_backward_data(const fl_conv2d_shape *s, const float *dy, const float *wp,
+                                float *dx);
+/* Returns -1 only when its scratch buffer cannot be allocated. dwp is [KH][KW][C]. */
+int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
+                                 float *dwp, fl_err *e);
+
+/* The public entry points with the im2col chunk budget as a parameter (the public ones pass the
+ * default); tests use a tiny budget to run the multi-chunk code on small problems. */
+int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
+                         const float *bias, float *y, size_t col_bytes, fl_err *e);
+int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
+                               float *dx, size_t col_bytes, fl_err *e);
+int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
+                                 float *dw, float *dbias, size_t col_bytes, fl_err *e);
+
+#endif
