@@ -1,0 +1,184 @@
+/* JPEG decode/encode through the TurboJPEG 2.x API (tjDecompressHeader3 / tjDecompress2), with
+ * scaled decode, EXIF orientation, CMYK -> RGB and strict checks on bad input. */
+#include "runtime/image/image.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+/* TurboJPEG reports a truncated stream as a warning ("Premature end of JPEG file" /
+ * "premature end of data segment") and fills the missing rows with grey; for training data that
+ * is a broken file, so it is an error here. Other warnings (extraneous bytes, ...) are benign. */
+static int warning_is_truncation(const char *msg) { return msg && strstr(msg, "remature end"); }
+
+/* The largest supported 1/d (d in 8,4,2,1) keeping the upright image >= target. */
+static int choose_denom(int uw, int uh, int tw, int th) {
+    int n = 0;
+    tjscalingfactor *sf = tjGetScalingFactors(&n);
+    static const int denoms[] = {8, 4, 2};
+    for (int i = 0; i < 3; i++) {
+        int d = denoms[i], ok = 0;
+        for (int k = 0; sf && k < n; k++) ok |= sf[k].num == 1 && sf[k].denom == d;
+        if (!ok) continue;
+        tjscalingfactor f = {1, d};
+        if (TJSCALED(uw, f) >= tw && TJSCALED(uh, f) >= th) return d;
+    }
+    return 1;
+}
+
+/* PIL's CMYK -> RGB (Convert.c cmyk2rgb) on Adobe-inverted samples, which is what PIL (and
+ * Photoshop) assume for every CMYK JPEG: ink = 255 - stored. */
+static inline uint8_t muldiv255(unsigned a, unsigned b) {
+    unsigned t = a * b + 128;
+    return (uint8_t)((t + (t >> 8)) >> 8);
+}
+static void cmyk_to_rgb(const uint8_t *src, fl_image *img) {
+    for (int y = 0; y < img->height; y++) {
+        const uint8_t *s = src + (size_t)y * img->width * 4;
+        uint8_t *d = fl_image_px(img, 0, y);
+        for (int x = 0; x < img->width; x++, s += 4, d += 3) {
+            unsigned nk = s[3]; /* 255 - ink K */
+            for (int c = 0; c < 3; c++) {
+                int v = (int)nk - muldiv255(255u - s[c], nk);
+                d[c] = (uint8_t)(v < 0 ? 0 : v);
+            }
+        }
+    }
+}
+
+fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
+                         const fl_decode_opts *opts, fl_decode_info *info, fl_err *e) {
+    fl_decode_opts o = opts ? *opts : (fl_decode_opts){0};
+    if (!name) name = "<memory>";
+    if (!o.max_pixels) o.max_pixels = FL_DECODE_DEFAULT_MAX_PIXELS;
+    if (len == 0) {
+        fl_errf(e, "%s: empty file (0 bytes), not a JPEG", name);
+        return NULL;
+    }
+    if (len < 3 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF) {
+        fl_errf(e, "%s: not a JPEG file (%zu bytes, starts with %02x %02x %02x %02x)", name, len,
+                data[0], len > 1 ? data[1] : 0, len > 2 ? data[2] : 0, len > 3 ? data[3] : 0);
+        return NULL;
+    }
+    if (len > (size_t)0x7fffffff) {
+        fl_errf(e, "%s: %zu bytes is too large for a JPEG file", name, len);
+        return NULL;
+    }
+    tjhandle tj = tjInitDecompress();
+    if (!tj) {
+        fl_errf(e, "%s: cannot create a TurboJPEG decompressor: %s", name, tjGetErrorStr2(NULL));
+        return NULL;
+    }
+    fl_image *img = NULL, *oriented = NULL;
+    uint8_t *cmyk = NULL;
+    int w = 0, h = 0, subsamp = 0, cs = 0;
+    if (tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &cs) != 0) {
+        fl_errf(e, "%s: corrupt JPEG header: %s", name, tjGetErrorStr2(tj));
+        goto done;
+    }
+    if (w < 1 || h < 1 || w > 65535 || h > 65535) {
+        fl_errf(e, "%s: JPEG dimensions %dx%d out of range (1..65535)", name, w, h);
+        goto done;
+    }
+    if ((uint64_t)w * (uint64_t)h > o.max_pixels) {
+        fl_errf(e, "%s: JPEG is %dx%d = %llu pixels, above the limit of %llu", name, w, h,
+                (unsigned long long)w * (unsigned long long)h, (unsigned long long)o.max_pixels);
+        goto done;
+    }
+    int orient = o.ignore_exif ? 1 : fl_jpeg_exif_orientation(data, len);
+    int swap = orient >= 5;
+    int denom = choose_denom(swap ? h : w, swap ? w : h, o.target_w, o.target_h);
+    tjscalingfactor f = {1, denom};
+    int sw = TJSCALED(w, f), sh = TJSCALED(h, f);
+    int is_cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    if (!(img = fl_image_new(sw, sh, e))) {
+        fl_errprefix(e, "%s", name);
+        goto done;
+    }
+    uint8_t *dst = img->data;
+    int pitch = (int)img->stride, pf = TJPF_RGB;
+    if (is_cmyk) {
+        if (!(cmyk = malloc((size_t)sw * (size_t)sh * 4))) {
+            fl_errf(e, "%s: out of memory for a %dx%d CMYK image", name, sw, sh);
+            goto fail;
+        }
+        dst = cmyk, pitch = sw * 4, pf = TJPF_CMYK;
+    }
+    if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, pitch, sh, pf, 0) != 0) {
+        const char *msg = tjGetErrorStr2(tj);
+        if (tjGetErrorCode(tj) != TJERR_WARNING) {
+            fl_errf(e, "%s: corrupt JPEG data: %s", name, msg);
+            goto fail;
+        }
+        if (warning_is_truncation(msg)) {
+            fl_errf(e, "%s: truncated JPEG (%s)", name, msg);
+            goto fail;
+        }
+    }
+    if (is_cmyk) cmyk_to_rgb(cmyk, img);
+    if (orient != 1) {
+        if (!(oriented = fl_image_orient(img, orient, e))) {
+            fl_errprefix(e, "%s", name);
+            goto fail;
+        }
+        fl_image_free(img);
+        img = oriented;
+    }
+    if (info) {
+        info->src_width = swap ? h : w;
+        info->src_height = swap ? w : h;
+        info->scale_denom = denom;
+        info->orientation = orient;
+        info->components = cs == TJCS_GRAY ? 1 : is_cmyk ? 4 : 3;
+    }
+    goto done;
+fail:
+    fl_image_free(img);
+    img = NULL;
+done:
+    free(cmyk);
+    tjDestroy(tj);
+    return img;
+}
+
+fl_image *fl_jpeg_read(const char *path, const fl_decode_opts *opts, fl_decode_info *info,
+                       fl_err *e) {
+    size_t len = 0;
+    char *buf = fl_read_file(path, &len, e);
+    if (!buf) return NULL;
+    fl_image *img = fl_jpeg_decode((const uint8_t *)buf, len, path, opts, info, e);
+    free(buf);
+    return img;
+}
+
+int fl_jpeg_encode(const fl_image *img, int quality, uint8_t **out, size_t *out_len, fl_err *e) {
+    if (quality < 1 || quality > 100) return fl_errf(e, "JPEG quality %d not in 1..100", quality);
+    tjhandle tj = tjInitCompress();
+    if (!tj) return fl_errf(e, "cannot create a TurboJPEG compressor: %s", tjGetErrorStr2(NULL));
+    unsigned char *buf = NULL;
+    unsigned long n = 0;
+    int rc = -1;
+    if (tjCompress2(tj, img->data, img->width, (int)img->stride, img->height, TJPF_RGB, &buf, &n,
+                    TJSAMP_420, quality, 0) != 0) {
+        fl_errf(e, "JPEG encode of a %dx%d image failed: %s", img->width, img->height,
+                tjGetErrorStr2(tj));
+    } else if (!(*out = malloc(n))) {
+        fl_errf(e, "out of memory for a %lu-byte JPEG", n);
+    } else {
+        memcpy(*out, buf, n);
+        *out_len = n;
+        rc = 0;
+    }
+    tjFree(buf);
+    tjDestroy(tj);
+    return rc;
+}
+
+int fl_jpeg_write(const fl_image *img, int quality, const char *path, fl_err *e) {
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    if (fl_jpeg_encode(img, quality, &buf, &n, e)) return fl_errprefix(e, "%s", path);
+    int rc = fl_write_file_atomic(path, buf, n, e);
+    free(buf);
+    return rc;
+}
