@@ -30,7 +30,7 @@ for t in "$ROOT/$BUILD"/tests/test_*; do
 done
 if [ "$WHAT" = all ]; then
     echo "integration tests ($BUILD):"
-    for t in "$ROOT"/tests/integration/*.sh; do
+    for t in "$ROOT"/tests/integration/[!_]*.sh; do
         [ -f "$t" ] || continue
         run_one "$(basename "$t" .sh)" bash "$t"
     done
