@@ -51,9 +51,10 @@ int fl_mkdirs(const char *path, fl_err *e) {
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return fl_errf(e, "cannot create directory %s: %s", buf, strerror(errno));
         struct stat st;
-        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-            return fl_errf(e, "cannot create directory %s: %s", buf,
-                           errno ? strerror(errno) : "not a directory");
+        if (stat(buf, &st) != 0)
+            return fl_errf(e, "cannot create directory %s: %s", buf, strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+            return fl_errf(e, "cannot create directory %s: Not a directory", buf);
         buf[i] = c;
     }
     return 0;

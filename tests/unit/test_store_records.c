@@ -1,0 +1,366 @@
+/* Store: records, refs, locks (with a killed holder) and injected disk-full failures. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "artifacts/store.h"
+
+typedef struct fx {
+    char dir[64];
+    char *root;
+    fl_store *s;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/fluke-records-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    f->root = fl_strdupf("%s/store", f->dir);
+    fl_err e = {0};
+    f->s = fl_store_open(f->root, NULL, &e);
+    if (!f->s) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    fl_store_close(f->s);
+    fl_err e;
+    fl_remove_tree(f->dir, &e);
+    free(f->root);
+    free(f);
+    return 0;
+}
+
+static void put(const char *dir, const char *rel, const char *text) {
+    char *p = fl_strdupf("%s/%s", dir, rel);
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    fl_err e = {0};
+    assert_int_equal(fl_mkdirs(p, &e), 0);
+    *slash = '/';
+    assert_int_equal(fl_write_file_atomic(p, text, strlen(text), &e), 0);
+    free(p);
+}
+
+static fl_digest key_of(const char *s) {
+    fl_digest d;
+    fl_hasher *h = fl_hasher_new();
+    fl_hasher_update(h, s, strlen(s));
+    fl_hasher_digest(h, &d);
+    fl_hasher_free(h);
+    return d;
+}
+
+/* An output tree with the given files, ingested into s. */
+static int ingest_files(fl_store *s, int n, fl_digest *tree, fl_err *e) {
+    char *st = fl_store_staging_dir(s, "out", e);
+    assert_non_null(st);
+    for (int i = 0; i < n; i++) {
+        char rel[32], text[32];
+        snprintf(rel, sizeof rel, "f%d.txt", i);
+        snprintf(text, sizeof text, "content %d", i);
+        put(st, rel, text);
+    }
+    int rc = fl_store_ingest(s, st, tree, e);
+    fl_err ignored;
+    fl_remove_tree(st, &ignored);
+    free(st);
+    return rc;
+}
+
+/* Files under root/kind, checking each is a finished digest-named file (no temporaries). */
+static int count_digest_files(const char *root, const char *kind, int check_content) {
+    char *top = fl_strdupf("%s/%s", root, kind);
+    DIR *d = opendir(top);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        assert_int_equal(strlen(de->d_name), 2);
+        char *sub = fl_strdupf("%s/%s", top, de->d_name);
+        DIR *sd = opendir(sub);
+        assert_non_null(sd);
+        struct dirent *fe;
+        while ((fe = readdir(sd))) {
+            if (fe->d_name[0] == '.') continue;
+            assert_int_equal(strlen(fe->d_name), 30); /* no "*.tmp.*" leftovers */
+            if (check_content) {
+                char hex[33], *p = fl_strdupf("%s/%s", sub, fe->d_name);
+                snprintf(hex, sizeof hex, "%s%s", de->d_name, fe->d_name);
+                fl_digest want, got;
+                fl_err e = {0};
+                assert_int_equal(fl_digest_from_hex(hex, &want), 0);
+                assert_int_equal(fl_hash_file(p, &got, &e), 0);
+                assert_true(fl_digest_eq(&want, &got)); /* complete, never half-written */
+                free(p);
+            }
+            n++;
+        }
+        closedir(sd);
+        free(sub);
+    }
+    closedir(d);
+    free(top);
+    return n;
+}
+
+static int count_entries(const char *root, const char *kind) {
+    char *top = fl_strdupf("%s/%s", root, kind);
+    DIR *d = opendir(top);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    free(top);
+    return n;
+}
+
+static void test_records(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest tree, got, key = key_of("stage key 1");
+    assert_int_equal(ingest_files(f->s, 2, &tree, &e), 0);
+    char *json = NULL;
+    assert_int_equal(fl_store_record_get(f->s, &key, &got, &json, &e), 0);
+    assert_null(json);
+    const char *meta = "{\"stage\":\"crop\",\"outputs\":[\"a\\nb\"],\"n\":3}";
+    assert_int_equal(fl_store_record_put(f->s, &key, &tree, meta, &e), 0);
+    assert_int_equal(fl_store_record_get(f->s, &key, &got, &json, &e), 1);
+    assert_true(fl_digest_eq(&got, &tree));
+    assert_string_equal(json, meta);
+    free(json);
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), 1);
+    /* Overwrite, then drop (twice: a missing record is fine). */
+    assert_int_equal(fl_store_record_put(f->s, &key, &tree, NULL, &e), 0);
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, &json, &e), 1);
+    assert_string_equal(json, "");
+    free(json);
+    assert_int_equal(fl_store_record_drop(f->s, &key, &e), 0);
+    assert_int_equal(fl_store_record_get(f->s, &key, &got, NULL, &e), 0);
+    assert_int_equal(fl_store_record_drop(f->s, &key, &e), 0);
+    /* A record may only point at a stored tree. */
+    fl_digest bogus = key_of("no such tree");
+    assert_int_equal(fl_store_record_put(f->s, &key, &bogus, "{}", &e), -1);
+    assert_non_null(strstr(e.msg, "not in the store"));
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), 0);
+}
+
+static void test_record_damage_and_recency(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest tree, key = key_of("k");
+    assert_int_equal(ingest_files(f->s, 1, &tree, &e), 0);
+    assert_int_equal(fl_store_record_put(f->s, &key, &tree, "{\"a\":1}", &e), 0);
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(&key, hex);
+    char *rp = fl_strdupf("%s/records/%.2s/%s", f->root, hex, hex + 2);
+    /* Reading touches the mtime (gc's recency). */
+    struct timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, rp, old, 0), 0);
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), 1);
+    struct stat sb;
+    assert_int_equal(stat(rp, &sb), 0);
+    assert_true(sb.st_mtim.tv_sec > 1000000000);
+    /* A flipped byte in the JSON is detected. */
+    chmod(rp, 0644);
+    int fd = open(rp, O_RDWR);
+    off_t end = lseek(fd, -2, SEEK_END);
+    assert_int_equal(pwrite(fd, "2", 1, end), 1);
+    close(fd);
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), -1);
+    assert_non_null(strstr(e.msg, "corrupt record"));
+    assert_non_null(strstr(e.msg, rp));
+    free(rp);
+}
+
+static void test_refs(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    strcpy(e.msg, "stale");
+    assert_null(fl_store_ref_get(f->s, "configs/smoke", &e));
+    assert_string_equal(e.msg, ""); /* absent, not an error */
+    assert_int_equal(fl_store_ref_set(f->s, "configs/smoke", "abc\ndef\n", &e), 0);
+    char *t = fl_store_ref_get(f->s, "configs/smoke", &e);
+    assert_string_equal(t, "abc\ndef\n");
+    free(t);
+    assert_int_equal(fl_store_ref_set(f->s, "configs/smoke", "new", &e), 0);
+    t = fl_store_ref_get(f->s, "configs/smoke", &e);
+    assert_string_equal(t, "new");
+    free(t);
+    assert_int_equal(fl_store_ref_set(f->s, "happywhale.json-v2_x", "", &e), 0);
+    t = fl_store_ref_get(f->s, "happywhale.json-v2_x", &e);
+    assert_string_equal(t, "");
+    free(t);
+    const char *bad[] = {"", "../escape", "a//b", "/abs", "a/./b", "a b", "a/", "semi;colon", ".."};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        e.msg[0] = '\0';
+        assert_int_equal(fl_store_ref_set(f->s, bad[i], "x", &e), -1);
+        assert_non_null(strstr(e.msg, "invalid ref name"));
+        assert_null(fl_store_ref_get(f->s, bad[i], &e));
+        assert_true(e.msg[0] != '\0');
+    }
+}
+
+static void test_locks_shared_exclusive(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    int a = fl_store_lock(f->s, "gc", 0, 0, &e);
+    int b = fl_store_lock(f->s, "gc", 0, 0, &e);
+    assert_true(a >= 0 && b >= 0); /* shared + shared */
+    assert_int_equal(fl_store_lock(f->s, "gc", 1, 0, &e), -2);
+    fl_store_unlock(a);
+    assert_int_equal(fl_store_lock(f->s, "gc", 1, 0, &e), -2);
+    fl_store_unlock(b);
+    int x = fl_store_lock(f->s, "gc", 1, 0, &e);
+    assert_true(x >= 0);
+    assert_int_equal(fl_store_lock(f->s, "gc", 0, 0, &e), -2);
+    int other = fl_store_lock(f->s, "stage/embed_train-3", 1, 0, &e); /* names are independent */
+    assert_true(other >= 0);
+    fl_store_unlock(other);
+    fl_store_unlock(x);
+    assert_int_equal(fl_store_lock(f->s, "../x", 1, 0, &e), -1);
+    assert_non_null(strstr(e.msg, "invalid lock name"));
+}
+
+static void test_lock_released_when_holder_killed(void **state) {
+    fx *f = *state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        fl_err ce = {0};
+        int fd = fl_store_lock(f->s, "run", 1, 1, &ce);
+        char c = fd >= 0 ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1) _exit(2);
+        for (;;) pause();
+    }
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    fl_err e = {0};
+    assert_int_equal(fl_store_lock(f->s, "run", 1, 0, &e), -2);
+    assert_int_equal(fl_store_lock(f->s, "run", 0, 0, &e), -2);
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    int fd = fl_store_lock(f->s, "run", 1, 0, &e);
+    assert_true(fd >= 0);
+    fl_store_unlock(fd);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+/* wait=1 blocks until the holder exits. */
+static void test_lock_wait(void **state) {
+    fx *f = *state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        fl_err ce = {0};
+        int fd = fl_store_lock(f->s, "run", 1, 1, &ce);
+        if (write(ready[1], "y", 1) != 1 || fd < 0) _exit(2);
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    fl_err e = {0};
+    int fd = fl_store_lock(f->s, "run", 1, 1, &e);
+    assert_true(fd >= 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, WNOHANG), child); /* it had to exit first */
+    fl_store_unlock(fd);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+static void expect_enospc(const fl_err *e) {
+    assert_non_null(strstr(e->msg, "No space left on device"));
+}
+
+static void test_fault_during_ingest(void **state) {
+    fx *f = *state;
+    for (long n = 1; n <= 3; n++) { /* 1: first object, 2: second object, 3: the tree */
+        char *root = fl_strdupf("%s/faulty%ld", f->dir, n);
+        fl_store_opts o = {.fault_write_after = n};
+        fl_err e = {0};
+        fl_store *s = fl_store_open(root, &o, &e);
+        assert_non_null(s);
+        fl_digest tree;
+        assert_int_equal(ingest_files(s, 2, &tree, &e), -1);
+        expect_enospc(&e);
+        assert_int_equal(count_digest_files(root, "objects", 1), (int)n - 1);
+        assert_int_equal(count_digest_files(root, "trees", 0), 0);
+        assert_int_equal(count_entries(root, "records"), 0);
+        assert_int_equal(count_entries(root, "tmp"), 0);
+        fl_store_close(s);
+        /* The disk "frees up": the same commit now succeeds. */
+        s = fl_store_open(root, NULL, &e);
+        assert_int_equal(ingest_files(s, 2, &tree, &e), 0);
+        assert_int_equal(count_digest_files(root, "objects", 1), 2);
+        fl_store_close(s);
+        free(root);
+    }
+}
+
+static void test_fault_during_record_put(void **state) {
+    fx *f = *state;
+    char *root = fl_strdupf("%s/faulty", f->dir);
+    fl_store_opts o = {.fault_write_after = 3}; /* object, tree, then the record */
+    fl_err e = {0};
+    fl_store *s = fl_store_open(root, &o, &e);
+    fl_digest tree, key = key_of("k");
+    assert_int_equal(ingest_files(s, 1, &tree, &e), 0);
+    assert_int_equal(fl_store_record_put(s, &key, &tree, "{}", &e), -1);
+    expect_enospc(&e);
+    assert_int_equal(fl_store_record_get(s, &key, NULL, NULL, &e), 0);
+    assert_int_equal(count_entries(root, "records"), 0);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+    /* Refs fail the same way and keep their old text. */
+    fl_store_close(s);
+    s = fl_store_open(root, NULL, &e);
+    assert_int_equal(fl_store_ref_set(s, "latest", "old", &e), 0);
+    fl_store_close(s);
+    o.fault_write_after = 1;
+    s = fl_store_open(root, &o, &e);
+    assert_int_equal(fl_store_ref_set(s, "latest", "new", &e), -1);
+    expect_enospc(&e);
+    char *t = fl_store_ref_get(s, "latest", &e);
+    assert_string_equal(t, "old");
+    free(t);
+    fl_store_close(s);
+    free(root);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_damage_and_recency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks_shared_exclusive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_released_when_holder_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_during_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_during_record_put, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
