@@ -1,0 +1,63 @@
+/* Reverse-mode autodiff: seed the target's gradient, then run every op on a path into the
+ * target backwards in reverse creation order (a reverse topological order). A node used by
+ * several consumers receives the sum of their contributions: its gradient buffer is zeroed
+ * (or, for FL_OPF_BWD_BETA ops, overwritten) by the first writer and added to by the rest.
+ * Parameter gradients are never zeroed here, so successive backward calls accumulate them
+ * (micro-batches); fl_store_zero_grad starts a new sum. */
+#include <string.h>
+
+#include "runtime/graph_internal.h"
+
+int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e) {
+    int t = g->target;
+    fl_node *tn = &g->nodes[t];
+    if (!g->bwd[t]) return 0; /* nothing trainable feeds the target */
+    size_t es = fl_dtype_size(g->dtype);
+    int64_t tnum = fl_numel(tn);
+    if (!seed && tnum != 1)
+        return fl_errf(e, "backward: target has %lld elements; pass a seed gradient", (long long)tnum);
+    for (int i = 0; i < g->n; i++)
+        g->ready[i] = g->nodes[i].kind == FL_NODE_PARAM; /* parameters accumulate */
+    if (tn->kind != FL_NODE_OP) {
+        /* The target is a leaf itself: its gradient is the seed. */
+        if (!tn->grad) return 0;
+        if (seed) {
+            for (int64_t k = 0; k < tnum; k++) {
+                if (g->dtype == FL_F64) ((double *)tn->grad)[k] += ((const double *)seed)[k];
+                else ((float *)tn->grad)[k] += ((const float *)seed)[k];
+            }
+        } else if (g->dtype == FL_F64) ((double *)tn->grad)[0] += 1;
+        else ((float *)tn->grad)[0] += 1;
+        return 0;
+    }
+    if (seed) memcpy(tn->grad, seed, (size_t)tnum * es);
+    else if (g->dtype == FL_F64) ((double *)tn->grad)[0] = 1;
+    else ((float *)tn->grad)[0] = 1;
+    g->ready[t] = 1;
+    for (int i = t; i >= 0; i--) {
+        fl_node *n = &g->nodes[i];
+        if (n->kind != FL_NODE_OP || !g->bwd[i]) continue;
+        if (!g->ready[i]) continue; /* no consumer on a path into the target wrote it */
+        int beta_ok = (n->op->flags & FL_OPF_BWD_BETA) != 0;
+        for (int k = 0; k < n->nin; k++) {
+            int j = n->in[k];
+            g->beta[k] = 1;
+            if (!g->bwd[j]) continue;
+            if (!g->ready[j]) {
+                /* The same input twice in one op: the first occurrence zeroes / overwrites. */
+                int dup = 0;
+                for (int q = 0; q < k; q++) dup |= n->in[q] == j;
+                if (!dup) {
+                    if (beta_ok) g->beta[k] = 0;
+                    else memset(g->nodes[j].grad, 0, (size_t)fl_numel(&g->nodes[j]) * es);
+                }
+            }
+        }
+        fl_kernel_fn f = n->op->impl[g->backend].backward;
+        if (!f) return fl_errf(e, "%s (node %d): no backward kernel for this backend", n->op->name, i);
+        if (f(g, n, e) < 0) return fl_errprefix(e, "%s (node %d) backward", n->op->name, i);
+        for (int k = 0; k < n->nin; k++)
+            if (g->bwd[n->in[k]]) g->ready[n->in[k]] = 1;
+    }
+    return 0;
+}

@@ -1,0 +1,65 @@
+/* Layers: ops together with their named parameters, named as in timm / ultralytics state dicts
+ * (prefix.weight, prefix.bias, prefix.running_mean, ...) with PyTorch shapes and default inits,
+ * so pretrained files load by name. */
+#include <math.h>
+#include <stdio.h>
+
+#include "runtime/graph_internal.h"
+
+/* prefix + "." + leaf, recorded as a builder error when too long. */
+static int pname(fl_graph *g, char *buf, size_t cap, const char *prefix, const char *leaf) {
+    if (!prefix) return fl_graph_fail(g, "layer without a name prefix");
+    int k = snprintf(buf, cap, "%s%s%s", prefix, *prefix ? "." : "", leaf);
+    if (k < 0 || (size_t)k >= cap) return fl_graph_fail(g, "parameter name too long: %s.%s", prefix, leaf);
+    return 0;
+}
+
+static int64_t last_dim(fl_graph *g, fl_id x) {
+    if (x < 0 || x >= g->n) return -1;
+    const fl_node *n = &g->nodes[x];
+    return n->shape.ndim ? n->shape.d[n->shape.ndim - 1] : -1;
+}
+
+fl_id fl_linear_layer(fl_graph *g, fl_id x, const char *prefix, int64_t out, int bias) {
+    int64_t in = last_dim(g, x);
+    if (in < 1) return x < 0 ? -1 : fl_graph_fail(g, "%s: linear input must have a feature axis", prefix ? prefix : "?");
+    char nw[512], nb[512];
+    if (pname(g, nw, sizeof nw, prefix, "weight") < 0 || pname(g, nb, sizeof nb, prefix, "bias") < 0) return -1;
+    double bound = 1 / sqrt((double)in); /* nn.Linear: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(in)) */
+    fl_init u = {FL_INIT_UNIFORM, -bound, bound};
+    fl_id w = fl_parameter(g, nw, 2, (int64_t[]){out, in}, u, 0);
+    fl_id b = bias ? fl_parameter(g, nb, 1, &out, u, FL_P_NO_DECAY) : -1;
+    if (bias && b < 0) return -1;
+    return fl_linear(g, x, w, b);
+}
+
+fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum) {
+    int64_t C = last_dim(g, x);
+    if (C < 1) return x < 0 ? -1 : fl_graph_fail(g, "%s: batch norm input must have a channel axis", prefix ? prefix : "?");
+    static const char *leaf[5] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    fl_id id[5];
+    for (int k = 0; k < 5; k++) {
+        char nm[512];
+        if (pname(g, nm, sizeof nm, prefix, leaf[k]) < 0) return -1;
+        fl_init init = {(k == 0 || k == 3) ? FL_INIT_ONES : FL_INIT_ZEROS, 0, 0};
+        if (k < 2) id[k] = fl_parameter(g, nm, 1, &C, init, FL_P_NO_DECAY);
+        else if (k < 4) id[k] = fl_buffer(g, nm, 1, &C, init);
+        else id[k] = fl_buffer(g, nm, 0, NULL, init); /* a scalar, as in PyTorch */
+    }
+    return fl_batchnorm(g, x, id[0], id[1], id[2], id[3], id[4], eps, momentum);
+}
+
+fl_id fl_prelu_layer(fl_graph *g, fl_id x, const char *prefix, int64_t channels) {
+    char nm[512];
+    if (pname(g, nm, sizeof nm, prefix, "weight") < 0) return -1;
+    fl_id w = fl_parameter(g, nm, 1, &channels, (fl_init){FL_INIT_CONST, 0.25, 0}, 0);
+    return fl_prelu(g, x, w);
+}
+
+fl_id fl_gem_layer(fl_graph *g, fl_id x, const char *prefix, double p0, double eps) {
+    char nm[512];
+    if (pname(g, nm, sizeof nm, prefix, "p") < 0) return -1;
+    int64_t one = 1;
+    fl_id p = fl_parameter(g, nm, 1, &one, (fl_init){FL_INIT_CONST, p0, 0}, FL_P_NO_DECAY);
+    return fl_gem(g, x, p, eps);
+}

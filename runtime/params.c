@@ -1,0 +1,174 @@
+/* The parameter store: named parameters and buffers (with their gradients) that graphs share.
+ * A train and an eval graph built on one store read and write the same memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/graph_internal.h"
+#include "runtime/rng.h"
+
+struct fl_store {
+    fl_dtype dtype;
+    uint64_t seed;
+    fl_store_entry *v;
+    int n, cap;
+    fl_param *view; /* rebuilt by fl_store_params */
+};
+
+fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
+    if (dtype != FL_F32 && dtype != FL_F64) {
+        fl_errf(e, "store: element type %s not supported (F32 or F64)", fl_dtype_name(dtype));
+        return NULL;
+    }
+    fl_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        fl_errf(e, "store: out of memory");
+        return NULL;
+    }
+    s->dtype = dtype;
+    s->seed = seed;
+    return s;
+}
+
+void fl_store_free(fl_store *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) {
+        free(s->v[i].name);
+        free(s->v[i].data);
+        free(s->v[i].grad);
+    }
+    free(s->v);
+    free(s->view);
+    free(s);
+}
+
+fl_dtype fl_store_dtype(const fl_store *s) { return s->dtype; }
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void fill_init(fl_store *s, fl_store_entry *p, fl_init init) {
+    fl_rng r;
+    fl_rng_init(&r, s->seed, name_hash(p->name));
+    for (int64_t i = 0; i < p->numel; i++) {
+        double v = 0;
+        switch (init.kind) {
+        case FL_INIT_ZEROS: v = 0; break;
+        case FL_INIT_ONES: v = 1; break;
+        case FL_INIT_CONST: v = init.a; break;
+        case FL_INIT_UNIFORM: v = init.a + (init.b - init.a) * fl_rng_uniform(&r); break;
+        case FL_INIT_NORMAL: v = init.a + init.b * fl_rng_normal(&r); break;
+        }
+        if (s->dtype == FL_F64)
+            ((double *)p->data)[i] = v;
+        else
+            ((float *)p->data)[i] = (float)v;
+    }
+}
+
+int fl_store_get_or_create(fl_store *s, const char *name, const fl_shape *shape, fl_init init,
+                           int is_buffer, int no_decay, fl_err *e) {
+    if (!name || !*name) return fl_errf(e, "parameter without a name");
+    for (int i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i].name, name) != 0) continue;
+        if (!fl_shape_eq(&s->v[i].shape, shape)) {
+            char a[128], b[128];
+            return fl_errf(e, "parameter %s: shape %s requested, the store has %s", name,
+                           fl_shape_str(shape, a, sizeof a), fl_shape_str(&s->v[i].shape, b, sizeof b));
+        }
+        if (s->v[i].is_buffer != is_buffer)
+            return fl_errf(e, "parameter %s: used both as a buffer and as a trainable parameter", name);
+        return i;
+    }
+    if ((int)init.kind < FL_INIT_ZEROS || init.kind > FL_INIT_NORMAL)
+        return fl_errf(e, "parameter %s: unknown init kind %d", name, (int)init.kind);
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 64;
+        fl_store_entry *v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v) return fl_errf(e, "store: out of memory");
+        s->v = v;
+        s->cap = cap;
+    }
+    fl_store_entry *p = &s->v[s->n];
+    memset(p, 0, sizeof *p);
+    p->shape = *shape;
+    p->numel = fl_shape_numel(shape);
+    p->is_buffer = is_buffer;
+    p->no_decay = no_decay;
+    size_t bytes = (size_t)p->numel * fl_dtype_size(s->dtype);
+    p->name = strdup(name);
+    p->data = calloc(1, bytes);
+    p->grad = is_buffer ? NULL : calloc(1, bytes);
+    if (!p->name || !p->data || (!is_buffer && !p->grad)) {
+        free(p->name);
+        free(p->data);
+        free(p->grad);
+        return fl_errf(e, "store: out of memory for %s", name);
+    }
+    fill_init(s, p, init);
+    return s->n++;
+}
+
+fl_store_entry *fl_store_entry_at(fl_store *s, int index) {
+    return index >= 0 && index < s->n ? &s->v[index] : NULL;
+}
+
+int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e) {
+    if (s->dtype != FL_F32)
+        return fl_errf(e, "store: the fl_param view is float32; this store holds %s",
+                       fl_dtype_name(s->dtype));
+    fl_param *v = realloc(s->view, (size_t)(s->n ? s->n : 1) * sizeof *v);
+    if (!v) return fl_errf(e, "store: out of memory");
+    s->view = v;
+    for (int i = 0; i < s->n; i++) {
+        fl_store_entry *p = &s->v[i];
+        memset(&v[i], 0, sizeof v[i]);
+        v[i].name = p->name;
+        v[i].data = p->data;
+        v[i].grad = p->grad;
+        v[i].numel = (size_t)p->numel;
+        v[i].ndim = p->shape.ndim;
+        memcpy(v[i].shape, p->shape.d, sizeof v[i].shape);
+        v[i].no_decay = p->no_decay;
+        v[i].is_buffer = p->is_buffer;
+        v[i].group = p->group;
+    }
+    out->v = v;
+    out->n = (size_t)s->n;
+    return 0;
+}
+
+void fl_store_zero_grad(fl_store *s) {
+    for (int i = 0; i < s->n; i++)
+        if (s->v[i].grad) memset(s->v[i].grad, 0, (size_t)s->v[i].numel * fl_dtype_size(s->dtype));
+}
+
+int fl_store_set_group(fl_store *s, const char *prefix, int group) {
+    int k = 0;
+    size_t len = strlen(prefix);
+    for (int i = 0; i < s->n; i++)
+        if (strncmp(s->v[i].name, prefix, len) == 0) {
+            s->v[i].group = group;
+            k++;
+        }
+    return k;
+}
+
+static fl_store_entry *find(fl_store *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].name, name) == 0) return &s->v[i];
+    return NULL;
+}
+
+void *fl_store_data(fl_store *s, const char *name, size_t *numel) {
+    fl_store_entry *p = find(s, name);
+    if (numel) *numel = p ? (size_t)p->numel : 0;
+    return p ? p->data : NULL;
+}
+
+void *fl_store_grad(fl_store *s, const char *name) {
+    fl_store_entry *p = find(s, name);
+    return p ? p->grad : NULL;
+}
