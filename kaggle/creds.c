@@ -158,10 +158,11 @@ int fl_kaggle_creds_find(fl_kaggle_creds *c, FILE *warn, fl_err *e) {
             }
             return 0;
         }
-        char buf[4096];
-        snprintf(buf, sizeof buf, "%s", tok);
+        char *buf = strdup(tok);
+        if (!buf) return fl_errf(e, "out of memory");
         rc = set_bearer(c, trim(buf), "KAGGLE_API_TOKEN (environment)", e);
-        memset(buf, 0, sizeof buf);
+        memset(buf, 0, strlen(buf));
+        free(buf);
         if (rc < 0) goto fail;
         return 0;
     }

@@ -22,6 +22,32 @@ int fl_is_zip(const char *path) {
     return r == 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4;
 }
 
+/* A complete zip ends with its End Of Central Directory record (signature PK\5\6, 22 bytes plus
+ * a comment of the length it declares). libarchive's streaming reader accepts a zip cut inside
+ * its central directory, so a download truncated there is caught here. 1 ok, 0 missing. */
+static int zip_has_eocd(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    int ok = 0;
+    if (fstat(fd, &st) == 0 && st.st_size >= 22) {
+        size_t span = st.st_size < 22 + 65535 ? (size_t)st.st_size : 22 + 65535;
+        unsigned char *b = malloc(span);
+        if (b && pread(fd, b, span, st.st_size - (off_t)span) == (ssize_t)span) {
+            for (size_t i = span - 22 + 1; i-- > 0;) {
+                if (b[i] == 'P' && b[i + 1] == 'K' && b[i + 2] == 5 && b[i + 3] == 6) {
+                    size_t comment = (size_t)b[i + 20] | (size_t)b[i + 21] << 8;
+                    ok = i + 22 + comment == span;
+                    break;
+                }
+            }
+        }
+        free(b);
+    }
+    close(fd);
+    return ok;
+}
+
 /* Normalizes an entry path into out: drops "." and empty components; refuses absolute paths,
  * ".." and control characters. Returns 0 ok (out may be "" for the root itself), -1 refused. */
 static int clean_path(const char *in, char *out, size_t cap, const char **why) {
@@ -137,6 +163,11 @@ int fl_extract(const char *archive_path, const char *dest_dir, fl_extract_stats 
     if (fl_mkdirs(dest_dir, e) < 0) return -1;
     int rootfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) return fl_errf(e, "cannot open %s: %s", dest_dir, strerror(errno));
+    if (fl_is_zip(archive_path) && !zip_has_eocd(archive_path)) {
+        close(rootfd);
+        fl_errf(e, "%s: truncated zip (no end-of-central-directory record)", archive_path);
+        return FL_EXTRACT_CORRUPT;
+    }
     struct archive *a = archive_read_new();
     if (!a) {
         close(rootfd);

@@ -158,6 +158,15 @@ int fl_kaggle_download_file(fl_kaggle *k, const char *competition, const char *f
  * body (NULL: "{}"); *resp gets the parsed answer (caller deletes). */
 int fl_kaggle_call(fl_kaggle *k, const char *method, const cJSON *body, cJSON **resp, fl_err *e);
 
+/* The fetch stage's work: ListDataFiles (checks that each requested name exists, logs the total
+ * size), then either DownloadDataFiles (files == NULL: the competition zip, work_dir/<slug>.zip)
+ * or DownloadDataFile for each name (work_dir/files/<name>), then extraction into data_dir.
+ * A zip is extracted (a single requested file that arrives zipped is unpacked next to where it
+ * belongs); anything else is moved to data_dir/<name>. A truncated or corrupt archive is
+ * downloaded again once; a second failure is an error. Downloads in work_dir resume/skip. */
+int fl_kaggle_fetch(fl_kaggle *k, const char *competition, const char *const *files,
+                    size_t nfiles, const char *work_dir, const char *data_dir, fl_err *e);
+
 /* ---------------------------------------------------------------- submissions */
 
 typedef struct fl_kaggle_submit_result {
