@@ -13,6 +13,7 @@ static int warning_is_truncation(const char *msg) { return msg && strstr(msg, "r
 
 /* The largest supported 1/d (d in 8,4,2,1) keeping the upright image >= target. */
 static int choose_denom(int uw, int uh, int tw, int th) {
+    if (tw <= 0 && th <= 0) return 1; /* no target: full size */
     int n = 0;
     tjscalingfactor *sf = tjGetScalingFactors(&n);
     static const int denoms[] = {8, 4, 2};
