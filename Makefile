@@ -32,7 +32,8 @@ TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -fopenmp -I. -I$(BUILD)/gen -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -fopenmp -I. -I$(BUILD)/gen -MMD -MP \
+            -DFLUKE_DATADIR='"$(PREFIX)/share/fluke"'
 LDLIBS   += -fopenmp -lpthread -lm
 ifeq ($(SAN),1)
 OPT      := -O1
