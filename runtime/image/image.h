@@ -78,6 +78,9 @@ typedef struct fl_decode_info {
  * Truncated data is an error (not a grey-filled image). info may be NULL. */
 fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
                          const fl_decode_opts *opts, fl_decode_info *info, fl_err *e);
+/* Header only: upright full size, orientation, components (scale_denom = 1). */
+int fl_jpeg_probe(const uint8_t *data, size_t len, const char *name, fl_decode_info *info,
+                  fl_err *e);
 /* Reads and decodes a file; errors name the path. */
 fl_image *fl_jpeg_read(const char *path, const fl_decode_opts *opts, fl_decode_info *info,
                        fl_err *e);

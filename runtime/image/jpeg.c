@@ -142,6 +142,32 @@ done:
     return img;
 }
 
+int fl_jpeg_probe(const uint8_t *data, size_t len, const char *name, fl_decode_info *info,
+                  fl_err *e) {
+    if (!name) name = "<memory>";
+    if (len == 0) return fl_errf(e, "%s: empty file (0 bytes), not a JPEG", name);
+    if (len < 3 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF)
+        return fl_errf(e, "%s: not a JPEG file (%zu bytes, starts with %02x %02x)", name, len,
+                       data[0], len > 1 ? data[1] : 0);
+    if (len > (size_t)0x7fffffff) return fl_errf(e, "%s: %zu bytes is too large", name, len);
+    tjhandle tj = tjInitDecompress();
+    if (!tj) return fl_errf(e, "%s: cannot create a TurboJPEG decompressor", name);
+    int w = 0, h = 0, subsamp = 0, cs = 0, rc = 0;
+    if (tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
+        rc = fl_errf(e, "%s: corrupt JPEG header: %s", name, tjGetErrorStr2(tj));
+    else if (w < 1 || h < 1)
+        rc = fl_errf(e, "%s: JPEG dimensions %dx%d out of range", name, w, h);
+    tjDestroy(tj);
+    if (rc) return rc;
+    int o = fl_jpeg_exif_orientation(data, len), swap = o >= 5;
+    info->src_width = swap ? h : w;
+    info->src_height = swap ? w : h;
+    info->scale_denom = 1;
+    info->orientation = o;
+    info->components = cs == TJCS_GRAY ? 1 : (cs == TJCS_CMYK || cs == TJCS_YCCK) ? 4 : 3;
+    return 0;
+}
+
 fl_image *fl_jpeg_read(const char *path, const fl_decode_opts *opts, fl_decode_info *info,
                        fl_err *e) {
     size_t len = 0;
