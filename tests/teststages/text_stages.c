@@ -30,6 +30,7 @@ static const fl_cfg_field text_schema[] = {
     {"text.*.from", FL_CFG_ANY, 0, "node id, file:PATH, dir:PATH, or an array of them"},
     {"text.*.suffix", FL_CFG_STR, 0, "appended to the output"},
     {"text.*.delay_ms", FL_CFG_INT, 0, "sleep while writing the output"},
+    {"text.*.steps", FL_CFG_INT, 0, "op steps: how many checkpointed steps"},
     {"text.*.publish", FL_CFG_BOOL, 0, "copy the output to out/<name>/"},
     {"text.*.threads", FL_CFG_INT, 0, NULL},
     {"text.*.gpus", FL_CFG_INT, 0, NULL},
@@ -116,6 +117,39 @@ static void sleep_ms(long ms) {
     nanosleep(&ts, NULL);
 }
 
+/* A long stage: one step per delay_ms, checkpointed in the work directory after every step, so a
+ * killed run resumes where it stopped when rerun with the same key. */
+static int run_steps(fl_stage_ctx *c, const cJSON *node, fl_err *e) {
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(node, "steps");
+    const cJSON *delay = cJSON_GetObjectItemCaseSensitive(node, "delay_ms");
+    long n = steps ? (long)steps->valuedouble : 10, ms = delay ? (long)delay->valuedouble : 0;
+    char *ck = fl_strdupf("%s/ckpt", fl_stage_work_dir(c));
+    long start = 0;
+    char *text = fl_read_file(ck, NULL, NULL);
+    if (text) {
+        start = strtol(text, NULL, 10);
+        free(text);
+        fl_stage_log(c, "resuming at step %ld", start);
+    }
+    for (long i = start; i < n; i++) {
+        sleep_ms(ms);
+        char buf[32];
+        int len = snprintf(buf, sizeof buf, "%ld", i + 1);
+        if (fl_write_file_atomic(ck, buf, (size_t)len, e)) {
+            free(ck);
+            return -1;
+        }
+        fl_stage_progress(c, (uint64_t)i + 1, (uint64_t)n, "step", "loss %.3f", 1.0 / (double)(i + 2));
+    }
+    free(ck);
+    char *path = fl_strdupf("%s/%s.txt", fl_stage_out_dir(c), fl_stage_name(c));
+    char *out = fl_strdupf("%ld steps done\n", n);
+    int rc = fl_write_file_atomic(path, out, strlen(out), e);
+    free(path);
+    free(out);
+    return rc;
+}
+
 static int run_text(fl_stage_ctx *c, fl_err *e) {
     char sec[300];
     snprintf(sec, sizeof sec, "text.%s", fl_stage_name(c));
@@ -130,6 +164,7 @@ static int run_text(fl_stage_ctx *c, fl_err *e) {
 
     if (!strcmp(op, "fail")) return fl_errf(e, "deliberate failure (op fail)");
     if (!strcmp(op, "crash")) raise(SIGSEGV);
+    if (!strcmp(op, "steps")) return run_steps(c, node, e);
     if (!strcmp(op, "peek")) {
         long v;
         return fl_stage_cfg_int(c, "globals.secret", &v, e);

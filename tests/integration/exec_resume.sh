@@ -1,0 +1,19 @@
+# A long stage checkpoints in its per-key work directory and resumes from the newest checkpoint
+# when rerun with the same key after a kill; the work directory goes once the result commits.
+. "$(dirname "$0")/_lib.sh"
+F=$FLUKE_TS
+echo x > in.txt
+printf '{"name": "t", "text": {"train": {"op": "steps", "steps": 30, "delay_ms": 50, "from": "file:in.txt", "publish": true}}}' > t.json
+setsid $F run t.json > k.log 2>&1 &
+pid=$!
+for i in $(seq 1 100); do grep -q ' 1[0-9]/30 step' k.log && break; sleep 0.05; done
+kill -9 -- -"$pid"; wait "$pid" 2>/dev/null
+check "the first run was killed mid-training" grep -q '/30 step' k.log
+check "a checkpoint survived the kill" [ -n "$(find .fluke/work -name ckpt)" ]
+$F run t.json > r.log 2>&1
+step=$(sed -n 's/.*resuming at step \([0-9]*\).*/\1/p' r.log)
+check "the rerun resumed from the checkpoint (step ${step:-none})" [ "${step:-0}" -gt 0 ]
+check "progress lines show step, rate and ETA" grep -Eq '30/30 step \(100.0%\) [0-9.]+ step/s ETA 0:00:00 loss' r.log
+check "the result is complete" [ "$(cat out/t/train.txt)" = "30 steps done" ]
+check "the work directory is removed after the commit" [ -z "$(find .fluke/work -mindepth 1 2>/dev/null)" ]
+finish
