@@ -118,7 +118,11 @@ fl_image *fl_reid_augment(const fl_image *img, fl_box box, const fl_reid_aug *a,
     double rad = angle * M_PI / 180.0;
     R.m[0] = cos(rad), R.m[1] = sin(rad), R.m[3] = -sin(rad), R.m[4] = cos(rad);
     To.m[2] = out_w / 2.0, To.m[5] = out_h / 2.0;
-    fl_mat3 M = fl_mat3_mul(To, fl_mat3_mul(R, fl_mat3_mul(Sc, Tc)));
+    /* The warp works in pixel-index coordinates (centres at integers, like cv2.warpAffine);
+     * the crop is a continuous rectangle, hence the half-pixel shifts on both sides. */
+    fl_mat3 Hin = fl_mat3_identity(), Hout = fl_mat3_identity();
+    Hin.m[2] = Hin.m[5] = 0.5, Hout.m[2] = Hout.m[5] = -0.5;
+    fl_mat3 M = fl_mat3_mul(Hout, fl_mat3_mul(To, fl_mat3_mul(R, fl_mat3_mul(Sc, fl_mat3_mul(Tc, Hin)))));
     fl_image *out = fl_image_warp(src, M, out_w, out_h, 1, a->fill, e);
     fl_image_free(small);
     if (!out || !a->enabled) return out;

@@ -30,6 +30,8 @@ static dataset *make_dataset(void) {
     strcpy(d->dir, "/tmp/fl_test_loader_XXXXXX");
     assert_non_null(mkdtemp(d->dir));
     fl_err e = {{0}};
+    char dir[sizeof d->dir];
+    memcpy(dir, d->dir, sizeof dir);
     for (int i = 0; i < NITEMS; i++) {
         int w = 64 + 8 * (i % 7), h = 48 + 8 * (i % 5);
         fl_image *img = fl_image_new(w, h, &e);
@@ -44,7 +46,7 @@ static dataset *make_dataset(void) {
                 uint8_t *p = fl_image_px(img, x, y);
                 p[0] = 230, p[1] = 20, p[2] = 20;
             }
-        snprintf(d->paths[i], sizeof d->paths[i], "%s/img_%02d.jpg", d->dir, i);
+        snprintf(d->paths[i], sizeof d->paths[i], "%s/img_%02d.jpg", dir, i);
         assert_int_equal(fl_jpeg_write(img, 92, d->paths[i], &e), 0);
         fl_image_free(img);
         d->boxes[i] = b;
