@@ -177,7 +177,7 @@ fl_id fl_graph_add_op(fl_graph *g, const fl_op_def *op, int nin, const fl_id *in
         if (g->nodes[in[k]].requires_grad) n->requires_grad = 1;
     }
     for (int k = 0; k < nf && k < 4; k++) n->f[k] = f[k];
-    for (int k = 0; k < ni && k < 8; k++) n->i[k] = iattr[k];
+    for (int k = 0; k < ni && k < 12; k++) n->i[k] = iattr[k];
     n->dtype = g->dtype;
     fl_err e;
     e.msg[0] = '\0';

@@ -151,6 +151,17 @@ fl_id fl_subcenter_max(fl_graph *g, fl_id cos, int k);
  * constant m, or an input [C] of per-class margins m_c (then m is ignored). */
 fl_id fl_arc_margin(fl_graph *g, fl_id cos, fl_id labels, fl_id margins, double m, double s);
 
+/* 2-D convolution: NHWC x, OIHW weight [C_out, C_in/groups, KH, KW], bias [C_out] or -1;
+ * pad = {top, left, bottom, right} zero padding. Depthwise: groups == C_in == C_out. */
+fl_id fl_conv2d(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
+                const int pad[4]);
+/* Max pool k x k, stride, symmetric pad (PyTorch semantics, padding never selected). */
+fl_id fl_maxpool(fl_graph *g, fl_id x, int k, int stride, int pad);
+/* Nearest upsampling by an integer factor (YOLOv5's Upsample(None, 2, 'nearest')). */
+fl_id fl_upsample_nearest(fl_graph *g, fl_id x, int scale);
+/* Mean over H and W: [N,H,W,C] -> [N,1,1,C]. */
+fl_id fl_global_avgpool(fl_graph *g, fl_id x);
+
 /* ---- layers: ops plus their named parameters (timm / ultralytics names) -------------------- */
 
 /* prefix.weight [out,in] and prefix.bias [out], PyTorch's default init U(+-1/sqrt(in)). */
@@ -159,6 +170,15 @@ fl_id fl_linear_layer(fl_graph *g, fl_id x, const char *prefix, int64_t out, int
 fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum);
 /* prefix.weight [C] (init 0.25, as nn.PReLU). */
 fl_id fl_prelu_layer(fl_graph *g, fl_id x, const char *prefix, int64_t channels);
+/* Padding of a conv layer: a value >= 0 pads every side by it; FL_PAD_AUTO pads
+ * dilation*(k-1)/2 per side (timm native, ultralytics autopad); FL_PAD_SAME is TensorFlow "same"
+ * (timm tf_ models: the extra pixel right/bottom, depends on the input size). */
+#define FL_PAD_AUTO (-1)
+#define FL_PAD_SAME (-2)
+/* prefix.weight [c_out, C_in/groups, k, k] (PyTorch's default init U(+-1/sqrt(fan_in))) and,
+ * with bias, prefix.bias [c_out]. */
+fl_id fl_conv2d_layer(fl_graph *g, fl_id x, const char *prefix, int64_t c_out, int k, int stride,
+                      int dilation, int groups, int pad, int bias);
 /* prefix.p [1] (init p0). */
 fl_id fl_gem_layer(fl_graph *g, fl_id x, const char *prefix, double p0, double eps);
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "runtime/cpu/conv.h"
 #include "runtime/graph_internal.h"
 
 /* prefix + "." + leaf, recorded as a builder error when too long. */
@@ -62,4 +63,31 @@ fl_id fl_gem_layer(fl_graph *g, fl_id x, const char *prefix, double p0, double e
     int64_t one = 1;
     fl_id p = fl_parameter(g, nm, 1, &one, (fl_init){FL_INIT_CONST, p0, 0}, FL_P_NO_DECAY);
     return fl_gem(g, x, p, eps);
+}
+
+fl_id fl_conv2d_layer(fl_graph *g, fl_id x, const char *prefix, int64_t c_out, int k, int stride,
+                      int dilation, int groups, int pad, int bias) {
+    if (x < 0) return -1;
+    if (x >= g->n) return fl_graph_fail(g, "%s: bad input node %d", prefix ? prefix : "?", x);
+    const fl_node *xn = &g->nodes[x];
+    if (xn->shape.ndim != 4) return fl_graph_fail(g, "%s: conv input must be NHWC", prefix ? prefix : "?");
+    if (k < 1 || stride < 1 || dilation < 1 || groups < 1 || c_out < 1 || pad < FL_PAD_SAME || xn->shape.d[3] % groups)
+        return fl_graph_fail(g, "%s: bad conv arguments (k %d, stride %d, dilation %d, groups %d, c_out %lld, pad %d)",
+                             prefix ? prefix : "?", k, stride, dilation, groups, (long long)c_out, pad);
+    int p[4];
+    if (pad >= 0) p[0] = p[1] = p[2] = p[3] = pad;
+    else if (pad == FL_PAD_AUTO) p[0] = p[1] = p[2] = p[3] = fl_conv2d_pad_symmetric(k, dilation);
+    else {
+        fl_conv2d_pad_tf_same((int)xn->shape.d[1], k, stride, dilation, &p[0], &p[2]);
+        fl_conv2d_pad_tf_same((int)xn->shape.d[2], k, stride, dilation, &p[1], &p[3]);
+    }
+    char nw[512], nb[512];
+    if (pname(g, nw, sizeof nw, prefix, "weight") < 0 || pname(g, nb, sizeof nb, prefix, "bias") < 0) return -1;
+    int64_t cin = xn->shape.d[3] / groups;
+    double bound = 1 / sqrt((double)(cin * k * k));
+    fl_init u = {FL_INIT_UNIFORM, -bound, bound};
+    fl_id w = fl_parameter(g, nw, 4, (int64_t[]){c_out, cin, k, k}, u, 0);
+    fl_id b = bias ? fl_parameter(g, nb, 1, &c_out, u, FL_P_NO_DECAY) : -1;
+    if (bias && b < 0) return -1;
+    return fl_conv2d(g, x, w, b, stride, dilation, groups, p);
 }
