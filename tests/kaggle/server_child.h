@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "artifacts/util.h"
+#include "kaggle/kaggle.h"
 
 typedef struct ts_server {
     pid_t pid;
@@ -144,5 +145,99 @@ static inline void ts_clear_cred_env(void) {
     unsetenv("KAGGLE_CONFIG_DIR");
     unsetenv("XDG_CONFIG_HOME");
 }
+
+/* ---------------------------------------------------------------- a client against the server */
+
+#define TS_TOKEN "tok-S3CR3T-0123456789abcdef"
+#define TS_USER "whaleuser"
+#define TS_KEY "key-S3CR3T-fedcba9876543210"
+#define TS_COMP "happy-whale-and-dolphin"
+
+typedef struct ts_fx {
+    ts_server srv;
+    char *dir;      /* temp dir (also $HOME) */
+    char *log_path; /* everything the client printed */
+    FILE *log;
+    fl_kaggle *k;
+    fl_kaggle_opts o;
+} ts_fx;
+
+/* Starts the server in mode (extra args may be NULL), sets a Bearer token in the environment
+ * (auth "basic": KAGGLE_USERNAME/KAGGLE_KEY instead) and makes a client with short backoffs. */
+static inline ts_fx *ts_fx_new(const char *mode, const char *auth, const char *const *extra) {
+    if (getenv("TS_TIMING")) fprintf(stderr, "[%.2f] start %s\n", fl_now(), mode);
+    ts_fx *f = calloc(1, sizeof *f);
+    f->dir = ts_tmpdir("kaggle");
+    ts_clear_cred_env();
+    setenv("HOME", f->dir, 1);
+    const char *args[16] = {"--token", TS_TOKEN, "--user", TS_USER, "--key", TS_KEY};
+    int n = 6;
+    for (int i = 0; extra && extra[i] && n < 15; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    if (ts_server_start(&f->srv, mode, args) != 0) {
+        fprintf(stderr, "cannot start tests/kaggle/server.py (python3 missing? FLUKE_SRC?)\n");
+        abort();
+    }
+    if (auth && strcmp(auth, "basic") == 0) {
+        setenv("KAGGLE_USERNAME", TS_USER, 1);
+        setenv("KAGGLE_KEY", TS_KEY, 1);
+    } else {
+        setenv("KAGGLE_API_TOKEN", TS_TOKEN, 1);
+    }
+    f->log_path = fl_strdupf("%s/client.log", f->dir);
+    f->log = fopen(f->log_path, "w+");
+    f->o = (fl_kaggle_opts){.base_url = f->srv.base, .max_retries = 4, .backoff_initial_s = 0.05,
+                            .backoff_max_s = 0.2, .retry_after_max_s = 5, .connect_timeout_s = 5,
+                            .stall_timeout_s = 5, .progress = 1, .log = f->log, .seed = 1,
+                            .poll_interval_s = 0.05, .poll_timeout_s = 20};
+    fl_err e;
+    f->k = fl_kaggle_new(&f->o, &e);
+    if (!f->k) {
+        fprintf(stderr, "fl_kaggle_new: %s\n", e.msg);
+        abort();
+    }
+    return f;
+}
+
+/* 1 if any secret (token, key, the Basic value, the signed URL's signature) occurs in s. */
+static inline int ts_has_secret(const char *s) {
+    if (!s) return 0;
+    char *basic = fl_base64_encode(TS_USER ":" TS_KEY, strlen(TS_USER ":" TS_KEY));
+    int bad = strstr(s, TS_TOKEN) || strstr(s, TS_KEY) || strstr(s, basic) ||
+              strstr(s, "S3CR3T") || strstr(s, "deadbeefsignature");
+    free(basic);
+    return bad;
+}
+
+static inline char *ts_fx_log(ts_fx *f) {
+    fflush(f->log);
+    fl_err e;
+    return fl_read_file(f->log_path, NULL, &e);
+}
+
+/* Stops everything; fails the test when the server saw Authorization at a storage path or the
+ * client's output holds a secret. */
+static inline void ts_fx_free(ts_fx *f) {
+    if (getenv("TS_TIMING")) fprintf(stderr, "[%.2f] end\n", fl_now());
+    int v = ts_server_violations(&f->srv);
+    char *log = ts_fx_log(f);
+    int leak = ts_has_secret(log);
+    if (leak) fprintf(stderr, "client output leaks a secret:\n%s\n", log);
+    free(log);
+    fl_kaggle_free(f->k);
+    ts_server_stop(&f->srv);
+    fclose(f->log);
+    fl_err e;
+    fl_remove_tree(f->dir, &e);
+    free(f->dir);
+    free(f->log_path);
+    free(f);
+    ts_clear_cred_env();
+    if (v != 0) fprintf(stderr, "server: %d Authorization violations at storage\n", v);
+    assert_int_equal(v, 0);
+    assert_false(leak);
+}
+
+static inline char *ts_path(ts_fx *f, const char *rel) { return fl_strdupf("%s/%s", f->dir, rel); }
 
 #endif
