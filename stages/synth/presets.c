@@ -11,7 +11,7 @@ int fl_synth_preset(const char *name, fl_synth_params *p, fl_err *e) {
     p->new_share = 0.12;       /* SPECS.md: an estimated 10-16% of test images are new */
     p->box_share = 0.25;
     p->public_share = 0.2;     /* our choice: a public split a few times smaller than private */
-    p->same_encounter = 0.35;
+    p->same_encounter = 0.5;
     p->quality_min = 75;
     p->quality_max = 95;
     p->raw_species = 1;

@@ -93,10 +93,10 @@ int fl_synth_render(const fl_synth_plan *plan, int i, fl_synth_picture *out, fl_
 
     /* Per-image jitter around the encounter (a burst moves a little between frames). */
     int W = sc.w, H = sc.h;
-    sc.horizon += 0.02f * fl_rng_normal(&r);
-    for (int k = 0; k < 3; k++) sc.wave_phase[k] += fl_rng_range(&r, 0, 6.2832f);
+    sc.horizon += 0.01f * fl_rng_normal(&r);
+    for (int k = 0; k < 3; k++) sc.wave_phase[k] += fl_rng_range(&r, 0, 1.5f);
     sc.tex_seed ^= fl_rng_u32(&r) & 0x0000ff00u;
-    float area = fl_synth_clampf(sc.area * expf(0.15f * fl_rng_normal(&r)), 0.03f, 0.5f);
+    float area = fl_synth_clampf(sc.area * expf(0.10f * fl_rng_normal(&r)), 0.03f, 0.5f);
     float wl = fl_synth_clampf(sc.waterline + 0.1f * fl_rng_normal(&r), 0, 1);
     float rot = fl_synth_clampf(sc.rot + 0.07f * fl_rng_normal(&r), -0.349f, 0.349f);
     pose P;
@@ -109,7 +109,7 @@ int fl_synth_render(const fl_synth_plan *plan, int i, fl_synth_picture *out, fl_
     P.c = cosf(rot), P.s = sinf(rot);
     P.D = 0.5f * (float)(W > H ? W : H);
     float light = sc.light * expf(0.06f * fl_rng_normal(&r));
-    float bright = 0.05f * fl_rng_normal(&r), contrast = expf(0.12f * fl_rng_normal(&r));
+    float bright = 0.03f * fl_rng_normal(&r), contrast = expf(0.08f * fl_rng_normal(&r));
     float u_blur = fl_rng_uniform(&r);
     int blur = u_blur < 0.5f ? 0 : u_blur < 0.85f ? 1 : 2;
     int scale_blur = (W > H ? W : H) / 700;
@@ -124,8 +124,8 @@ int fl_synth_render(const fl_synth_plan *plan, int i, fl_synth_picture *out, fl_
     P.vc = 0.5f * (ext[2] + ext[3]);
     float ext_area = (ext[1] - ext[0]) * (ext[3] - ext[2]);
     P.S = sqrtf(area * (float)W * (float)H / fmaxf(ext_area, 1e-3f));
-    P.cx = (sc.cx + 0.04f * fl_rng_normal(&r)) * W;
-    P.cy = (sc.cy + 0.04f * fl_rng_normal(&r)) * H;
+    P.cx = (sc.cx + 0.03f * fl_rng_normal(&r)) * W;
+    P.cy = (sc.cy + 0.03f * fl_rng_normal(&r)) * H;
     /* Keep the whole animal in frame: shrink if needed, then shift. */
     float bx0 = 0, bx1 = 0, by0 = 0, by1 = 0;
     for (int pass = 0; pass < 8; pass++) {

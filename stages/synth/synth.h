@@ -12,6 +12,7 @@
 #ifndef FLUKE_SYNTH_H
 #define FLUKE_SYNTH_H
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "artifacts/util.h"
@@ -70,6 +71,9 @@ typedef struct fl_synth_params {
 
 /* Fills p with a named preset: "tiny" (tests), "smoke" (default, CPU), "large" (GPU runs). */
 int fl_synth_preset(const char *name, fl_synth_params *p, fl_err *e);
+/* The `synth` config object (NULL: defaults): "preset" (default smoke) then overrides of any
+ * field above by its name; checked. */
+int fl_synth_params_from_json(const cJSON *o, fl_synth_params *p, fl_err *e);
 /* Checks ranges; the message names the parameter. */
 int fl_synth_params_check(const fl_synth_params *p, fl_err *e);
 
