@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "runtime/cpu/conv.h"
+#include "tests/unit/runtime_blocks.h"
 #include "tests/unit/runtime_fixture_harness.h"
 
 static fl_id c_relu(fx *x) { return fl_relu(x->g, fx_in(x, "x")); }
@@ -49,6 +51,34 @@ static fl_id c_head(fx *x) {
     return fl_softmax_ce(g, fl_arc_margin(g, fl_subcenter_max(g, cos, 3), lab, -1, 0.3, 30.0), lab, 0);
 }
 
+static fl_id conv_of(fx *x, int stride, int dil, int groups, const int pad[4], int bias) {
+    return fl_conv2d(x->g, fx_in(x, "x"), fx_param(x, "conv.weight", 0), bias ? fx_param(x, "conv.bias", 0) : -1,
+                     stride, dil, groups, pad);
+}
+static fl_id c_conv3(fx *x) { return conv_of(x, 1, 1, 1, (int[]){1, 1, 1, 1}, 1); }
+/* TF same for 7x6 input, k3 s2: H pads (0,1)... computed by the layer helper in real models;
+ * here from the same formula as the fixture script. */
+static fl_id c_conv_same(fx *x) {
+    int p[4];
+    fl_conv2d_pad_tf_same(7, 3, 2, 1, &p[0], &p[2]);
+    fl_conv2d_pad_tf_same(6, 3, 2, 1, &p[1], &p[3]);
+    return conv_of(x, 2, 1, 1, p, 0);
+}
+static fl_id c_conv_dil(fx *x) { return conv_of(x, 1, 2, 1, (int[]){2, 2, 2, 2}, 0); }
+static fl_id c_conv_g2(fx *x) { return conv_of(x, 1, 1, 2, (int[]){1, 1, 1, 1}, 0); }
+static fl_id c_conv_dw(fx *x) {
+    int p[4];
+    fl_conv2d_pad_tf_same(7, 5, 2, 1, &p[0], &p[2]);
+    fl_conv2d_pad_tf_same(6, 5, 2, 1, &p[1], &p[3]);
+    return conv_of(x, 2, 1, 4, p, 0);
+}
+static fl_id c_conv1(fx *x) { return conv_of(x, 1, 1, 1, (int[]){0, 0, 0, 0}, 1); }
+static fl_id c_maxpool(fx *x) { return fl_maxpool(x->g, fx_in(x, "x"), 5, 1, 2); }
+static fl_id c_upsample(fx *x) { return fl_upsample_nearest(x->g, fx_in(x, "x"), 2); }
+static fl_id c_gap(fx *x) { return fl_global_avgpool(x->g, fx_in(x, "x")); }
+static fl_id c_mbconv(fx *x) { return blk_mbconv(x->g, fx_in(x, "x"), "", 8, 32, 2, 3, 1e-3, 0.1); }
+static fl_id c_c3(fx *x) { return blk_c3(x->g, fx_in(x, "x"), 8, 1, 1); }
+
 typedef struct fcase {
     const char *name;
     fl_mode mode;
@@ -70,6 +100,13 @@ static const fcase cases[] = {
     {"arc_margin_dynamic", FL_MODE_TRAIN, c_arc_dyn},
     {"subcenter_max", FL_MODE_TRAIN, c_subcenter},
     {"arcface_head", FL_MODE_TRAIN, c_head},
+    {"conv3x3_bias", FL_MODE_TRAIN, c_conv3}, {"conv_s2_same", FL_MODE_TRAIN, c_conv_same},
+    {"conv_dil2", FL_MODE_TRAIN, c_conv_dil},  {"conv_groups2", FL_MODE_TRAIN, c_conv_g2},
+    {"conv_dw5_s2_same", FL_MODE_TRAIN, c_conv_dw}, {"conv1x1", FL_MODE_TRAIN, c_conv1},
+    {"maxpool5", FL_MODE_TRAIN, c_maxpool},    {"upsample2", FL_MODE_TRAIN, c_upsample},
+    {"global_avgpool", FL_MODE_TRAIN, c_gap},
+    {"mbconv_se_train", FL_MODE_TRAIN, c_mbconv}, {"mbconv_se_eval", FL_MODE_EVAL, c_mbconv},
+    {"c3_train", FL_MODE_TRAIN, c_c3},
 };
 
 static void test_ops_match_pytorch(void **state) {
