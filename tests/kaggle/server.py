@@ -11,6 +11,7 @@ It records every request that reaches a storage or upload path WITH an Authoriza
 violation; GET /_state returns the violations and the request log so tests can assert on them.
 
 Usage: server.py --mode MODE [--token T] [--user U --key K] [--size BYTES] [--file PATH]
+                 [--zip-year Y]
 Prints "PORT <n>" on stdout once listening on 127.0.0.1 (port chosen by the OS).
 
 Modes (one per test):
@@ -50,10 +51,18 @@ COMPETITION = "happy-whale-and-dolphin"
 LAST_MODIFIED = formatdate(time.time() - 3600, usegmt=True)
 
 
-def make_zip(mode):
+def make_zip(mode, year=None):
     rnd = random.Random(7)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        if year:  # the same files with other timestamps: a different zip, the same data
+            real = z.writestr
+
+            def dated(name, data):
+                zi = name if isinstance(name, zipfile.ZipInfo) else zipfile.ZipInfo(name, (year, 1, 1, 0, 0, 0))
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                real(zi, data)
+            z.writestr = dated
         z.writestr("train.csv", "image,species,individual_id\n"
                    "a.jpg,beluga,id1\nb.jpg,fin_whale,id2\n")
         z.writestr("sample_submission.csv", "image,predictions\nc.jpg,new_individual id1 id2 id3 id4\n")
@@ -85,7 +94,7 @@ class State:
         self.polls = 0
         self.uploads = {}
         self.submissions = {}
-        self.zip = make_zip(args.mode)
+        self.zip = make_zip(args.mode, args.zip_year)
         rnd = random.Random(11)
         self.files = {
             "train.csv": b"image,species,individual_id\na.jpg,beluga,id1\nb.jpg,fin_whale,id2\n",
@@ -417,6 +426,7 @@ def main():
     ap.add_argument("--key", default="")
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--file", default="")
+    ap.add_argument("--zip-year", type=int, default=0)
     args = ap.parse_args()
     srv = Server(("127.0.0.1", 0), Handler)
     srv.state = State(args)
