@@ -11,7 +11,7 @@
 
 /* pw expand 1x1 -> BN -> SiLU -> dw kxk -> BN -> SiLU -> SE (reduce to se_ch, SiLU, expand,
  * sigmoid gate) -> pw project 1x1 -> BN -> + x (stride 1, in == out). */
-static fl_id blk_mbconv(fl_graph *g, fl_id x, const char *pre, int64_t cin, int64_t mid,
+static inline fl_id blk_mbconv(fl_graph *g, fl_id x, const char *pre, int64_t cin, int64_t mid,
                         int64_t se_ch, int k, double eps, double mom) {
     /* one buffer per name: a name must stay valid while its layer call is evaluated */
     char n[8][256];
@@ -28,7 +28,7 @@ static fl_id blk_mbconv(fl_graph *g, fl_id x, const char *pre, int64_t cin, int6
 }
 
 /* ultralytics Conv: conv (autopad, no bias) + BN(1e-3, 0.03) + SiLU, names prefix.conv / .bn */
-static fl_id blk_yconv(fl_graph *g, fl_id x, const char *prefix, int64_t co, int k, int s) {
+static inline fl_id blk_yconv(fl_graph *g, fl_id x, const char *prefix, int64_t co, int k, int s) {
     char a[256], b[256];
     snprintf(a, sizeof a, "%s.conv", prefix);
     snprintf(b, sizeof b, "%s.bn", prefix);
@@ -36,7 +36,7 @@ static fl_id blk_yconv(fl_graph *g, fl_id x, const char *prefix, int64_t co, int
 }
 
 /* C3(c1, c2, n, shortcut): cv3(cat(m(cv1(x)), cv2(x))) with c_ = c2/2. */
-static fl_id blk_c3(fl_graph *g, fl_id x, int64_t c2, int n, int shortcut) {
+static inline fl_id blk_c3(fl_graph *g, fl_id x, int64_t c2, int n, int shortcut) {
     int64_t c_ = c2 / 2;
     fl_id a = blk_yconv(g, x, "cv1", c_, 1, 1);
     for (int i = 0; i < n; i++) {
