@@ -11,10 +11,12 @@
 
 #include "runtime/cpu/conv_internal.h"
 
-/* Upper bound on the im2col buffer of one chunk of output rows. A single row may exceed it (the
- * chunk is never smaller than one row). Chosen by tests/bench/bench_conv: large enough that the
- * GEMMs are big, small enough to stay near the last-level cache. */
-#define FL_CONV_COL_BYTES ((size_t)8 << 20)
+/* Target size of one tile's im2col block: small enough that the GEMM operands stay in the
+ * per-core caches (measured with tests/bench/bench_conv: 1 MB tiles ran sgemm about 3x faster
+ * than 8 MB ones on a 2-core EPYC), large enough that the GEMMs are not tiny. */
+#define FL_CONV_TILE_BYTES ((size_t)1 << 20)
+/* Upper bound on the weight-gradient partial sums kept per call (see backward_weight). */
+#define FL_CONV_WGRAD_BYTES ((size_t)64 << 20)
 /* No tensor may hold more elements than this (keeps every size_t product far from overflow). */
 #define FL_CONV_MAX_NUMEL ((uint64_t)1 << 40)
 
@@ -126,17 +128,7 @@ size_t fl_conv2d_w_numel(const fl_conv2d_params *p) {
     return shape_of(p, &s, &e) ? 0 : (size_t)p->C_out * s.K;
 }
 
-/* ---- path selection and weight repacking ---------------------------------------------- */
-
-static int is_pointwise(const fl_conv2d_shape *s) {
-    const fl_conv2d_params *p = &s->p;
-    return p->KH == 1 && p->KW == 1 && p->stride_h == 1 && p->stride_w == 1 && p->groups == 1 &&
-           !p->pad_top && !p->pad_left && !p->pad_bottom && !p->pad_right;
-}
-
-static int is_depthwise(const fl_conv2d_shape *s) {
-    return s->p.groups == s->p.C_in && s->p.groups == s->p.C_out;
-}
+/* ---- weight repacking ---------------------------------------------- */
 
 /* OIHW -> [C_out][KH][KW][Cig]: one GEMM row per output channel with the reduction index in
  * im2col order (kh, kw, ci), ci innermost as in NHWC. For depthwise (Cig = 1) this is
@@ -174,17 +166,72 @@ static void unpack_dw(const fl_conv2d_shape *s, const float *wp, float *w) {
         for (int k = 0; k < KK; k++) w[(size_t)c * KK + k] = wp[(size_t)k * C + c];
 }
 
-/* ---- im2col / col2im over a chunk of output rows ----------------------------------------
- * A "row" is one output image row r = n*OH + oh; rows [r0, r1) of the batch form one chunk, and
- * their output pixels are contiguous in NHWC, so the chunk's GEMM writes y directly. col holds
- * one line per output pixel: col[(r - r0)*OW + ow][(kh*KW + kw)*Cig + ci], zero where the tap
- * falls into padding. */
+/* ---- tiles of output rows -------------------------------------------------------------------
+ * A "row" is one output image row r = n*OH + oh. Rows [r0, r1) form a tile; a tile's output
+ * pixels are contiguous in NHWC, so its GEMM reads and writes y / dy in place. The GEMM input of
+ * a tile is its im2col block col[(r - r0)*OW + ow][(kh*KW + kw)*Cig + ci] (zero where a tap falls
+ * into padding) or, for a pointwise conv, the x rows themselves.
+ *
+ * Parallelism: OpenMP threads take whole tiles, each with its own col buffer and a
+ * single-threaded sgemm (OpenBLAS is held at one thread for the call; see blas_serial_begin).
+ * Tiles are sized from the shape only (a col block of about FL_CONV_TILE_BYTES, which keeps the
+ * GEMM operands in the per-core caches), so which sums happen, and in what order, never depends
+ * on the thread count. */
+
+/* Does the layout of x serve as the GEMM input directly (1x1, stride 1, unpadded, ungrouped)? */
+static int is_pointwise(const fl_conv2d_shape *s) {
+    const fl_conv2d_params *p = &s->p;
+    return p->KH == 1 && p->KW == 1 && p->stride_h == 1 && p->stride_w == 1 && p->groups == 1 &&
+           !p->pad_top && !p->pad_left && !p->pad_bottom && !p->pad_right;
+}
+
+static int is_depthwise(const fl_conv2d_shape *s) {
+    return s->p.groups == s->p.C_in && s->p.groups == s->p.C_out;
+}
+
+typedef struct tiling {
+    int R;       /* output rows per tile (the last tile may be shorter) */
+    int rows;    /* N*OH */
+    int ntiles;
+} tiling;
+
+/* R rows per tile: about tile_bytes of GEMM operands per tile (its im2col block plus its output
+ * block), at least min_rows, at most all rows. */
+static tiling make_tiling(const fl_conv2d_shape *s, size_t tile_bytes, int min_rows) {
+    tiling t;
+    size_t row_bytes = (size_t)s->OW * ((size_t)s->K + s->Cog) * sizeof(float);
+    size_t R = tile_bytes / (row_bytes ? row_bytes : 1);
+    t.rows = s->p.N * s->OH;
+    if (R < (size_t)min_rows) R = (size_t)min_rows;
+    if (R < 1) R = 1;
+    if (R > (size_t)t.rows) R = (size_t)t.rows;
+    t.R = (int)R;
+    t.ntiles = (t.rows + t.R - 1) / t.R;
+    return t;
+}
+
+static void tile_range(const tiling *t, int i, int *r0, int *r1) {
+    *r0 = i * t->R;
+    *r1 = *r0 + t->R < t->rows ? *r0 + t->R : t->rows;
+}
+
+/* OpenBLAS runs single-threaded inside our OpenMP tiles (two thread pools on the same cores
+ * fight: measured several times slower). Its global thread count is set to 1 for the duration of
+ * a call and restored afterwards. */
+static int blas_serial_begin(void) {
+    int n = openblas_get_num_threads();
+    if (n != 1) openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_serial_end(int n) {
+    if (n != 1) openblas_set_num_threads(n);
+}
 
 static void im2col(const fl_conv2d_shape *s, const float *x, int g, int r0, int r1, float *col) {
     const fl_conv2d_params *p = &s->p;
     const int Cig = s->Cig, K = s->K;
     const size_t tap = (size_t)Cig * sizeof(float);
-#pragma omp parallel for schedule(static)
     for (int r = r0; r < r1; r++) {
         int n = r / s->OH, oh = r % s->OH;
         for (int ow = 0; ow < s->OW; ow++) {
@@ -209,46 +256,43 @@ static void im2col(const fl_conv2d_shape *s, const float *x, int g, int r0, int 
     }
 }
 
-/* dx += col scattered back to the input pixels. Two output rows can feed the same input row only
- * through different kh, so the loop runs kh in phases: within one phase every input row receives
- * from at most one output row, rows run in parallel without races, and each dx element gets its
- * additions in a fixed order (chunk, group, kh, then ow and kw within the row) whatever the
- * thread count. */
+/* The GEMM input of a tile for group g: x itself for a pointwise conv, else its im2col block. */
+static const float *tile_input(const fl_conv2d_shape *s, const float *x, int g, int r0, int r1,
+                               float *col, int *lda) {
+    if (is_pointwise(s)) {
+        *lda = s->p.C_in;
+        return x + (size_t)r0 * s->OW * s->p.C_in;
+    }
+    im2col(s, x, g, r0, r1, col);
+    *lda = s->K;
+    return col;
+}
+
+/* dx += col scattered back to the input pixels of the tile's windows (group g), in the fixed
+ * order ow, kh, kw. */
 static void col2im_add(const fl_conv2d_shape *s, const float *col, int g, int r0, int r1,
                        float *dx) {
     const fl_conv2d_params *p = &s->p;
     const int Cig = s->Cig, K = s->K;
-#pragma omp parallel
-    for (int kh = 0; kh < p->KH; kh++) {
-#pragma omp for schedule(static)
-        for (int r = r0; r < r1; r++) {
-            int n = r / s->OH, oh = r % s->OH;
-            int ih = oh * p->stride_h - p->pad_top + kh * p->dilation_h;
-            if (ih < 0 || ih >= p->H) continue;
-            float *dxrow = dx + ((size_t)n * p->H + ih) * p->W * p->C_in + (size_t)g * Cig;
-            for (int ow = 0; ow < s->OW; ow++) {
-                const float *src = col + ((size_t)(r - r0) * s->OW + ow) * K + (size_t)kh * p->KW * Cig;
+    for (int r = r0; r < r1; r++) {
+        int n = r / s->OH, oh = r % s->OH;
+        for (int ow = 0; ow < s->OW; ow++) {
+            const float *src = col + ((size_t)(r - r0) * s->OW + ow) * K;
+            for (int kh = 0; kh < p->KH; kh++) {
+                int ih = oh * p->stride_h - p->pad_top + kh * p->dilation_h;
+                if (ih < 0 || ih >= p->H) continue;
+                float *dxrow = dx + ((size_t)n * p->H + ih) * p->W * p->C_in + (size_t)g * Cig;
                 for (int kw = 0; kw < p->KW; kw++) {
                     int iw = ow * p->stride_w - p->pad_left + kw * p->dilation_w;
                     if (iw < 0 || iw >= p->W) continue;
                     float *d = dxrow + (size_t)iw * p->C_in;
-                    const float *c = src + (size_t)kw * Cig;
+                    const float *c = src + ((size_t)kh * p->KW + kw) * Cig;
 #pragma omp simd
                     for (int ci = 0; ci < Cig; ci++) d[ci] += c[ci];
                 }
             }
         }
     }
-}
-
-/* Rows per chunk so that the im2col buffer stays under FL_CONV_COL_BYTES (at least one). */
-static int chunk_rows(const fl_conv2d_shape *s, size_t col_bytes) {
-    size_t row_bytes = (size_t)s->OW * s->K * sizeof(float);
-    size_t rows = col_bytes / (row_bytes ? row_bytes : 1);
-    size_t total = (size_t)s->p.N * s->OH;
-    if (rows < 1) rows = 1;
-    if (rows > total) rows = total;
-    return (int)rows;
 }
 
 static int check_ptrs(const char *what, const void *a, const char *an, const void *b,
@@ -259,29 +303,26 @@ static int check_ptrs(const char *what, const void *a, const char *an, const voi
     return 0;
 }
 
+/* The weights in GEMM layout: w itself when KH = KW = 1 (OIHW is then OHWI), else a repacked
+ * copy (*owned set, the caller frees it). NULL when out of memory. */
+static float *gemm_weights(const fl_conv2d_shape *s, const float *w, float **owned) {
+    *owned = NULL;
+    if (s->p.KH == 1 && s->p.KW == 1) return (float *)w;
+    float *wp = malloc((size_t)s->p.C_out * s->K * sizeof(float));
+    if (wp) repack_ohwi(s, w, wp);
+    *owned = wp;
+    return wp;
+}
+
 /* ---- entry points -------------------------------------------------------------------------- */
 
 int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
-                      const float *bias, float *y, size_t col_bytes, fl_err *e) {
+                         const float *bias, float *y, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
     if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
     if (check_ptrs("forward", x, "x", w, "w", y, "y", e)) return -1;
     const int Co = p->C_out;
-    const size_t npix = (size_t)p->N * s.OH * s.OW;
-    float beta = 0.0f;
-    if (bias) {
-        /* The GEMMs then accumulate onto the bias (beta = 1). */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < npix; i++) memcpy(y + i * Co, bias, (size_t)Co * sizeof(float));
-        beta = 1.0f;
-    }
-    if (is_pointwise(&s)) {
-        /* y[npix x Co] = x[npix x Ci] * w^T, w being [Co][Ci]. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)npix, Co, p->C_in, 1.0f, x,
-                    p->C_in, w, p->C_in, beta, y, Co);
-        return 0;
-    }
-    if (is_depthwise(&s)) {
+    if (is_depthwise(&s) && !is_pointwise(&s)) {
         float *wp = malloc((size_t)Co * s.K * sizeof(float));
         if (!wp) return fl_errf(e, "conv2d forward: out of memory for the repacked weights");
         repack_dw(&s, w, wp);
@@ -289,44 +330,56 @@ int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float 
         free(wp);
         return 0;
     }
-    const int R = chunk_rows(&s, col_bytes), rows = p->N * s.OH;
-    float *wp = malloc((size_t)Co * s.K * sizeof(float));
-    float *col = malloc((size_t)R * s.OW * s.K * sizeof(float));
-    if (!wp || !col) {
-        free(wp);
-        free(col);
-        return fl_errf(e, "conv2d forward: out of memory for the im2col buffer (%zu bytes)",
-                       (size_t)R * s.OW * s.K * sizeof(float));
-    }
-    repack_ohwi(&s, w, wp);
-    for (int r0 = 0; r0 < rows; r0 += R) {
-        int r1 = r0 + R < rows ? r0 + R : rows, P = (r1 - r0) * s.OW;
-        for (int g = 0; g < p->groups; g++) {
-            im2col(&s, x, g, r0, r1, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, s.Cog, s.K, 1.0f, col, s.K,
-                        wp + (size_t)g * s.Cog * s.K, s.K, beta,
-                        y + (size_t)r0 * s.OW * Co + (size_t)g * s.Cog, Co);
+    float *owned;
+    const float *wp = gemm_weights(&s, w, &owned);
+    if (!wp) return fl_errf(e, "conv2d forward: out of memory for the repacked weights");
+    const tiling t = make_tiling(&s, tile_bytes, 1);
+    const size_t col_floats = is_pointwise(&s) ? 0 : (size_t)t.R * s.OW * s.K;
+    int oom = 0, nb = blas_serial_begin();
+#pragma omp parallel
+    {
+        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
+        if (col_floats && !col) {
+#pragma omp atomic write
+            oom = 1;
         }
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < t.ntiles; i++) {
+            if (col_floats && !col) continue;
+            int r0, r1, lda;
+            tile_range(&t, i, &r0, &r1);
+            const int P = (r1 - r0) * s.OW;
+            float *yt = y + (size_t)r0 * s.OW * Co;
+            if (bias) /* the GEMMs then accumulate onto the bias (beta = 1) */
+                for (int q = 0; q < P; q++) memcpy(yt + (size_t)q * Co, bias, (size_t)Co * sizeof(float));
+            for (int g = 0; g < p->groups; g++) {
+                const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
+                /* y_g[P x Cog] (+)= a[P x K] * wp_g^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, s.Cog, s.K, 1.0f, a, lda,
+                            wp + (size_t)g * s.Cog * s.K, s.K, bias ? 1.0f : 0.0f,
+                            yt + (size_t)g * s.Cog, Co);
+            }
+        }
+        free(col);
     }
-    free(wp);
-    free(col);
+    blas_serial_end(nb);
+    free(owned);
+    if (oom)
+        return fl_errf(e, "conv2d forward: out of memory for the im2col buffers (%zu bytes each)",
+                       col_floats * sizeof(float));
     return 0;
 }
 
+/* Tiles scatter into overlapping input rows, so they run in two waves, even tiles then odd ones.
+ * With at least (KH-1)*dilation/stride rows per tile, tiles two apart never touch the same input
+ * row, so each wave is race-free and every dx element receives its sums in a fixed order. */
 int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
-                            float *dx, size_t col_bytes, fl_err *e) {
+                               float *dx, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
     if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
     if (check_ptrs("backward_data", dy, "dy", w, "w", dx, "dx", e)) return -1;
     const int Co = p->C_out, Ci = p->C_in;
-    if (is_pointwise(&s)) {
-        /* dx[npix x Ci] = dy[npix x Co] * w[Co x Ci]. */
-        int npix = p->N * p->H * p->W;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, npix, Ci, Co, 1.0f, dy, Co, w, Ci,
-                    0.0f, dx, Ci);
-        return 0;
-    }
-    if (is_depthwise(&s)) {
+    if (is_depthwise(&s) && !is_pointwise(&s)) {
         float *wp = malloc((size_t)Co * s.K * sizeof(float));
         if (!wp) return fl_errf(e, "conv2d backward_data: out of memory for the repacked weights");
         repack_dw(&s, w, wp);
@@ -334,31 +387,54 @@ int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const
         free(wp);
         return 0;
     }
-    const int R = chunk_rows(&s, col_bytes), rows = p->N * s.OH;
-    float *wp = malloc((size_t)Co * s.K * sizeof(float));
-    float *col = malloc((size_t)R * s.OW * s.K * sizeof(float));
-    if (!wp || !col) {
-        free(wp);
-        free(col);
-        return fl_errf(e, "conv2d backward_data: out of memory for the col buffer (%zu bytes)",
-                       (size_t)R * s.OW * s.K * sizeof(float));
-    }
-    repack_ohwi(&s, w, wp);
+    float *owned;
+    const float *wp = gemm_weights(&s, w, &owned);
+    if (!wp) return fl_errf(e, "conv2d backward_data: out of memory for the repacked weights");
+    const int pw = is_pointwise(&s);
+    const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    const size_t col_floats = pw ? 0 : (size_t)t.R * s.OW * s.K;
     const size_t nx = (size_t)p->N * p->H * p->W * Ci;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < nx; i++) dx[i] = 0.0f;
-    for (int r0 = 0; r0 < rows; r0 += R) {
-        int r1 = r0 + R < rows ? r0 + R : rows, P = (r1 - r0) * s.OW;
-        for (int g = 0; g < p->groups; g++) {
-            /* col[P x K] = dy_g[P x Cog] * wp_g[Cog x K] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
-                        dy + (size_t)r0 * s.OW * Co + (size_t)g * s.Cog, Co,
-                        wp + (size_t)g * s.Cog * s.K, s.K, 0.0f, col, s.K);
-            col2im_add(&s, col, g, r0, r1, dx);
+    int oom = 0, nb = blas_serial_begin();
+#pragma omp parallel
+    {
+        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
+        if (col_floats && !col) {
+#pragma omp atomic write
+            oom = 1;
         }
+        if (!pw) { /* a pointwise conv writes every dx element exactly once (beta = 0) */
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < nx; i++) dx[i] = 0.0f;
+        }
+        for (int wave = 0; wave < 2; wave++) {
+#pragma omp for schedule(dynamic, 1)
+            for (int i = wave; i < t.ntiles; i += 2) {
+                if (col_floats && !col) continue;
+                int r0, r1;
+                tile_range(&t, i, &r0, &r1);
+                const int P = (r1 - r0) * s.OW;
+                const float *dyt = dy + (size_t)r0 * s.OW * Co;
+                if (pw) { /* dx rows = dy rows * w[Co x Ci] */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Ci, Co, 1.0f, dyt, Co,
+                                wp, Ci, 0.0f, dx + (size_t)r0 * s.OW * Ci, Ci);
+                    continue;
+                }
+                for (int g = 0; g < p->groups; g++) {
+                    /* col[P x K] = dy_g[P x Cog] * wp_g[Cog x K] */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
+                                dyt + (size_t)g * s.Cog, Co, wp + (size_t)g * s.Cog * s.K, s.K,
+                                0.0f, col, s.K);
+                    col2im_add(&s, col, g, r0, r1, dx);
+                }
+            }
+        }
+        free(col);
     }
-    free(wp);
-    free(col);
+    blas_serial_end(nb);
+    free(owned);
+    if (oom)
+        return fl_errf(e, "conv2d backward_data: out of memory for the col buffers (%zu bytes each)",
+                       col_floats * sizeof(float));
     return 0;
 }
 
@@ -379,66 +455,94 @@ void fl_conv2d_bias_grad(const fl_conv2d_shape *s, const float *dy, float *dbias
     }
 }
 
+/* The weight gradient sums over every output pixel. The tiles are split into S contiguous slabs
+ * (S from the shape: at most 16, and at most FL_CONV_WGRAD_BYTES of partial sums); each slab
+ * accumulates into its own buffer, one thread per slab, and the slabs are added in slab order. */
 int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
-                              float *dw, float *dbias, size_t col_bytes, fl_err *e) {
+                                 float *dw, float *dbias, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
     if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
     if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
-    const int Co = p->C_out, Ci = p->C_in;
+    const int Co = p->C_out;
+    const size_t wn = (size_t)Co * s.K;
     if (dbias) fl_conv2d_bias_grad(&s, dy, dbias);
-    if (is_pointwise(&s)) {
-        /* dw[Co x Ci] = dy^T[Co x npix] * x[npix x Ci]. */
-        int npix = p->N * p->H * p->W;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, Ci, npix, 1.0f, dy, Co, x, Ci,
-                    0.0f, dw, Ci);
-        return 0;
-    }
-    float *wp = malloc((size_t)Co * s.K * sizeof(float));
-    if (!wp) return fl_errf(e, "conv2d backward_weight: out of memory for the weight gradient");
-    if (is_depthwise(&s)) {
-        if (fl_conv2d_dw_backward_weight(&s, x, dy, wp, e)) {
-            free(wp);
-            return fl_errprefix(e, "conv2d backward_weight");
-        }
-        unpack_dw(&s, wp, dw);
+    if (is_depthwise(&s) && !is_pointwise(&s)) {
+        float *wp = malloc(wn * sizeof(float));
+        if (!wp) return fl_errf(e, "conv2d backward_weight: out of memory for the weight gradient");
+        int rc = fl_conv2d_dw_backward_weight(&s, x, dy, wp, e);
+        if (!rc) unpack_dw(&s, wp, dw);
         free(wp);
-        return 0;
+        return rc ? fl_errprefix(e, "conv2d backward_weight") : 0;
     }
-    const int R = chunk_rows(&s, col_bytes), rows = p->N * s.OH;
-    float *col = malloc((size_t)R * s.OW * s.K * sizeof(float));
-    if (!col) {
-        free(wp);
-        return fl_errf(e, "conv2d backward_weight: out of memory for the im2col buffer (%zu bytes)",
-                       (size_t)R * s.OW * s.K * sizeof(float));
+    const tiling t = make_tiling(&s, tile_bytes, 1);
+    size_t S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
+    if (S > 16) S = 16;
+    if (S > (size_t)t.ntiles) S = (size_t)t.ntiles;
+    if (S < 1) S = 1;
+    const size_t col_floats = is_pointwise(&s) ? 0 : (size_t)t.R * s.OW * s.K;
+    /* Slab 0 accumulates in the result layout buffer; 1x1 kernels need no unpacking. */
+    const int unpack = !(p->KH == 1 && p->KW == 1);
+    float *wp = unpack ? malloc(wn * sizeof(float)) : dw;
+    float *part = S > 1 ? malloc((S - 1) * wn * sizeof(float)) : NULL;
+    if (!wp || (S > 1 && !part)) {
+        if (unpack) free(wp);
+        free(part);
+        return fl_errf(e, "conv2d backward_weight: out of memory for the weight-gradient partials");
     }
-    for (int r0 = 0; r0 < rows; r0 += R) {
-        int r1 = r0 + R < rows ? r0 + R : rows, P = (r1 - r0) * s.OW;
-        float beta = r0 == 0 ? 0.0f : 1.0f;
-        for (int g = 0; g < p->groups; g++) {
-            im2col(&s, x, g, r0, r1, col);
-            /* dwp_g[Cog x K] (+)= dy_g^T[Cog x P] * col[P x K] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Cog, s.K, P, 1.0f,
-                        dy + (size_t)r0 * s.OW * Co + (size_t)g * s.Cog, Co, col, s.K, beta,
-                        wp + (size_t)g * s.Cog * s.K, s.K);
+    int oom = 0, nb = blas_serial_begin();
+#pragma omp parallel
+    {
+        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
+        if (col_floats && !col) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (size_t sl = 0; sl < S; sl++) {
+            if (col_floats && !col) continue;
+            float *acc = sl == 0 ? wp : part + (sl - 1) * wn;
+            int t0 = (int)(t.ntiles * sl / S), t1 = (int)(t.ntiles * (sl + 1) / S);
+            for (int i = t0; i < t1; i++) {
+                int r0, r1, lda;
+                tile_range(&t, i, &r0, &r1);
+                const int P = (r1 - r0) * s.OW;
+                for (int g = 0; g < p->groups; g++) {
+                    const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
+                    /* acc_g[Cog x K] (+)= dy_g^T[Cog x P] * a[P x K] */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Cog, s.K, P, 1.0f,
+                                dy + (size_t)r0 * s.OW * Co + (size_t)g * s.Cog, Co, a, lda,
+                                i == t0 ? 0.0f : 1.0f, acc + (size_t)g * s.Cog * s.K, s.K);
+                }
+            }
+        }
+        free(col);
+        if (S > 1) {
+#pragma omp for schedule(static)
+            for (size_t j = 0; j < wn; j++)
+                for (size_t sl = 1; sl < S; sl++) wp[j] += part[(sl - 1) * wn + j];
         }
     }
-    unpack_ohwi(&s, wp, dw);
-    free(wp);
-    free(col);
+    blas_serial_end(nb);
+    free(part);
+    if (!oom && unpack) unpack_ohwi(&s, wp, dw);
+    if (unpack) free(wp);
+    if (oom)
+        return fl_errf(e, "conv2d backward_weight: out of memory for the im2col buffers (%zu bytes each)",
+                       col_floats * sizeof(float));
     return 0;
 }
 
 int fl_conv2d_forward(const fl_conv2d_params *p, const float *x, const float *w,
                       const float *bias, float *y, fl_err *e) {
-    return fl_conv2d_forward_ex(p, x, w, bias, y, FL_CONV_COL_BYTES, e);
+    return fl_conv2d_forward_ex(p, x, w, bias, y, FL_CONV_TILE_BYTES, e);
 }
 
 int fl_conv2d_backward_data(const fl_conv2d_params *p, const float *dy, const float *w,
                             float *dx, fl_err *e) {
-    return fl_conv2d_backward_data_ex(p, dy, w, dx, FL_CONV_COL_BYTES, e);
+    return fl_conv2d_backward_data_ex(p, dy, w, dx, FL_CONV_TILE_BYTES, e);
 }
 
 int fl_conv2d_backward_weight(const fl_conv2d_params *p, const float *x, const float *dy,
                               float *dw, float *dbias, fl_err *e) {
-    return fl_conv2d_backward_weight_ex(p, x, dy, dw, dbias, FL_CONV_COL_BYTES, e);
+    return fl_conv2d_backward_weight_ex(p, x, dy, dw, dbias, FL_CONV_TILE_BYTES, e);
 }

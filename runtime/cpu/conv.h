@@ -8,14 +8,20 @@
  *   bias         [C_out]
  * Output size per axis: out = (in + pad_before + pad_after - dilation*(k-1) - 1) / stride + 1.
  *
- * Paths: a 1x1, stride-1, unpadded, ungrouped conv is one GEMM over the whole batch; depthwise
- * (groups == C_in == C_out) is a direct loop kernel; everything else is im2col + GEMM per group,
- * over chunks of output rows so the scratch buffer stays bounded (~16 MB).
+ * Paths: a 1x1, stride-1, unpadded, ungrouped conv is a GEMM straight on x; depthwise
+ * (groups == C_in == C_out) is a direct loop kernel; everything else is im2col + GEMM per group.
+ * The GEMM paths work on tiles of output rows (about 1 MB of im2col each): OpenMP threads take
+ * whole tiles, each with a single-threaded sgemm. OpenBLAS's global thread count is therefore set
+ * to 1 during a call and restored on return (do not run BLAS in another thread concurrently and
+ * expect it to be multi-threaded meanwhile).
  *
- * Determinism: every reduction written here (col2im sums, bias gradients, the depthwise weight
- * gradient) runs in an order fixed by the problem shape, never by the thread count, so results
- * depend on OMP_NUM_THREADS only through OpenBLAS's own sgemm blocking (float reassociation).
- * BLAS is never called from inside an OpenMP region (OpenBLAS threads itself).
+ * Determinism: tiles, slabs and every reduction order written here depend on the problem shape
+ * only, never on the thread count, and each sgemm runs single-threaded, so results are bitwise
+ * identical for any OMP_NUM_THREADS (tested); they may still differ from another BLAS build or
+ * CPU through float reassociation inside sgemm.
+ *
+ * Scratch memory: each call allocates its own (one ~1 MB im2col tile per thread, repacked weights,
+ * up to 64 MB of weight-gradient partial sums) and frees it before returning.
  *
  * All entry points validate the parameters first and return -1 with a message in *e on bad input
  * (or when scratch memory cannot be allocated); they never crash or print. */

@@ -26,13 +26,13 @@ void fl_conv2d_dw_backward_data(const fl_conv2d_shape *s, const float *dy, const
 int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
                                  float *dwp, fl_err *e);
 
-/* The public entry points with the im2col chunk budget as a parameter (the public ones pass the
- * default); tests use a tiny budget to run the multi-chunk code on small problems. */
+/* The public entry points with the tile size (bytes of im2col per tile) as a parameter (the public ones pass the
+ * default); tests pass a tiny size to run many small tiles on small problems. */
 int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
-                         const float *bias, float *y, size_t col_bytes, fl_err *e);
+                         const float *bias, float *y, size_t tile_bytes, fl_err *e);
 int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
-                               float *dx, size_t col_bytes, fl_err *e);
+                               float *dx, size_t tile_bytes, fl_err *e);
 int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
-                                 float *dw, float *dbias, size_t col_bytes, fl_err *e);
+                                 float *dw, float *dbias, size_t tile_bytes, fl_err *e);
 
 #endif

@@ -159,7 +159,7 @@ static void run_case(const fl_conv2d_params *p, int with_bias, uint64_t seed) {
     fd_check("dw", p, x, w, (double *)bias, dy, w, nw, dw, ybuf, ny, &rng);
     if (with_bias) fd_check("db", p, x, w, b, dy, b, nb, db, ybuf, ny, &rng);
 
-    size_t budgets[2] = {(size_t)8 << 20, 1};
+    size_t budgets[2] = {(size_t)1 << 20, 1}; /* default tiles, and one-row tiles */
     for (int bi = 0; bi < 2; bi++) {
         memset(yf, 0xff, ny * 4); /* NaN: every output must be written */
         memset(dxf, 0xff, nx * 4);
@@ -302,7 +302,7 @@ static void test_thread_count_independent(void **state) {
             omp_set_num_threads(t == 0 ? 1 : 3);
             float *o = out[t] = malloc(nout * 4);
             fl_err e;
-            /* A budget of a few rows makes several chunks, so chunk order matters too. */
+            /* Tiles of a few rows: several tiles per thread, so the tile order matters too. */
             assert_int_equal(fl_conv2d_forward_ex(p, x, w, w, o, 4096, &e), 0);
             assert_int_equal(fl_conv2d_backward_data_ex(p, dy, w, o + ny, 4096, &e), 0);
             assert_int_equal(fl_conv2d_backward_weight_ex(p, x, dy, o + ny + nx, o + ny + nx + nw, 4096, &e), 0);
