@@ -47,8 +47,8 @@ int fl_csv_parse(const char *text, size_t len, const char *name, fl_csv *out, fl
                 i++;
                 for (;;) {
                     if (i >= len) {
-                        fl_errf(e, "%s:%d: unterminated quoted field (opened on line %d)",
-                                out->name, line, open_line);
+                        fl_errf(e, "%s:%d: unterminated quoted field (runs to the end of the "
+                                "file at line %d)", out->name, open_line, line);
                         goto fail;
                     }
                     char c = text[i];
