@@ -53,7 +53,9 @@ void fl_ema_update(fl_ema *m) {
     for (size_t i = 0; i < m->view.n; i++) {
         float *v = m->view.v[i].data;
         const float *s = m->src.v[i].data;
-        for (size_t k = 0; k < m->view.v[i].numel; k++) {
+        const size_t n = m->view.v[i].numel;
+#pragma omp parallel for schedule(static) if (n >= 65536)
+        for (size_t k = 0; k < n; k++) {
             float t = f1d * s[k];
             v[k] = v[k] * fd + t;
         }
