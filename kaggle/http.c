@@ -192,7 +192,7 @@ int fl_http_perform(fl_kaggle *k, const fl_http_req *rq, fl_http_resp *rs) {
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k->o.connect_timeout_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, k->o.stall_timeout_s);
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 128L * 1024);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

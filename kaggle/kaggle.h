@@ -85,6 +85,9 @@ typedef struct fl_kaggle_opts {
     double poll_interval_s;    /* submission status polling; 0: 5 s */
     double poll_timeout_s;     /* give up polling after; 0: 3600 s */
     int no_credentials;        /* 1: don't look for Kaggle credentials (plain downloads only) */
+    int fsync_downloads;       /* 1: fsync each download before its rename (the store already
+                                * fsyncs what it ingests; a complete file is re-checked against
+                                * x-goog-hash before it is skipped) */
     /* Test hook: simulate a full disk (ENOSPC) once this many bytes of a download were written.
      * 0 = off. */
     uint64_t fault_enospc_after;

@@ -30,6 +30,8 @@ Modes (one per test):
   norange       storage ignores Range (no Accept-Ranges; always 200)
   hf404safetensors  Hugging Face: model.safetensors is a 404, pytorch_model.bin exists
   submit_error  GetSubmission ends in ERROR
+With --size N, /storage/big.bin is an N-byte object (with x-goog-hash) and
+/storage/big-nomd5.bin the same object without it (benchmarks).
 """
 import argparse
 import base64
@@ -248,8 +250,9 @@ class Handler(BaseHTTPRequestHandler):
                 data = data[: len(data) * 2 // 3]
                 return self.serve_bytes(data, md5=None, fail500=fail)
             return self.serve_bytes(data, md5=hashlib.md5(data).digest(), drop=drop, fail500=fail)
-        if name == "big.bin" and self.st.big_path:
-            return self.serve_bytes(None, md5=self.st.big_md5, path=self.st.big_path,
+        if name in ("big.bin", "big-nomd5.bin") and self.st.big_path:
+            md5 = self.st.big_md5 if name == "big.bin" else None
+            return self.serve_bytes(None, md5=md5, path=self.st.big_path,
                                     size=self.st.args.size, drop=drop, fail500=fail)
         if name.startswith("files/") and name[6:] in self.st.files:
             data = self.st.files[name[6:]]
