@@ -264,7 +264,7 @@ static void test_strmap(void **state) {
     fl_err e = {{0}};
     fl_strmap m;
     assert_int_equal(fl_strmap_init(&m, 2, &e), 0);
-    char keys[200][8];
+    char keys[200][16];
     for (int i = 0; i < 200; i++) {
         snprintf(keys[i], sizeof keys[i], "k%d", i);
         assert_int_equal(fl_strmap_put(&m, keys[i], i), -1);
