@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/graph.h"
@@ -258,6 +260,8 @@ static void test_bad_input(void **state) {
         "cannot reshape", "labels must be int32", "integer labels", "axes mask", "must be NHWC",
         "drop probability", "more than 1 value", "shape [4,3] requested", "axis 5 out of range",
         "not a node", "has size 0", "margin", "k must be >= 1",
+        "does not fit 4 input channels in 3 groups", "larger than the padded input", "must be NHWC",
+        "stride must be >= 1", "scale 0 outside", "bad conv arguments", "must be OIHW",
     };
     for (int k = 0; k < (int)(sizeof expect / sizeof *expect); k++) {
         g = fl_graph_new(s, FL_MODE_TRAIN, &e);
@@ -283,6 +287,16 @@ static void test_bad_input(void **state) {
         case 14: r = fl_input(g, "bad", 2, (int64_t[]){0, 3}); break;
         case 15: r = fl_arc_margin(g, x, lab, -1, 2.0, 30); break;
         case 16: r = fl_subcenter_max(g, x, 0); break;
+        case 17: r = fl_conv2d(g, fl_input(g, "i", 4, (int64_t[]){1, 5, 5, 4}),
+                               fl_parameter(g, "cw", 4, (int64_t[]){6, 2, 3, 3}, (fl_init){0, 0, 0}, 0), -1, 1, 1, 3,
+                               (int[]){1, 1, 1, 1});
+            break;
+        case 18: r = fl_conv2d_layer(g, fl_input(g, "i", 4, (int64_t[]){1, 2, 2, 4}), "cv", 4, 5, 1, 1, 1, 0, 0); break;
+        case 19: r = fl_maxpool(g, x, 3, 1, 1); break;
+        case 20: r = fl_maxpool(g, fl_input(g, "i", 4, (int64_t[]){1, 5, 5, 4}), 3, 0, 1); break;
+        case 21: r = fl_upsample_nearest(g, fl_input(g, "i", 4, (int64_t[]){1, 5, 5, 4}), 0); break;
+        case 22: r = fl_conv2d_layer(g, fl_input(g, "i", 4, (int64_t[]){1, 5, 5, 4}), "cv", 4, 3, 1, 1, 3, FL_PAD_AUTO, 0); break;
+        case 23: r = fl_conv2d(g, fl_input(g, "i", 4, (int64_t[]){1, 5, 5, 4}), x, -1, 1, 1, 1, (int[]){0, 0, 0, 0}); break;
         }
         assert_int_equal(r, -1);
         if (!strstr(fl_graph_error(g), expect[k])) printf("case %d: got '%s'\n", k, fl_graph_error(g));
@@ -324,6 +338,52 @@ static void test_bad_labels(void **state) {
     fl_store_free(s);
 }
 
+/* The runtime's own kernels (everything but the BLAS calls) give bitwise the same results
+ * whatever the thread count: reductions run in orders fixed by the shapes. */
+static void run_threads(int threads, float *out, float *gx, float *gw) {
+    omp_set_num_threads(threads);
+    fl_err e = {{0}};
+    fl_store *s = fl_store_new(FL_F32, 8, &e);
+    fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
+    fl_graph_set_rng(g, 1, 2);
+    fl_id x = fl_input(g, "x", 4, (int64_t[]){8, 16, 16, 32});
+    fl_input_requires_grad(g, x);
+    fl_id h = fl_silu(g, fl_bn_layer(g, x, "bn", 1e-3, 0.1));
+    fl_id se = fl_sigmoid(g, fl_mean(g, h, 0x6, 1));
+    h = fl_dropout(g, fl_mul(g, h, se), 0.1);
+    h = fl_prelu_layer(g, fl_softplus(g, h), "act", 32);
+    fl_id p = fl_reshape(g, fl_gem_layer(g, fl_relu(g, h), "pool", 3, 1e-6), 2, (int64_t[]){8, 32});
+    fl_id lab = fl_input_labels(g, "y", 8);
+    fl_id loss = fl_softmax_ce(g, fl_l2norm(g, p, 1e-12), lab, 0.1);
+    fl_graph_mark_output(g, p);
+    assert_int_equal(fl_graph_compile(g, loss, &e), 0);
+    float *xv = fl_graph_value(g, x);
+    for (int i = 0; i < 8 * 16 * 16 * 32; i++) xv[i] = (float)sin(0.001 * i * i);
+    int32_t *yv = fl_graph_value(g, lab);
+    for (int i = 0; i < 8; i++) yv[i] = i % 32;
+    fl_store_zero_grad(s);
+    assert_int_equal(fl_graph_forward(g, &e), 0);
+    assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
+    memcpy(out, fl_graph_value(g, p), 8 * 32 * sizeof(float));
+    memcpy(gx, fl_graph_grad(g, x), 8 * 16 * 16 * 32 * sizeof(float));
+    memcpy(gw, fl_store_grad(s, "bn.weight"), 32 * sizeof(float));
+    fl_graph_free(g);
+    fl_store_free(s);
+}
+
+static void test_thread_count_independent(void **state) {
+    int keep = omp_get_max_threads();
+    size_t nx = 8 * 16 * 16 * 32;
+    float *o1 = malloc(256 * 4), *o4 = malloc(256 * 4), *x1 = malloc(nx * 4), *x4 = malloc(nx * 4), w1[32], w4[32];
+    run_threads(1, o1, x1, w1);
+    run_threads(4, o4, x4, w4);
+    omp_set_num_threads(keep);
+    assert_memory_equal(o1, o4, 256 * 4);
+    assert_memory_equal(x1, x4, nx * 4);
+    assert_memory_equal(w1, w4, sizeof w1);
+    free(o1), free(o4), free(x1), free(x4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planner_reuses_memory),
@@ -335,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_dropout_randomness),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_bad_labels),
+        cmocka_unit_test(test_thread_count_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
