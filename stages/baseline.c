@@ -94,6 +94,7 @@ static int run_knn(fl_stage_ctx *c, fl_err *e) {
     fl_knn_opts o = {.thumb = 16, .threads = fl_stage_threads(c)};
     fl_err none = {{0}};
     const cJSON *sec = fl_stage_cfg(c, "baseline.knn", &none); /* absent: defaults */
+    if (!sec && strstr(none.msg, "programming error")) return fl_errf(e, "%s", none.msg);
     const cJSON *v;
     if (sec && (v = cJSON_GetObjectItemCaseSensitive(sec, "thumb"))) {
         if (!cJSON_IsNumber(v)) return fl_errf(e, "baseline.knn.thumb: must be an integer");

@@ -46,6 +46,7 @@ static void progress(void *user, int done, int total) {
 static int run_synth(fl_stage_ctx *c, fl_err *e) {
     fl_err ignore = {{0}};
     const cJSON *sec = fl_stage_cfg(c, "synth", &ignore); /* absent: the defaults */
+    if (!sec && strstr(ignore.msg, "programming error")) return fl_errf(e, "%s", ignore.msg);
     fl_synth_params p;
     if (fl_synth_params_from_json(sec, &p, e) != 0) return -1;
     fl_synth_plan plan;
