@@ -54,6 +54,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ent[i] = (fl_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
     }
     fz_check(covered == f->len - f->data_start, "tensors cover the data exactly");
+    /* loading by name: every float tensor into a buffer of its own shape; the rest are
+     * "unexpected", which non-strict loading must tolerate and strict loading must refuse */
+    fl_st_set set = {f->path, &f, 1};
+    fl_st_target *tg = calloc(f->n ? f->n : 1, sizeof *tg);
+    float *dst = NULL;
+    size_t ntg = 0, total = 0, nother = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        fl_st_dtype d = f->t[i].dtype;
+        if (d == FL_ST_F32 || d == FL_ST_F16 || d == FL_ST_BF16 || d == FL_ST_F64) total += f->t[i].numel;
+        else nother++;
+    }
+    if (tg && total <= (1u << 20) && (dst = malloc(total ? total * sizeof *dst : 1))) {
+        size_t off = 0;
+        for (size_t i = 0; i < f->n; i++) {
+            const fl_st_tensor *t = &f->t[i];
+            if (t->dtype != FL_ST_F32 && t->dtype != FL_ST_F16 && t->dtype != FL_ST_BF16 &&
+                t->dtype != FL_ST_F64)
+                continue;
+            tg[ntg++] = (fl_st_target){t->name, dst + off, t->ndim, t->shape};
+            off += t->numel;
+        }
+        char *warn = NULL;
+        int rc = fl_st_load(&set, tg, ntg, FL_ST_NONSTRICT, NULL, &warn, &e);
+        fz_check(rc == 0 && (warn != NULL) == (nother > 0), "non-strict load of a valid file");
+        free(warn);
+        rc = fl_st_load(&set, tg, ntg, FL_ST_STRICT, NULL, NULL, &e);
+        fz_check((rc == 0) == (nother == 0), "strict load fails exactly on unexpected tensors");
+    }
+    free(dst);
+    free(tg);
     size_t len = 0;
     unsigned char *img = fl_st_serialize(ent, f->n, f->meta, f->nmeta, &len, &e);
     fz_check(img != NULL, "an accepted table can be written back");
