@@ -24,27 +24,23 @@ static void rgb2hsv_u8(const int *sdiv, const int *hdiv, const uint8_t *p, uint8
     out[0] = (uint8_t)(h > 255 ? 255 : h), out[1] = (uint8_t)s, out[2] = (uint8_t)v;
 }
 
-/* OpenCV HSV2RGB_b: to float, HSV2RGB_native with hscale 6/180, back with round(x * 255). */
+/* OpenCV 4.x HSV2RGB_b as its SIMD path computes it (which is what cv2 runs for all but a
+ * row's last few pixels): float HSV, v * (1 - s*h) with a fused multiply-add (the AVX2 build
+ * contracts it), then truncation of x * 255, not rounding. The fused 1 - s*h is evaluated in
+ * double: s*h is exact there, so the one rounding to float matches fmaf in practice. */
+static inline float one_minus_fused(float s, float h) { return (float)(1.0 - (double)s * h); }
+
 static void hsv2rgb_u8(const uint8_t *hsv, uint8_t *p) {
-    float h = hsv[0], s = hsv[1] * (1.f / 255.f), v = hsv[2] * (1.f / 255.f);
-    float r, g, b;
-    if (s == 0) {
-        r = g = b = v;
-    } else {
-        static const int sector_data[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1},
-                                              {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
-        h *= 6.f / 180.f;
-        if (h < 0) do h += 6; while (h < 0);
-        else if (h >= 6) do h -= 6; while (h >= 6);
-        int sector = (int)floorf(h);
-        h -= (float)sector;
-        if ((unsigned)sector >= 6u) sector = 0, h = 0.f;
-        float tab[4] = {v, v * (1.f - s), v * (1.f - s * h), v * (1.f - s * (1.f - h))};
-        b = tab[sector_data[sector][0]];
-        g = tab[sector_data[sector][1]];
-        r = tab[sector_data[sector][2]];
-    }
-    p[0] = clamp_u8f(r * 255.f), p[1] = clamp_u8f(g * 255.f), p[2] = clamp_u8f(b * 255.f);
+    float h = hsv[0] * (6.0f / 180.0f), s = hsv[1] * (1.f / 255.f), v = hsv[2] * (1.f / 255.f);
+    float pre = truncf(h);
+    h -= pre;
+    int sector = (int)pre % 6;
+    float tab[4] = {v, v * (1.f - s), v * one_minus_fused(s, h), v * one_minus_fused(s, 1.f - h)};
+    static const int sector_data[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1},
+                                          {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
+    float b = tab[sector_data[sector][0]] * 255.f, g = tab[sector_data[sector][1]] * 255.f;
+    float r = tab[sector_data[sector][2]] * 255.f;
+    p[0] = (uint8_t)fminf(r, 255.f), p[1] = (uint8_t)fminf(g, 255.f), p[2] = (uint8_t)fminf(b, 255.f);
 }
 
 void fl_hsv_apply_gains(fl_image *img, float rh, float rs, float rv) {
