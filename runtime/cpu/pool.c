@@ -105,8 +105,12 @@ int fl_maxpool2d_forward(const fl_pool2d_params *p, const float *x, float *y, fl
                 for (int kw = w0; kw < w1; kw++) {
                     int iw = ow * p->stride_w - p->pad_left + kw * p->dilation_w;
                     const float *xs = x + (((size_t)n * p->H + ih) * p->W + iw) * C;
-                    for (int c = 0; c < C; c++)
-                        if (maxpool_takes(xs[c], yo[c])) yo[c] = xs[c];
+                    /* branch-free form of maxpool_takes, so the channel loop vectorises */
+#pragma omp simd
+                    for (int c = 0; c < C; c++) {
+                        float v = xs[c], m = yo[c];
+                        yo[c] = (v > m || v != v) ? v : m;
+                    }
                 }
             }
         }
