@@ -232,7 +232,7 @@ static int run_gc(gctx *g, uint64_t max_bytes, fl_gc_report *r, fl_err *e) {
         commit_pending(g, 1);
     }
     if (max_bytes > 0) {
-        qsort(g->recs, g->nrec, sizeof *g->recs, by_recency);
+        if (g->nrec) qsort(g->recs, g->nrec, sizeof *g->recs, by_recency);
         for (size_t i = 0; i < g->nrec; i++) {
             rec *rr = &g->recs[i];
             if (rr->keep || !rr->parsed) continue;

@@ -40,6 +40,10 @@ int fl__store_count_write(fl_store *s, const char *what, const char *path, fl_er
  * nothing is written and *written (may be NULL) is 0. Counts as one write (fault injection). */
 int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t len, mode_t mode,
                        int keep_existing, const char *what, int *written, fl_err *e);
+/* Writes data into a fresh temporary file under tmp/ (*tmp malloc'd), chmod mode, fsync when
+ * sync. Not counted: the caller counts the write it is part of. */
+int fl__store_write_tmp(fl_store *s, const void *data, size_t len, mode_t mode, int sync,
+                        const char *what, const char *dst, char **tmp, fl_err *e);
 /* Creates an exclusive temporary file under tmp/ named with the pid; *path is malloc'd. */
 int fl__store_tmpfile(fl_store *s, char **path, fl_err *e);
 /* A fresh directory under tmp/ named "<pid>-<label>-XXXXXX" (malloc'd path). */

@@ -103,6 +103,22 @@ static int write_all(int fd, const void *data, size_t len) {
     return 0;
 }
 
+int fl__store_write_tmp(fl_store *s, const void *data, size_t len, mode_t mode, int sync,
+                        const char *what, const char *dst, char **tmp, fl_err *e) {
+    int fd = fl__store_tmpfile(s, tmp, e);
+    if (fd < 0) return -1;
+    if (write_all(fd, data, len) != 0 || fchmod(fd, mode) != 0 || (sync && fsync(fd) != 0)) {
+        int err = errno;
+        close(fd);
+        unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+        return fl_errf(e, "cannot write %s %s: %s", what, dst, strerror(err));
+    }
+    close(fd);
+    return 0;
+}
+
 int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t len, mode_t mode,
                        int keep_existing, const char *what, int *written, fl_err *e) {
     if (written) *written = 0;
@@ -110,16 +126,7 @@ int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t le
     if (keep_existing && lstat(dst, &st) == 0) return 0;
     if (fl__store_count_write(s, what, dst, e) != 0) return -1;
     char *tmp;
-    int fd = fl__store_tmpfile(s, &tmp, e);
-    if (fd < 0) return -1;
-    if (write_all(fd, data, len) != 0 || fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-        int err = errno;
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return fl_errf(e, "cannot write %s %s: %s", what, dst, strerror(err));
-    }
-    close(fd);
+    if (fl__store_write_tmp(s, data, len, mode, 1, what, dst, &tmp, e) != 0) return -1;
     int rc = fl__rename_mkdir(tmp, dst, e);
     if (rc != 0) unlink(tmp);
     free(tmp);

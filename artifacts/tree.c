@@ -48,7 +48,7 @@ static int cmp_entry(const void *a, const void *b) {
 }
 
 int fl__tree_encode(fl_tree *t, char **buf, size_t *len, fl_err *e) {
-    qsort(t->v, t->n, sizeof *t->v, cmp_entry);
+    if (t->n) qsort(t->v, t->n, sizeof *t->v, cmp_entry);
     size_t n = MAGIC_LEN;
     for (size_t i = 0; i < t->n; i++) n += 2 + 32 + 1 + strlen(t->v[i].name) + 1;
     char *b = malloc(n);

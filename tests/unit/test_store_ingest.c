@@ -277,6 +277,56 @@ static void test_hardlinked_output_copied(void **state) {
     free(st);
 }
 
+/* Many files take the batched path (one syncfs for all data, then the renames): same results. */
+static void test_batch_round_trip(void **state) {
+    fx *f = *state;
+    char *st = stage_with(f, "crop");
+    char rel[64], text[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(rel, sizeof rel, "d%d/img_%02d.jpg", i % 3, i);
+        snprintf(text, sizeof text, "pixels %d", i % 50); /* ten duplicates */
+        put(st, rel, text, i == 7 ? 0755 : 0644);
+    }
+    mkdir_in(st, "d1/empty");
+    char *orig = fl_strdupf("%s/d0/img_00.jpg", st), *other = fl_strdupf("%s/linked", f->dir);
+    assert_int_equal(link(orig, other), 0);
+    fl_err e = {0};
+    fl_digest tree;
+    assert_int_equal(fl_store_ingest(f->s, st, &tree, &e), 0);
+    assert_int_equal(count_files(st), 0);
+    char *objs = fl_strdupf("%s/objects", f->root), *tmp = fl_strdupf("%s/tmp", f->root);
+    assert_int_equal(count_files(objs), 50);
+    assert_int_equal(count_files(tmp), 0); /* no temporaries left, only the empty staging dirs */
+    struct stat sb;
+    assert_int_equal(stat(other, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644); /* the other link was copied, not taken */
+    char *co = fl_store_checkout(f->s, &tree, &e);
+    assert_non_null(co);
+    for (int i = 0; i < 60; i++) {
+        snprintf(rel, sizeof rel, "d%d/img_%02d.jpg", i % 3, i);
+        snprintf(text, sizeof text, "pixels %d", i % 50);
+        expect_text(co, rel, text);
+    }
+    char *p = fl_strdupf("%s/d1/img_07.jpg", co);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0555);
+    free(p);
+    p = fl_strdupf("%s/d1/empty", co);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    free(p);
+    /* The batched digest equals the one-by-one digest of the same content. */
+    fl_digest ext;
+    assert_int_equal(fl_store_hash_external(f->s, co, &ext, NULL, &e), 0);
+    assert_true(fl_digest_eq(&ext, &tree));
+    free(co);
+    free(objs);
+    free(tmp);
+    free(orig);
+    free(other);
+    free(st);
+}
+
 static void test_checkout_missing_object(void **state) {
     fx *f = *state;
     const char *n[] = {"keep.txt", "dir/lost.txt"}, *t[] = {"kept", "will vanish"};
@@ -376,6 +426,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tree_type_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_special_files_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hardlinked_output_copied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_missing_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_staging_removed, setup, teardown),

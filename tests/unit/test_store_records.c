@@ -102,7 +102,7 @@ static int count_digest_files(const char *root, const char *kind, int check_cont
             if (fe->d_name[0] == '.') continue;
             assert_int_equal(strlen(fe->d_name), 30); /* no "*.tmp.*" leftovers */
             if (check_content) {
-                char hex[33], *p = fl_strdupf("%s/%s", sub, fe->d_name);
+                char hex[600], *p = fl_strdupf("%s/%s", sub, fe->d_name);
                 snprintf(hex, sizeof hex, "%s%s", de->d_name, fe->d_name);
                 fl_digest want, got;
                 fl_err e = {0};
@@ -267,7 +267,8 @@ static void test_lock_released_when_holder_killed(void **state) {
     close(ready[1]);
 }
 
-/* wait=1 blocks until the holder exits. */
+/* wait=1 blocks until the holder lets go: the holder's last act before releasing (by exiting)
+ * is writing 'z', which must therefore be readable once the waiter holds the lock. */
 static void test_lock_wait(void **state) {
     fx *f = *state;
     int ready[2];
@@ -279,15 +280,19 @@ static void test_lock_wait(void **state) {
         if (write(ready[1], "y", 1) != 1 || fd < 0) _exit(2);
         struct timespec ts = {0, 200 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        if (write(ready[1], "z", 1) != 1) _exit(2);
         _exit(0);
     }
     char c;
     assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
     fl_err e = {0};
     int fd = fl_store_lock(f->s, "run", 1, 1, &e);
     assert_true(fd >= 0);
-    int status;
-    assert_int_equal(waitpid(child, &status, WNOHANG), child); /* it had to exit first */
+    assert_int_equal(fcntl(ready[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'z');
+    assert_int_equal(waitpid(child, NULL, 0), child);
     fl_store_unlock(fd);
     close(ready[0]);
     close(ready[1]);
@@ -317,6 +322,32 @@ static void test_fault_during_ingest(void **state) {
         s = fl_store_open(root, NULL, &e);
         assert_int_equal(ingest_files(s, 2, &tree, &e), 0);
         assert_int_equal(count_digest_files(root, "objects", 1), 2);
+        fl_store_close(s);
+        free(root);
+    }
+}
+
+/* Many files (the batched path): a failure at any write leaves no object, tree or temporary. */
+static void test_fault_during_batch_ingest(void **state) {
+    fx *f = *state;
+    long at[] = {1, 20, 41}; /* first object, a middle one, the tree after all 40 objects */
+    for (size_t k = 0; k < 3; k++) {
+        char *root = fl_strdupf("%s/faulty%zu", f->dir, k);
+        fl_store_opts o = {.fault_write_after = at[k]};
+        fl_err e = {0};
+        fl_store *s = fl_store_open(root, &o, &e);
+        assert_non_null(s);
+        fl_digest tree;
+        assert_int_equal(ingest_files(s, 40, &tree, &e), -1);
+        expect_enospc(&e);
+        assert_int_equal(count_digest_files(root, "objects", 1), 0);
+        assert_int_equal(count_digest_files(root, "trees", 0), 0);
+        assert_int_equal(count_entries(root, "tmp"), 0);
+        fl_store_close(s);
+        s = fl_store_open(root, NULL, &e);
+        assert_int_equal(ingest_files(s, 40, &tree, &e), 0);
+        assert_int_equal(count_digest_files(root, "objects", 1), 40);
+        assert_int_equal(count_digest_files(root, "trees", 0), 1);
         fl_store_close(s);
         free(root);
     }
@@ -360,6 +391,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lock_released_when_holder_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_during_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_during_batch_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_during_record_put, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
