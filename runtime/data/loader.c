@@ -111,7 +111,9 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&l->mu);
 
         fl_batch *b = &s->b;
-        int rc = fl_loader_make_sample(&l->c, epoch, p, item, b->images + hwc * (size_t)j,
+        int rc = fl_loader_make_sample(&l->c, epoch, p, item,
+                                       b->images ? b->images + hwc * (size_t)j : NULL,
+                                       b->images_u8 ? b->images_u8 + hwc * (size_t)j : NULL,
                                        &b->labels[j], b->boxes ? b->boxes + (size_t)j * b->max_boxes : NULL,
                                        b->nboxes ? &b->nboxes[j] : NULL, &b->items[j], &l->bad, &e);
 
@@ -133,7 +135,7 @@ out:
 static void free_slots(fl_loader *l) {
     for (int i = 0; l->slots && i < l->nslots; i++) {
         slot *s = &l->slots[i];
-        free(s->b.images), free(s->b.labels), free(s->b.items), free(s->b.nboxes);
+        free(s->b.images), free(s->b.images_u8), free(s->b.labels), free(s->b.items), free(s->b.nboxes);
         free(s->b.boxes), free(s->order_items);
     }
     free(l->slots);
@@ -191,7 +193,8 @@ fl_loader *fl_loader_open(const fl_loader_config *cfg, fl_err *e) {
     pthread_cond_init(&l->cv_work, NULL);
     pthread_cond_init(&l->cv_ready, NULL);
     size_t B = (size_t)l->c.batch_size, hwc = (size_t)l->c.out_w * l->c.out_h * 3;
-    size_t img_bytes = (B * hwc * sizeof(float) + 63) / 64 * 64;
+    size_t elem = l->c.output_u8 ? 1 : sizeof(float);
+    size_t img_bytes = (B * hwc * elem + 63) / 64 * 64;
     l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
     l->order = malloc(sizeof *l->order * l->c.n_items);
     int ok = l->slots && l->order;
@@ -199,11 +202,12 @@ fl_loader *fl_loader_open(const fl_loader_config *cfg, fl_err *e) {
         slot *s = &l->slots[i];
         s->g = -1;
         s->b.out_w = l->c.out_w, s->b.out_h = l->c.out_h;
-        s->b.images = aligned_alloc(64, img_bytes);
+        if (l->c.output_u8) s->b.images_u8 = aligned_alloc(64, img_bytes);
+        else s->b.images = aligned_alloc(64, img_bytes);
         s->b.labels = calloc(B, sizeof *s->b.labels);
         s->b.items = calloc(B, sizeof *s->b.items);
         s->order_items = calloc(B, sizeof *s->order_items);
-        ok = s->b.images && s->b.labels && s->b.items && s->order_items;
+        ok = (s->b.images || s->b.images_u8) && s->b.labels && s->b.items && s->order_items;
         if (ok && l->c.task == FL_TASK_DETECT) {
             s->b.max_boxes = l->c.max_boxes;
             s->b.nboxes = calloc(B, sizeof *s->b.nboxes);

@@ -58,8 +58,10 @@ typedef struct fl_loader_config {
     int max_boxes;       /* DETECT: boxes kept per image in a batch (0 -> 64) */
     fl_reid_aug reid;
     fl_yolo_aug yolo;
+    int output_u8;       /* 1: batches hold uint8 pixels (images_u8), 4x smaller than floats */
     const atomic_int *interrupt; /* optional: set non-zero (e.g. from SIGINT) to stop */
-    void (*warn)(void *ctx, const char *msg); /* optional; default: a line on stderr */
+    /* Optional; default: a line on stderr. Called from worker threads: must be thread-safe. */
+    void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
 } fl_loader_config;
 
@@ -70,7 +72,8 @@ typedef struct fl_batch {
     int64_t epoch, step; /* step: batch index within the epoch */
     int n;               /* samples in this batch (the last one may be short) */
     int out_w, out_h;
-    float *images;       /* n * out_h * out_w * 3, 64-byte aligned */
+    float *images;       /* n * out_h * out_w * 3 in [0,1], 64-byte aligned (NULL if output_u8) */
+    uint8_t *images_u8;  /* the same as bytes when output_u8 (else NULL), 64-byte aligned */
     int32_t *labels;     /* n */
     int64_t *items;      /* item index behind each sample (after bad-image replacement) */
     int32_t *nboxes;     /* DETECT: n */
@@ -96,10 +99,12 @@ int fl_sampler_epoch(fl_sampler_kind kind, const fl_loader_item *items, size_t n
                      uint64_t seed, int64_t epoch, int64_t *out, fl_err *e);
 
 /* One sample (sample.c), exactly as a worker makes it: position p of epoch e holding item
- * `item`. Writes out_h*out_w*3 floats to img; label; detection boxes (cap max_boxes) and count.
+ * `item`. Writes out_h*out_w*3 values to img (floats in [0,1]) or, when img is NULL, to img_u8
+ * (bytes); label; detection boxes (cap max_boxes) and count.
  * *item_used gets the item actually used (differs after a skipped bad image). */
 int fl_loader_make_sample(const fl_loader_config *c, int64_t epoch, int64_t p, int64_t item,
-                          float *img, int32_t *label, fl_box *boxes, int32_t *nboxes,
+                          float *img, uint8_t *img_u8, int32_t *label, fl_box *boxes,
+                          int32_t *nboxes,
                           int64_t *item_used, atomic_ullong *bad_count, fl_err *e);
 
 #endif

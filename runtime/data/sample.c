@@ -165,7 +165,8 @@ fail:
 }
 
 int fl_loader_make_sample(const fl_loader_config *c, int64_t epoch, int64_t p, int64_t item,
-                          float *img, int32_t *label, fl_box *boxes, int32_t *nboxes,
+                          float *img, uint8_t *img_u8, int32_t *label, fl_box *boxes,
+                          int32_t *nboxes,
                           int64_t *item_used, atomic_ullong *bad, fl_err *e) {
     fl_rng rng, repl;
     fl_rng_init(&rng, aug_key(c->seed), stream_of(epoch, p));
@@ -195,7 +196,12 @@ int fl_loader_make_sample(const fl_loader_config *c, int64_t epoch, int64_t p, i
         if (nboxes) *nboxes = nb;
         free(bx);
     }
-    fl_image_to_float(out, img);
+    if (img) {
+        fl_image_to_float(out, img);
+    } else {
+        for (int y = 0; y < out->height; y++)
+            memcpy(img_u8 + (size_t)y * out->width * 3, fl_image_px(out, 0, y), (size_t)out->width * 3);
+    }
     fl_image_free(out);
     if (label) *label = c->items[item].label;
     if (item_used) *item_used = item;

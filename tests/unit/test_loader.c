@@ -145,6 +145,32 @@ static void test_yolo_mosaic_batches_identical_for_1_2_3_workers(void **state) {
     free_dataset(d);
 }
 
+static void test_u8_output_matches_float(void **state) {
+    (void)state;
+    dataset *d = make_dataset();
+    fl_loader_config c = base_config(d, FL_TASK_REID);
+    fl_err e = {{0}};
+    fl_loader *lf = fl_loader_open(&c, &e);
+    c.output_u8 = 1;
+    fl_loader *lu = fl_loader_open(&c, &e);
+    assert_non_null(lf);
+    assert_non_null(lu);
+    const fl_batch *bf, *bu;
+    int n = 0;
+    while (fl_loader_next(lf, &bf, &e) == 1) {
+        assert_int_equal(fl_loader_next(lu, &bu, &e), 1);
+        assert_null(bu->images);
+        assert_int_equal((uintptr_t)bu->images_u8 % 64, 0);
+        size_t k = (size_t)bf->n * 32 * 32 * 3;
+        for (size_t i = 0; i < k; i++) assert_true(bf->images[i] == bu->images_u8[i] * (1.0f / 255.0f)); /* fl_image_to_float */
+        n++;
+    }
+    assert_int_equal(fl_loader_next(lu, &bu, &e), 0);
+    assert_int_equal(n, 10);
+    fl_loader_close(lf), fl_loader_close(lu);
+    free_dataset(d);
+}
+
 static void test_epoch_orders(void **state) {
     (void)state;
     dataset *d = make_dataset();
@@ -343,6 +369,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reid_batches_identical_for_1_2_3_workers),
         cmocka_unit_test(test_yolo_mosaic_batches_identical_for_1_2_3_workers),
+        cmocka_unit_test(test_u8_output_matches_float),
         cmocka_unit_test(test_epoch_orders),
         cmocka_unit_test(test_balanced_sampler),
         cmocka_unit_test(test_bad_images),
