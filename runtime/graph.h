@@ -116,6 +116,8 @@ fl_id fl_div(fl_graph *g, fl_id a, fl_id b);
 
 /* Concatenation along `axis` (-1 = last = channels in NHWC); 1..8 inputs. */
 fl_id fl_concat(fl_graph *g, int n, const fl_id *xs, int axis);
+/* x[..., start:start+len, ...] along `axis` (-1 = last). */
+fl_id fl_slice(fl_graph *g, fl_id x, int axis, int64_t start, int64_t len);
 /* Same element count, new shape (a copy in this runtime: buffers are planned, not aliased). */
 fl_id fl_reshape(fl_graph *g, fl_id x, int ndim, const int64_t *shape);
 /* Sum / mean over the axes whose bits are set in axes_mask (bit i = axis i); keepdim keeps them

@@ -129,7 +129,7 @@ extern const fl_op_def fl_op_relu, fl_op_silu, fl_op_sigmoid, fl_op_softplus, fl
     fl_op_scale, fl_op_add, fl_op_sub, fl_op_mul, fl_op_div, fl_op_concat, fl_op_reshape,
     fl_op_sum, fl_op_mean, fl_op_linear, fl_op_batchnorm, fl_op_gem, fl_op_l2norm,
     fl_op_dropout, fl_op_drop_path, fl_op_softmax_ce, fl_op_bce_logits, fl_op_subcenter_max,
-    fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool;
+    fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool, fl_op_slice;
 /* NULL-terminated list of every op definition (for listings and table-wide tests). */
 const fl_op_def *const *fl_op_table(void);
 

@@ -1,6 +1,7 @@
-/* Concatenation along one axis (NHWC channel concat for C3, SPPF, DOLG) and reshape.
+/* Concatenation along one axis (NHWC channel concat for C3, SPPF, DOLG), its inverse slice
+ * (e.g. the xy / wh / objectness / class parts of a detection head), and reshape.
  * The tensor is viewed as [outer, axis, inner]; input k fills axis range [off_k, off_k + len_k).
- * Backward splits the gradient the same way. Reshape is a copy (buffers are planned per node,
+ * Backward splits the gradient the same way (a slice's backward adds into its range). Reshape is a copy (buffers are planned per node,
  * never aliased). Compiled for float and double; see activation.c. */
 #ifndef FL_T
 #include <string.h>
@@ -88,7 +89,50 @@ fl_id fl_concat(fl_graph *g, int n, const fl_id *xs, int axis) {
     return fl_graph_add_op(g, &fl_op_concat, n, xs, 0, 0, &a, 1);
 }
 
-/* ---- reshape: i[0..7] hold the new sizes, i[7] unused beyond FL_MAX_DIMS-1; ndim in f[0] ---- */
+/* ---- slice: i[0] axis, i[1] start, i[2] length ---- */
+static int slice_shape(fl_graph *g, fl_node *n, fl_err *e) {
+    fl_node *x = fl_in(g, n, 0);
+    if (x->dtype == FL_I32) return fl_errf(e, "input is integer labels");
+    int nd = x->shape.ndim;
+    int64_t ax = n->i[0] < 0 ? n->i[0] + nd : n->i[0];
+    if (ax < 0 || ax >= nd) return fl_errf(e, "axis %lld out of range for %d axes", (long long)n->i[0], nd);
+    if (n->i[1] < 0 || n->i[2] < 1 || n->i[1] + n->i[2] > x->shape.d[ax])
+        return fl_errf(e, "range [%lld, %lld) outside axis %lld of size %lld", (long long)n->i[1],
+                       (long long)(n->i[1] + n->i[2]), (long long)ax, (long long)x->shape.d[ax]);
+    n->i[0] = ax;
+    n->shape = x->shape;
+    n->shape.d[ax] = n->i[2];
+    return 0;
+}
+
+static int slice_fwd(fl_graph *g, fl_node *n, fl_err *e) {
+    int64_t outer, inner, tot = fl_in(g, n, 0)->shape.d[n->i[0]];
+    geom(n, &outer, &inner);
+    size_t es = fl_dtype_size(g->dtype), row = (size_t)(n->i[2] * inner) * es;
+    const char *src = fl_in_val(g, n, 0);
+    char *dst = n->val;
+#pragma omp parallel for if (outer * n->i[2] * inner > 16384)
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(dst + (size_t)o * row, src + (size_t)((o * tot + n->i[1]) * inner) * es, row);
+    return 0;
+}
+
+static int slice_bwd(fl_graph *g, fl_node *n, fl_err *e) {
+    int64_t outer, inner, tot = fl_in(g, n, 0)->shape.d[n->i[0]];
+    geom(n, &outer, &inner);
+    void *dx = fl_in_grad(g, n, 0);
+    if (dx) FL_DISPATCH(g, range_add_k, outer, n->i[2] * inner, tot * inner, n->i[1] * inner, n->grad, dx);
+    return 0;
+}
+
+const fl_op_def fl_op_slice = {"slice", slice_shape, 0, {{slice_fwd, slice_bwd}, {0, 0}}};
+
+fl_id fl_slice(fl_graph *g, fl_id x, int axis, int64_t start, int64_t len) {
+    int64_t a[3] = {axis, start, len};
+    return fl_graph_add_op(g, &fl_op_slice, 1, &x, 0, 0, a, 3);
+}
+
+/* ---- reshape: i[0..7] hold the new sizes, f[0] the number of axes ---- */
 static int reshape_shape(fl_graph *g, fl_node *n, fl_err *e) {
     fl_node *x = fl_in(g, n, 0);
     if (x->dtype == FL_I32) return fl_errf(e, "input is integer labels");
@@ -123,6 +167,14 @@ fl_id fl_reshape(fl_graph *g, fl_id x, int ndim, const int64_t *shape) {
 }
 
 #else /* ---- kernels for one element type FL_T ---- */
+
+/* dx[o, off:off+len] += dy[o, 0:len] for each of `outer` rows (row stride `stride` in dx). */
+static void FL_K(range_add_k)(int64_t outer, int64_t len, int64_t stride, int64_t off,
+                              const FL_T *dy, FL_T *dx) {
+#pragma omp parallel for if (outer * len > 16384)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < len; j++) dx[o * stride + off + j] += dy[o * len + j];
+}
 
 /* dx[o, 0:len] += dy[o, off:off+len] for each of `outer` rows (row stride `stride` in dy). */
 static void FL_K(split_add_k)(int64_t outer, int64_t len, int64_t stride, int64_t off,

@@ -32,6 +32,13 @@ static fl_id b_concat_axis1(fl_graph *g, void *c) {
     fl_id xs[2] = {fd_in(g, "a", 3, (int64_t[]){2, 1, 3}), fd_in(g, "b", 3, (int64_t[]){2, 4, 3})};
     return fl_concat(g, 2, xs, 1);
 }
+static fl_id b_slice(fl_graph *g, void *c) {
+    fl_id x = fd_in(g, "x", 4, S4);
+    /* two overlapping slices of one input: their gradients add */
+    fl_id a = fl_slice(g, x, -1, 1, 3), b = fl_slice(g, x, 3, 0, 2);
+    fl_id y = fl_mul(g, fl_concat(g, 2, (fl_id[]){a, fl_silu(g, b)}, -1), x);
+    return fl_concat(g, 2, (fl_id[]){y, fl_slice(g, x, 1, 1, 2)}, 1); /* and one on axis 1 */
+}
 static fl_id b_reshape(fl_graph *g, void *c) {
     fl_id x = fd_in(g, "x", 4, S4);
     return fl_silu(g, fl_reshape(g, x, 2, (int64_t[]){6, 10}));
@@ -68,6 +75,8 @@ static void test_layers(void **state) {
     c = fd_default("concat", b_concat, NULL);
     assert_true(fd_check(&c) < 1e-6);
     c = fd_default("concat_axis1", b_concat_axis1, NULL);
+    assert_true(fd_check(&c) < 1e-6);
+    c = fd_default("slice", b_slice, NULL);
     assert_true(fd_check(&c) < 1e-6);
     c = fd_default("reshape", b_reshape, NULL);
     assert_true(fd_check(&c) < 1e-6);

@@ -27,6 +27,13 @@ static fl_id c_concat(fx *x) {
     return fl_concat(x->g, 3, v, -1);
 }
 static fl_id c_reshape(fx *x) { return fl_reshape(x->g, fx_in(x, "x"), 2, (int64_t[]){8, 18}); }
+static fl_id c_slice(fx *x) {
+    fl_graph *g = x->g;
+    fl_id v = fx_in(x, "x");
+    fl_id a = fl_scale(g, fl_slice(g, v, 1, 1, 2), 2, 0);
+    fl_id b = fl_slice(g, fl_sum(g, fl_slice(g, v, -1, 2, 3), 0x8, 1), 1, 1, 2);
+    return fl_add(g, a, b);
+}
 static fl_id c_linear(fx *x) {
     return fl_linear(x->g, fx_in(x, "x"), fx_param(x, "fc.weight", 0), fx_param(x, "fc.bias", 0));
 }
@@ -93,6 +100,7 @@ static const fcase cases[] = {
     {"sub_bcast", FL_MODE_TRAIN, c_sub},     {"div", FL_MODE_TRAIN, c_div},
     {"sum_hw", FL_MODE_TRAIN, c_sum_hw},     {"mean_all", FL_MODE_TRAIN, c_mean_all},
     {"concat", FL_MODE_TRAIN, c_concat},     {"reshape", FL_MODE_TRAIN, c_reshape},
+    {"slice", FL_MODE_TRAIN, c_slice},
     {"linear", FL_MODE_TRAIN, c_linear},     {"bn_train", FL_MODE_TRAIN, c_bn},
     {"bn_eval", FL_MODE_EVAL, c_bn},         {"gem", FL_MODE_TRAIN, c_gem},
     {"l2norm", FL_MODE_TRAIN, c_l2norm},     {"softmax_ce", FL_MODE_TRAIN, c_ce},
