@@ -145,11 +145,29 @@ static void test_arcface(void **state) {
     assert_true(fd_check(&c) < 1e-6);
 }
 
+/* DOLG's orthogonal fusion, composed from broadcasting ops (SPECS.md section 4):
+ * f_orth = f_l - ((f_l . f_g) / ||f_g||^2) f_g, pooled over space, concatenated with f_g. */
+static fl_id b_dolg_fusion(fl_graph *g, void *c) {
+    fl_id fl = fd_in(g, "f_l", 4, (int64_t[]){2, 3, 3, 4});
+    fl_id fg = fd_in(g, "f_g", 4, (int64_t[]){2, 1, 1, 4});
+    fl_id dot = fl_sum(g, fl_mul(g, fl, fg), 0x8, 1);  /* [2,3,3,1] */
+    fl_id nrm = fl_sum(g, fl_mul(g, fg, fg), 0x8, 1);  /* [2,1,1,1] */
+    fl_id orth = fl_sub(g, fl, fl_mul(g, fl_div(g, dot, nrm), fg));
+    fl_id pooled = fl_global_avgpool(g, orth);
+    return fl_concat(g, 2, (fl_id[]){pooled, fg}, -1);
+}
+
+static void test_composites(void **state) {
+    fd_case c = fd_default("dolg_orthogonal_fusion", b_dolg_fusion, NULL);
+    assert_true(fd_check(&c) < 1e-6);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_arcface),
+        cmocka_unit_test(test_composites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

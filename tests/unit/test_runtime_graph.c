@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runtime/graph.h"
+#include "runtime/graph_internal.h"
 
 /* A deep chain of linear + BN + SiLU blocks: activations of early blocks die long before the
  * end, so with reuse the arena must be much smaller than the sum of all buffers. */
@@ -384,6 +385,22 @@ static void test_thread_count_independent(void **state) {
     free(o1), free(o4), free(x1), free(x4);
 }
 
+/* Every op in the table has a name (unique), a shape rule and CPU forward and backward kernels;
+ * the CUDA slot exists for every op (filled by runtime/cuda when it lands). */
+static void test_op_table(void **state) {
+    const fl_op_def *const *t = fl_op_table();
+    int n = 0;
+    for (; t[n]; n++) {
+        assert_non_null(t[n]->name);
+        assert_non_null(t[n]->shape);
+        assert_non_null(t[n]->impl[FL_BACKEND_CPU].forward);
+        assert_non_null(t[n]->impl[FL_BACKEND_CPU].backward);
+        for (int k = 0; k < n; k++) assert_true(strcmp(t[k]->name, t[n]->name) != 0);
+    }
+    printf("%d ops in the table\n", n);
+    assert_int_equal(n, 29);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planner_reuses_memory),
@@ -396,6 +413,7 @@ int main(void) {
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_bad_labels),
         cmocka_unit_test(test_thread_count_independent),
+        cmocka_unit_test(test_op_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
