@@ -141,6 +141,7 @@ typedef struct report {
 } report;
 
 static void rp_add(report *r, const char *s) {
+    if (!s) s = "(out of memory)";
     size_t k = strlen(s);
     if (r->n + k + 1 > r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 256;

@@ -1,10 +1,13 @@
-/* safetensors writing: one contiguous image (JSON header written by hand so offsets are always
- * plain integers, space-padded to a multiple of 8 so the data starts aligned), then an atomic
- * replace of the target file (temporary file, fsync, rename, fsync of the directory). */
+/* safetensors writing: the JSON header is written by hand (offsets always plain integers) and
+ * space-padded to a multiple of 8 so the data starts aligned; files are streamed to a temporary
+ * name and atomically replace the target (fsync, rename, fsync of the directory). */
 #include "runtime/safetensors.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct sbuf {
     char *p;
@@ -102,15 +105,13 @@ static int check_entries(const fl_st_entry *v, size_t n, size_t *bytes, fl_err *
     return 0;
 }
 
-unsigned char *fl_st_serialize(const fl_st_entry *v, size_t n, const fl_st_kv *meta, size_t nmeta,
-                               size_t *len, fl_err *e) {
-    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
-    if (!bytes) return fl_errf(e, "safetensors write: out of memory"), NULL;
-    if (check_entries(v, n, bytes, e) < 0) {
-        free(bytes);
-        return NULL;
-    }
+/* The 8-byte length + padded JSON header for entries; *data_len gets the data size. Sizes of
+ * the entries go to bytes[]. Returns a malloc'd buffer (length in *hlen) or NULL. */
+static char *build_header(const fl_st_entry *v, size_t n, const fl_st_kv *meta, size_t nmeta,
+                          size_t *bytes, size_t *hlen, size_t *data_len, fl_err *e) {
+    if (check_entries(v, n, bytes, e) < 0) return NULL;
     sbuf h = {0};
+    sb_put(&h, "\0\0\0\0\0\0\0\0", 8); /* the length, filled in below */
     sb_str(&h, "{");
     int first = 1;
     if (nmeta) {
@@ -145,36 +146,77 @@ unsigned char *fl_st_serialize(const fl_st_entry *v, size_t n, const fl_st_kv *m
     }
     sb_str(&h, "}");
     while (!h.oom && h.n % 8) sb_str(&h, " ");
-    if (h.oom || h.n > FL_ST_MAX_HEADER) {
-        free(h.p), free(bytes);
-        return fl_errf(e, "safetensors write: header too large or out of memory"), NULL;
+    if (h.oom || h.n - 8 > FL_ST_MAX_HEADER) {
+        free(h.p);
+        fl_errf(e, "safetensors write: header too large or out of memory");
+        return NULL;
     }
-    size_t total = 8 + h.n + off;
-    unsigned char *img = malloc(total);
-    if (!img) {
-        free(h.p), free(bytes);
-        return fl_errf(e, "safetensors write: out of memory for %zu bytes", total), NULL;
+    uint64_t hn = h.n - 8;
+    for (int i = 0; i < 8; i++) h.p[i] = (char)(unsigned char)(hn >> (8 * i));
+    *hlen = h.n;
+    *data_len = off;
+    return h.p;
+}
+
+unsigned char *fl_st_serialize(const fl_st_entry *v, size_t n, const fl_st_kv *meta, size_t nmeta,
+                               size_t *len, fl_err *e) {
+    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes), hlen = 0, dlen = 0;
+    if (!bytes) return fl_errf(e, "safetensors write: out of memory"), NULL;
+    char *h = build_header(v, n, meta, nmeta, bytes, &hlen, &dlen, e);
+    unsigned char *img = h ? malloc(hlen + dlen) : NULL;
+    if (h && !img) fl_errf(e, "safetensors write: out of memory for %zu bytes", hlen + dlen);
+    if (img) {
+        memcpy(img, h, hlen);
+        size_t pos = hlen;
+        for (size_t i = 0; i < n; i++) {
+            if (bytes[i]) memcpy(img + pos, v[i].data, bytes[i]);
+            pos += bytes[i];
+        }
+        *len = hlen + dlen;
     }
-    uint64_t hn = h.n;
-    for (int i = 0; i < 8; i++) img[i] = (unsigned char)(hn >> (8 * i));
-    memcpy(img + 8, h.p, h.n);
-    size_t pos = 8 + h.n;
-    for (size_t i = 0; i < n; i++) {
-        if (bytes[i]) memcpy(img + pos, v[i].data, bytes[i]);
-        pos += bytes[i];
-    }
-    free(h.p), free(bytes);
-    *len = total;
+    free(h), free(bytes);
     return img;
 }
 
+static int write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w, len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Streams header and tensors into a temporary file beside path (no second copy of a large
+ * model in memory), then fsync, rename over path and fsync the directory. */
 int fl_st_write(const char *path, const fl_st_entry *v, size_t n, const fl_st_kv *meta,
                 size_t nmeta, fl_err *e) {
-    size_t len = 0;
-    unsigned char *img = fl_st_serialize(v, n, meta, nmeta, &len, e);
-    if (!img) return fl_errprefix(e, "%s", path);
-    int rc = fl_write_file_atomic(path, img, len, e);
-    free(img);
+    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes), hlen = 0, dlen = 0;
+    if (!bytes) return fl_errf(e, "%s: out of memory", path);
+    char *h = build_header(v, n, meta, nmeta, bytes, &hlen, &dlen, e);
+    if (!h) {
+        free(bytes);
+        return fl_errprefix(e, "%s", path);
+    }
+    char *tmp = fl_strdupf("%s.tmp.%ld", path, (long)getpid());
+    int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    int rc = 0;
+    if (fd < 0) {
+        rc = fl_errf(e, "cannot create %s: %s", tmp ? tmp : path, strerror(errno));
+    } else {
+        int bad = write_all(fd, h, hlen);
+        for (size_t i = 0; i < n && !bad; i++)
+            if (bytes[i]) bad = write_all(fd, v[i].data, bytes[i]);
+        if (bad || fsync(fd) != 0) rc = fl_errf(e, "cannot write %s: %s", path, strerror(errno));
+        if (close(fd) != 0 && !rc) rc = fl_errf(e, "cannot write %s: %s", path, strerror(errno));
+        if (!rc && rename(tmp, path) != 0)
+            rc = fl_errf(e, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (rc) unlink(tmp);
+        else rc = fl_fsync_parent(path, e);
+    }
+    free(tmp), free(h), free(bytes);
     return rc;
 }
 

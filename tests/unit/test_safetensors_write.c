@@ -52,6 +52,15 @@ static void test_roundtrip_metadata_padding_atomic(void **state) {
         if (de->d_name[0] != '.') files++;
     closedir(dir);
     assert_int_equal(files, 1);
+    /* the streamed file is byte for byte the in-memory image */
+    size_t flen = 0, ilen = 0;
+    char *bytes = fl_read_file(path, &flen, &e);
+    unsigned char *img = fl_st_serialize(v, 3, meta, 2, &ilen, &e);
+    assert_non_null(bytes);
+    assert_non_null(img);
+    assert_int_equal(flen, ilen);
+    assert_memory_equal(bytes, img, ilen);
+    free(bytes), free(img);
     fl_st_file *f = fl_st_open(path, &e);
     if (!f) print_error("%s\n", e.msg);
     assert_non_null(f);
