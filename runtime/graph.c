@@ -189,6 +189,7 @@ fl_id fl_graph_add_op(fl_graph *g, const fl_op_def *op, int nin, const fl_id *in
 int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
     if (g->err[0]) return fl_errf(e, "graph: %s", g->err);
     if (g->compiled) return fl_errf(e, "graph: already compiled");
+    if (g->needed) return fl_errf(e, "graph: an earlier compile failed; build a new graph");
     if (target < -1 || target >= g->n) return fl_errf(e, "graph: compile target %d is not a node", target);
     if (target >= 0 && g->nodes[target].dtype == FL_I32)
         return fl_errf(e, "graph: compile target %d holds labels, not values", target);
@@ -234,6 +235,7 @@ int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
 
 int fl_graph_forward(fl_graph *g, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: forward before compile");
+    g->forwarded = 0; /* a failed forward leaves nothing for backward to use */
     for (int i = 0; i < g->n; i++) {
         fl_node *n = &g->nodes[i];
         if (n->kind != FL_NODE_OP || !g->needed[i]) continue;

@@ -55,7 +55,7 @@ struct fl_node {
     int requires_grad;
     int is_output;
     int store_index; /* params and buffers: index in the store */
-    /* attributes, op-specific */
+    /* attributes, op-specific (documented beside each op) */
     double f[4];
     int64_t i[12];
     /* memory */

@@ -313,6 +313,7 @@ static void test_bad_labels(void **state) {
     fl_store *s = fl_store_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id z = fl_input(g, "z", 2, (int64_t[]){3, 4});
+    fl_input_requires_grad(g, z);
     fl_id lab = fl_input_labels(g, "y", 3);
     fl_id l = fl_softmax_ce(g, fl_arc_margin(g, z, lab, -1, 0.3, 30), lab, 0);
     assert_int_equal(fl_graph_compile(g, l, &e), 0);
@@ -324,6 +325,15 @@ static void test_bad_labels(void **state) {
     y[1] = -2;
     assert_int_equal(fl_graph_forward(g, &e), -1);
     assert_non_null(strstr(e.msg, "label -2 at row 1"));
+    y[1] = 3;
+    assert_int_equal(fl_graph_forward(g, &e), 0);
+    y[2] = 9; /* changed between forward and backward */
+    assert_int_equal(fl_graph_backward(g, NULL, &e), -1);
+    assert_non_null(strstr(e.msg, "label 9 at row 2"));
+    y[2] = 77;
+    assert_int_equal(fl_graph_forward(g, &e), -1);
+    assert_int_equal(fl_graph_backward(g, NULL, &e), -1); /* the failed forward counts */
+    assert_non_null(strstr(e.msg, "backward before forward"));
     fl_graph_free(g);
     /* misuse of the run API */
     g = fl_graph_new(s, FL_MODE_TRAIN, &e);
