@@ -90,7 +90,7 @@ static void test_decode_matches_pil(void **state) {
         fl_image_free(img), fl_image_free(ref);
         n++;
     }
-    assert_int_equal(n, 12);
+    assert_int_equal(n, 13);
     cJSON_Delete(cases);
 }
 
