@@ -66,6 +66,7 @@ void fl_synth_identity_make(const fl_synth_plan *plan, int individual, fl_synth_
         pa->ru = fl_rng_range(&r, 0.04f, 0.16f);
         pa->rv = fl_rng_range(&r, 0.03f, 0.12f);
         pa->angle = fl_rng_range(&r, 0.0f, 3.14159f);
+        pa->ca = cosf(pa->angle), pa->sa = sinf(pa->angle);
         pa->shade = (fl_rng_uniform(&r) < 0.6f ? 1.0f : -1.0f) * fl_rng_range(&r, 0.15f, 0.35f);
     }
     id->serration = sp->family == FL_FAMILY_FLUKE ? fl_rng_range(&r, 0.005f, 0.03f) : 0.0f;
@@ -83,8 +84,9 @@ void fl_synth_identity_extent(const fl_synth_identity *id, float *umin, float *u
         *vmin = -0.6f; *vmax = id->height + 0.35f;
         break;
     case FL_FAMILY_BACK: {
-        float fin_u = id->fin_pos * id->body_len;
-        *umin = -id->body_len; *umax = id->body_len;
+        float L = 0.65f * id->body_len; /* as in render_animal.c */
+        float fin_u = id->fin_pos * L;
+        *umin = -L; *umax = L;
         if (fin_u + id->base + fabsf(id->sweep) > *umax) *umax = fin_u + id->base + fabsf(id->sweep);
         *vmin = -0.05f;
         *vmax = id->body_h + id->height + 0.02f;

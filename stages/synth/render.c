@@ -51,29 +51,38 @@ static void visible_extent(const fl_synth_identity *id, float wl, float ext[4]) 
     ext[0] = bu0, ext[1] = bu1, ext[2] = bv0, ext[3] = bv1;
 }
 
-static void box_blur(uint8_t *img, int w, int h, int r, uint8_t *tmp) {
+/* Separable box blur of radius r, rows and columns both walked row-major (the column pass keeps
+ * one running sum per column) so large images stay cache friendly. */
+static void box_blur(uint8_t *img, int w, int h, int r, uint8_t *tmp, uint32_t *acc) {
     if (r <= 0) return;
-    int win = 2 * r + 1;
-    for (int y = 0; y < h; y++)
+    const uint32_t win = (uint32_t)(2 * r + 1), inv = (65536u + win / 2) / win;
+    for (int y = 0; y < h; y++) {
+        const uint8_t *src = img + (size_t)y * w * 3;
+        uint8_t *dst = tmp + (size_t)y * w * 3;
         for (int c = 0; c < 3; c++) {
-            int acc = 0;
-            for (int k = -r; k <= r; k++) acc += img[(y * w + (k < 0 ? 0 : k >= w ? w - 1 : k)) * 3 + c];
+            uint32_t a = 0;
+            for (int k = -r; k <= r; k++) a += src[(k < 0 ? 0 : k >= w ? w - 1 : k) * 3 + c];
             for (int x = 0; x < w; x++) {
-                tmp[(y * w + x) * 3 + c] = (uint8_t)((acc + win / 2) / win);
+                dst[x * 3 + c] = (uint8_t)((a * inv + 32768u) >> 16);
                 int xo = x - r < 0 ? 0 : x - r, xi = x + r + 1 >= w ? w - 1 : x + r + 1;
-                acc += img[(y * w + xi) * 3 + c] - img[(y * w + xo) * 3 + c];
+                a += src[xi * 3 + c];
+                a -= src[xo * 3 + c];
             }
         }
-    for (int x = 0; x < w; x++)
-        for (int c = 0; c < 3; c++) {
-            int acc = 0;
-            for (int k = -r; k <= r; k++) acc += tmp[((k < 0 ? 0 : k >= h ? h - 1 : k) * w + x) * 3 + c];
-            for (int y = 0; y < h; y++) {
-                img[(y * w + x) * 3 + c] = (uint8_t)((acc + win / 2) / win);
-                int yo = y - r < 0 ? 0 : y - r, yi = y + r + 1 >= h ? h - 1 : y + r + 1;
-                acc += tmp[(yi * w + x) * 3 + c] - tmp[(yo * w + x) * 3 + c];
-            }
-        }
+    }
+    size_t row = (size_t)w * 3;
+    memset(acc, 0, row * sizeof *acc);
+    for (int k = -r; k <= r; k++) {
+        const uint8_t *s = tmp + (size_t)(k < 0 ? 0 : k >= h ? h - 1 : k) * row;
+        for (size_t i = 0; i < row; i++) acc[i] += s[i];
+    }
+    for (int y = 0; y < h; y++) {
+        uint8_t *dst = img + (size_t)y * row;
+        for (size_t i = 0; i < row; i++) dst[i] = (uint8_t)((acc[i] * inv + 32768u) >> 16);
+        int yo = y - r < 0 ? 0 : y - r, yi = y + r + 1 >= h ? h - 1 : y + r + 1;
+        const uint8_t *add = tmp + (size_t)yi * row, *sub = tmp + (size_t)yo * row;
+        for (size_t i = 0; i < row; i++) acc[i] += (uint32_t)add[i] - (uint32_t)sub[i];
+    }
 }
 
 typedef struct spray {
@@ -215,19 +224,28 @@ int fl_synth_render(const fl_synth_plan *plan, int i, fl_synth_picture *out, fl_
         }
     }
     free(row);
-    box_blur(out->rgb, W, H, blur, tmp);
+    uint32_t *acc = blur > 0 ? malloc((size_t)W * 3 * sizeof *acc) : NULL;
+    if (blur > 0 && !acc) {
+        free(tmp);
+        fl_synth_picture_free(out);
+        return fl_errf(e, "synth: out of memory rendering %dx%d image", W, H);
+    }
+    box_blur(out->rgb, W, H, blur, tmp, acc);
+    free(acc);
     free(tmp);
-    /* Sensor noise: triangular, from the image's own noise stream. */
+    /* Sensor noise: triangular, from the image's own noise stream; integer arithmetic (16.16
+     * fixed point) since this touches every byte of large images. */
     fl_rng nr;
     fl_rng_init(&nr, plan->params.seed, FL_SYNTH_STREAM_NOISE | (uint64_t)i);
-    float amp = sc.noise_sigma * 2.45f / 255.0f;
+    const int32_t K = (int32_t)lroundf(sc.noise_sigma * 2.45f * 65536.0f / 255.0f);
     size_t np = (size_t)W * H * 3;
     for (size_t k = 0; k < np; k += 2) {
         uint32_t b = fl_rng_u32(&nr); /* two triangular draws from 4 random bytes */
         for (size_t j = 0; j < 2 && k + j < np; j++, b >>= 16) {
-            float t = ((float)(b & 0xff) + (float)((b >> 8) & 0xff)) / 255.0f - 1.0f;
-            float vv = out->rgb[k + j] + t * amp * 255.0f;
-            out->rgb[k + j] = (uint8_t)fl_synth_clampf(vv + 0.5f, 0, 255);
+            int32_t t = (int32_t)(b & 0xff) + (int32_t)((b >> 8) & 0xff) - 255; /* -255..255 */
+            int32_t v = out->rgb[k + j] + ((t * K + 32768) >> 16);
+            v = v < 0 ? 0 : v;
+            out->rgb[k + j] = (uint8_t)(v > 255 ? 255 : v);
         }
     }
     if (mx1 < 0) { /* the animal vanished (cannot happen with the margins above): use the frame */

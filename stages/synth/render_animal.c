@@ -54,7 +54,7 @@ static void lighten(float rgb[3], float shade) {
 static void apply_marks(const fl_synth_identity *id, float u, float v, float px, float rgb[3]) {
     for (int k = 0; k < id->n_patch; k++) {
         const fl_synth_patch *p = &id->patch[k];
-        float c = cosf(p->angle), s = sinf(p->angle);
+        float c = p->ca, s = p->sa;
         float x = ((u - p->u) * c + (v - p->v) * s) / p->ru;
         float y = (-(u - p->u) * s + (v - p->v) * c) / p->rv;
         float d = x * x + y * y;
@@ -73,12 +73,12 @@ static void accent(const fl_synth_identity *id, float u, float v, float vlo, flo
     float ac[3];
     for (int k = 0; k < 3; k++) ac[k] = id->sp->accent[k] / 255.0f;
     uint32_t ps = id->pattern_seed;
-    float n1 = fl_synth_vnoise(u * 4.0f, v * 4.0f, ps);
     switch (id->sp->accent_kind) {
     case FL_ACCENT_SADDLE: { /* light saddle behind the fin, its edge the individual's own */
         float cu = 0.55f * id->base + 0.25f, cv = -0.45f * id->body_h;
         float d = ((u - cu) * (u - cu)) / 0.16f + ((v - cv) * (v - cv)) / (0.36f * id->body_h * id->body_h + 1e-4f);
-        if (d < 1.0f + 0.35f * n1) mix(rgb, ac, 0.85f);
+        if (d < 1.35f && d < 1.0f + 0.35f * fl_synth_vnoise(u * 4.0f, v * 4.0f, ps))
+            mix(rgb, ac, 0.85f);
         break;
     }
     case FL_ACCENT_SPOTS: {
@@ -87,6 +87,7 @@ static void accent(const fl_synth_identity *id, float u, float v, float vlo, flo
         break;
     }
     case FL_ACCENT_FLANK: {
+        float n1 = fl_synth_vnoise(u * 4.0f, v * 4.0f, ps);
         float edge = vlo + (vhi - vlo) * (0.25f + 0.12f * n1) + 0.1f * sinf(u * 2.5f);
         if (v < edge) mix(rgb, ac, 0.75f);
         break;
@@ -164,7 +165,7 @@ static float fluke_sample(const fl_synth_identity *id, float u, float v, float p
 
 static float back_sample(const fl_synth_identity *id, float u, float v, float px, float wl,
                          float rgb[3]) {
-    float L = id->body_len, bh = id->body_h;
+    float L = 0.65f * id->body_len, bh = id->body_h; /* the part of a long back in view */
     float x = u / L;
     float top = x * x < 1.0f ? bh * sqrtf(1.0f - x * x) : -1.0f;
     float m_back = fminf(top - v, L - fabsf(u));
@@ -199,7 +200,7 @@ float fl_synth_animal_sample(const fl_synth_identity *id, float u, float v, floa
     case FL_FAMILY_FLUKE:
         return fluke_sample(id, u, v, px, -0.6f + 0.55f * waterline, rgb);
     case FL_FAMILY_BACK:
-        return back_sample(id, u, v, px, id->body_h * (0.6f * waterline - 0.05f), rgb);
+        return back_sample(id, u, v, px, id->body_h * 0.55f * waterline, rgb);
     default:
         return dorsal_sample(id, u, v, px, -id->body_h * (1.0f - 0.85f * waterline), rgb);
     }

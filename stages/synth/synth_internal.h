@@ -44,6 +44,7 @@ typedef struct fl_synth_scar {
 
 typedef struct fl_synth_patch {
     float u, v, ru, rv, angle, shade; /* ellipse in local units; shade: signed lightness */
+    float ca, sa;                     /* cos and sin of angle, precomputed */
 } fl_synth_patch;
 
 typedef struct fl_synth_identity {
@@ -101,7 +102,8 @@ void fl_synth_scene_row(const fl_synth_scene *s, int y, float *rgb);
 /* Smooth value noise in [-1, 1] on an integer lattice hashed with seed. */
 float fl_synth_vnoise(float x, float y, uint32_t seed);
 static inline float fl_synth_clampf(float x, float lo, float hi) {
-    return x < lo ? lo : x > hi ? hi : x;
+    x = x > lo ? x : lo; /* two selects the compiler turns into maxss/minss, no branches */
+    return x < hi ? x : hi;
 }
 /* Writes n lowercase hex digits of v (plus NUL) into out. */
 void fl_synth_hex(uint64_t v, int n, char *out);
