@@ -6,10 +6,44 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+/* Whether an EOI marker follows the first SOS. Segments before the SOS are skipped by their
+ * lengths, so an EXIF thumbnail's own EOI does not count; after the SOS, entropy-coded data
+ * cannot contain FF D9 (0xFF is stuffed as FF 00), so any FF D9 is a real marker. */
+static int has_eoi_after_sos(const uint8_t *d, size_t len) {
+    size_t p = 2;
+    while (p + 4 <= len) {
+        if (d[p] != 0xFF) return 0;
+        uint8_t m = d[p + 1];
+        if (m == 0xFF) {
+            p++;
+            continue;
+        }
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+            p += 2;
+            continue;
+        }
+        if (m == 0xD9) return 0; /* EOI before any scan */
+        size_t seg = (size_t)d[p + 2] << 8 | d[p + 3];
+        if (seg < 2) return 0;
+        p += 2 + seg;
+        if (m == 0xDA) break;
+    }
+    for (; p + 1 < len; p++) {
+        const uint8_t *f = memchr(d + p, 0xFF, len - p - 1);
+        if (!f) return 0;
+        p = (size_t)(f - d);
+        if (d[p + 1] == 0xD9) return 1;
+    }
+    return 0;
+}
+
 /* TurboJPEG reports a truncated stream as a warning ("Premature end of JPEG file" /
  * "premature end of data segment") and fills the missing rows with grey; for training data that
- * is a broken file, so it is an error here. Other warnings (extraneous bytes, ...) are benign. */
-static int warning_is_truncation(const char *msg) { return msg && strstr(msg, "remature end"); }
+ * is a broken file, so it is an error here. Only the first warning's text is kept by libjpeg,
+ * hence also the structural check. Other warnings (extraneous bytes, ...) are benign. */
+static int warning_is_truncation(const char *msg, const uint8_t *d, size_t len) {
+    return (msg && strstr(msg, "remature end")) || !has_eoi_after_sos(d, len);
+}
 
 /* The largest supported 1/d (d in 8,4,2,1) keeping the upright image >= target. */
 static int choose_denom(int uw, int uh, int tw, int th) {
@@ -111,7 +145,7 @@ fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
             fl_errf(e, "%s: corrupt JPEG data: %s", name, msg);
             goto fail;
         }
-        if (warning_is_truncation(msg)) {
+        if (warning_is_truncation(msg, data, len)) {
             fl_errf(e, "%s: truncated JPEG (%s)", name, msg);
             goto fail;
         }

@@ -225,6 +225,29 @@ static void test_bad_inputs(void **state) {
     free(jpg);
 }
 
+/* A benign warning first (junk bytes before a scan marker), then truncation: libjpeg keeps only
+ * the first warning's text, so the truncation must be caught structurally. */
+static void test_truncation_after_a_benign_warning(void **state) {
+    (void)state;
+    size_t len;
+    uint8_t *jpg = read_fix("progressive.jpg", &len);
+    size_t sos[2] = {0, 0};
+    int k = 0;
+    for (size_t i = 2; i + 1 < len && k < 2; i++)
+        if (jpg[i] == 0xFF && jpg[i + 1] == 0xDA) sos[k++] = i;
+    assert_int_equal(k, 2);
+    uint8_t *junk = malloc(len + 3);
+    memcpy(junk, jpg, sos[1]);
+    junk[sos[1]] = 1, junk[sos[1] + 1] = 2, junk[sos[1] + 2] = 3;
+    memcpy(junk + sos[1] + 3, jpg + sos[1], len - sos[1]);
+    fl_err e = {{0}};
+    fl_image *img = fl_jpeg_decode(junk, len + 3, "junk.jpg", NULL, NULL, &e);
+    if (!img) fail_msg("benign warning refused: %s", e.msg);
+    fl_image_free(img);
+    expect_fail(junk, (len + 3) * 8 / 10, NULL, "truncated");
+    free(junk), free(jpg);
+}
+
 static void test_malformed_exif_is_ignored(void **state) {
     (void)state;
     size_t len;
@@ -299,6 +322,7 @@ int main(void) {
         cmocka_unit_test(test_scale_choice),
         cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_truncation_after_a_benign_warning),
         cmocka_unit_test(test_malformed_exif_is_ignored),
         cmocka_unit_test(test_mutations_never_crash),
         cmocka_unit_test(test_ppm_errors),
