@@ -64,12 +64,13 @@ TS_C     := $(wildcard tests/teststages/*.c)
 BENCH_C  := $(wildcard tests/bench/*.c)
 BENCH_BIN:= $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_C   := $(wildcard tests/fuzz/*.c)
+FUZZ_BIN := $(FUZZ_C:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 FLUKE    := $(BUILD)/fluke
 FLUKE_TS := $(BUILD)/fluke-teststages
 LIB      := $(BUILD)/libfluke.a
 
-.PHONY: all run test bench install clean deps build test-unit test-integration test-san fmt codeids
+.PHONY: all run test bench install clean deps build build-tests fmt codeids fuzz fuzz-libfuzzer
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -89,10 +90,17 @@ test: deps
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-tests
 	@FLUKE_SAN=1 bash tests/run.sh build-san unit
 
-build-tests: $(FLUKE) $(FLUKE_TS) $(UNIT_BIN)
+build-tests: $(FLUKE) $(FLUKE_TS) $(UNIT_BIN) $(FUZZ_BIN)
+
+# Fuzz targets: with plain cc they replay the files given as arguments (and build in every test
+# run so they cannot rot); `make fuzz-libfuzzer` builds real libFuzzer binaries with clang.
+fuzz: $(FUZZ_BIN)
+fuzz-libfuzzer:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=1 CC=clang \
+	  EXTRA_FUZZ="-DFL_FUZZ_LIBFUZZER -fsanitize=fuzzer" fuzz
 
 bench: deps
-	@$(MAKE) --no-print-directory $(FLUKE) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(FLUKE) $(FLUKE_TS) $(BENCH_BIN)
 	@bash tests/bench/run.sh $(BUILD)
 
 # Code identity: one generated header per stage source, rewritten only when the hash changes,
@@ -121,7 +129,7 @@ $(BUILD)/obj/%.cu.o: %.cu
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@.tmp.$$$$ && ar rcs $@.tmp.$$$$ $^ && mv -f $@.tmp.$$$$ $@
 
 $(FLUKE): $(BUILD)/obj/$(MAIN_C:.c=.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -132,6 +140,10 @@ $(FLUKE_TS): $(TS_C:%.c=$(BUILD)/obj/%.o) $(LIB)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TSUP_C:%.c=$(BUILD)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CUDA_LIBS) $(TEST_LIBS) $(LDLIBS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(EXTRA_FUZZ) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -3,7 +3,7 @@
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export FLUKE="$ROOT/$BUILD/fluke" FLUKE_SRC="$ROOT"
+export FLUKE="$ROOT/$BUILD/fluke" FLUKE_TS="$ROOT/$BUILD/fluke-teststages" FLUKE_SRC="$ROOT"
 rc=0
 for b in "$ROOT/$BUILD"/bench/*; do
     [ -x "$b" ] || continue

@@ -1,0 +1,34 @@
+# A no-op rerun over an 80,000-file input (the size of the real train + test image folders):
+# the first run hashes every file, the rerun only stats them. Peers in the same run: xxhsum
+# (XXH128) over the same files, and a bare stat walk (find -printf), the floor for any tool
+# that must notice changes.
+set -u
+: "${FLUKE_TS:?}"
+N=${BENCH_NOOP_FILES:-80000}
+T=$(mktemp -d /tmp/fluke-bench-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+mkdir imgs
+head -c 4096 /dev/urandom > blob
+for i in $(seq 1 "$N"); do printf '%s' "$i" | cat - blob > "imgs/$i.jpg"; done
+find imgs -type f -exec touch -d '1 hour ago' {} +
+printf '{"name": "b", "text": {"n": {"op": "count", "from": "dir:imgs"}}}' > b.json
+t() { local s=$(date +%s.%N); "$@" > /dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc; }
+sync
+first=$(t "$FLUKE_TS" run b.json)
+noop=$(t "$FLUKE_TS" run b.json)
+walk=$(t sh -c 'find imgs -type f -printf "%s %T@ %i\n" > /dev/null')
+if command -v xxhsum > /dev/null; then
+    xx=$(t sh -c 'find imgs -type f -print0 | xargs -0 xxhsum -H2 > /dev/null')
+else
+    xx=""
+fi
+printf 'files                 %d x 4 KB\n' "$N"
+printf 'fluke first run       %.3f s (hash every file)\n' "$first"
+printf 'fluke no-op rerun     %.3f s (stat cache: 0 files read)\n' "$noop"
+printf 'find stat walk        %.3f s\n' "$walk"
+[ -n "$xx" ] && printf 'xxhsum -H2 all files  %.3f s\n' "$xx"
+printf 'ratio first/no-op     %.1fx\n' "$(echo "$first / $noop" | bc -l)"
+printf 'ratio no-op/stat-walk %.2fx (1.0 = as cheap as listing the files)\n' "$(echo "$noop / $walk" | bc -l)"
+[ -n "$xx" ] && printf 'ratio first/xxhsum    %.2fx (below 1 = fluke hashes faster than xxhsum)\n' "$(echo "$first / $xx" | bc -l)"
+exit 0
