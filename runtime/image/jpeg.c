@@ -6,6 +6,21 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+/* tjGetErrorCode says TJERR_WARNING whenever any warning happened, even when a fatal error
+ * followed and stopped the decode. libjpeg keeps the text of the first warning, but a fatal
+ * error overwrites it, so the text tells them apart: these are libjpeg's warning messages
+ * (jerror.h JWRN_*); anything else is a fatal error and the image is incomplete. */
+static int is_libjpeg_warning(const char *msg) {
+    static const char *const prefixes[] = {
+        "Corrupt JPEG data", "Premature end of JPEG file", "Warning:",
+        "Invalid SOS parameters for sequential JPEG", "Inconsistent progression sequence",
+        "Unknown Adobe color transform code", "Application transferred too many scanlines",
+    };
+    for (size_t i = 0; msg && i < sizeof prefixes / sizeof *prefixes; i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+    return 0;
+}
+
 /* Whether an EOI marker follows the first SOS. Segments before the SOS are skipped by their
  * lengths, so an EXIF thumbnail's own EOI does not count; after the SOS, entropy-coded data
  * cannot contain FF D9 (0xFF is stuffed as FF 00), so any FF D9 is a real marker. */
@@ -141,7 +156,7 @@ fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
     }
     if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, pitch, sh, pf, 0) != 0) {
         const char *msg = tjGetErrorStr2(tj);
-        if (tjGetErrorCode(tj) != TJERR_WARNING) {
+        if (tjGetErrorCode(tj) != TJERR_WARNING || !is_libjpeg_warning(msg)) {
             fl_errf(e, "%s: corrupt JPEG data: %s", name, msg);
             goto fail;
         }
