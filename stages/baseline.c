@@ -38,7 +38,7 @@ static int inputs_read(fl_stage_ctx *c, inputs *in, fl_err *e) {
     memset(in, 0, sizeof *in);
     const char *dir = fl_stage_input(c, "data", e);
     if (!dir) return -1;
-    in->data = fl_stage_data_dir(dir);
+    in->data = fl_synth_data_dir(dir);
     in->train_dir = fl_strdupf("%s/train_images", in->data);
     in->test_dir = fl_strdupf("%s/test_images", in->data);
     in->out = fl_strdupf("%s/submission.csv", fl_stage_out_dir(c));

@@ -29,7 +29,7 @@ const fl_cfg_field fl_synth_schema[] = {
     {NULL, 0, 0, NULL},
 };
 
-char *fl_stage_data_dir(const char *dir) {
+char *fl_synth_data_dir(const char *dir) {
     char *sub = fl_strdupf("%s/data/train.csv", dir);
     struct stat st;
     int nested = sub && stat(sub, &st) == 0;

@@ -30,6 +30,6 @@ extern const fl_command fl_synth_command;
 
 /* Where a Kaggle-layout directory sits in a node's outputs: dir/data if it has train.csv,
  * else dir itself. Returns a malloc'd path. */
-char *fl_stage_data_dir(const char *dir);
+char *fl_synth_data_dir(const char *dir);
 
 #endif
