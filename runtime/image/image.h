@@ -60,7 +60,8 @@ typedef struct fl_decode_opts {
     /* Scaled decode: the smallest 1/1, 1/2, 1/4 or 1/8 scale whose (upright) result is at least
      * target_w x target_h; 0 = full size. */
     int target_w, target_h;
-    /* Refuse images with more source pixels than this before allocating (0 = 16 * 2^20 * 8). */
+    /* Refuse images with more source pixels than this before allocating
+     * (0 = FL_DECODE_DEFAULT_MAX_PIXELS = 2^27, about 134 M). */
     uint64_t max_pixels;
     int ignore_exif; /* 1: keep the stored orientation */
 } fl_decode_opts;
