@@ -2,8 +2,10 @@
  * with the same thread count, in the same run. Representative shapes: a 3x3 64->64 conv at 56x56
  * (im2col + GEMM), a 1x1 64->256 conv (one GEMM), and EfficientNet's 5x5 stride-2 depthwise conv
  * on 144 channels (direct kernel); batch 8, no bias. Forward and backward (input and weight
- * gradients) in images/s, best of REPS, and the ratio fluke / PyTorch (> 1: fluke faster) against
- * PyTorch's faster layout of NCHW and channels_last. The peer is tests/bench/bench_conv_torch.py,
+ * gradients) in images/s, and the ratio fluke / PyTorch (> 1: fluke faster) against PyTorch's
+ * faster layout of NCHW and channels_last. Each side is timed best of REPS in each of ROUNDS
+ * alternating rounds (fluke, torch, fluke, torch, ...) and keeps its best, so a burst of load
+ * from other processes on a shared machine does not land on one side only. The peer is tests/bench/bench_conv_torch.py,
  * run with /usr/bin/python3; without an importable torch it prints "skipped: PyTorch not found".
  * Threads: OMP_NUM_THREADS (default: all cores), applied to OpenMP, OpenBLAS and PyTorch alike. */
 #include <cblas.h>
@@ -16,7 +18,8 @@
 #include "runtime/cpu/conv.h"
 #include "runtime/rng.h"
 
-#define REPS 5
+#define REPS 4
+#define ROUNDS 3
 
 typedef struct bench_case {
     const char *name;
@@ -73,17 +76,18 @@ static int run_fluke(const bench_case *c, timing *t, fl_err *e) {
             bb = t2 - t1 < bb ? t2 - t1 : bb;
         }
     }
-    t->fwd = c->N / bf;
-    t->bwd = c->N / bb;
+    if (c->N / bf > t->fwd) t->fwd = c->N / bf;
+    if (c->N / bb > t->bwd) t->bwd = c->N / bb;
     rc = 0;
 out:
     free(x); free(dx); free(y); free(dy); free(w); free(dw);
     return rc;
 }
 
-/* Runs the PyTorch peer; fills peer[i] with the better of its two layouts. Returns 1 when
- * PyTorch is unavailable, -1 on another failure. */
-static int run_torch(int threads, timing *peer, fl_err *e) {
+/* Runs the PyTorch peer once (all cases); raises layouts[i][*] to any better figure. Returns 1
+ * when PyTorch is unavailable, -1 on another failure. */
+/* layouts[i] = best img/s so far: {fwd nchw, bwd nchw, fwd channels_last, bwd channels_last}. */
+static int run_torch(int threads, double layouts[][4], fl_err *e) {
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return 1;
     const char *src = getenv("FLUKE_SRC");
     char cmd[2048];
@@ -103,11 +107,8 @@ static int run_torch(int threads, timing *peer, fl_err *e) {
         if (sscanf(line, "%127s %lf %lf %lf %lf", name, &v[0], &v[1], &v[2], &v[3]) != 5) continue;
         for (int i = 0; i < NCASES; i++)
             if (!strcmp(name, CASES[i].name)) {
-                peer[i].fwd = v[0] > v[2] ? v[0] : v[2];
-                peer[i].bwd = v[1] > v[3] ? v[1] : v[3];
-                printf("  torch %-24s fwd %8.1f img/s (nchw %.1f, channels_last %.1f)  "
-                       "bwd %8.1f img/s (nchw %.1f, channels_last %.1f)\n",
-                       name, peer[i].fwd, v[0], v[2], peer[i].bwd, v[1], v[3]);
+                for (int j = 0; j < 4; j++)
+                    if (v[j] > layouts[i][j]) layouts[i][j] = v[j];
                 got++;
             }
     }
@@ -120,25 +121,42 @@ static int run_torch(int threads, timing *peer, fl_err *e) {
 int main(void) {
     int threads = omp_get_max_threads();
     openblas_set_num_threads(threads);
-    printf("conv2d CPU benchmark: batch 8, %d thread(s), best of %d\n", threads, REPS);
+    printf("conv2d CPU benchmark: batch 8, %d thread(s), best of %d x %d alternating rounds\n",
+           threads, REPS, ROUNDS);
     timing ours[NCASES], peer[NCASES];
+    double layouts[NCASES][4];
+    memset(ours, 0, sizeof ours);
+    memset(layouts, 0, sizeof layouts);
     fl_err e;
-    for (int i = 0; i < NCASES; i++) {
-        if (run_fluke(&CASES[i], &ours[i], &e)) {
-            fprintf(stderr, "bench_conv: %s: %s\n", CASES[i].name, e.msg);
+    int have_torch = 1;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < NCASES; i++)
+            if (run_fluke(&CASES[i], &ours[i], &e)) {
+                fprintf(stderr, "bench_conv: %s: %s\n", CASES[i].name, e.msg);
+                return 1;
+            }
+        if (!have_torch) continue;
+        int rc = run_torch(threads, layouts, &e);
+        if (rc == 1) have_torch = 0;
+        if (rc < 0) {
+            fprintf(stderr, "bench_conv: %s\n", e.msg);
             return 1;
         }
+    }
+    for (int i = 0; i < NCASES; i++)
         printf("  fluke %-24s fwd %8.1f img/s  bwd %8.1f img/s\n", CASES[i].name, ours[i].fwd,
                ours[i].bwd);
-    }
-    int rc = run_torch(threads, peer, &e);
-    if (rc == 1) {
+    if (!have_torch) {
         printf("skipped: PyTorch not found (/usr/bin/python3 cannot import torch); no ratios\n");
         return 0;
     }
-    if (rc < 0) {
-        fprintf(stderr, "bench_conv: %s\n", e.msg);
-        return 1;
+    for (int i = 0; i < NCASES; i++) {
+        double *v = layouts[i];
+        peer[i].fwd = v[0] > v[2] ? v[0] : v[2];
+        peer[i].bwd = v[1] > v[3] ? v[1] : v[3];
+        printf("  torch %-24s fwd %8.1f img/s (nchw %.1f, channels_last %.1f)  "
+               "bwd %8.1f img/s (nchw %.1f, channels_last %.1f)\n",
+               CASES[i].name, peer[i].fwd, v[0], v[2], peer[i].bwd, v[1], v[3]);
     }
     for (int i = 0; i < NCASES; i++)
         printf("  ratio fluke/torch %-24s fwd %.2f  bwd %.2f  fwd+bwd %.2f\n", CASES[i].name,
