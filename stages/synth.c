@@ -70,42 +70,49 @@ const fl_stage_def fl_stage_synth = {
     .run = run_synth,
 };
 
-static int preview_main(int argc, char **argv, const char *config_path, fl_err *e) {
-    (void)config_path;
-    const char *preset = "smoke", *out = "synth_preview.jpg";
+int fl_synth_preview_main(int argc, char **argv, const cJSON *config, const char *out_dir,
+                          fl_err *e) {
+    const char *preset = NULL, *out = NULL;
     long seed = -1;
     int cols = 6, rows = 4, cell = 200, preview = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
         if (strcmp(a, "--preview") == 0) preview = 1;
         else if (strcmp(a, "--preset") == 0 && v) preset = v, i++;
         else if (strcmp(a, "--out") == 0 && v) out = v, i++;
-        else if (strcmp(a, "--seed") == 0 && v) seed = strtol(v, NULL, 10), i++;
-        else if (strcmp(a, "--cell") == 0 && v) cell = atoi(v), i++;
+        else if (strcmp(a, "--seed") == 0 && v && (seed = strtol(v, &end, 10)) >= 0 && !*end) i++;
+        else if (strcmp(a, "--cell") == 0 && v && (cell = (int)strtol(v, &end, 10)) > 0 && !*end) i++;
         else if (strcmp(a, "--grid") == 0 && v && sscanf(v, "%dx%d", &cols, &rows) == 2) i++;
-        else return fl_errf(e, "synth: unknown or incomplete argument \"%s\" (usage: %s)", a,
-                            fl_synth_command.usage), 2;
+        else return fl_errf(e, "synth: bad or incomplete argument \"%s\" (usage: fluke %s)", a,
+                            FL_SYNTH_COMMAND_USAGE), 2;
     }
     if (!preview)
         return fl_errf(e, "synth: only --preview is a command; the data itself is the `synth` "
                        "stage of `fluke run`"), 2;
     fl_synth_params p;
-    if (fl_synth_preset(preset, &p, e) != 0) return 2;
+    const cJSON *sec = config ? cJSON_GetObjectItemCaseSensitive(config, "synth") : NULL;
+    if (preset) {
+        if (fl_synth_preset(preset, &p, e) != 0) return 2;
+        if (sec) { /* keep the configured seed unless overridden */
+            const cJSON *s = cJSON_GetObjectItemCaseSensitive(sec, "seed");
+            if (cJSON_IsNumber(s) && s->valuedouble >= 0) p.seed = (uint64_t)s->valuedouble;
+        }
+    } else if (fl_synth_params_from_json(sec, &p, e) != 0) {
+        return 2;
+    }
     if (seed >= 0) p.seed = (uint64_t)seed;
     fl_synth_plan plan;
     if (fl_synth_plan_make(&p, &plan, e) != 0) return 1;
-    int rc = fl_synth_preview(&plan, out, cols, rows, cell, e);
+    char *path = out ? strdup(out) : fl_strdupf("%s/synth_preview.jpg", out_dir ? out_dir : ".");
+    int rc = out_dir && !out ? fl_mkdirs(out_dir, e) : 0;
+    if (rc == 0) rc = fl_synth_preview(&plan, path, cols, rows, cell, e);
     fl_synth_plan_free(&plan);
-    if (rc != 0) return 1;
-    printf("wrote %s (%dx%d %s images, seed %llu)\n", out, cols, rows, preset,
-           (unsigned long long)p.seed);
-    return 0;
+    if (rc == 0)
+        printf("wrote %s (%dx%d %s images, seed %llu)\n", path, cols, rows, p.preset,
+               (unsigned long long)p.seed);
+    free(path);
+    return rc == 0 ? 0 : 1;
 }
 
-const fl_command fl_synth_command = {
-    .name = "synth",
-    .usage = "fluke synth --preview [--preset tiny|smoke|large] [--seed N] [--out FILE] "
-             "[--grid COLSxROWS] [--cell PX]",
-    .summary = "draw a contact sheet of the synthetic data (images with their boxes)",
-    .main = preview_main,
-};
+const fl_command fl_synth_command = FL_SYNTH_COMMAND;

@@ -23,10 +23,13 @@ static float fin_margin(const fl_synth_identity *id, float u, float v, float u0,
     float lead = u0 - 0.5f * B + (S + 0.5f * B) * powf(tc, id->lead_pow);
     float hook = 0.3f * B * (1.0f / id->trail_pow - 1.0f);
     float trail = u0 + (1.0f - tc) * 0.5f * B + tc * S - hook * sinf(3.14159265f * tc);
+    /* Notches bite into the trailing edge but never sever the fin (at most 60% of its width). */
+    float cut = 0;
     for (int k = 0; k < id->n_notch; k++) {
         const fl_synth_notch *n = &id->notch[k];
-        trail -= n->depth * B * bump((tc - n->t) / n->width, n->vshape);
+        cut += n->depth * B * bump((tc - n->t) / n->width, n->vshape);
     }
+    trail -= fminf(cut, 0.6f * fmaxf(trail - lead, 0.0f));
     float top = (1.0f - id->tip_cut) * H - (v - v0);
     float m = fminf(u - lead, trail - u);
     return fminf(m, top);
@@ -139,11 +142,13 @@ static float fluke_sample(const fl_synth_identity *id, float u, float v, float p
     float vlo = 0.05f + 0.30f * powf(au, id->lead_pow);
     float chord = H * (1.0f - powf(fminf(au, 1.0f), id->trail_pow)) + 0.03f;
     float vhi = vlo + chord - 0.12f * fmaxf(0.0f, 1.0f - au / 0.10f);
+    float cut = 0;
     for (int k = 0; k < id->n_notch; k++) {
         const fl_synth_notch *n = &id->notch[k];
         float uk = 2.0f * n->t - 1.0f;
-        vhi -= n->depth * H * bump((u - uk) / (n->width * 2.0f), n->vshape);
+        cut += n->depth * H * bump((u - uk) / (n->width * 2.0f), n->vshape);
     }
+    vhi -= fminf(cut, 0.6f * fmaxf(vhi - vlo, 0.0f));
     vhi += id->serration * sinf(u * id->serr_freq + id->serr_phase);
     float m_fl = fminf(fminf(v - vlo, vhi - v), span - au);
     float half = 0.10f + 0.05f * (v + 0.6f);

@@ -9,8 +9,7 @@
  * score            inputs "submission" (a node with submission.csv) and "truth" (a node with
  *                  solution.csv, directly or under truth/); no section; output "metrics.json".
  *
- * `fluke synth --preview [--preset P] [--seed N] [--out FILE] [--grid COLSxROWS]` is
- * fl_synth_command. */
+ * `fluke synth --preview` is FL_SYNTH_COMMAND / fl_synth_command (below). */
 #ifndef FLUKE_SYNTH_STAGES_H
 #define FLUKE_SYNTH_STAGES_H
 
@@ -25,7 +24,20 @@ extern const fl_stage_def fl_stage_baseline_knn;
 extern const fl_cfg_field fl_synth_schema[];
 extern const fl_cfg_field fl_baseline_schema[];
 
-/* `fluke synth --preview ...` */
+/* `fluke synth --preview ...`: a contact sheet of the configured synth data (the config's
+ * `synth` section, overridable by --preset/--seed) written to --out (default:
+ * OUT_DIR/synth_preview.jpg). FL_SYNTH_COMMAND is a constant initializer for a registry's
+ * command table; fl_synth_command is the same as an object. */
+int fl_synth_preview_main(int argc, char **argv, const cJSON *config, const char *out_dir,
+                          fl_err *e);
+#define FL_SYNTH_COMMAND_USAGE                                                                  \
+    "synth [CONFIG] --preview [--preset tiny|smoke|large] [--seed N] [--out FILE] "             \
+    "[--grid COLSxROWS] [--cell PX]"
+#define FL_SYNTH_COMMAND_SUMMARY                                                                \
+    "draw a contact sheet of the synthetic data (images with their boxes)"
+#define FL_SYNTH_COMMAND                                                                        \
+    {.name = "synth", .usage = FL_SYNTH_COMMAND_USAGE, .summary = FL_SYNTH_COMMAND_SUMMARY,      \
+     .main_config = fl_synth_preview_main}
 extern const fl_command fl_synth_command;
 
 /* Where a Kaggle-layout directory sits in a node's outputs: dir/data if it has train.csv,
