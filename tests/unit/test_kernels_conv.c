@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -315,6 +316,22 @@ static void test_thread_count_independent(void **state) {
     omp_set_num_threads(saved);
 }
 
+/* The GEMM paths hold OpenBLAS at one thread during a call; the caller's setting comes back. */
+static void test_blas_threads_restored(void **state) {
+    (void)state;
+    int before = openblas_get_num_threads();
+    openblas_set_num_threads(2);
+    fl_conv2d_params p = make(1, 6, 6, 4, 4, 3, 1, 1, 1, 0);
+    float x[144] = {0}, w[144] = {0}, y[144], dx[144], dw[144];
+    fl_err e;
+    assert_int_equal(fl_conv2d_forward(&p, x, w, NULL, y, &e), 0);
+    assert_int_equal(openblas_get_num_threads(), 2);
+    assert_int_equal(fl_conv2d_backward_data(&p, y, w, dx, &e), 0);
+    assert_int_equal(fl_conv2d_backward_weight(&p, x, y, dw, NULL, &e), 0);
+    assert_int_equal(openblas_get_num_threads(), 2);
+    openblas_set_num_threads(before);
+}
+
 static void expect_error(fl_conv2d_params p, const char *needle) {
     fl_err e = {{0}};
     float buf[64] = {0};
@@ -368,6 +385,7 @@ int main(void) {
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_special_shapes),
         cmocka_unit_test(test_thread_count_independent),
+        cmocka_unit_test(test_blas_threads_restored),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
