@@ -1,5 +1,6 @@
-/* conv2d on the CPU: parameter checks, padding helpers, and the GEMM-based paths (1x1 as one
- * GEMM, everything else im2col + GEMM per group). The depthwise direct kernels live in
+/* conv2d on the CPU: parameter checks, padding helpers, and the GEMM-based paths (a pointwise
+ * conv as GEMMs straight on x, everything else im2col + GEMM per group, both over row tiles).
+ * The depthwise direct kernels live in
  * conv_depthwise.c. See conv.h for layouts and the determinism contract. */
 #include "runtime/cpu/conv.h"
 

@@ -1,7 +1,7 @@
 /* conv2d CPU kernels against a naive double-precision reference written here, whose own backward
  * is checked by central finite differences. A grid covers kernel 1/3/5, stride 1/2, dilation
  * 1/2/3, groups 1/2/depthwise, symmetric and TF-same padding, odd and even sizes, batch 2; plus
- * multi-chunk im2col, thread-count independence, the padding helpers and bad input. */
+ * one-row im2col tiles, thread-count independence, the padding helpers and bad input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,7 +129,7 @@ static void fd_check(const char *what, const fl_conv2d_params *p, double *x, dou
     }
 }
 
-/* Runs one case: reference FD check, then the float kernels (default and one-row chunks)
+/* Runs one case: reference FD check, then the float kernels (default and one-row tiles)
  * against the reference. Returns nothing; fails the test on a mismatch. */
 static void run_case(const fl_conv2d_params *p, int with_bias, uint64_t seed) {
     fl_err e;
