@@ -1,7 +1,7 @@
 /* conv2d on the CPU: parameter checks, padding helpers, and the GEMM-based paths (a pointwise
  * conv as GEMMs straight on x, everything else im2col + GEMM per group, both over row tiles).
- * The depthwise direct kernels live in
- * conv_depthwise.c. See conv.h for layouts and the determinism contract. */
+ * The depthwise direct kernels live in conv_depthwise.c. See conv.h for layouts and the
+ * determinism contract. */
 #include "runtime/cpu/conv.h"
 
 #include <cblas.h>
