@@ -1,7 +1,6 @@
 /* RFC 4180 CSV with the usual real-world variations: a UTF-8 BOM, CRLF or LF (or lone CR)
  * line ends, quoted fields with doubled quotes and embedded line breaks, blank lines skipped.
  * Errors name the file and the line. */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,14 +99,13 @@ int fl_csv_parse(const char *text, size_t len, const char *name, fl_csv *out, fl
         }
         rb.rows[rb.n].line = start_line;
         rb.rows[rb.n].nf = (int)(nf_total - first);
-        rb.rows[rb.n].f = (char **)(uintptr_t)first; /* index for now: fields may not move */
+        rb.rows[rb.n].f = out->fields + first; /* fields was sized for the worst case once */
         rb.n++;
     }
     if (rb.n == 0) {
         fl_errf(e, "%s: empty file (no header line)", out->name);
         goto fail;
     }
-    for (int r = 0; r < rb.n; r++) rb.rows[r].f = out->fields + (uintptr_t)rb.rows[r].f;
     out->ncols = rb.rows[0].nf;
     out->header = rb.rows[0].f;
     out->nrows = rb.n - 1;
