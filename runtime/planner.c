@@ -30,15 +30,6 @@ static int by_size_desc(const void *a, const void *b) {
     return x->t0 - y->t0;
 }
 
-typedef struct span {
-    size_t lo, hi;
-} span;
-
-static int by_lo(const void *a, const void *b) {
-    const span *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
 int fl_plan_memory(fl_graph *g, fl_err *e) {
     int n = g->n;
     int *tf = malloc(sizeof(int) * (size_t)(n + 1));
@@ -53,30 +44,44 @@ int fl_plan_memory(fl_graph *g, fl_err *e) {
     const int END = 2 * T;
 #define TB(i) (2 * T - 1 - tf[i])
 #define RUNS_BWD(i) (g->bwd[i] && g->nodes[i].kind == FL_NODE_OP)
+    /* Last reader of each value and first writer of each gradient, in one pass over consumers. */
+    int *vend = malloc(sizeof(int) * (size_t)(n + 1)), *gstart = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!vend || !gstart) {
+        free(tf);
+        free(bufs);
+        free(vend);
+        free(gstart);
+        return fl_errf(e, "planner: out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        fl_node *nd = &g->nodes[i];
+        vend[i] = tf[i];
+        gstart[i] = i == g->target ? T : END;
+        if (tf[i] >= 0 && RUNS_BWD(i) && (nd->op->flags & FL_OPF_SAVE_OUT) && TB(i) > vend[i]) vend[i] = TB(i);
+        if (nd->is_output || i == g->target) vend[i] = END;
+    }
+    for (int c = 0; c < n; c++) {
+        fl_node *cn = &g->nodes[c];
+        if (tf[c] < 0) continue;
+        for (int k = 0; k < cn->nin; k++) {
+            int i = cn->in[k];
+            if (tf[c] > vend[i]) vend[i] = tf[c];
+            if (RUNS_BWD(c)) {
+                if ((cn->op->flags & FL_OPF_SAVE_IN(k)) && TB(c) > vend[i]) vend[i] = TB(c);
+                if (TB(c) < gstart[i]) gstart[i] = TB(c);
+            }
+        }
+    }
     int nb = 0;
     for (int i = 0; i < n; i++) {
         fl_node *nd = &g->nodes[i];
         if (tf[i] < 0) continue;
-        int vend = tf[i], gstart = i == g->target ? T : END;
-        if (RUNS_BWD(i) && (nd->op->flags & FL_OPF_SAVE_OUT)) vend = TB(i) > vend ? TB(i) : vend;
-        if (nd->is_output || i == g->target) vend = END;
-        for (int c = i + 1; c < n; c++) {
-            fl_node *cn = &g->nodes[c];
-            if (tf[c] < 0) continue;
-            for (int k = 0; k < cn->nin; k++) {
-                if (cn->in[k] != i) continue;
-                if (tf[c] > vend) vend = tf[c];
-                if (RUNS_BWD(c)) {
-                    if ((cn->op->flags & FL_OPF_SAVE_IN(k)) && TB(c) > vend) vend = TB(c);
-                    if (TB(c) < gstart) gstart = TB(c);
-                }
-            }
-        }
+        int gst = gstart[i];
         size_t vb = (size_t)fl_numel(nd) * fl_dtype_size(nd->dtype);
-        bufs[nb++] = (buf){fl_arena_round(vb), 0, tf[i], vend, &nd->val};
+        bufs[nb++] = (buf){fl_arena_round(vb), 0, tf[i], vend[i], &nd->val};
         if (RUNS_BWD(i)) {
-            if (gstart > TB(i)) gstart = TB(i);
-            bufs[nb++] = (buf){fl_arena_round(vb), 0, gstart, TB(i), &nd->grad};
+            if (gst > TB(i)) gst = TB(i);
+            bufs[nb++] = (buf){fl_arena_round(vb), 0, gst, TB(i), &nd->grad};
             if (nd->ws_bwd_bytes) bufs[nb++] = (buf){fl_arena_round(nd->ws_bwd_bytes), 0, TB(i), TB(i), &nd->ws_bwd};
         }
         if (nd->aux_bytes)
@@ -85,38 +90,44 @@ int fl_plan_memory(fl_graph *g, fl_err *e) {
     }
 #undef TB
 #undef RUNS_BWD
+    free(vend);
+    free(gstart);
+    /* placed: buffers already given an offset, kept sorted by offset, so the lowest gap that
+     * fits is found in one scan over those whose lifetimes overlap (no per-buffer sort). */
     buf **order = malloc(sizeof(buf *) * (size_t)(nb + 1));
-    span *sp = malloc(sizeof(span) * (size_t)(nb + 1));
-    if (!order || !sp) {
+    buf **placed = malloc(sizeof(buf *) * (size_t)(nb + 1));
+    if (!order || !placed) {
         free(tf);
         free(bufs);
         free(order);
-        free(sp);
+        free(placed);
         return fl_errf(e, "planner: out of memory");
     }
     for (int k = 0; k < nb; k++) order[k] = &bufs[k];
     qsort(order, (size_t)nb, sizeof *order, by_size_desc);
     size_t peak = 0, total = 0;
+    int np = 0;
     for (int k = 0; k < nb; k++) {
         buf *b = order[k];
         total += b->size;
-        int ns = 0;
-        for (int j = 0; j < k; j++) {
-            buf *p = order[j];
-            if (p->t1 < b->t0 || b->t1 < p->t0) continue;
-            sp[ns++] = (span){p->off, p->off + p->size};
-        }
-        qsort(sp, (size_t)ns, sizeof *sp, by_lo);
         size_t off = 0;
-        for (int j = 0; j < ns; j++) {
-            if (sp[j].lo >= off + b->size) break; /* the gap before this span fits */
-            if (sp[j].hi > off) off = sp[j].hi;
+        for (int j = 0; j < np; j++) {
+            buf *p = placed[j];
+            if (p->t1 < b->t0 || b->t1 < p->t0) continue; /* never alive together */
+            if (p->off >= off + b->size) break;          /* the gap before p fits */
+            if (p->off + p->size > off) off = p->off + p->size;
         }
         b->off = off;
         if (off + b->size > peak) peak = off + b->size;
+        int at = np++;
+        while (at > 0 && placed[at - 1]->off > off) {
+            placed[at] = placed[at - 1];
+            at--;
+        }
+        placed[at] = b;
     }
     free(order);
-    free(sp);
+    free(placed);
     int rc = fl_arena_init(&g->arena, peak, e);
     if (rc == 0)
         for (int k = 0; k < nb; k++) *bufs[k].slot = fl_arena_at(&g->arena, bufs[k].off, bufs[k].size);
