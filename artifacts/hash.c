@@ -11,13 +11,37 @@
 #include "artifacts/store_internal.h"
 
 struct fl_hasher {
-    XXH3_state_t *st;
+    void *st;  /* XXH3_state_t of the library, or of the AVX2 build */
+    int avx2;
 };
 
 static void from_xxh(XXH128_hash_t h, fl_digest *out) {
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);
     memcpy(out->b, c.digest, sizeof out->b);
+}
+
+/* Streaming state of whichever build this CPU runs best. */
+static void *state_new(int avx2) {
+    if (avx2) return fl__xxh128_avx2_new();
+    XXH3_state_t *st = XXH3_createState();
+    if (st) XXH3_128bits_reset(st);
+    return st;
+}
+
+static void state_update(void *st, int avx2, const void *data, size_t len) {
+    if (avx2) fl__xxh128_avx2_update(st, data, len);
+    else XXH3_128bits_update(st, data, len);
+}
+
+static void state_digest(const void *st, int avx2, fl_digest *out) {
+    if (avx2) fl__xxh128_avx2_digest(st, out);
+    else from_xxh(XXH3_128bits_digest(st), out);
+}
+
+static void state_free(void *st, int avx2) {
+    if (avx2) fl__xxh128_avx2_free(st);
+    else XXH3_freeState(st);
 }
 
 void fl_digest_hex(const fl_digest *d, char out[FL_DIGEST_HEX]) {
@@ -64,31 +88,30 @@ int fl__is_hex32(const char *s) {
 fl_hasher *fl_hasher_new(void) {
     fl_hasher *h = malloc(sizeof *h);
     if (!h) return NULL;
-    h->st = XXH3_createState();
+    h->avx2 = fl__have_avx2();
+    h->st = state_new(h->avx2);
     if (!h->st) {
         free(h);
         return NULL;
     }
-    XXH3_128bits_reset(h->st);
     return h;
 }
 
 void fl_hasher_update(fl_hasher *h, const void *data, size_t len) {
-    if (len) XXH3_128bits_update(h->st, data, len);
+    if (len) state_update(h->st, h->avx2, data, len);
 }
 
-void fl_hasher_digest(const fl_hasher *h, fl_digest *out) {
-    from_xxh(XXH3_128bits_digest(h->st), out);
-}
+void fl_hasher_digest(const fl_hasher *h, fl_digest *out) { state_digest(h->st, h->avx2, out); }
 
 void fl_hasher_free(fl_hasher *h) {
     if (!h) return;
-    XXH3_freeState(h->st);
+    state_free(h->st, h->avx2);
     free(h);
 }
 
 void fl__hash_buf(const void *data, size_t len, fl_digest *out) {
-    from_xxh(XXH3_128bits(data, len), out);
+    if (fl__have_avx2()) fl__xxh128_avx2(data, len, out);
+    else from_xxh(XXH3_128bits(data, len), out);
 }
 
 /* Small files (the common case: images, CSV rows) are hashed in one shot from a stack buffer;
@@ -117,31 +140,31 @@ int fl__hash_fd(int fd, const char *path, fl_digest *out, uint64_t *bytes, fl_er
         if (bytes) *bytes = (uint64_t)n;
         return 0;
     }
-    XXH3_state_t *st = XXH3_createState();
+    int avx2 = fl__have_avx2();
+    void *st = state_new(avx2);
     char *buf = malloc(BIG_READ);
     if (!st || !buf) {
-        XXH3_freeState(st);
+        if (st) state_free(st, avx2);
         free(buf);
         return fl_errf(e, "out of memory hashing %s", path);
     }
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, small, (size_t)n);
+    state_update(st, avx2, small, (size_t)n);
     uint64_t total = (uint64_t)n;
     for (;;) {
         ssize_t r = read_full(fd, buf, BIG_READ);
         if (r < 0) {
             int err = errno;
-            XXH3_freeState(st);
+            state_free(st, avx2);
             free(buf);
             return fl_errf(e, "cannot read %s: %s", path, strerror(err));
         }
         if (r == 0) break;
-        XXH3_128bits_update(st, buf, (size_t)r);
+        state_update(st, avx2, buf, (size_t)r);
         total += (uint64_t)r;
         if ((size_t)r < BIG_READ) break;
     }
-    from_xxh(XXH3_128bits_digest(st), out);
-    XXH3_freeState(st);
+    state_digest(st, avx2, out);
+    state_free(st, avx2);
     free(buf);
     if (bytes) *bytes = total;
     return 0;

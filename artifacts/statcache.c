@@ -34,6 +34,7 @@ static const char SC_MAGIC[] = "fluke-statcache 1\n";
 
 typedef struct sc_entry {
     char *path;
+    uint64_t h; /* XXH3-64 of path: table slot, and a cheap check before strcmp */
     uint64_t dev, ino;
     int64_t size, mtime_ns, ctime_ns, ref_ns;
     fl_digest d;
@@ -55,15 +56,13 @@ void fl__statcache_free(fl_statcache *sc) {
     free(sc);
 }
 
-static size_t path_slot(const char *p, size_t len, size_t tcap) {
-    return (size_t)(XXH3_64bits(p, len) & (tcap - 1));
-}
+static uint64_t path_hash(const char *p) { return XXH3_64bits(p, strlen(p)); }
 
 static int rehash_table(fl_statcache *sc, size_t tcap) {
     uint32_t *t = calloc(tcap, sizeof *t);
     if (!t) return -1;
     for (size_t i = 0; i < sc->n; i++) {
-        size_t j = path_slot(sc->v[i].path, strlen(sc->v[i].path), tcap);
+        size_t j = (size_t)(sc->v[i].h & (tcap - 1));
         while (t[j]) j = (j + 1) & (tcap - 1);
         t[j] = (uint32_t)(i + 1);
     }
@@ -73,20 +72,25 @@ static int rehash_table(fl_statcache *sc, size_t tcap) {
     return 0;
 }
 
-static sc_entry *sc_find(fl_statcache *sc, const char *path) {
+static sc_entry *sc_find_h(fl_statcache *sc, const char *path, uint64_t h) {
     if (!sc->tcap) return NULL;
-    size_t len = strlen(path), j = path_slot(path, len, sc->tcap);
+    size_t j = (size_t)(h & (sc->tcap - 1));
     while (sc->tab[j]) {
         sc_entry *en = &sc->v[sc->tab[j] - 1];
-        if (!strcmp(en->path, path)) return en;
+        if (en->h == h && !strcmp(en->path, path)) return en;
         j = (j + 1) & (sc->tcap - 1);
     }
     return NULL;
 }
 
+static sc_entry *sc_find(fl_statcache *sc, const char *path) {
+    return sc_find_h(sc, path, path_hash(path));
+}
+
 /* Inserts or replaces the entry for en->path; takes ownership of en->path. */
 static int sc_put(fl_statcache *sc, sc_entry *en) {
-    sc_entry *old = sc_find(sc, en->path);
+    en->h = path_hash(en->path);
+    sc_entry *old = sc_find_h(sc, en->path, en->h);
     if (old) {
         free(old->path);
         *old = *en;
@@ -102,7 +106,7 @@ static int sc_put(fl_statcache *sc, sc_entry *en) {
     if ((sc->n + 1) * 2 > sc->tcap && rehash_table(sc, sc->tcap ? sc->tcap * 2 : 2048) != 0)
         return -1;
     sc->v[sc->n] = *en;
-    size_t j = path_slot(en->path, strlen(en->path), sc->tcap);
+    size_t j = (size_t)(en->h & (sc->tcap - 1));
     while (sc->tab[j]) j = (j + 1) & (sc->tcap - 1);
     sc->tab[j] = (uint32_t)(++sc->n);
     return 0;

@@ -25,6 +25,13 @@ struct fl_store {
 int fl__hash_fd(int fd, const char *path_for_errors, fl_digest *out, uint64_t *bytes, fl_err *e);
 /* XXH3-128 of a buffer, as a digest (canonical big-endian, same hex as `xxhsum -H2`). */
 void fl__hash_buf(const void *data, size_t len, fl_digest *out);
+/* XXH3-128 built for AVX2 (xxh3_avx2.c); only valid when fl__have_avx2(). */
+int fl__have_avx2(void);
+void fl__xxh128_avx2(const void *data, size_t len, fl_digest *out);
+void *fl__xxh128_avx2_new(void); /* a reset streaming state, NULL when out of memory */
+void fl__xxh128_avx2_update(void *st, const void *data, size_t len);
+void fl__xxh128_avx2_digest(const void *st, fl_digest *out);
+void fl__xxh128_avx2_free(void *st);
 /* 1 if s is exactly 32 lowercase hex digits (a digest file name), else 0. */
 int fl__is_hex32(const char *s);
 
