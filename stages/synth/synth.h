@@ -49,6 +49,7 @@ typedef struct fl_synth_species {
     uint8_t body[3];     /* skin colour */
     uint8_t accent[3];   /* accent pattern colour */
     fl_synth_accent accent_kind;
+    float size;          /* apparent size: scales the share of the frame the animal fills */
 } fl_synth_species;
 
 const fl_synth_species *fl_synth_species_get(int i); /* 0 <= i < FL_SYNTH_NSPECIES */
