@@ -128,12 +128,12 @@ int main(void) {
                         LONG_SIDE, pil, best / pil);
     else printf("  skipped: PIL not found (or its run failed)\n");
 
-    /* Loader: 32 samples (the 4 photos, whole-image boxes), re-ID augmentation to 256 px. */
-    fl_loader_item items[32];
-    for (int i = 0; i < 32; i++)
+    /* Loader: 64 samples (the 4 photos, a 1800x1400 box), re-ID augmentation to 256 px. */
+    fl_loader_item items[64];
+    for (int i = 0; i < 64; i++)
         items[i] = (fl_loader_item){.path = paths[i % NFILES], .label = i % 8,
                                     .box = {600, 300, 2400, 1700, -1}};
-    double r1 = loader_rate(items, 32, 1, &e), r2 = loader_rate(items, 32, 2, &e);
+    double r1 = loader_rate(items, 64, 1, &e), r2 = loader_rate(items, 64, 2, &e);
     if (r1 < 0 || r2 < 0) return fprintf(stderr, "%s\n", e.msg), 1;
     printf("loader re-ID 256 px from 3000x2000: 1 worker %.1f images/s, 2 workers %.1f images/s "
            "(x%.2f)\n", r1, r2, r2 / r1);
