@@ -327,6 +327,75 @@ static void test_batch_round_trip(void **state) {
     free(st);
 }
 
+/* Several processes committing and checking out the same content at once (two `fluke run` on
+ * one store): every ingest and checkout succeeds, all agree on the digest, the store verifies. */
+static void test_concurrent_same_content(void **state) {
+    fx *f = *state;
+    enum { PROCS = 4, ROUNDS = 4 };
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    for (int p = 0; p < PROCS; p++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid) continue;
+        fl_err e = {0};
+        fl_store *s = fl_store_open(f->root, NULL, &e);
+        if (!s) _exit(1);
+        for (int r = 0; r < ROUNDS; r++) {
+            int nfiles = r % 2 ? 3 : 30; /* per-file and batched paths */
+            char *st = fl_store_staging_dir(s, "race", &e);
+            char rel[64], text[64];
+            for (int i = 0; i < nfiles; i++) {
+                snprintf(rel, sizeof rel, "sub%d/f%d", i % 2, i);
+                snprintf(text, sizeof text, "round %d file %d", r, i);
+                put(st, rel, text, 0644);
+            }
+            fl_digest t;
+            if (!st || fl_store_ingest(s, st, &t, &e) != 0) _exit(2);
+            char *co = fl_store_checkout(s, &t, &e);
+            if (!co) _exit(3);
+            char hex[FL_DIGEST_HEX];
+            fl_digest_hex(&t, hex);
+            char line[64];
+            snprintf(line, sizeof line, "%d %s\n", r, hex);
+            if (write(out[1], line, strlen(line)) != (ssize_t)strlen(line)) _exit(4);
+            fl_remove_tree(st, &e);
+            free(st);
+            free(co);
+        }
+        fl_store_close(s);
+        _exit(0);
+    }
+    close(out[1]);
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        assert_true(wait(&status) > 0);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    char buf[4096];
+    ssize_t n = 0, r;
+    while ((r = read(out[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
+    buf[n] = '\0';
+    close(out[0]);
+    char first[ROUNDS][33];
+    memset(first, 0, sizeof first);
+    int lines = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        int round;
+        char hex[64];
+        assert_int_equal(sscanf(line, "%d %63s", &round, hex), 2);
+        if (!first[round][0]) strcpy(first[round], hex);
+        assert_string_equal(first[round], hex);
+    }
+    assert_int_equal(lines, PROCS * ROUNDS);
+    fl_verify_report vr;
+    fl_err e = {0};
+    assert_int_equal(fl_store_verify(f->s, &vr, NULL, NULL, &e), 0);
+    assert_int_equal(vr.corrupt, 0);
+    assert_int_equal(vr.objects, 30 + 3 + 30 + 3);
+}
+
 static void test_checkout_missing_object(void **state) {
     fx *f = *state;
     const char *n[] = {"keep.txt", "dir/lost.txt"}, *t[] = {"kept", "will vanish"};
@@ -427,6 +496,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_special_files_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hardlinked_output_copied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_same_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_missing_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_staging_removed, setup, teardown),
