@@ -106,7 +106,7 @@ int fl_synth_render(const fl_synth_plan *plan, int i, fl_synth_picture *out, fl_
     for (int k = 0; k < 3; k++) sc.wave_phase[k] += fl_rng_range(&r, 0, 1.5f);
     sc.tex_seed ^= fl_rng_u32(&r) & 0x0000ff00u;
     float area = sc.area * id.sp->size * id.sp->size * expf(0.10f * fl_rng_normal(&r));
-    area = fl_synth_clampf(area, 0.03f, 0.5f); /* SPECS: a fin box covers 3-50% of the frame */
+    area = fl_synth_clampf(area, 0.03f, 0.36f); /* the measured box stays within ~3-50% */
     float wl = fl_synth_clampf(sc.waterline + 0.1f * fl_rng_normal(&r), 0, 1);
     float rot = fl_synth_clampf(sc.rot + 0.07f * fl_rng_normal(&r), -0.349f, 0.349f);
     pose P;
