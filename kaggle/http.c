@@ -17,6 +17,9 @@ typedef struct xfer {
     const fl_http_req *rq;
     fl_http_resp *rs;
     size_t cap;
+    double stall_s;       /* abort when nothing moved for this long */
+    double last_activity; /* fl_now() of the last byte in either direction */
+    curl_off_t last_dl, last_ul;
 } xfer;
 
 void fl_http_resp_free(fl_http_resp *rs) {
@@ -153,6 +156,27 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
+/* Our own stall detector: libcurl's LOW_SPEED check averages over several seconds, so a
+ * connection that goes silent after a burst would hang on much longer than stall_s. */
+static int on_xferinfo(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+    (void)dltotal;
+    (void)ultotal;
+    xfer *x = ud;
+    double now = fl_now();
+    if (dlnow != x->last_dl || ulnow != x->last_ul) {
+        x->last_dl = dlnow;
+        x->last_ul = ulnow;
+        x->last_activity = now;
+        return 0;
+    }
+    if (now - x->last_activity > x->stall_s) {
+        x->rs->stalled = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud) {
     const fl_http_req *rq = ((xfer *)ud)->rq;
     for (;;) {
@@ -165,7 +189,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud) {
 int fl_http_perform(fl_kaggle *k, const fl_http_req *rq, fl_http_resp *rs) {
     memset(rs, 0, sizeof *rs);
     resp_reset(rs);
-    xfer x = {rq, rs, 0};
+    xfer x = {rq, rs, 0, (double)k->o.stall_timeout_s, fl_now(), 0, 0};
     CURL *c = k->curl;
     curl_easy_reset(c); /* keeps the connection cache */
     struct curl_slist *h = NULL;
@@ -190,8 +214,9 @@ int fl_http_perform(fl_kaggle *k, const fl_http_req *rq, fl_http_resp *rs) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     if (k->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k->o.connect_timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, k->o.stall_timeout_s);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 128L * 1024);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
@@ -217,7 +242,11 @@ int fl_http_perform(fl_kaggle *k, const fl_http_req *rq, fl_http_resp *rs) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (code) rs->status = code;
     if (rs->cc != CURLE_OK) {
-        if (!rs->curl_msg[0]) snprintf(rs->curl_msg, sizeof rs->curl_msg, "%s", curl_easy_strerror(rs->cc));
+        if (rs->stalled)
+            snprintf(rs->curl_msg, sizeof rs->curl_msg, "stalled: no data for %lds",
+                     k->o.stall_timeout_s);
+        else if (!rs->curl_msg[0])
+            snprintf(rs->curl_msg, sizeof rs->curl_msg, "%s", curl_easy_strerror(rs->cc));
         return -1;
     }
     return 0;
@@ -225,6 +254,7 @@ int fl_http_perform(fl_kaggle *k, const fl_http_req *rq, fl_http_resp *rs) {
 
 int fl_http_retryable(const fl_http_resp *rs) {
     if (rs->sink_failed || rs->sink_stopped) return 0;
+    if (rs->stalled) return 1;
     switch (rs->cc) {
     case CURLE_OK:
         return rs->status == 408 || rs->status == 429 || (rs->status >= 500 && rs->status < 600);
@@ -264,7 +294,7 @@ void fl_http_backoff(fl_kaggle *k, int attempt, const fl_http_resp *rs, const ch
     }
     char why[160];
     if (rs && rs->cc != CURLE_OK)
-        snprintf(why, sizeof why, "%s", curl_easy_strerror(rs->cc));
+        snprintf(why, sizeof why, "%.150s", rs->stalled ? rs->curl_msg : curl_easy_strerror(rs->cc));
     else if (rs)
         snprintf(why, sizeof why, "HTTP %ld", rs->status);
     else

@@ -49,6 +49,7 @@ typedef struct fl_http_resp {
     char curl_msg[CURL_ERROR_SIZE];
     int sink_stopped;       /* the sink's on_headers returned 1 */
     int sink_failed;        /* the sink returned -1 */
+    int stalled;            /* aborted: no bytes moved for stall_timeout_s */
     char *body;             /* non-2xx bodies (capped), and 2xx bodies without a sink */
     size_t len;
     char *location;

@@ -19,6 +19,7 @@ Modes (one per test):
   retry429      the first API call answers 429 with Retry-After: 1
   err500        the first API call and the first storage GET answer 500
   drop          the first storage GET sends half the body, then drops the connection
+  stall         the first storage GET sends half the body, then goes silent for 6 s
   trunczip_once the first archive download is a truncated zip (consistent length, no md5)
   trunczip      every archive download is truncated
   badmd5        every storage answer carries a wrong x-goog-hash md5
@@ -178,7 +179,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.st.violations.append("Authorization reached %s %s" %
                                           (self.command, self.path.split("?")[0]))
 
-    def serve_bytes(self, data, md5=None, path=None, size=None, drop=False, fail500=False):
+    def serve_bytes(self, data, md5=None, path=None, size=None, drop=False, fail500=False,
+                    stall=False):
         mode = self.st.mode
         total = size if size is not None else len(data)
         if fail500:
@@ -209,7 +211,7 @@ class Handler(BaseHTTPRequestHandler):
                 md5 = hashlib.md5(b"not the data").digest()
             self.send_header("x-goog-hash", "crc32c=AAAAAA==,md5=" + base64.b64encode(md5).decode())
         self.end_headers()
-        if drop:
+        if drop or stall:
             half = start + length // 2
             if data is not None:
                 self.wfile.write(data[start:half])
@@ -218,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
                     f.seek(start)
                     self.wfile.write(f.read(half - start))
             self.wfile.flush()
+            if stall:
+                time.sleep(6)
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -240,6 +244,7 @@ class Handler(BaseHTTPRequestHandler):
         mode = self.st.mode
         self.record(kind="storage")
         drop = mode == "drop" and first
+        stall = mode == "stall" and first
         fail = mode == "err500" and first
         if name == "archive.zip":
             with self.st.lock:
@@ -249,7 +254,8 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "trunczip" or (mode == "trunczip_once" and n == 1):
                 data = data[: len(data) * 2 // 3]
                 return self.serve_bytes(data, md5=None, fail500=fail)
-            return self.serve_bytes(data, md5=hashlib.md5(data).digest(), drop=drop, fail500=fail)
+            return self.serve_bytes(data, md5=hashlib.md5(data).digest(), drop=drop, fail500=fail,
+                                    stall=stall)
         if name in ("big.bin", "big-nomd5.bin") and self.st.big_path:
             md5 = self.st.big_md5 if name == "big.bin" else None
             return self.serve_bytes(None, md5=md5, path=self.st.big_path,
@@ -430,7 +436,17 @@ def main():
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--file", default="")
     ap.add_argument("--zip-year", type=int, default=0)
+    ap.add_argument("--max-life", type=float, default=600.0)
     args = ap.parse_args()
+    # Never outlive the test that started us (its assertions may skip the shutdown).
+    parent = os.getppid()
+
+    def watchdog():
+        t0 = time.time()
+        while os.getppid() == parent and time.time() - t0 < args.max_life:
+            time.sleep(0.5)
+        os._exit(0)
+    threading.Thread(target=watchdog, daemon=True).start()
     srv = Server(("127.0.0.1", 0), Handler)
     srv.state = State(args)
     print("PORT %d" % srv.server_address[1], flush=True)

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <cjson/cJSON.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ static inline int ts_server_start(ts_server *s, const char *mode, const char *co
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        /* The server dies with the test, even when a failed assertion skips ts_server_stop. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);

@@ -69,9 +69,48 @@ static void test_ok_then_skip(void **state) {
     assert_true(r.md5_checked);
     char *log = ts_fx_log(f);
     assert_non_null(strstr(log, "already complete, skipped"));
+    assert_non_null(strstr(log, "comp.zip: ")); /* progress: bytes, time, rate */
+    assert_non_null(strstr(log, "B/s"));
     free(log);
+    /* Same size, newer, but different bytes (e.g. a crash before writeback): the MD5 from
+     * x-goog-hash no longer matches, so it is downloaded again rather than skipped. */
+    size_t len;
+    char *good = fl_read_file(dest, &len, &e);
+    char *bad = malloc(len);
+    memset(bad, 0, len);
+    assert_int_equal(fl_write_file_atomic(dest, bad, len, &e), 0);
+    assert_int_equal(fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e), 0);
+    assert_false(r.skipped);
+    char *again = fl_read_file(dest, NULL, &e);
+    assert_memory_equal(again, good, len);
+    free(again);
+    free(good);
+    free(bad);
     free(dest);
     free(part);
+    ts_fx_free(f);
+}
+
+static void test_stall_times_out_and_resumes(void **state) {
+    (void)state;
+    ts_fx *f = ts_fx_new("stall", NULL, NULL);
+    fl_kaggle_free(f->k);
+    f->o.stall_timeout_s = 1;
+    fl_err e;
+    f->k = fl_kaggle_new(&f->o, &e);
+    char *dest = ts_path(f, "comp.zip");
+    fl_dl_result r;
+    double t0 = fl_now();
+    int rc = fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e);
+    if (rc) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(rc, 0);
+    assert_true(fl_now() - t0 < 5.0); /* gave up on the silent connection, did not wait it out */
+    assert_true(r.resumed);
+    assert_true(r.md5_checked);
+    char *log = ts_fx_log(f);
+    assert_non_null(strstr(log, "stalled: no data for 1s; retry 1/4"));
+    free(log);
+    free(dest);
     ts_fx_free(f);
 }
 
@@ -305,6 +344,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_then_skip),
         cmocka_unit_test(test_drop_resumes_byte_identical),
+        cmocka_unit_test(test_stall_times_out_and_resumes),
         cmocka_unit_test(test_existing_part_resumes),
         cmocka_unit_test(test_norange_restarts),
         cmocka_unit_test(test_err500_then_success),
