@@ -27,8 +27,8 @@ static void usage(const fl_registry *reg, FILE *f) {
             "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
             "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n",
             reg->program);
-    for (const fl_command *c = reg->commands; c && c->name; c++)
-        fprintf(f, "  %-19s %s\n", c->usage, c->summary);
+    for (const fl_command *const *c = reg->commands; c && *c; c++)
+        fprintf(f, "  %s\n                      %s\n", (*c)->usage, (*c)->summary);
     fprintf(f,
             "\n"
             "CONFIG defaults to %s. Outputs land in out/<config name>/, the store in .fluke/\n"
@@ -54,7 +54,7 @@ static const char *default_config(const fl_registry *reg, char *buf, size_t len)
         }
     }
     snprintf(buf, len, "%s/configs/%s", FLUKE_DATADIR, reg->default_config);
-    return buf;
+    return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
 static int parse_size(const char *s, unsigned long long *out) {
@@ -162,9 +162,36 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         }
     fl_err e = {{0}};
     char defbuf[PATH_MAX];
-    for (const fl_command *c = reg->commands; c && c->name; c++)
-        if (!strcmp(cmd, c->name)) {
-            int rc = c->main(argc - 2, argv + 2, default_config(reg, defbuf, sizeof defbuf), &e);
+    for (const fl_command *const *cp = reg->commands; cp && *cp; cp++)
+        if (!strcmp(cmd, (*cp)->name)) {
+            const fl_command *c = *cp;
+            int rc;
+            if (c->main_config) {
+                const char *cfg = NULL;
+                char **rest = calloc((size_t)argc + 1, sizeof *rest);
+                int nrest = 0;
+                for (int i = 2; i < argc; i++) {
+                    size_t l = strlen(argv[i]);
+                    if (!cfg && argv[i][0] != '-' && l > 5 && !strcmp(argv[i] + l - 5, ".json"))
+                        cfg = argv[i];
+                    else
+                        rest[nrest++] = argv[i];
+                }
+                if (!cfg) cfg = default_config(reg, defbuf, sizeof defbuf);
+                fl_session s;
+                if (!cfg) { /* the command decides whether it needs one */
+                    rc = c->main_config(nrest, rest, NULL, NULL, &e);
+                } else if (fl_session_open(&s, reg, cfg, &e)) {
+                    rc = FL_EXIT_USAGE;
+                    fl_session_close(&s);
+                } else {
+                    rc = c->main_config(nrest, rest, s.cfg.root, s.out_dir, &e);
+                    fl_session_close(&s);
+                }
+                free(rest);
+            } else {
+                rc = c->main(argc - 2, argv + 2, default_config(reg, defbuf, sizeof defbuf), &e);
+            }
             if (rc != 0) fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
             return rc;
         }
@@ -187,7 +214,8 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     }
     const char *config = a.config ? a.config : default_config(reg, defbuf, sizeof defbuf);
     if (!config) {
-        fprintf(stderr, "%s %s: no config given\n", reg->program, cmd);
+        fprintf(stderr, "%s %s: no config given (and no configs/%s here or installed)\n",
+                reg->program, cmd, reg->default_config ? reg->default_config : "");
         return FL_EXIT_USAGE;
     }
     fl_session s;

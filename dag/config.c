@@ -320,15 +320,17 @@ static int pattern_matches(const char *pattern, const char *path) {
     return 1;
 }
 
+#define FL_MAX_SCHEMAS 64
+
 typedef struct validator {
     const fl_config *c;
-    const fl_cfg_field *schemas[2];
+    const fl_cfg_field *schemas[FL_MAX_SCHEMAS + 1];
     fl_err *e;
 } validator;
 
 static const fl_cfg_field *find_field(const validator *v, const char *path) {
-    for (int s = 0; s < 2; s++)
-        for (const fl_cfg_field *f = v->schemas[s]; f && f->path; f++)
+    for (int s = 0; v->schemas[s]; s++)
+        for (const fl_cfg_field *f = v->schemas[s]; f->path; f++)
             if (pattern_matches(f->path, path)) return f;
     return NULL;
 }
@@ -375,8 +377,8 @@ static int type_ok(fl_cfg_type t, const cJSON *j) {
 static int check_required(const validator *v, const cJSON *obj, const char *path,
                           const char *pattern) {
     char where[1200];
-    for (int s = 0; s < 2; s++)
-        for (const fl_cfg_field *f = v->schemas[s]; f && f->path; f++) {
+    for (int s = 0; v->schemas[s]; s++)
+        for (const fl_cfg_field *f = v->schemas[s]; f->path; f++) {
             if (!f->required) continue;
             const char *dot = strrchr(f->path, '.');
             size_t plen = dot ? (size_t)(dot - f->path) : 0;
@@ -433,7 +435,7 @@ static int validate(const validator *v, const cJSON *obj, const char *path, cons
 
 /* ------------------------------------------------------------------ public */
 
-int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *schema, fl_err *e) {
+int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *const *schemas, fl_err *e) {
     memset(c, 0, sizeof *c);
     cJSON *root = load_file(c, path, NULL, 0, e);
     if (!root) {
@@ -443,13 +445,21 @@ int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *schema, f
     c->root = root;
     c->file = strdup(c->files[0]);
     c->dir = dir_of(c->file);
-    validator v = {.c = c, .schemas = {fl_config_builtin_schema, schema}, .e = e};
+    validator v = {.c = c, .e = e};
+    int ns = 0;
+    v.schemas[ns++] = fl_config_builtin_schema;
+    for (int i = 0; schemas && schemas[i] && ns < FL_MAX_SCHEMAS; i++) v.schemas[ns++] = schemas[i];
     if (validate(&v, root, "", "")) {
         fl_config_free(c);
         return -1;
     }
+    /* The name is not inherited: a config extending smoke.json is its own run with its own
+     * outputs, unless it says otherwise. */
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
-    if (name) {
+    int own_name = 0;
+    for (size_t i = 0; i < c->norigins; i++)
+        own_name |= !strcmp(c->origins[i].path, "name") && c->origins[i].file == c->files[0];
+    if (name && own_name) {
         c->name = strdup(name->valuestring);
     } else {
         const char *b = strrchr(c->file, '/');

@@ -28,7 +28,8 @@ typedef struct fl_config {
 /* The keys every config may have, whatever the registry. */
 extern const fl_cfg_field fl_config_builtin_schema[];
 
-int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *schema, fl_err *e);
+/* schemas: a NULL-terminated list of field arrays (the registry's), checked after the builtin. */
+int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *const *schemas, fl_err *e);
 void fl_config_free(fl_config *c);
 /* "file:line" of a key (the last file that set it), or the top file's name if unknown. */
 const char *fl_config_where(const fl_config *c, const char *keypath, char *buf, size_t len);

@@ -86,7 +86,7 @@ static int build_graph(fl_session *s, fl_err *e) {
 int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_path, fl_err *e) {
     memset(s, 0, sizeof *s);
     s->reg = reg;
-    if (fl_config_load(&s->cfg, config_path, reg->schema, e)) return -1;
+    if (fl_config_load(&s->cfg, config_path, reg->schemas, e)) return -1;
     fl_plan_init(&s->plan, s->cfg.dir);
     if (reg->plan(s->cfg.root, s->cfg.dir, &s->plan, e)) {
         fl_errprefix(e, "%s", s->cfg.file);

@@ -1,22 +1,128 @@
 /* The pipeline: which stages exist, the config keys they read, and how the plan is built from a
- * config. */
+ * config. Stages declare their own keys; this file only wires nodes together. */
 #include "stages/registry.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/fetch/stages.h"
+#include "stages/synth/stages.h"
+
 static const fl_cfg_field pipeline_schema[] = {
+    {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of"},
+    {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data)"},
+    {"pipeline.model", FL_CFG_STR, 1,
+     "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)"},
+    {"pipeline.threads", FL_CFG_INT, 0, "CPU threads for the heavy stages (default 2)"},
     {NULL, 0, 0, NULL},
 };
 
-static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
-    (void)config;
-    (void)config_dir;
-    (void)p;
-    return fl_errf(e, "the pipeline stages are not built yet (synth, detector, embed: issues 4-7)");
+static const fl_cfg_field *const pipeline_schemas[] = {
+    pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
+    NULL,
+};
+
+static const char *str_at(const cJSON *config, const char *sec, const char *key) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(config, sec);
+    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
+    (void)config_dir;
+    const char *source = str_at(config, "pipeline", "source");
+    const char *model = str_at(config, "pipeline", "model");
+    const cJSON *pl = cJSON_GetObjectItemCaseSensitive(config, "pipeline");
+    const cJSON *th = pl ? cJSON_GetObjectItemCaseSensitive(pl, "threads") : NULL;
+    int threads = th ? (int)th->valuedouble : 2;
+    fl_node *n;
+
+    /* Data: the embedded synthetic set (with a hidden truth for offline scoring) or Kaggle. */
+    int scored = 0;
+    if (!strcmp(source, "synth")) {
+        if (!(n = fl_plan_add(p, &fl_stage_synth, -1, e)) || fl_node_section(n, "synth", e) ||
+            fl_node_output(n, "data/train.csv", e) || fl_node_output(n, "truth/solution.csv", e))
+            return -1;
+        fl_node_resources(n, threads, 0);
+        scored = 1;
+    } else if (!strcmp(source, "kaggle")) {
+        if (!(n = fl_plan_add(p, &fl_stage_fetch, -1, e)) || fl_node_section(n, "kaggle", e) ||
+            fl_node_output(n, "data", e))
+            return -1;
+    } else {
+        return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle)", source);
+    }
+    const char *data = !strcmp(source, "synth") ? "synth" : "fetch";
+
+    /* The model that writes the submission. */
+    const fl_stage_def *def = NULL;
+    if (!strcmp(model, "baseline_knn")) {
+        def = &fl_stage_baseline_knn;
+    } else if (!strcmp(model, "baseline_new_first")) {
+        def = &fl_stage_baseline_new_first;
+    } else if (!strcmp(model, "effnet_dolg")) {
+        return fl_errf(e,
+                       "pipeline.model 'effnet_dolg' is not built yet: the detector, crop, "
+                       "EfficientNet + DOLG + ArcFace training, embedding, pseudo-label and kNN "
+                       "stages are still to come (issue 6 and later); use baseline_knn meanwhile");
+    } else {
+        return fl_errf(e, "pipeline.model: '%s' is not a model (baseline_knn | baseline_new_first "
+                          "| effnet_dolg)", model);
+    }
+    if (!(n = fl_plan_add(p, def, -1, e)) || fl_node_input(n, "data", data, e) ||
+        fl_node_output(n, "submission.csv", e) || fl_node_publish(n, "submission.csv", e))
+        return -1;
+    if (def == &fl_stage_baseline_knn && fl_node_section(n, "baseline.knn", e)) return -1;
+    fl_node_resources(n, threads, 0);
+
+    /* Offline score when the truth is known (the embedded data). */
+    if (scored) {
+        if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
+            fl_node_input(n, "submission", def->name, e) || fl_node_input(n, "truth", "synth", e) ||
+            fl_node_output(n, "metrics.json", e) || fl_node_publish(n, "metrics.json", e))
+            return -1;
+    }
+    return 0;
+}
+
+/* `fluke submit [CONFIG] [--dry-run] [-m MESSAGE]`: uploads out/<name>/submission.csv. */
+static int submit_main(int argc, char **argv, const cJSON *config, const char *out_dir, fl_err *e) {
+    int dry = 0;
+    const char *msg = "fluke";
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--dry-run") || !strcmp(argv[i], "-n"))
+            dry = 1;
+        else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--message")) && i + 1 < argc)
+            msg = argv[++i];
+        else
+            return fl_errf(e, "unexpected argument %s (usage: fluke submit [CONFIG] [--dry-run] "
+                              "[-m MESSAGE])", argv[i]), 2;
+    }
+    if (!config) return fl_errf(e, "no config given (and no configs/smoke.json here)"), 2;
+    const char *competition;
+    fl_kaggle_opts opts;
+    if (fl_kaggle_submit_opts(config, &competition, &opts, e)) return 2;
+    char *path = malloc(strlen(out_dir) + 32);
+    sprintf(path, "%s/submission.csv", out_dir);
+    int rc = fl_kaggle_submit_cli(&opts, competition, path, msg, dry, stdout, e);
+    free(path);
+    return rc ? 1 : 0;
+}
+
+static const fl_command submit_command = {
+    .name = "submit",
+    .usage = "submit [CONFIG] [--dry-run] [-m MSG]",
+    .summary = "upload out/<name>/submission.csv to Kaggle and print the score",
+    .main_config = submit_main,
+};
+
+static const fl_command *const pipeline_commands[] = {&submit_command, &fl_synth_command, NULL};
 
 const fl_registry fl_pipeline_registry = {
     .program = "fluke",
     .default_config = "smoke.json",
-    .schema = pipeline_schema,
+    .schemas = pipeline_schemas,
     .plan = plan_pipeline,
-    .commands = NULL,
+    .commands = pipeline_commands,
 };

@@ -78,15 +78,19 @@ typedef struct fl_command {
     const char *usage;
     const char *summary;
     int (*main)(int argc, char **argv, const char *config_path, fl_err *e);
+    /* Alternative for commands that need the loaded config: the executor resolves CONFIG (the
+     * first argument ending in .json, else the default), validates it, and passes the effective
+     * config and its output directory, with the remaining arguments. */
+    int (*main_config)(int argc, char **argv, const cJSON *config, const char *out_dir, fl_err *e);
 } fl_command;
 
 /* What a registry provides. */
 typedef struct fl_registry {
     const char *program;          /* name used in messages */
     const char *default_config;   /* file name looked up in configs/ when none is given, or NULL */
-    const fl_cfg_field *schema;   /* NULL-path terminated */
+    const fl_cfg_field *const *schemas; /* NULL-terminated list of NULL-path terminated arrays */
     int (*plan)(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e);
-    const fl_command *commands;   /* NULL-name terminated, or NULL */
+    const fl_command *const *commands; /* NULL-terminated, or NULL */
 } fl_registry;
 
 /* ---------------------------------------------------------------- what a running stage sees */

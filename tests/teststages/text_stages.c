@@ -250,10 +250,12 @@ static int run_text(fl_stage_ctx *c, fl_err *e) {
     return bad ? fl_errf(e, "write failed") : 0;
 }
 
+static const fl_cfg_field *const test_schemas[] = {text_schema, NULL};
+
 static const fl_registry test_registry = {
     .program = "fluke-teststages",
     .default_config = NULL,
-    .schema = text_schema,
+    .schemas = test_schemas,
     .plan = plan_text,
     .commands = NULL,
 };

@@ -39,7 +39,8 @@ static void put(const char *name, const char *text) {
 static int load(fl_config *c, const char *name, fl_err *e) {
     char p[256];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    return fl_config_load(c, p, schema, e);
+    const fl_cfg_field *const schemas[] = {schema, NULL};
+    return fl_config_load(c, p, schemas, e);
 }
 
 static int setup(void **state) {
