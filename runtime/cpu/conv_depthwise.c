@@ -47,7 +47,7 @@ FL_DW_CLONES static void dw_forward_row(const fl_conv2d_shape *s, const float *x
 void fl_conv2d_dw_forward(const fl_conv2d_shape *s, const float *x, const float *wp,
                           const float *bias, float *y) {
     const int rows = s->p.N * s->OH;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 2)
     for (int r = 0; r < rows; r++) dw_forward_row(s, x, wp, bias, y, r);
 }
 
@@ -83,7 +83,7 @@ FL_DW_CLONES static void dw_backward_data_row(const fl_conv2d_shape *s, const fl
 void fl_conv2d_dw_backward_data(const fl_conv2d_shape *s, const float *dy, const float *wp,
                                 float *dx) {
     const int rows = s->p.N * s->p.H;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 2)
     for (int r = 0; r < rows; r++) dw_backward_data_row(s, dy, wp, dx, r);
 }
 
@@ -122,7 +122,7 @@ int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const
     if (!part)
         return fl_errf(e, "out of memory for the depthwise weight-gradient partials (%zu bytes)",
                        (size_t)nblk * per * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < nblk; b++) /* block b owns rows [rows*b/nblk, rows*(b+1)/nblk) */
         dw_backward_weight_rows(s, x, dy, part + (size_t)b * per, (int)((long long)rows * b / nblk),
                                 (int)((long long)rows * (b + 1) / nblk));
