@@ -4,11 +4,11 @@
  * towards the batch mean and the UNBIASED variance by `momentum` (PyTorch), num_batches_tracked
  * counts. Eval mode: the running statistics normalize. The per-channel mean and 1/sqrt(var+eps)
  * used are kept (aux, doubles) for the backward pass:
- *   train  dx = w*invstd * (dy - mean(dy) - xhat*mean(dy*xhat))
+ *   train  dx = w*invstd * (dy - mean(dy) - xhat*mean(dy*xhat))  (as A*dy + B*(x-mean) + D)
  *   eval   dx = w*invstd * dy
  *   dw += sum(dy*xhat), db += sum(dy).
  * Column sums run over 16 fixed row chunks combined in order, so results do not depend on the
- * thread count. Inputs: x, weight, bias, running_mean, running_var, num_batches_tracked.
+ * thread count; sums accumulate in double. Inputs: x, weight, bias, running_mean, running_var, num_batches_tracked.
  * Compiled for float and double; see activation.c. */
 #ifndef FL_T
 #include <math.h>
@@ -58,11 +58,11 @@ static int bn_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_node *x = fl_in(g, n, 0);
     int64_t C = x->shape.d[x->shape.ndim - 1], M = fl_numel(x) / C;
     double *stat = n->aux;
-    double *part = malloc(sizeof(double) * (size_t)(NCHUNK * C));
+    double *part = malloc(sizeof(double) * (size_t)(2 * NCHUNK * C + 4 * C));
     if (!part) return fl_errf(e, "out of memory");
     FL_DISPATCH(g, bn_fwd_k, g->mode == FL_MODE_TRAIN, M, C, n->f[0], n->f[1], x->val,
                 fl_in_val(g, n, 1), fl_in_val(g, n, 2), fl_in_val(g, n, 3), fl_in_val(g, n, 4),
-                fl_in_val(g, n, 5), n->val, stat, stat + C, part);
+                fl_in_val(g, n, 5), n->val, stat, stat + C, part, (void *)(part + 2 * NCHUNK * C));
     free(part);
     return 0;
 }
@@ -71,10 +71,12 @@ static int bn_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_node *x = fl_in(g, n, 0);
     int64_t C = x->shape.d[x->shape.ndim - 1], M = fl_numel(x) / C;
     double *stat = n->aux;
-    double *part = malloc(sizeof(double) * (size_t)(2 * NCHUNK * C + 2 * C));
+    /* partial sums, then sum(dy) and sum(dy*(x-mean)), then 4 coefficient rows */
+    double *part = malloc(sizeof(double) * (size_t)(2 * NCHUNK * C + 2 * C + 4 * C));
     if (!part) return fl_errf(e, "out of memory");
     FL_DISPATCH(g, bn_bwd_k, g->mode == FL_MODE_TRAIN, M, C, x->val, fl_in_val(g, n, 1), n->grad,
-                stat, stat + C, fl_in_grad(g, n, 0), fl_in_grad(g, n, 1), fl_in_grad(g, n, 2), part);
+                stat, stat + C, fl_in_grad(g, n, 0), fl_in_grad(g, n, 1), fl_in_grad(g, n, 2), part,
+                (void *)(part + 2 * NCHUNK * C + 2 * C));
     free(part);
     return 0;
 }
@@ -90,43 +92,59 @@ fl_id fl_batchnorm(fl_graph *g, fl_id x, fl_id w, fl_id b, fl_id rm, fl_id rv, f
 
 #else /* ---- kernels for one element type FL_T ---- */
 
-/* out[c] = sum over rows of f(row, c), via NCHUNK fixed chunks (parallel) summed in order.
- * mode 0: x; 1: (x - mu)^2; 2: dy; 3: dy * (x - mu) */
-static void FL_K(colsum)(int mode, int64_t M, int64_t C, const FL_T *x, const FL_T *dy,
-                         const double *mu, double *part, double *out) {
-    memset(part, 0, sizeof(double) * (size_t)(NCHUNK * C));
+/* Column sums over rows via NCHUNK fixed row chunks (parallel) added in order:
+ *   s1[c] = sum a[r,c] - mu[c]          (mu NULL: 0)
+ *   s2[c] = sum (a - mu) * (b - mu2)     (when s2 != NULL; b = a and mu2 = mu when b is NULL)
+ * One loop per case, so the compiler vectorizes the channel loop. */
+static void FL_K(colsum2)(int64_t M, int64_t C, const FL_T *a, const double *mu, const FL_T *b,
+                          const double *mu2, double *part, double *s1, double *s2) {
+    double *p1 = part, *p2 = part + NCHUNK * C;
+    memset(part, 0, sizeof(double) * (size_t)(2 * NCHUNK * C));
 #pragma omp parallel for if (M * C > 16384)
     for (int k = 0; k < NCHUNK; k++) {
-        double *p = part + (int64_t)k * C;
+        double *q1 = p1 + (int64_t)k * C, *q2 = p2 + (int64_t)k * C;
         for (int64_t r = M * k / NCHUNK; r < M * (k + 1) / NCHUNK; r++) {
-            const FL_T *xr = x ? x + r * C : NULL, *gr = dy ? dy + r * C : NULL;
-            for (int64_t c = 0; c < C; c++) {
-                double v;
-                switch (mode) {
-                case 0: v = xr[c]; break;
-                case 1: v = (xr[c] - mu[c]) * (xr[c] - mu[c]); break;
-                case 2: v = gr[c]; break;
-                default: v = gr[c] * (xr[c] - mu[c]); break;
+            const FL_T *ar = a + r * C;
+            if (!s2) {
+#pragma omp simd
+                for (int64_t c = 0; c < C; c++) q1[c] += (double)ar[c];
+            } else if (!b) {
+#pragma omp simd
+                for (int64_t c = 0; c < C; c++) {
+                    double d = (double)ar[c] - mu[c];
+                    q2[c] += d * d;
                 }
-                p[c] += v;
+            } else {
+                const FL_T *br = b + r * C;
+#pragma omp simd
+                for (int64_t c = 0; c < C; c++) {
+                    q1[c] += (double)ar[c];
+                    q2[c] += (double)ar[c] * ((double)br[c] - mu2[c]);
+                }
             }
         }
     }
     for (int64_t c = 0; c < C; c++) {
-        double s = 0;
-        for (int k = 0; k < NCHUNK; k++) s += part[(int64_t)k * C + c];
-        out[c] = s;
+        double t1 = 0, t2 = 0;
+        for (int k = 0; k < NCHUNK; k++) {
+            t1 += p1[(int64_t)k * C + c];
+            t2 += p2[(int64_t)k * C + c];
+        }
+        if (s1) s1[c] = t1;
+        if (s2) s2[c] = t2;
     }
 }
 
+/* coef: 3*C FL_T scratch for the per-channel coefficients of the element loops. */
 static void FL_K(bn_fwd_k)(int train, int64_t M, int64_t C, double eps, double mom,
                            const FL_T *x, const FL_T *w, const FL_T *b, FL_T *rm, FL_T *rv,
-                           FL_T *nbt, FL_T *y, double *mean, double *invstd, double *part) {
+                           FL_T *nbt, FL_T *y, double *mean, double *invstd, double *part,
+                           FL_T *coef) {
     if (train) {
         double *var = invstd;
-        FL_K(colsum)(0, M, C, x, NULL, NULL, part, mean);
+        FL_K(colsum2)(M, C, x, NULL, NULL, NULL, part, mean, NULL);
         for (int64_t c = 0; c < C; c++) mean[c] /= (double)M;
-        FL_K(colsum)(1, M, C, x, NULL, mean, part, var);
+        FL_K(colsum2)(M, C, x, mean, NULL, NULL, part, NULL, var); /* two-pass: accurate */
         for (int64_t c = 0; c < C; c++) {
             double v = var[c] / (double)M;
             rm[c] = (FL_T)((1 - mom) * rm[c] + mom * mean[c]);
@@ -140,37 +158,46 @@ static void FL_K(bn_fwd_k)(int train, int64_t M, int64_t C, double eps, double m
             invstd[c] = 1 / sqrt((double)rv[c] + eps);
         }
     }
+    FL_T *mu = coef, *sc = coef + C;
+    for (int64_t c = 0; c < C; c++) {
+        mu[c] = (FL_T)mean[c];
+        sc[c] = (FL_T)(w[c] * invstd[c]);
+    }
 #pragma omp parallel for if (M * C > 16384)
-    for (int64_t r = 0; r < M; r++)
-        for (int64_t c = 0; c < C; c++) {
-            FL_T sc = (FL_T)(w[c] * invstd[c]);
-            y[r * C + c] = (FL_T)((x[r * C + c] - (FL_T)mean[c]) * sc + b[c]);
-        }
+    for (int64_t r = 0; r < M; r++) {
+        const FL_T *xr = x + r * C;
+        FL_T *yr = y + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + b[c];
+    }
 }
 
+/* dx = A*dy + B*(x - mean) + D per channel, with A = w*invstd and, in train mode,
+ * B = -A*invstd^2*sum(dy*(x-mean))/M, D = -A*sum(dy)/M (eval: B = D = 0). */
 static void FL_K(bn_bwd_k)(int train, int64_t M, int64_t C, const FL_T *x, const FL_T *w,
                            const FL_T *dy, const double *mean, const double *invstd, FL_T *dx,
-                           FL_T *dw, FL_T *db, double *part) {
+                           FL_T *dw, FL_T *db, double *part, FL_T *coef) {
     double *sdy = part + 2 * NCHUNK * C, *sdyx = sdy + C;
-    FL_K(colsum)(2, M, C, NULL, dy, NULL, part, sdy);
-    FL_K(colsum)(3, M, C, x, dy, mean, part, sdyx); /* sum dy*(x - mean) */
+    FL_K(colsum2)(M, C, dy, NULL, x, mean, part, sdy, sdyx); /* sum dy, sum dy*(x - mean) */
     if (dw)
         for (int64_t c = 0; c < C; c++) dw[c] += (FL_T)(sdyx[c] * invstd[c]);
     if (db)
         for (int64_t c = 0; c < C; c++) db[c] += (FL_T)sdy[c];
     if (!dx) return;
+    FL_T *A = coef, *B = coef + C, *D = coef + 2 * C, *mu = coef + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        double k = w[c] * invstd[c];
+        A[c] = (FL_T)k;
+        B[c] = train ? (FL_T)(-k * invstd[c] * invstd[c] * sdyx[c] / (double)M) : 0;
+        D[c] = train ? (FL_T)(-k * sdy[c] / (double)M) : 0;
+        mu[c] = (FL_T)mean[c];
+    }
 #pragma omp parallel for if (M * C > 16384)
-    for (int64_t r = 0; r < M; r++)
-        for (int64_t c = 0; c < C; c++) {
-            int64_t i = r * C + c;
-            double k = w[c] * invstd[c];
-            if (train) {
-                double xhat = (x[i] - mean[c]) * invstd[c];
-                double mdy = sdy[c] / (double)M, mdyx = sdyx[c] * invstd[c] / (double)M;
-                dx[i] += (FL_T)(k * (dy[i] - mdy - xhat * mdyx));
-            } else {
-                dx[i] += (FL_T)(k * dy[i]);
-            }
-        }
+    for (int64_t r = 0; r < M; r++) {
+        const FL_T *xr = x + r * C, *gr = dy + r * C;
+        FL_T *dr = dx + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dr[c] += A[c] * gr[c] + B[c] * (xr[c] - mu[c]) + D[c];
+    }
 }
 #endif
