@@ -175,10 +175,42 @@ static void test_stage_misuse_fails_cleanly(void **state) {
     assert_non_null(strstr(e.msg, "enormous"));
 }
 
+static void test_preview_command(void **state) {
+    runner *r = *state;
+    fl_err e = {{0}};
+    char *out = fl_strdupf("%s/sheet.jpg", r->root);
+    char *ok[] = {"--preview", "--preset", "tiny", "--grid", "2x1", "--cell", "32", "--out", out};
+    assert_int_equal(fl_synth_preview_main(9, ok, NULL, NULL, &e), 0);
+    struct stat st;
+    assert_int_equal(stat(out, &st), 0);
+    /* Without --out the sheet goes to the output directory; the config's synth section
+     * (tiny, seed 3) is used when no preset is given. */
+    char *cfg_out = fl_strdupf("%s/outdir", r->root);
+    char *from_cfg[] = {"--preview", "--grid", "1x1", "--cell", "32"};
+    assert_int_equal(fl_synth_preview_main(5, from_cfg, r->config, cfg_out, &e), 0);
+    char *sheet = fl_strdupf("%s/synth_preview.jpg", cfg_out);
+    assert_int_equal(stat(sheet, &st), 0);
+    char *bogus[] = {"--preview", "--bogus"};
+    assert_int_equal(fl_synth_preview_main(2, bogus, NULL, NULL, &e), 2);
+    assert_non_null(strstr(e.msg, "--bogus"));
+    char *no_flag[] = {"--preset", "tiny"};
+    assert_int_equal(fl_synth_preview_main(2, no_flag, NULL, NULL, &e), 2);
+    assert_non_null(strstr(e.msg, "--preview"));
+    char *bad_preset[] = {"--preview", "--preset", "gigantic"};
+    assert_int_equal(fl_synth_preview_main(3, bad_preset, NULL, NULL, &e), 2);
+    assert_non_null(strstr(e.msg, "gigantic"));
+    char *bad_seed[] = {"--preview", "--seed", "x1"};
+    assert_int_equal(fl_synth_preview_main(3, bad_seed, NULL, NULL, &e), 2);
+    free(out);
+    free(cfg_out);
+    free(sheet);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pipeline_of_issue4, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_misuse_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preview_command, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
