@@ -41,7 +41,11 @@ float *fl_knn_features(const char *dir, const char *const *images, int n, int th
             fl_image_to_float(small, f + (size_t)i * dim);
         } else {
 #pragma omp critical(fl_knn_err)
-            if (!failed) failed = 1, first = le;
+            if (!failed) {
+                first = le;
+#pragma omp atomic write
+                failed = 1;
+            }
         }
         fl_image_free(small);
         fl_image_free(img);

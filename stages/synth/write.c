@@ -164,7 +164,11 @@ int fl_synth_write(const fl_synth_plan *plan, const char *data_dir, const char *
         free(jpg);
 #pragma omp critical(fl_synth_write_report)
         {
-            if (!ok && !failed) { failed = 1; first = le; }
+            if (!ok && !failed) {
+                first = le;
+#pragma omp atomic write
+                failed = 1;
+            }
             done_n++;
             if (progress && ok) progress(user, done_n, n);
         }

@@ -27,7 +27,10 @@ static int sample_rate(const fl_synth_plan *plan, int n, double *t_total, double
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : enc, px)
     for (int k = 0; k < n; k++) {
-        if (failed) continue;
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (stop) continue;
         int i = (int)((long)k * plan->n_images / n);
         fl_synth_picture pic;
         fl_err le = {{0}};
@@ -36,7 +39,11 @@ static int sample_rate(const fl_synth_plan *plan, int n, double *t_total, double
         if (fl_synth_render(plan, i, &pic, &le) != 0 ||
             fl_synth_jpeg_encode(pic.rgb, pic.w, pic.h, pic.quality, &buf, &len, &le) != 0) {
 #pragma omp critical(bench_err)
-            failed = 1, *e = le;
+            {
+                *e = le;
+#pragma omp atomic write
+                failed = 1;
+            }
             continue;
         }
         free(buf);

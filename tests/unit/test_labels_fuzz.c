@@ -54,7 +54,7 @@ static void test_readers_survive_mutations(void **state) {
     fl_rng r;
     fl_rng_init(&r, 11, 0);
     int accepted = 0, refused = 0;
-    for (int it = 0; it < 1500; it++) {
+    for (int it = 0; it < 800; it++) {
         char buf[512];
         const char *seed = SEEDS[it % 5];
         size_t len = strlen(seed);
