@@ -46,6 +46,7 @@ struct fl_statcache {
     uint32_t *tab; /* entry index + 1; 0 = empty slot */
     size_t tcap;   /* power of two, kept at least twice n */
     int dirty;
+    struct stat file; /* the statcache file as loaded (st_ino 0: none), to notice other savers */
 };
 
 void fl__statcache_free(fl_statcache *sc) {
@@ -134,7 +135,9 @@ static int parse_num(const char **p, const char *end, int64_t *out) {
     return 0;
 }
 
-static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t written_ns) {
+/* Adds the entries of a cache file's text; with merge, paths already present are kept as they
+ * are (this process's view is at least as fresh). */
+static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t written_ns, int merge) {
     size_t ml = sizeof SC_MAGIC - 1;
     if (len < ml + 37 || memcmp(buf, SC_MAGIC, ml) != 0) return -1;
     /* The trailer must be "end <hex>\n" covering everything before it. */
@@ -166,6 +169,10 @@ static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t wr
         en.mtime_ns = f[3];
         en.ctime_ns = f[4];
         en.ref_ns = f[5] < written_ns ? f[5] : written_ns; /* git's rule caps every entry */
+        if (merge && sc_find(sc, p)) {
+            p = z + 2;
+            continue;
+        }
         if (!(en.path = strdup(p)) || sc_put(sc, &en) != 0) {
             free(en.path);
             return -1;
@@ -177,7 +184,35 @@ static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t wr
 
 static char *cache_path(const fl_store *s) { return fl_strdupf("%s/statcache", s->root); }
 
-/* Loads the cache on first use. A missing or damaged file yields an empty cache. */
+/* Reads the cache file into sc (see parse_cache for merge). A missing, unreadable or damaged
+ * file adds nothing: the cache only saves work, it is never trusted beyond its checksum. */
+static void read_cache_file(const char *path, fl_statcache *sc, int merge) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        size_t len = (size_t)st.st_size, got = 0;
+        char *buf = malloc(len);
+        while (buf && got < len) {
+            ssize_t r = read(fd, buf + got, len - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (buf && got == len) {
+            if (!merge) sc->file = st;
+            if (parse_cache(sc, buf, len, ts_ns(&st.st_mtim), merge) != 0 && !merge) {
+                for (size_t i = 0; i < sc->n; i++) free(sc->v[i].path);
+                sc->n = 0;
+                if (sc->tab) memset(sc->tab, 0, sc->tcap * sizeof *sc->tab);
+            }
+        }
+        free(buf);
+    }
+    close(fd);
+}
+
+/* Loads the cache on first use. */
 static int sc_load(fl_store *s, fl_err *e) {
     if (s->sc) return 0;
     fl_statcache *sc = calloc(1, sizeof *sc);
@@ -187,26 +222,7 @@ static int sc_load(fl_store *s, fl_err *e) {
         free(path);
         return fl_errf(e, "out of memory");
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-        size_t len = (size_t)st.st_size;
-        char *buf = malloc(len);
-        size_t got = 0;
-        while (buf && got < len) {
-            ssize_t r = read(fd, buf + got, len - got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-        if (buf && got == len && parse_cache(sc, buf, len, ts_ns(&st.st_mtim)) != 0) {
-            for (size_t i = 0; i < sc->n; i++) free(sc->v[i].path);
-            sc->n = 0;
-            if (sc->tab) memset(sc->tab, 0, sc->tcap * sizeof *sc->tab);
-        }
-        free(buf);
-    }
-    if (fd >= 0) close(fd);
+    read_cache_file(path, sc, 0);
     free(path);
     s->sc = sc;
     return 0;
@@ -215,6 +231,14 @@ static int sc_load(fl_store *s, fl_err *e) {
 int fl_store_statcache_save(fl_store *s, fl_err *e) {
     fl_statcache *sc = s->sc;
     if (!sc || !sc->dirty) return 0;
+    /* Another process (a concurrent `fluke run`) saved since we loaded: keep its entries too. */
+    char *cpath = cache_path(s);
+    struct stat cur;
+    if (cpath && stat(cpath, &cur) == 0 &&
+        (cur.st_ino != sc->file.st_ino || cur.st_dev != sc->file.st_dev ||
+         cur.st_size != sc->file.st_size || ts_ns(&cur.st_mtim) != ts_ns(&sc->file.st_mtim)))
+        read_cache_file(cpath, sc, 1);
+    free(cpath);
     size_t cap = sizeof SC_MAGIC + 64, len = 0;
     for (size_t i = 0; i < sc->n; i++) cap += strlen(sc->v[i].path) + 6 * 21 + 32 + 4;
     cap += 40;
@@ -259,9 +283,12 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
         rc = -1;
     }
     free(tmp);
+    if (rc == 0) {
+        sc->dirty = 0;
+        if (stat(path, &sc->file) != 0) memset(&sc->file, 0, sizeof sc->file);
+    }
     free(path);
     free(buf);
-    if (rc == 0) sc->dirty = 0;
     return rc;
 }
 

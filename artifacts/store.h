@@ -40,8 +40,10 @@ void fl_hasher_free(fl_hasher *h);
 int fl_hash_file(const char *path, fl_digest *out, fl_err *e);
 
 typedef struct fl_store_opts {
-    /* Test hook for "disk full during a commit": when > 0, the Nth object/tree/record write of
-     * this process fails with ENOSPC. 0 = off. */
+    /* Test hook for "disk full during a commit": when > 0, the Nth object/tree/record/ref write
+     * through this store handle fails with ENOSPC ("No space left on device"), and so does every
+     * later one (the disk stays full). Content that is already stored is not a write. A failed
+     * write leaves nothing half-written. 0 = off. */
     long fault_write_after;
 } fl_store_opts;
 

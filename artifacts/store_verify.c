@@ -177,6 +177,73 @@ static int check_record(const fl_digest *key, const char *path, const struct sta
     return fl_store_record_drop(v->s, key, e);
 }
 
+static int by_name(const struct dirent **a, const struct dirent **b) {
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int not_dot(const struct dirent *d) {
+    return strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0;
+}
+
+/* A checkout can be damaged without any object being corrupt: a stage running as root ignores
+ * the read-only bits and may delete, add or replace files in its inputs. Returns 1 (with why)
+ * when the directory at path no longer matches tree d, 0 when it does, -1 on error. */
+static int checkout_damaged(vctx *v, const fl_digest *d, const char *path, char *why, size_t wn,
+                            fl_err *e) {
+    fl_tree t;
+    if (fl__tree_load(v->s, d, &t, NULL, e) != 0) return -1; /* tree_bad() vetted it already */
+    struct dirent **names = NULL;
+    int n = scandir(path, &names, not_dot, by_name), bad = 0;
+    if (n < 0) {
+        snprintf(why, wn, "cannot list %s: %s", path, strerror(errno));
+        bad = 1;
+    } else if ((size_t)n != t.n) {
+        snprintf(why, wn, "%s has %d entries, its tree %zu", path, n, t.n);
+        bad = 1;
+    }
+    for (size_t i = 0; !bad && i < t.n; i++) {
+        const fl_tree_entry *en = &t.v[i];
+        char *p = fl_strdupf("%s/%s", path, en->name);
+        if (!p) {
+            bad = fl_errf(e, "out of memory");
+            break;
+        }
+        struct stat st, ost;
+        if (strcmp(names[i]->d_name, en->name) != 0 || lstat(p, &st) != 0) {
+            snprintf(why, wn, "%s is missing", p);
+            bad = 1;
+        } else if (en->mode == FL_MODE_DIR) {
+            if (!S_ISDIR(st.st_mode)) {
+                snprintf(why, wn, "%s is not a directory", p);
+                bad = 1;
+            } else {
+                bad = checkout_damaged(v, &en->d, p, why, wn, e);
+            }
+        } else {
+            char *op = fl__shard_path(v->s, "objects", &en->d);
+            fl_digest got;
+            if (!op) bad = fl_errf(e, "out of memory");
+            else if (!S_ISREG(st.st_mode)) {
+                snprintf(why, wn, "%s is not a regular file", p);
+                bad = 1;
+            } else if (stat(op, &ost) == 0 && ost.st_ino == st.st_ino && ost.st_dev == st.st_dev) {
+                bad = 0; /* a hard link to the object, which was just re-hashed */
+            } else if (fl_hash_file(p, &got, e) != 0) {
+                bad = -1;
+            } else if (!fl_digest_eq(&got, &en->d)) {
+                snprintf(why, wn, "%s was modified", p);
+                bad = 1;
+            }
+            free(op);
+        }
+        free(p);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    fl__tree_free(&t);
+    return bad;
+}
+
 static int check_checkouts(vctx *v, fl_err *e) {
     char *dir = fl_strdupf("%s/checkouts", v->s->root);
     if (!dir) return fl_errf(e, "out of memory");
@@ -191,12 +258,20 @@ static int check_checkouts(vctx *v, fl_err *e) {
         fl_digest t;
         if (!fl__is_hex32(de->d_name) || fl_digest_from_hex(de->d_name, &t) != 0) continue;
         int bad = tree_bad(v, &t, e);
-        if (bad < 0) rc = -1;
-        if (bad <= 0) continue;
         char *p = fl_strdupf("%s/%s", dir, de->d_name);
-        rc = p ? fl_remove_tree(p, e) : fl_errf(e, "out of memory");
+        if (!p) bad = fl_errf(e, "out of memory");
+        if (bad == 0) {
+            char why[600];
+            bad = checkout_damaged(v, &t, p, why, sizeof why, e);
+            if (bad > 0) report(v, "damaged checkout %s: %s", de->d_name, why);
+        }
+        if (bad > 0) {
+            rc = fl_remove_tree(p, e);
+            if (rc == 0) v->r->checkouts_removed++;
+        } else if (bad < 0) {
+            rc = -1;
+        }
         free(p);
-        if (rc == 0) v->r->checkouts_removed++;
     }
     closedir(d);
     free(dir);

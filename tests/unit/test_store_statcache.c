@@ -187,6 +187,38 @@ static void test_racy_guard_uses_cache_write_time(void **state) {
     free(p);
 }
 
+/* Two store handles (two concurrent runs) hashing different inputs: the later save keeps the
+ * earlier one's entries instead of overwriting them. */
+static void test_concurrent_savers_merge(void **state) {
+    fx *f = *state;
+    char *a = fl_strdupf("%s/a", f->data), *b = fl_strdupf("%s/b", f->data);
+    assert_int_equal(mkdir(a, 0755), 0);
+    assert_int_equal(mkdir(b, 0755), 0);
+    char *pa = fl_strdupf("%s/x.txt", a), *pb = fl_strdupf("%s/y.txt", b);
+    write_aged(pa, "in a", 500);
+    write_aged(pb, "in b", 500);
+    fl_err e = {0};
+    fl_store *other = fl_store_open(f->root, NULL, &e);
+    fl_digest d;
+    fl_hash_stats st = {0};
+    assert_int_equal(fl_store_hash_external(f->s, a, &d, &st, &e), 0);
+    assert_int_equal(fl_store_hash_external(other, b, &d, &st, &e), 0);
+    assert_int_equal(st.files_hashed, 2);
+    assert_int_equal(fl_store_statcache_save(f->s, &e), 0);
+    assert_int_equal(fl_store_statcache_save(other, &e), 0); /* merges f->s's entries */
+    fl_store_close(other);
+    fl_store_close(f->s);
+    f->s = fl_store_open(f->root, NULL, &e);
+    st = (fl_hash_stats){0};
+    assert_int_equal(fl_store_hash_external(f->s, f->data, &d, &st, &e), 0);
+    assert_int_equal(st.files_seen, 2);
+    assert_int_equal(st.files_hashed, 0);
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
+}
+
 static void test_damaged_cache_ignored(void **state) {
     fx *f = *state;
     char *p = fl_strdupf("%s/a.txt", f->data);
@@ -279,6 +311,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_twenty_thousand_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racy_clean_rehashed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racy_guard_uses_cache_write_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_savers_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_cache_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_file_and_relative_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_errors, setup, teardown),

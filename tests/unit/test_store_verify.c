@@ -214,6 +214,42 @@ static void test_verify_tree_and_missing(void **state) {
     free(oy);
 }
 
+/* A checkout tampered with through its path (root ignores 0444/0555) is rebuilt, not reused. */
+static void test_verify_damaged_checkout(void **state) {
+    fx *f = *state;
+    const char *n[] = {"a.txt", "b.txt"}, *t[] = {"alpha", "beta"};
+    fl_digest k;
+    fl_digest T = commit(f, "A", 2, n, t, &k);
+    fl_err e = {0};
+    for (int i = 0; i < 3; i++) { /* 0: a file deleted, 1: a file added, 2: a file replaced */
+        char *co = fl_store_checkout(f->s, &T, &e);
+        assert_non_null(co);
+        chmod(co, 0755);
+        char *p = fl_strdupf("%s/%s", co, i == 1 ? "extra.txt" : "b.txt");
+        if (i == 0) assert_int_equal(unlink(p), 0);
+        else {
+            unlink(p);
+            assert_int_equal(fl_write_file_atomic(p, "new!", 4, &e), 0);
+        }
+        f->nlines = 0;
+        fl_verify_report r;
+        assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+        assert_int_equal(r.corrupt, 0);
+        assert_int_equal(r.checkouts_removed, 1);
+        assert_int_equal(r.records_dropped, 0); /* the store itself is fine */
+        assert_true(has_line(f, "damaged checkout"));
+        assert_false(exists(co));
+        free(p);
+        free(co);
+    }
+    /* Rebuilt on demand, intact. */
+    char *co = fl_store_checkout(f->s, &T, &e);
+    fl_verify_report r;
+    assert_int_equal(fl_store_verify(f->s, &r, NULL, NULL, &e), 0);
+    assert_int_equal(r.checkouts_removed, 0);
+    free(co);
+}
+
 static void test_gc_keeps_refs(void **state) {
     fx *f = *state;
     const char *n[] = {"out.bin", "common.txt"};
@@ -305,6 +341,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_verify_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_shared_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_tree_and_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_damaged_checkout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_size_cap, setup, teardown),
     };
