@@ -19,7 +19,7 @@ echo '{"extends": "base.json"}' > c.json
 $F run c.json > r1.log 2>&1; rc=$?
 check "first run exits 0" [ $rc -eq 0 ]
 check "first run runs all 5 stages" [ "$(count_runs r1.log)" -eq 5 ]
-check "published output lands in out/demo/" [ "$(tail -c +2 out/demo/c.txt)" = "DLROW OLLEH!12" ]
+check "published output lands in out/c/ (the top config's name)" [ "$(tail -c +2 out/c/c.txt)" = "DLROW OLLEH!12" ]
 $F run c.json > r2.log 2>&1
 check "second run runs nothing" [ "$(count_runs r2.log)" -eq 0 ]
 check "second run reports all 5 cached" [ "$(grep -c '^\[fluke\] cached ' r2.log)" -eq 5 ]
