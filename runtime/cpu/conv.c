@@ -475,7 +475,14 @@ int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, cons
         free(wp);
         return rc ? fl_errprefix(e, "conv2d backward_weight") : 0;
     }
-    const tiling t = make_tiling(&s, tile_bytes, 1);
+    /* A pointwise conv needs no im2col buffer, so its tiles are simply the 16 slabs: one long
+     * GEMM per slab (the reduction over pixels runs much faster in a few long sgemm calls than
+     * in many short ones). */
+    tiling t = make_tiling(&s, tile_bytes, 1);
+    if (is_pointwise(&s)) {
+        t.R = (t.rows + 15) / 16;
+        t.ntiles = (t.rows + t.R - 1) / t.R;
+    }
     size_t S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
     if (S > 16) S = 16;
     if (S > (size_t)t.ntiles) S = (size_t)t.ntiles;
