@@ -1,0 +1,141 @@
+/* YOLOv5 (v6.0 and later, SPECS.md section 5): the yolov5s.yaml network at any depth / width
+ * multiple and class count with ultralytics parameter names ("model.0.conv.weight",
+ * "model.2.m.0.cv1.bn.running_mean", "model.24.m.0.weight"), box decoding, the training loss of
+ * utils/loss.py ComputeLoss with its gradient w.r.t. the raw head outputs, batched class-aware
+ * NMS with torchvision's keep rule, and a small mAP@0.5 evaluator.
+ *
+ * Layout: the network is NHWC. Head level i is [N, ny, nx, na*(nc+5)] with channel a*(nc+5)+k,
+ * which is ultralytics' p[i][b, a, y, x, k] (its view(bs, na, no, ny, nx).permute(0,1,3,4,2)).
+ *
+ * Training: build the network, then fl_yolo_flat_heads for one graph target holding the three
+ * levels back to back; after forward, fl_yolo_loss reads the heads, returns the loss and writes
+ * dLoss/dhead into a buffer of the same layout, which seeds fl_graph_backward. */
+#ifndef FLUKE_MODELS_YOLO_H
+#define FLUKE_MODELS_YOLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "artifacts/util.h"
+#include "runtime/graph.h"
+
+#define FL_YOLO_NL 3 /* detection levels P3, P4, P5 */
+#define FL_YOLO_NA 3 /* anchors per level */
+
+typedef struct fl_yolo_cfg {
+    double depth, width; /* multiples (n 0.33/0.25 ... x 1.33/1.25) */
+    int nc;              /* classes */
+    float anchors[FL_YOLO_NL][FL_YOLO_NA][2]; /* pixels (w, h) */
+    int strides[FL_YOLO_NL];
+} fl_yolo_cfg;
+
+/* A config with the default anchors and strides; -1 with a message on a bad multiple or nc < 1. */
+int fl_yolo_cfg_make(fl_yolo_cfg *c, double depth, double width, int nc, fl_err *e);
+/* The named sizes 'n' 's' 'm' 'l' 'x'. */
+int fl_yolo_cfg_size(fl_yolo_cfg *c, char size, int nc, fl_err *e);
+/* yaml repeat n -> max(round(n*depth), 1) when n > 1; channels c -> ceil(c*width/8)*8. */
+int fl_yolo_depth(const fl_yolo_cfg *c, int n);
+int64_t fl_yolo_width(const fl_yolo_cfg *c, int64_t ch);
+
+typedef struct fl_yolo_heads {
+    fl_id p[FL_YOLO_NL];              /* raw head outputs [N, ny, nx, na*(nc+5)] */
+    int64_t n, ny[FL_YOLO_NL], nx[FL_YOLO_NL];
+    int no;                           /* nc + 5 */
+} fl_yolo_heads;
+
+/* Builds the network on x [N, H, W, 3] (H, W multiples of 32). Parameters that are new in the
+ * store get ultralytics' init (PyTorch defaults, then Detect's bias prior: obj += log(8/(640/s)^2),
+ * cls += log(0.6/(nc - 0.99999))); existing ones are reused untouched (a second graph, or loaded
+ * weights). Returns -1 with the graph's first error. */
+int fl_yolo_build(fl_graph *g, fl_store *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
+                  fl_err *e);
+/* One node holding the three levels flattened and back to back (level 0 first, each in its NHWC
+ * order): the compile target of a training graph, and the layout of fl_yolo_loss's gradient. */
+fl_id fl_yolo_flat_heads(fl_graph *g, const fl_yolo_heads *h);
+/* Elements of level i and of all levels (the flat node's size). */
+size_t fl_yolo_level_numel(const fl_yolo_heads *h, int i);
+size_t fl_yolo_total_numel(const fl_yolo_heads *h);
+/* Trainable parameter count (buffers excluded), as sum(p.numel() for p in model.parameters()). */
+int64_t fl_yolo_param_count(fl_store *s, fl_err *e);
+
+/* ---- loss (ultralytics utils/loss.py ComputeLoss, hyp.scratch-low) ------------------------- */
+
+typedef struct fl_yolo_target {
+    int img, cls;
+    float x, y, w, h; /* centre and size, normalized to the image (0..1) */
+} fl_yolo_target;
+
+typedef struct fl_yolo_hyp {
+    double box, cls, obj;  /* base gains 0.05, 0.5, 1.0 (scaled by 3/nl, nc/80, (imgsz/640)^2) */
+    double anchor_t;       /* 4.0 */
+    double label_smoothing; /* 0.0 */
+    int imgsz;             /* the training image size for the obj gain */
+} fl_yolo_hyp;
+
+fl_yolo_hyp fl_yolo_hyp_default(int imgsz);
+
+typedef struct fl_yolo_loss_out {
+    double loss;                /* (lbox + lobj + lcls) * bs */
+    double lbox, lobj, lcls;    /* gained components (ultralytics' loss_items) */
+    int64_t matches[FL_YOLO_NL];  /* anchor-cell assignments per level */
+} fl_yolo_loss_out;
+
+/* Loss of the flat heads (fl_yolo_flat_heads layout, h gives the shapes) against nt targets.
+ * grad (may be NULL) receives dLoss/dhead in the same layout. Targets with an image index
+ * outside [0, N), a class outside [0, nc) or a non-finite / non-positive size are errors. */
+int fl_yolo_loss(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_heads *h,
+                 const float *heads, const fl_yolo_target *t, size_t nt, float *grad,
+                 fl_yolo_loss_out *out, fl_err *e);
+
+/* ---- inference ------------------------------------------------------------------------------ */
+
+typedef struct fl_yolo_det {
+    float x1, y1, x2, y2; /* pixels of the network input */
+    float score;          /* obj * cls */
+    int cls;
+} fl_yolo_det;
+
+/* Decodes image b of the flat heads: for every anchor cell, xy = (2 sigmoid(t_xy) - 0.5 + grid)
+ * * stride, wh = (2 sigmoid(t_wh))^2 * anchor, obj and class probabilities. out_xywh gets
+ * [cells, 4] and out_prob [cells, 1 + nc] (obj, then the class sigmoids), cells = sum over levels of
+ * na*ny*nx in (level, anchor, y, x) order (ultralytics' inference output z). */
+size_t fl_yolo_num_cells(const fl_yolo_heads *h);
+void fl_yolo_decode(const fl_yolo_cfg *c, const fl_yolo_heads *h, const float *heads, int64_t b,
+                    float *out_xywh, float *out_prob);
+
+/* torchvision.ops.nms: boxes [n, 4] x1y1x2y2, keeps the indices (into keep, highest score first)
+ * of boxes not overlapping a kept higher-scored one by IoU > iou; scores sorted descending,
+ * stable (ties keep input order). Returns the count, -1 on bad input. */
+int fl_nms(const float *boxes, const float *scores, int n, float iou, int *keep, fl_err *e);
+/* torchvision.ops.batched_nms: the same within each idxs value (the coordinate-offset trick:
+ * boxes + idx * (max coordinate + 1)). */
+int fl_nms_batched(const float *boxes, const float *scores, const int *idxs, int n, float iou,
+                   int *keep, fl_err *e);
+
+typedef struct fl_yolo_nms_cfg {
+    float conf;   /* 0.25 detection, 0.001 validation */
+    float iou;    /* 0.45 detection, 0.6 validation */
+    int max_det;  /* 300 */
+} fl_yolo_nms_cfg;
+
+/* ultralytics non_max_suppression for image b (single label per box: the best class): keeps
+ * cells with obj > conf and obj*cls > conf, class-aware NMS, at most max_det. *dets is malloc'd
+ * (the caller frees it); returns the count or -1. */
+int fl_yolo_detect(const fl_yolo_cfg *c, const fl_yolo_heads *h, const float *heads, int64_t b,
+                   const fl_yolo_nms_cfg *nc, fl_yolo_det **dets, fl_err *e);
+
+/* ---- evaluation ----------------------------------------------------------------------------- */
+
+typedef struct fl_yolo_gt {
+    int img, cls;
+    float x1, y1, x2, y2;
+} fl_yolo_gt;
+
+/* mAP@iou_thr over classes that have ground truth: detections of each image are matched greedily
+ * (highest IoU first, same class, IoU >= thr, each ground truth and detection once); AP is
+ * ultralytics' 101-point interpolated area under the precision envelope. dets_per_img[i] holds
+ * ndets[i] detections of image i. */
+double fl_yolo_map(const fl_yolo_det *const *dets_per_img, const int *ndets, int nimg,
+                   const fl_yolo_gt *gt, size_t ngt, int nc, double iou_thr, fl_err *e);
+
+#endif
