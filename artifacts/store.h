@@ -85,7 +85,10 @@ int fl_store_ingest(fl_store *s, const char *dir, fl_digest *tree, fl_err *e);
 char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e);
 
 /* Records. get: 1 found (tree and *json filled, json malloc'd; either may be NULL), 0 absent,
- * -1 error. put writes atomically and durably. drop removes (missing is fine). */
+ * -1 error. A record damaged on disk is moved to quarantine/ and reported absent (0, with a
+ * note in e->msg), so its stage recomputes. get refreshes the record's mtime (recency for gc).
+ * put writes atomically and durably, and only for a tree already in the store. drop removes
+ * (missing is fine). */
 int fl_store_record_get(fl_store *s, const fl_digest *key, fl_digest *tree, char **json,
                         fl_err *e);
 int fl_store_record_put(fl_store *s, const fl_digest *key, const fl_digest *tree,

@@ -59,6 +59,8 @@ char *fl__store_tmpdir(fl_store *s, const char *label, fl_err *e);
 int fl__rename_mkdir(const char *src, const char *dst, fl_err *e);
 /* fsync of a directory by path. */
 int fl__fsync_dir(const char *dir, fl_err *e);
+/* Moves a damaged file to quarantine/<prefix><hex>[.N], never overwriting earlier evidence. */
+int fl__quarantine(fl_store *s, const char *path, const char *prefix, const char *hex, fl_err *e);
 /* Validates a ref or lock name: [A-Za-z0-9._-] components separated by '/', no "." or "..". */
 int fl__check_name(const char *kind, const char *name, fl_err *e);
 

@@ -136,6 +136,24 @@ int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t le
     return 0;
 }
 
+int fl__quarantine(fl_store *s, const char *path, const char *prefix, const char *hex, fl_err *e) {
+    for (int i = 0; i < 1000; i++) {
+        char *dst = i ? fl_strdupf("%s/quarantine/%s%s.%d", s->root, prefix, hex, i)
+                      : fl_strdupf("%s/quarantine/%s%s", s->root, prefix, hex);
+        if (!dst) return fl_errf(e, "out of memory");
+        struct stat st;
+        if (lstat(dst, &st) == 0) {
+            free(dst);
+            continue;
+        }
+        int rc = fl__rename_mkdir(path, dst, e);
+        if (rc == 0) rc = fl_fsync_parent(path, e);
+        free(dst);
+        return rc;
+    }
+    return fl_errf(e, "cannot quarantine %s: too many earlier copies", path);
+}
+
 int fl__check_name(const char *kind, const char *name, fl_err *e) {
     if (!name || !*name) return fl_errf(e, "invalid %s name: empty", kind);
     if (strlen(name) > 1000) return fl_errf(e, "invalid %s name: longer than 1000 bytes", kind);

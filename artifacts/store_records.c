@@ -79,7 +79,7 @@ int fl_store_record_get(fl_store *s, const fl_digest *key, fl_digest *tree, char
     fl_digest t;
     const char *j;
     size_t jl;
-    int rc = fl__record_parse(buf, len, path, &t, &j, &jl, e);
+    int rc = fl__record_parse(buf, len, path, &t, &j, &jl, e), damaged = rc != 0;
     if (rc == 0) {
         if (tree) *tree = t;
         if (json) {
@@ -94,6 +94,20 @@ int fl_store_record_get(fl_store *s, const fl_digest *key, fl_digest *tree, char
         utimensat(AT_FDCWD, path, NULL, 0);
     }
     free(buf);
+    if (damaged) {
+        /* Damaged on disk (the atomic write rules out a torn one): set it aside so the stage
+         * recomputes, and keep the message in e for a caller that wants to mention it. */
+        char hex[FL_DIGEST_HEX], msg[FL_ERRLEN];
+        fl_digest_hex(key, hex);
+        memcpy(msg, e->msg, sizeof msg);
+        rc = fl__quarantine(s, path, "record-", hex, e);
+        if (rc == 0) {
+            memcpy(e->msg, msg, sizeof msg);
+            fl_errprefix(e, "moved to quarantine");
+        }
+        free(path);
+        return rc == 0 ? 0 : -1;
+    }
     free(path);
     return rc == 0 ? 1 : -1;
 }

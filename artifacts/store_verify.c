@@ -36,25 +36,6 @@ static void report(vctx *v, const char *fmt, ...) {
     v->on_corrupt(line, v->arg);
 }
 
-/* Moves a corrupt file to quarantine/<prefix><hex>[.N] (never overwriting earlier evidence). */
-static int quarantine(vctx *v, const char *path, const char *prefix, const char *hex, fl_err *e) {
-    for (int i = 0; i < 1000; i++) {
-        char *dst = i ? fl_strdupf("%s/quarantine/%s%s.%d", v->s->root, prefix, hex, i)
-                      : fl_strdupf("%s/quarantine/%s%s", v->s->root, prefix, hex);
-        if (!dst) return fl_errf(e, "out of memory");
-        struct stat st;
-        if (lstat(dst, &st) == 0) {
-            free(dst);
-            continue;
-        }
-        int rc = fl__rename_mkdir(path, dst, e);
-        if (rc == 0) rc = fl_fsync_parent(path, e);
-        free(dst);
-        return rc;
-    }
-    return fl_errf(e, "cannot quarantine %s: too many earlier copies", path);
-}
-
 static int check_object(const fl_digest *d, const char *path, const struct stat *st, void *arg,
                         fl_err *e) {
     vctx *v = arg;
@@ -74,7 +55,7 @@ static int check_object(const fl_digest *d, const char *path, const struct stat 
     fl_digest_hex(d, hex);
     fl_digest_hex(&got, ghex);
     report(v, "corrupt object %s: content hashes to %s", hex, ghex);
-    return quarantine(v, path, "", hex, e);
+    return fl__quarantine(v->s, path, "", hex, e);
 }
 
 static int check_tree(const fl_digest *d, const char *path, const struct stat *st, void *arg,
@@ -105,7 +86,7 @@ static int check_tree(const fl_digest *d, const char *path, const struct stat *s
     fl_digest_hex(&got, ghex);
     if (!fl_digest_eq(&got, d)) report(v, "corrupt tree %s: content hashes to %s", hex, ghex);
     else report(v, "corrupt tree %s: %s", hex, perr.msg);
-    return quarantine(v, path, "tree-", hex, e);
+    return fl__quarantine(v->s, path, "tree-", hex, e);
 }
 
 /* 1 when tree d (or anything below it) is corrupt or missing, 0 when sound, -1 on error. */
