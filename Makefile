@@ -88,7 +88,7 @@ test: deps
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(BUILD)
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-tests
-	@FLUKE_SAN=1 bash tests/run.sh build-san unit
+	@bash tests/run.sh build-san san
 
 build-tests: $(FLUKE) $(FLUKE_TS) $(UNIT_BIN) $(FUZZ_BIN)
 

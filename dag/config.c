@@ -262,7 +262,7 @@ static cJSON *load_file(fl_config *c, const char *path, const char *from, int de
     /* The base's origins must come before this file's so that this file's win. */
     size_t mine = c->norigins - first_origin;
     fl_cfg_origin *saved = malloc((mine ? mine : 1) * sizeof *saved);
-    memcpy(saved, c->origins + first_origin, mine * sizeof *saved);
+    if (mine) memcpy(saved, c->origins + first_origin, mine * sizeof *saved);
     c->norigins = first_origin;
     cJSON *base = load_file(c, bpath, file, depth + 1, e);
     free(bpath);

@@ -32,7 +32,7 @@ int fl_key_compute(const fl_node *n, const cJSON *config, const fl_digest *in, f
 
     /* sections and inputs in sorted order: declaration order must not matter */
     char **secs = malloc((n->sections.n + 1) * sizeof *secs);
-    memcpy(secs, n->sections.v, n->sections.n * sizeof *secs);
+    if (n->sections.n) memcpy(secs, n->sections.v, n->sections.n * sizeof *secs);
     qsort(secs, n->sections.n, sizeof *secs, cmp_str);
     for (size_t i = 0; i < n->sections.n; i++) {
         const cJSON *v = fl_config_get(config, secs[i]);

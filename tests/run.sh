@@ -28,10 +28,13 @@ for t in "$ROOT/$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "$(basename "$t")" env CMOCKA_MESSAGE_OUTPUT=stdout "$t"
 done
-if [ "$WHAT" = all ]; then
+# WHAT=all: every integration script; WHAT=san: those marked "# sanitizer: yes" (the slow
+# ones — 20 kill trials, 20,000-file inputs — run once, in the normal build).
+if [ "$WHAT" != unit ]; then
     echo "integration tests ($BUILD):"
     for t in "$ROOT"/tests/integration/[!_]*.sh; do
         [ -f "$t" ] || continue
+        [ "$WHAT" = san ] && ! grep -q '^# sanitizer: yes' "$t" && continue
         run_one "$(basename "$t" .sh)" bash "$t"
     done
 fi

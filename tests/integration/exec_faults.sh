@@ -1,4 +1,5 @@
 # Bad input: each case gives a clear error naming the file/line/key/stage, a non-zero exit, and
+# sanitizer: yes
 # leaves no record behind; the next good run completes.
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS

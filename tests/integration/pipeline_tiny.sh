@@ -1,4 +1,5 @@
 # The shipped fluke on the embedded data (tiny preset): synth -> baseline kNN -> score, with
+# sanitizer: yes
 # cache hits, a config edit, status, dag, submit --dry-run and the synth preview.
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE
