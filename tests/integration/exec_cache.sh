@@ -1,6 +1,6 @@
 # Cache hits, reruns after a config edit (exactly the declaring stages and changed dependants),
-# sanitizer: yes
 # early cutoff, status naming the key old -> new, --until/--force/--dry-run, dag, config.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 echo "hello world" > in.txt

@@ -1,6 +1,6 @@
 # Bad input: each case gives a clear error naming the file/line/key/stage, a non-zero exit, and
-# sanitizer: yes
 # leaves no record behind; the next good run completes.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 records() { find .fluke/records -type f 2>/dev/null | wc -l; }

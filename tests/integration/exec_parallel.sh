@@ -1,6 +1,6 @@
 # -j 2 overlaps independent stages (shown by the logged start and end order, not a clock), and
-# sanitizer: yes
 # two concurrent `fluke run` on one store both finish correctly with each stage run once.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 echo "parallel" > in.txt

@@ -1,6 +1,6 @@
 # A long stage checkpoints in its per-key work directory and resumes from the newest checkpoint
-# sanitizer: yes
 # when rerun with the same key after a kill; the work directory goes once the result commits.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 echo x > in.txt

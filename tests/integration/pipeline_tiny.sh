@@ -1,6 +1,6 @@
 # The shipped fluke on the embedded data (tiny preset): synth -> baseline kNN -> score, with
-# sanitizer: yes
 # cache hits, a config edit, status, dag, submit --dry-run and the synth preview.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE
 C=$FLUKE_SRC/configs/tiny.json
