@@ -27,6 +27,7 @@ typedef struct dl {
     uint64_t received;   /* body bytes of this response */
     int64_t total;       /* full object length, -1 unknown */
     fl_md5 md5;
+    int use_md5;         /* the response carries x-goog-hash md5: hash what we write */
     XXH3_state_t *xxh;   /* only with an expected digest */
     int restart;         /* 206 that does not continue our .part: start from zero */
     int skip;            /* dest is already complete */
@@ -37,34 +38,42 @@ typedef struct dl {
     int prog_on;
 } dl;
 
-/* Hashes the existing .part so MD5/XXH cover the whole object after a resume. */
-static int prehash_part(dl *d, fl_err *e) {
-    fl_md5_init(&d->md5);
-    if (d->xxh) XXH3_128bits_reset(d->xxh);
-    d->have = 0;
+/* Hashes the first n bytes of the .part into the MD5 (want_md5) and/or XXH states, so the
+ * digests cover the whole object after a resume. */
+static int hash_part(dl *d, int want_md5, int want_xxh, uint64_t *n_out) {
+    if (want_md5) fl_md5_init(&d->md5);
+    if (want_xxh && d->xxh) XXH3_128bits_reset(d->xxh);
+    uint64_t n = 0;
     int fd = open(d->part, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? 0 : fl_errf(e, "cannot open %s: %s", d->part, strerror(errno));
+    if (fd < 0) {
+        *n_out = 0;
+        return errno == ENOENT ? 0 : -1;
+    }
     static const size_t B = 1 << 20;
     char *buf = malloc(B);
-    if (!buf) {
-        close(fd);
-        return fl_errf(e, "out of memory");
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf, B);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(buf);
-            close(fd);
-            return fl_errf(e, "cannot read %s: %s", d->part, strerror(errno));
-        }
-        if (r == 0) break;
-        fl_md5_update(&d->md5, buf, (size_t)r);
-        if (d->xxh) XXH3_128bits_update(d->xxh, buf, (size_t)r);
-        d->have += (uint64_t)r;
+    ssize_t r = -1;
+    while (buf && ((r = read(fd, buf, B)) > 0 || (r < 0 && errno == EINTR))) {
+        if (r <= 0) continue;
+        if (want_md5) fl_md5_update(&d->md5, buf, (size_t)r);
+        if (want_xxh && d->xxh) XXH3_128bits_update(d->xxh, buf, (size_t)r);
+        n += (uint64_t)r;
     }
     free(buf);
     close(fd);
+    *n_out = n;
+    return r == 0 ? 0 : -1;
+}
+
+/* Size of the .part (the Range start) and the XXH of its bytes when a digest is expected. */
+static int prehash_part(dl *d, fl_err *e) {
+    d->have = 0;
+    if (d->xxh) {
+        if (hash_part(d, 0, 1, &d->have) < 0)
+            return fl_errf(e, "cannot read %s: %s", d->part, strerror(errno));
+        return 0;
+    }
+    struct stat st;
+    if (stat(d->part, &st) == 0 && S_ISREG(st.st_mode)) d->have = (uint64_t)st.st_size;
     return 0;
 }
 
@@ -108,8 +117,15 @@ static int on_headers(void *ud, const fl_http_resp *rs) {
         }
         flags |= O_APPEND;
         d->resumed = 1;
+        d->use_md5 = rs->has_md5;
+        uint64_t n;
+        if (d->use_md5 && (hash_part(d, 1, 0, &n) < 0 || n != d->have)) {
+            d->restart = 1; /* the .part changed under us: start over */
+            return 1;
+        }
     } else {
         flags |= O_TRUNC;
+        d->use_md5 = rs->has_md5;
         fl_md5_init(&d->md5);
         if (d->xxh) XXH3_128bits_reset(d->xxh);
         d->have = 0;
@@ -145,7 +161,7 @@ static int on_data(void *ud, const void *p, size_t n) {
         c += w;
         left -= (size_t)w;
     }
-    fl_md5_update(&d->md5, p, n);
+    if (d->use_md5) fl_md5_update(&d->md5, p, n);
     if (d->xxh) XXH3_128bits_update(d->xxh, p, n);
     d->received += n;
     d->written_total += n;
@@ -251,7 +267,6 @@ int fl_download(fl_kaggle *k, const char *method, const cJSON *body, const char 
          * continue the .part. */
         if (d.dest_exists) {
             unlink(part);
-            fl_md5_init(&d.md5);
             d.have = 0;
         } else if (prehash_part(&d, e) < 0) {
             goto out;

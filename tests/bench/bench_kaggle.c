@@ -37,10 +37,17 @@ static int start_server(const char *root, long long size, const char *file, pid_
     return ok ? 0 : -1;
 }
 
+/* Every timed run starts with no output file and no dirty pages, so one tool's writeback does
+ * not throttle the next tool's writes. */
+static void clean_slate(const char *a, const char *b) {
+    unlink(a);
+    unlink(b);
+    sync();
+}
+
 static double run_curl(const char *url, const char *out) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "curl -sS -o '%s' '%s'", out, url);
-    unlink(out);
     double t0 = fl_now();
     int rc = system(cmd);
     double dt = fl_now() - t0;
@@ -48,7 +55,6 @@ static double run_curl(const char *url, const char *out) {
 }
 
 static double run_fluke(fl_kaggle *k, const char *url, const char *out, int *md5) {
-    unlink(out);
     fl_err e;
     fl_dl_result r;
     double t0 = fl_now();
@@ -90,17 +96,19 @@ int main(void) {
     double best_c = 1e30, best_f = 1e30, best_n = 1e30;
     int md5 = 0, md5n = 0, ok = k != NULL;
     for (int i = 0; i < 3 && ok; i++) {
+        clean_slate(out_c, out_f);
         double c = run_curl(url, out_c);
+        clean_slate(out_c, out_f);
         double f = run_fluke(k, url, out_f, &md5);
+        clean_slate(out_c, out_f);
         double n = run_fluke(k, url_nomd5, out_f, &md5n);
         if (c < 0 || f < 0 || n < 0 || !md5 || md5n) ok = 0;
         if (c > 0 && c < best_c) best_c = c;
         if (f > 0 && f < best_f) best_f = f;
         if (n > 0 && n < best_n) best_n = n;
     }
-    struct stat a, b;
-    int same = ok && stat(out_c, &a) == 0 && stat(out_f, &b) == 0 && a.st_size == b.st_size &&
-               a.st_size == size;
+    struct stat b;
+    int same = ok && stat(out_f, &b) == 0 && b.st_size == size;
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     unlink(out_c);
