@@ -65,6 +65,10 @@ int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e);
 void fl_store_zero_grad(fl_store *s);
 /* Sets the group of every parameter whose name starts with prefix; returns how many matched. */
 int fl_store_set_group(fl_store *s, const char *prefix, int group);
+/* Copies every entry of src (by name, shapes must match) into the store's parameters and
+ * buffers, e.g. EMA weights into the store an eval graph runs on. Entries of src the store does
+ * not have, or a shape mismatch, are errors naming the entry; nothing is copied then. F32 only. */
+int fl_store_copy_from(fl_store *s, const fl_param_list *src, fl_err *e);
 /* Data / gradient of a named parameter (NULL when absent; grad NULL for buffers); the element
  * type is the store's. numel may be NULL. */
 void *fl_store_data(fl_store *s, const char *name, size_t *numel);

@@ -172,3 +172,18 @@ void *fl_store_grad(fl_store *s, const char *name) {
     fl_store_entry *p = find(s, name);
     return p ? p->grad : NULL;
 }
+
+int fl_store_copy_from(fl_store *s, const fl_param_list *src, fl_err *e) {
+    if (s->dtype != FL_F32) return fl_errf(e, "store: copy_from needs a float32 store");
+    for (int pass = 0; pass < 2; pass++) /* check everything first, then copy */
+        for (size_t i = 0; i < src->n; i++) {
+            const fl_param *p = &src->v[i];
+            fl_store_entry *d = p->name ? find(s, p->name) : NULL;
+            if (!d) return fl_errf(e, "store: no parameter named %s", p->name ? p->name : "(null)");
+            int same = d->shape.ndim == p->ndim && (size_t)d->numel == p->numel && p->data;
+            for (int k = 0; same && k < p->ndim; k++) same = d->shape.d[k] == p->shape[k];
+            if (!same) return fl_errf(e, "store: %s has a different shape (or no data) in the source", p->name);
+            if (pass == 1) memcpy(d->data, p->data, p->numel * sizeof(float));
+        }
+    return 0;
+}

@@ -193,6 +193,34 @@ static void test_param_view_and_groups(void **state) {
     fl_store_free(s);
 }
 
+/* Copying a parameter list (EMA weights, say) into another store by name. */
+static void test_store_copy_from(void **state) {
+    fl_err e = {{0}};
+    fl_store *a = fl_store_new(FL_F32, 1, &e), *b = fl_store_new(FL_F32, 2, &e);
+    fl_graph *ga = fl_graph_new(a, FL_MODE_TRAIN, &e), *gb = fl_graph_new(b, FL_MODE_EVAL, &e);
+    fl_bn_layer(ga, fl_linear_layer(ga, fl_input(ga, "x", 2, (int64_t[]){2, 3}), "fc", 4, 1), "bn", 1e-5, 0.1);
+    fl_bn_layer(gb, fl_linear_layer(gb, fl_input(gb, "x", 2, (int64_t[]){5, 3}), "fc", 4, 1), "bn", 1e-5, 0.1);
+    fl_param_list la, lb;
+    assert_int_equal(fl_store_params(a, &la, &e), 0);
+    assert_int_equal(fl_store_params(b, &lb, &e), 0);
+    ((float *)la.v[0].data)[3] = 42.0f;
+    assert_int_equal(fl_store_copy_from(b, &la, &e), 0);
+    for (size_t i = 0; i < la.n; i++) assert_memory_equal(la.v[i].data, lb.v[i].data, la.v[i].numel * 4);
+    /* a mismatch copies nothing */
+    fl_graph_free(ga);
+    ga = fl_graph_new(a, FL_MODE_TRAIN, &e);
+    fl_parameter(ga, "extra", 1, (int64_t[]){2}, (fl_init){FL_INIT_ONES, 0, 0}, 0);
+    assert_int_equal(fl_store_params(a, &la, &e), 0);
+    ((float *)la.v[0].data)[3] = 7.0f;
+    assert_int_equal(fl_store_copy_from(b, &la, &e), -1);
+    assert_non_null(strstr(e.msg, "no parameter named extra"));
+    assert_true(((float *)lb.v[0].data)[3] == 42.0f);
+    fl_graph_free(ga);
+    fl_graph_free(gb);
+    fl_store_free(a);
+    fl_store_free(b);
+}
+
 /* Parameter init depends on (seed, name), not on creation order. */
 static void test_init_by_name(void **state) {
     fl_err e = {{0}};
@@ -436,6 +464,7 @@ int main(void) {
         cmocka_unit_test(test_train_eval_share),
         cmocka_unit_test(test_param_view_and_groups),
         cmocka_unit_test(test_init_by_name),
+        cmocka_unit_test(test_store_copy_from),
         cmocka_unit_test(test_dropout_randomness),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_bad_labels),
