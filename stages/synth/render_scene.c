@@ -18,17 +18,32 @@ static uint32_t hash3(int32_t x, int32_t y, uint32_t seed) {
     return h;
 }
 
+static float corner(int32_t x, int32_t y, uint32_t seed) {
+    return (float)hash3(x, y, seed) * (1.0f / 2147483648.0f) - 1.0f;
+}
+
+static float smooth_mix(float a, float b, float c, float d, float tx, float ty) {
+    tx = tx * tx * (3 - 2 * tx);
+    ty = ty * ty * (3 - 2 * ty);
+    return (a + (b - a) * tx) + ((c + (d - c) * tx) - (a + (b - a) * tx)) * ty;
+}
+
 float fl_synth_vnoise(float x, float y, uint32_t seed) {
     float fx = floorf(x), fy = floorf(y);
     int32_t ix = (int32_t)fx, iy = (int32_t)fy;
-    float tx = x - fx, ty = y - fy;
-    tx = tx * tx * (3 - 2 * tx);
-    ty = ty * ty * (3 - 2 * ty);
-    const float s = 1.0f / 2147483648.0f;
-    float a = (float)hash3(ix, iy, seed) * s - 1.0f, b = (float)hash3(ix + 1, iy, seed) * s - 1.0f;
-    float c = (float)hash3(ix, iy + 1, seed) * s - 1.0f;
-    float d = (float)hash3(ix + 1, iy + 1, seed) * s - 1.0f;
-    return (a + (b - a) * tx) + ((c + (d - c) * tx) - (a + (b - a) * tx)) * ty;
+    return smooth_mix(corner(ix, iy, seed), corner(ix + 1, iy, seed), corner(ix, iy + 1, seed),
+                      corner(ix + 1, iy + 1, seed), x - fx, y - fy);
+}
+
+float fl_synth_vnoise_cached(fl_synth_vcache *vc, float x, float y, uint32_t seed) {
+    float fx = floorf(x), fy = floorf(y);
+    int32_t ix = (int32_t)fx, iy = (int32_t)fy;
+    if (!vc->valid || vc->ix != ix || vc->iy != iy || vc->seed != seed) {
+        vc->a = corner(ix, iy, seed), vc->b = corner(ix + 1, iy, seed);
+        vc->c = corner(ix, iy + 1, seed), vc->d = corner(ix + 1, iy + 1, seed);
+        vc->ix = ix, vc->iy = iy, vc->seed = seed, vc->valid = 1;
+    }
+    return smooth_mix(vc->a, vc->b, vc->c, vc->d, x - fx, y - fy);
 }
 
 static void set3(float *dst, float a, float b, float c) { dst[0] = a, dst[1] = b, dst[2] = c; }
@@ -95,9 +110,11 @@ void fl_synth_scene_row(const fl_synth_scene *s, int y, float *rgb) {
         float t = yc / (hy > 1 ? hy : 1);
         float base[3];
         for (int k = 0; k < 3; k++) base[k] = s->sky_top[k] + (s->sky_bot[k] - s->sky_top[k]) * t;
+        fl_synth_vcache vc = {0};
         for (int x = 0; x < W; x++) {
             float *o = rgb + 3 * x;
-            float cl = fl_synth_vnoise((x + 0.5f) / W * 6.0f, yc / s->h * 14.0f, s->tex_seed ^ 0x55u);
+            float cl = fl_synth_vnoise_cached(&vc, (x + 0.5f) / W * 6.0f, yc / s->h * 14.0f,
+                                              s->tex_seed ^ 0x55u);
             float a = cl > 0.2f ? (cl - 0.2f) * 0.8f : 0.0f;
             for (int k = 0; k < 3; k++) o[k] = base[k] + (0.95f - base[k]) * a;
         }
@@ -119,6 +136,7 @@ void fl_synth_scene_row(const fl_synth_scene *s, int y, float *rgb) {
         sn[k] = sin(ph0), cs[k] = cos(ph0), dsn[k] = sin(dph), dcs[k] = cos(dph);
     }
     float chop = s->chop * fade, ny = yc / s->h * 70.0f, nx = 14.0f * inv * 0.3f / W;
+    fl_synth_vcache vc = {0};
     for (int x = 0; x < W; x++) {
         float w = 0;
         for (int k = 0; k < 3; k++) {
@@ -127,7 +145,7 @@ void fl_synth_scene_row(const fl_synth_scene *s, int y, float *rgb) {
             cs[k] = cs[k] * dcs[k] - sn[k] * dsn[k];
             sn[k] = ns;
         }
-        w = w * fade + chop * fl_synth_vnoise((x + 0.5f) * nx, ny, s->tex_seed);
+        w = w * fade + chop * fl_synth_vnoise_cached(&vc, (x + 0.5f) * nx, ny, s->tex_seed);
         float t = fl_synth_clampf(0.5f + 0.45f * w, 0, 1);
         float *o = rgb + 3 * x;
         for (int k = 0; k < 3; k++) {

@@ -101,6 +101,16 @@ void fl_synth_scene_row(const fl_synth_scene *s, int y, float *rgb);
 
 /* Smooth value noise in [-1, 1] on an integer lattice hashed with seed. */
 float fl_synth_vnoise(float x, float y, uint32_t seed);
+
+/* The same noise with the lattice corners of the last cell cached: along an image row many
+ * pixels share a cell, so this skips most of the hashing and returns identical values. */
+typedef struct fl_synth_vcache {
+    int32_t ix, iy;
+    uint32_t seed;
+    int valid;
+    float a, b, c, d;
+} fl_synth_vcache;
+float fl_synth_vnoise_cached(fl_synth_vcache *vc, float x, float y, uint32_t seed);
 static inline float fl_synth_clampf(float x, float lo, float hi) {
     x = x > lo ? x : lo; /* two selects the compiler turns into maxss/minss, no branches */
     return x < hi ? x : hi;
