@@ -31,6 +31,8 @@ Modes (one per test):
   norange       storage ignores Range (no Accept-Ranges; always 200)
   hf404safetensors  Hugging Face: model.safetensors is a 404, pytorch_model.bin exists
   submit_error  GetSubmission ends in ERROR
+  downgrade     (with --tls) redirects point at plain http://
+With --tls CERT KEY the server speaks HTTPS only.
 With --size N, /storage/big.bin is an N-byte object (with x-goog-hash) and
 /storage/big-nomd5.bin the same object without it (benchmarks).
 """
@@ -305,9 +307,10 @@ class Handler(BaseHTTPRequestHandler):
                     return self.error(404, "File not found")
                 target = "/storage/files/" + fn
             sig = "?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=deadbeefsignature"
+            scheme = "https" if st.args.tls and mode != "downgrade" else "http"
             self.send_response(302)
-            self.send_header("Location", "http://127.0.0.1:%d%s%s" %
-                             (self.server.server_address[1], target, sig))
+            self.send_header("Location", "%s://127.0.0.1:%d%s%s" %
+                             (scheme, self.server.server_address[1], target, sig))
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -437,6 +440,7 @@ def main():
     ap.add_argument("--file", default="")
     ap.add_argument("--zip-year", type=int, default=0)
     ap.add_argument("--max-life", type=float, default=600.0)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = ap.parse_args()
     # Never outlive the test that started us (its assertions may skip the shutdown).
     parent = os.getppid()
@@ -448,6 +452,11 @@ def main():
         os._exit(0)
     threading.Thread(target=watchdog, daemon=True).start()
     srv = Server(("127.0.0.1", 0), Handler)
+    if args.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls[0], args.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.state = State(args)
     print("PORT %d" % srv.server_address[1], flush=True)
     try:

@@ -21,7 +21,8 @@
 typedef struct ts_server {
     pid_t pid;
     int port;
-    char base[64]; /* http://127.0.0.1:PORT */
+    char base[64]; /* http://127.0.0.1:PORT (https:// for a TLS server) */
+    char ca[512];  /* CA file for a TLS server's /_state */
 } ts_server;
 
 /* Starts server.py with the given extra arguments (NULL-terminated); 0 ok. */
@@ -91,6 +92,7 @@ static inline cJSON *ts_server_state(const ts_server *s) {
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ts_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    if (s->ca[0]) curl_easy_setopt(c, CURLOPT_CAINFO, s->ca);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_cleanup(c);
     cJSON *j = rc == CURLE_OK && buf ? cJSON_Parse(buf) : NULL;

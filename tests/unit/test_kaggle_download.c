@@ -340,6 +340,60 @@ static void test_huggingface_fallback(void **state) {
     ts_fx_free(f);
 }
 
+/* HTTPS against a self-signed loopback server: verification fails without its CA (no retry,
+ * a clear message), works with ca_file, and a redirect down to plain http is refused. */
+static void test_tls_verification(void **state) {
+    (void)state;
+    if (system("command -v openssl >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "skipped: openssl command not found\n");
+        return;
+    }
+    char *dir = ts_tmpdir("tls");
+    char *cert = fl_strdupf("%s/cert.pem", dir), *key = fl_strdupf("%s/key.pem", dir);
+    char *cmd = fl_strdupf("openssl req -x509 -newkey rsa:2048 -nodes -keyout '%s' -out '%s' "
+                           "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                           ">/dev/null 2>&1", key, cert);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    const char *modes[] = {"ok", "downgrade"};
+    for (int m = 0; m < 2; m++) {
+        const char *extra[] = {"--tls", cert, key, NULL};
+        ts_fx *f = ts_fx_new(modes[m], NULL, extra);
+        snprintf(f->srv.base, sizeof f->srv.base, "https://127.0.0.1:%d", f->srv.port);
+        snprintf(f->srv.ca, sizeof f->srv.ca, "%s", cert);
+        fl_kaggle_free(f->k);
+        f->o.base_url = f->srv.base;
+        fl_err e;
+        char *dest = ts_path(f, "comp.zip");
+        fl_dl_result r;
+        if (m == 0) {
+            f->k = fl_kaggle_new(&f->o, &e); /* system CA store: the self-signed cert fails */
+            assert_int_equal(fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e), -1);
+            assert_non_null(strstr(e.msg, "TLS certificate verification failed"));
+            assert_int_equal(r.retries, 0);
+            fl_kaggle_free(f->k);
+        }
+        f->o.ca_file = cert;
+        f->k = fl_kaggle_new(&f->o, &e);
+        int rc = fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e);
+        if (m == 0) {
+            if (rc) fprintf(stderr, "%s\n", e.msg);
+            assert_int_equal(rc, 0);
+            assert_true(r.md5_checked);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(e.msg, "refusing a redirect from HTTPS to plain HTTP"));
+            assert_false(ts_exists(dest));
+        }
+        free(dest);
+        ts_fx_free(f);
+    }
+    fl_remove_tree(dir, &(fl_err){{0}});
+    free(cert);
+    free(key);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_then_skip),
@@ -354,6 +408,7 @@ int main(void) {
         cmocka_unit_test(test_single_file_and_404),
         cmocka_unit_test(test_huggingface),
         cmocka_unit_test(test_huggingface_fallback),
+        cmocka_unit_test(test_tls_verification),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
