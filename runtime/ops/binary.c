@@ -101,12 +101,43 @@ fl_id fl_div(fl_graph *g, fl_id a, fl_id b) { return binary(g, &fl_op_div, OP_DI
 
 #else /* ---- kernels for one element type FL_T ---- */
 
-static inline FL_T FL_K(apply)(int op, FL_T a, FL_T b) {
+/* One row of D elements: u from a (stride ia, 0 or 1), v from b (stride ib). One loop per
+ * stride pattern, so the common cases (same shape, per-channel operand, per-row scalar) are
+ * plain unit-stride loops the compiler vectorizes. */
+#ifndef FL_BIN_LOOP
+#define FL_BIN_LOOP(BODY)                                                                      \
+    do {                                                                                       \
+        if (ia && ib) {                                                                        \
+            for (int64_t j = 0; j < D; j++) {                                                  \
+                FL_T u = a[j], v = b[j];                                                       \
+                (void)u, (void)v;                                                              \
+                BODY;                                                                          \
+            }                                                                                  \
+        } else if (ia) {                                                                       \
+            FL_T v = b[0];                                                                     \
+            for (int64_t j = 0; j < D; j++) {                                                  \
+                FL_T u = a[j];                                                                 \
+                (void)u, (void)v;                                                              \
+                BODY;                                                                          \
+            }                                                                                  \
+        } else {                                                                               \
+            FL_T u = a[0];                                                                     \
+            for (int64_t j = 0; j < D; j++) {                                                  \
+                FL_T v = ib ? b[j] : b[0];                                                     \
+                (void)u, (void)v;                                                              \
+                BODY;                                                                          \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+#endif
+
+static inline void FL_K(fwd_row)(int op, int64_t D, const FL_T *a, int64_t ia, const FL_T *b,
+                                 int64_t ib, FL_T *y) {
     switch (op) {
-    case OP_ADD: return a + b;
-    case OP_SUB: return a - b;
-    case OP_MUL: return a * b;
-    default: return a / b;
+    case OP_ADD: FL_BIN_LOOP(y[j] = u + v); break;
+    case OP_SUB: FL_BIN_LOOP(y[j] = u - v); break;
+    case OP_MUL: FL_BIN_LOOP(y[j] = u * v); break;
+    default: FL_BIN_LOOP(y[j] = u / v); break;
     }
 }
 
@@ -116,18 +147,35 @@ static void FL_K(bin_fwd_k)(int op, const bgeom *b, const FL_T *x, const FL_T *w
     for (int64_t r = 0; r < b->rows; r++) {
         int64_t oa, ob;
         row_off(b, r, &oa, &ob);
-        FL_T *yr = y + r * D;
-        for (int64_t j = 0; j < D; j++) yr[j] = FL_K(apply)(op, x[oa + j * ia], w[ob + j * ib]);
+        FL_K(fwd_row)(op, D, x + oa, ia, w + ob, ib, y + r * D);
     }
 }
 
-/* d/da and d/db of one element: (1, 1), (1, -1), (b, a), (1/b, -a/b^2). */
-static inline void FL_K(partials)(int op, FL_T a, FL_T b, FL_T *pa, FL_T *pb) {
-    switch (op) {
-    case OP_ADD: *pa = 1; *pb = 1; break;
-    case OP_SUB: *pa = 1; *pb = -1; break;
-    case OP_MUL: *pa = b; *pb = a; break;
-    default: *pa = 1 / b; *pb = -a / (b * b); break;
+/* Adds one row's contribution g * d(a op b)/d(input `which`) into z (z's stride is ia or ib:
+ * 1 = element-wise, 0 = one element that sums the row, in double). Partials: add (1, 1),
+ * sub (1, -1), mul (v, u), div (1/v, -u/v^2). */
+static inline void FL_K(bwd_row)(int op, int which, int64_t D, const FL_T *a, int64_t ia,
+                                 const FL_T *b, int64_t ib, const FL_T *g, FL_T *z) {
+    if (which ? ib : ia) {
+        switch (op * 2 + which) {
+        case OP_SUB * 2 + 1: FL_BIN_LOOP(z[j] -= g[j]); break;
+        case OP_MUL * 2 + 0: FL_BIN_LOOP(z[j] += g[j] * v); break;
+        case OP_MUL * 2 + 1: FL_BIN_LOOP(z[j] += g[j] * u); break;
+        case OP_DIV * 2 + 0: FL_BIN_LOOP(z[j] += g[j] / v); break;
+        case OP_DIV * 2 + 1: FL_BIN_LOOP(z[j] -= g[j] * u / (v * v)); break;
+        default: FL_BIN_LOOP(z[j] += g[j]); break; /* add, and sub's first input */
+        }
+    } else {
+        double acc = 0;
+        switch (op * 2 + which) {
+        case OP_SUB * 2 + 1: FL_BIN_LOOP(acc -= g[j]); break;
+        case OP_MUL * 2 + 0: FL_BIN_LOOP(acc += g[j] * v); break;
+        case OP_MUL * 2 + 1: FL_BIN_LOOP(acc += g[j] * u); break;
+        case OP_DIV * 2 + 0: FL_BIN_LOOP(acc += g[j] / v); break;
+        case OP_DIV * 2 + 1: FL_BIN_LOOP(acc -= g[j] * u / (v * v)); break;
+        default: FL_BIN_LOOP(acc += g[j]); break;
+        }
+        z[0] += (FL_T)acc;
     }
 }
 
@@ -145,13 +193,7 @@ static void FL_K(grad_one)(int op, int which, const bgeom *b, const FL_T *x, con
         for (int64_t r = s * per; r < (s + 1) * per; r++) {
             int64_t oa, ob;
             row_off(b, r, &oa, &ob);
-            const FL_T *g = dy + r * D;
-            for (int64_t j = 0; j < D; j++) {
-                FL_T pa, pb;
-                FL_K(partials)(op, x[oa + j * ia], w[ob + j * ib], &pa, &pb);
-                if (which) dz[ob + j * ib] += g[j] * pb;
-                else dz[oa + j * ia] += g[j] * pa;
-            }
+            FL_K(bwd_row)(op, which, D, x + oa, ia, w + ob, ib, dy + r * D, dz + (which ? ob : oa));
         }
 }
 
