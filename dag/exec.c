@@ -115,8 +115,8 @@ static void run_child(fl_session *s, nstate *ns, size_t i, int err_w) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     /* Lock descriptors of other stages must not outlive the parent's hold on them. */
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != err_w) close(fd);
+    if (err_w > 3) close_range(3, (unsigned)err_w - 1, 0);
+    close_range((unsigned)err_w + 1, ~0U, 0);
     char buf[32];
     snprintf(buf, sizeof buf, "%d", ns[i].threads);
     setenv("OMP_NUM_THREADS", buf, 1);
