@@ -213,6 +213,11 @@ fl_id fl_effnet_build(fl_graph *g, fl_id x, const fl_effnet_cfg *c, const char *
 
 static int has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
+static int is_nbt(const char *name) {
+    size_t n = strlen(name), k = strlen("num_batches_tracked");
+    return n >= k && strcmp(name + n - k, "num_batches_tracked") == 0;
+}
+
 static int skipped(const char *name, const char *const *skip) {
     for (; skip && *skip; skip++)
         if (has_prefix(name, *skip)) return 1;
@@ -238,12 +243,35 @@ int fl_effnet_load(fl_store *ps, const fl_st_set *set, const char *prefix, const
     if (!tg) return fl_errf(e, "effnet load: out of memory");
     size_t nt = 0;
     char missing[400] = "", shapes[400] = "", unexpected[400] = "";
-    int nmiss = 0, nshape = 0, nunexp = 0;
+    int nmiss = 0, nshape = 0, nunexp = 0, nint = 0;
+    struct {
+        float *dst;
+        float v;
+    } ints[512];
     for (size_t i = 0; i < pl.n; i++) {
         const fl_param *p = &pl.v[i];
         if (!has_prefix(p->name, prefix)) continue;
         const char *key = p->name + plen;
         const fl_st_tensor *t = fl_st_set_find(set, key, NULL);
+        int nbt = is_nbt(key);
+        /* PyTorch's BN accepts a state dict without num_batches_tracked (it keeps its counter),
+         * and timm files store it as an integer: convert it here, written after success. */
+        if (nbt && !t) continue;
+        if (nbt && t && (t->dtype == FL_ST_I64 || t->dtype == FL_ST_I32) && t->numel == 1 && p->numel == 1) {
+            if (nint < (int)(sizeof ints / sizeof ints[0])) {
+                int64_t v = 0;
+                if (t->dtype == FL_ST_I64) memcpy(&v, t->data, 8);
+                else {
+                    int32_t v32;
+                    memcpy(&v32, t->data, 4);
+                    v = v32;
+                }
+                ints[nint].dst = p->data;
+                ints[nint].v = (float)v;
+                nint++;
+            }
+            continue;
+        }
         if (!t) {
             list_add(missing, sizeof missing, &nmiss, key);
             continue;
@@ -284,6 +312,7 @@ int fl_effnet_load(fl_store *ps, const fl_st_set *set, const char *prefix, const
     char *warn = NULL;
     int rc = fl_st_load(set, tg, nt, FL_ST_NONSTRICT, NULL, &warn, e);
     free(warn);
+    for (int i = 0; rc == 0 && i < nint; i++) *ints[i].dst = ints[i].v;
     free(tg);
     return rc;
 }
