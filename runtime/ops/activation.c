@@ -3,7 +3,8 @@
  * This file is written once and compiled for two element types: the first pass (FL_T not yet
  * defined) includes itself twice, with FL_T = float and FL_T = double, to instantiate the
  * kernels (the `#else` half) as name_f32 / name_f64; FL_DISPATCH picks one by the graph's type.
- * Backward kernels add into the input gradients (see graph_internal.h). */
+ * Backward kernels are FL_OPF_BWD_BETA: they overwrite the input gradient when they are its first
+ * writer (beta 0) and add to it otherwise, which spares the executor a memset. */
 #ifndef FL_T
 #include <math.h>
 #include <string.h>
@@ -43,16 +44,16 @@ static int same_shape(fl_graph *g, fl_node *n, fl_err *e) {
     }                                                                                          \
     static int nm##_bwd(fl_graph *g, fl_node *n, fl_err *e) {                                  \
         FL_DISPATCH(g, nm##_bwd_k, fl_numel(n), fl_in_val(g, n, 0), n->val, n->grad,          \
-                    fl_in_grad(g, n, 0));                                                      \
+                    fl_in_grad(g, n, 0), g->beta[0]);                                          \
         return 0;                                                                              \
     }                                                                                          \
     const fl_op_def fl_op_##nm = {#nm, same_shape, flags_, {{nm##_fwd, nm##_bwd}, {0, 0}}};   \
     fl_id fl_##nm(fl_graph *g, fl_id x) { return fl_graph_add_op(g, &fl_op_##nm, 1, &x, 0, 0, 0, 0); }
 
-UNARY_OP(relu, FL_OPF_SAVE_OUT)
-UNARY_OP(silu, FL_OPF_SAVE_IN(0))
-UNARY_OP(sigmoid, FL_OPF_SAVE_OUT)
-UNARY_OP(softplus, FL_OPF_SAVE_IN(0))
+UNARY_OP(relu, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
+UNARY_OP(silu, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
+UNARY_OP(sigmoid, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
+UNARY_OP(softplus, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
 
 /* ---- scale: y = alpha*x + beta ---- */
 static int scale_fwd(fl_graph *g, fl_node *n, fl_err *e) {
@@ -60,10 +61,10 @@ static int scale_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 static int scale_bwd(fl_graph *g, fl_node *n, fl_err *e) {
-    FL_DISPATCH(g, scale_bwd_k, fl_numel(n), n->f[0], n->grad, fl_in_grad(g, n, 0));
+    FL_DISPATCH(g, scale_bwd_k, fl_numel(n), n->f[0], n->grad, fl_in_grad(g, n, 0), g->beta[0]);
     return 0;
 }
-const fl_op_def fl_op_scale = {"scale", same_shape, 0, {{scale_fwd, scale_bwd}, {0, 0}}};
+const fl_op_def fl_op_scale = {"scale", same_shape, FL_OPF_BWD_BETA, {{scale_fwd, scale_bwd}, {0, 0}}};
 fl_id fl_scale(fl_graph *g, fl_id x, double alpha, double beta) {
     double f[2] = {alpha, beta};
     return fl_graph_add_op(g, &fl_op_scale, 1, &x, f, 2, 0, 0);
@@ -105,14 +106,26 @@ fl_id fl_prelu(fl_graph *g, fl_id x, fl_id w) {
 #else /* ---- kernels for one element type FL_T ---- */
 #include <tgmath.h>
 
+/* dx[i] = E (beta 0) or dx[i] += E (beta 1), as two plain loops so both vectorize. */
+#ifndef FL_BWD_LOOP
+#define FL_BWD_LOOP(n, beta, E)                                                                \
+    do {                                                                                       \
+        if (beta) {                                                                            \
+            _Pragma("omp parallel for simd if (n > FL_OMP_MIN)") for (int64_t i = 0; i < n; i++) dx[i] += (E); \
+        } else {                                                                               \
+            _Pragma("omp parallel for simd if (n > FL_OMP_MIN)") for (int64_t i = 0; i < n; i++) dx[i] = (E); \
+        }                                                                                      \
+    } while (0)
+#endif
+
 static void FL_K(relu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
 #pragma omp parallel for simd if (n > FL_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
-static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx) {
+static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
+                             int beta) {
     if (!dx) return;
-#pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0 ? dy[i] : 0;
+    FL_BWD_LOOP(n, beta, y[i] > 0 ? dy[i] : 0);
 }
 
 static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
@@ -120,23 +133,24 @@ static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1 + FL_EXP(-x[i]));
 }
 /* d/dx x*s(x) = s(x) * (1 + x*(1 - s(x))) */
-static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx) {
+static inline FL_T FL_K(dsilu)(FL_T x, FL_T g) {
+    FL_T s = 1 / (1 + FL_EXP(-x));
+    return g * s * (1 + x * (1 - s));
+}
+static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
+                             int beta) {
     if (!dx) return;
-#pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        FL_T s = 1 / (1 + FL_EXP(-x[i]));
-        dx[i] += dy[i] * s * (1 + x[i] * (1 - s));
-    }
+    FL_BWD_LOOP(n, beta, FL_K(dsilu)(x[i], dy[i]));
 }
 
 static void FL_K(sigmoid_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
 #pragma omp parallel for simd if (n > FL_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = 1 / (1 + FL_EXP(-x[i]));
 }
-static void FL_K(sigmoid_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx) {
+static void FL_K(sigmoid_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
+                                int beta) {
     if (!dx) return;
-#pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1 - y[i]);
+    FL_BWD_LOOP(n, beta, dy[i] * y[i] * (1 - y[i]));
 }
 
 /* PyTorch Softplus(beta=1, threshold=20): log(1 + e^x), or x itself when x > 20. */
@@ -144,20 +158,19 @@ static void FL_K(softplus_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
 #pragma omp parallel for if (n > FL_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 20 ? x[i] : log1p(exp(x[i]));
 }
-static void FL_K(softplus_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx) {
+static void FL_K(softplus_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
+                                 int beta) {
     if (!dx) return;
-#pragma omp parallel for if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 20 ? dy[i] : dy[i] / (1 + exp(-x[i]));
+    FL_BWD_LOOP(n, beta, x[i] > 20 ? dy[i] : dy[i] / (1 + exp(-x[i])));
 }
 
 static void FL_K(scale_fwd_k)(int64_t n, double a, double b, const FL_T *x, FL_T *y) {
 #pragma omp parallel for if (n > FL_OMP_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = (FL_T)a * x[i] + (FL_T)b;
 }
-static void FL_K(scale_bwd_k)(int64_t n, double a, const FL_T *dy, FL_T *dx) {
+static void FL_K(scale_bwd_k)(int64_t n, double a, const FL_T *dy, FL_T *dx, int beta) {
     if (!dx) return;
-#pragma omp parallel for if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dx[i] += (FL_T)a * dy[i];
+    FL_BWD_LOOP(n, beta, (FL_T)a * dy[i]);
 }
 
 static void FL_K(prelu_fwd_k)(int64_t rows, int64_t C, int shared, const FL_T *x, const FL_T *w,

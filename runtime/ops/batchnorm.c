@@ -76,12 +76,13 @@ static int bn_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     if (!part) return fl_errf(e, "out of memory");
     FL_DISPATCH(g, bn_bwd_k, g->mode == FL_MODE_TRAIN, M, C, x->val, fl_in_val(g, n, 1), n->grad,
                 stat, stat + C, fl_in_grad(g, n, 0), fl_in_grad(g, n, 1), fl_in_grad(g, n, 2), part,
-                (void *)(part + 2 * NCHUNK * C + 2 * C));
+                (void *)(part + 2 * NCHUNK * C + 2 * C), g->beta);
     free(part);
     return 0;
 }
 
-const fl_op_def fl_op_batchnorm = {"batchnorm", bn_shape, FL_OPF_SAVE_IN(0), {{bn_fwd, bn_bwd}, {0, 0}}};
+const fl_op_def fl_op_batchnorm = {"batchnorm", bn_shape, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA,
+                                   {{bn_fwd, bn_bwd}, {0, 0}}};
 
 fl_id fl_batchnorm(fl_graph *g, fl_id x, fl_id w, fl_id b, fl_id rm, fl_id rv, fl_id nbt,
                    double eps, double momentum) {
@@ -176,13 +177,13 @@ static void FL_K(bn_fwd_k)(int train, int64_t M, int64_t C, double eps, double m
  * B = -A*invstd^2*sum(dy*(x-mean))/M, D = -A*sum(dy)/M (eval: B = D = 0). */
 static void FL_K(bn_bwd_k)(int train, int64_t M, int64_t C, const FL_T *x, const FL_T *w,
                            const FL_T *dy, const double *mean, const double *invstd, FL_T *dx,
-                           FL_T *dw, FL_T *db, double *part, FL_T *coef) {
+                           FL_T *dw, FL_T *db, double *part, FL_T *coef, const int *beta) {
     double *sdy = part + 2 * NCHUNK * C, *sdyx = sdy + C;
     FL_K(colsum2)(M, C, dy, NULL, x, mean, part, sdy, sdyx); /* sum dy, sum dy*(x - mean) */
     if (dw)
-        for (int64_t c = 0; c < C; c++) dw[c] += (FL_T)(sdyx[c] * invstd[c]);
+        for (int64_t c = 0; c < C; c++) dw[c] = (beta[1] ? dw[c] : 0) + (FL_T)(sdyx[c] * invstd[c]);
     if (db)
-        for (int64_t c = 0; c < C; c++) db[c] += (FL_T)sdy[c];
+        for (int64_t c = 0; c < C; c++) db[c] = (beta[2] ? db[c] : 0) + (FL_T)sdy[c];
     if (!dx) return;
     FL_T *A = coef, *B = coef + C, *D = coef + 2 * C, *mu = coef + 3 * C;
     for (int64_t c = 0; c < C; c++) {
@@ -192,12 +193,18 @@ static void FL_K(bn_bwd_k)(int train, int64_t M, int64_t C, const FL_T *x, const
         D[c] = train ? (FL_T)(-k * sdy[c] / (double)M) : 0;
         mu[c] = (FL_T)mean[c];
     }
+    int acc = beta[0]; /* 0: first writer of dx, which is overwritten (FL_OPF_BWD_BETA) */
 #pragma omp parallel for if (M * C > 16384)
     for (int64_t r = 0; r < M; r++) {
         const FL_T *xr = x + r * C, *gr = dy + r * C;
         FL_T *dr = dx + r * C;
+        if (acc) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) dr[c] += A[c] * gr[c] + B[c] * (xr[c] - mu[c]) + D[c];
+            for (int64_t c = 0; c < C; c++) dr[c] += A[c] * gr[c] + B[c] * (xr[c] - mu[c]) + D[c];
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) dr[c] = A[c] * gr[c] + B[c] * (xr[c] - mu[c]) + D[c];
+        }
     }
 }
 #endif

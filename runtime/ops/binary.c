@@ -74,19 +74,31 @@ static int binary_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
+/* FL_OPF_BWD_BETA: an input of the output's shape is overwritten by its first writer; a
+ * stretched input sums several rows into each element, so it is zeroed first instead. */
 static int binary_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     bgeom b;
     geom(g, n, &b);
+    int beta[2];
+    for (int k = 0; k < 2; k++) {
+        fl_node *x = fl_in(g, n, k);
+        void *dz = fl_in_grad(g, n, k);
+        beta[k] = g->beta[k];
+        if (dz && !beta[k] && fl_numel(x) != fl_numel(n)) {
+            memset(dz, 0, (size_t)fl_numel(x) * fl_dtype_size(g->dtype));
+            beta[k] = 1;
+        }
+    }
     FL_DISPATCH(g, bin_bwd_k, (int)n->i[0], &b, fl_in_val(g, n, 0), fl_in_val(g, n, 1), n->grad,
-                fl_in_grad(g, n, 0), fl_in_grad(g, n, 1));
+                fl_in_grad(g, n, 0), beta[0], fl_in_grad(g, n, 1), beta[1]);
     return 0;
 }
 
-const fl_op_def fl_op_add = {"add", binary_shape, 0, {{binary_fwd, binary_bwd}, {0, 0}}};
-const fl_op_def fl_op_sub = {"sub", binary_shape, 0, {{binary_fwd, binary_bwd}, {0, 0}}};
-const fl_op_def fl_op_mul = {"mul", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1),
+const fl_op_def fl_op_add = {"add", binary_shape, FL_OPF_BWD_BETA, {{binary_fwd, binary_bwd}, {0, 0}}};
+const fl_op_def fl_op_sub = {"sub", binary_shape, FL_OPF_BWD_BETA, {{binary_fwd, binary_bwd}, {0, 0}}};
+const fl_op_def fl_op_mul = {"mul", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
                              {{binary_fwd, binary_bwd}, {0, 0}}};
-const fl_op_def fl_op_div = {"div", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1),
+const fl_op_def fl_op_div = {"div", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
                              {{binary_fwd, binary_bwd}, {0, 0}}};
 
 static fl_id binary(fl_graph *g, const fl_op_def *op, int code, fl_id a, fl_id b) {
@@ -155,8 +167,17 @@ static void FL_K(bin_fwd_k)(int op, const bgeom *b, const FL_T *x, const FL_T *w
  * 1 = element-wise, 0 = one element that sums the row, in double). Partials: add (1, 1),
  * sub (1, -1), mul (v, u), div (1/v, -u/v^2). */
 static inline void FL_K(bwd_row)(int op, int which, int64_t D, const FL_T *a, int64_t ia,
-                                 const FL_T *b, int64_t ib, const FL_T *g, FL_T *z) {
-    if (which ? ib : ia) {
+                                 const FL_T *b, int64_t ib, const FL_T *g, FL_T *z, int beta) {
+    if ((which ? ib : ia) && !beta) { /* first writer of a same-shape input: assign */
+        switch (op * 2 + which) {
+        case OP_SUB * 2 + 1: FL_BIN_LOOP(z[j] = -g[j]); break;
+        case OP_MUL * 2 + 0: FL_BIN_LOOP(z[j] = g[j] * v); break;
+        case OP_MUL * 2 + 1: FL_BIN_LOOP(z[j] = g[j] * u); break;
+        case OP_DIV * 2 + 0: FL_BIN_LOOP(z[j] = g[j] / v); break;
+        case OP_DIV * 2 + 1: FL_BIN_LOOP(z[j] = -g[j] * u / (v * v)); break;
+        default: FL_BIN_LOOP(z[j] = g[j]); break;
+        }
+    } else if (which ? ib : ia) {
         switch (op * 2 + which) {
         case OP_SUB * 2 + 1: FL_BIN_LOOP(z[j] -= g[j]); break;
         case OP_MUL * 2 + 0: FL_BIN_LOOP(z[j] += g[j] * v); break;
@@ -175,14 +196,15 @@ static inline void FL_K(bwd_row)(int op, int which, int64_t D, const FL_T *a, in
         case OP_DIV * 2 + 1: FL_BIN_LOOP(acc -= g[j] * u / (v * v)); break;
         default: FL_BIN_LOOP(acc += g[j]); break;
         }
-        z[0] += (FL_T)acc;
+        /* beta 0 with stride 0: a same-shape input whose last axis has size 1 */
+        z[0] = beta ? z[0] + (FL_T)acc : (FL_T)acc;
     }
 }
 
 /* One input's gradient. When that input is not stretched along the first axis, different
  * first-axis slices write disjoint elements and run in parallel; otherwise serially. */
 static void FL_K(grad_one)(int op, int which, const bgeom *b, const FL_T *x, const FL_T *w,
-                           const FL_T *dy, FL_T *dz) {
+                           const FL_T *dy, FL_T *dz, int beta) {
     int64_t D = b->D, ia = b->sa[b->nd - 1], ib = b->sb[b->nd - 1];
     const int64_t *st = which ? b->sb : b->sa;
     int64_t per = b->nd >= 2 ? b->rows / b->d[0] : b->rows; /* rows per first-axis slice */
@@ -193,13 +215,14 @@ static void FL_K(grad_one)(int op, int which, const bgeom *b, const FL_T *x, con
         for (int64_t r = s * per; r < (s + 1) * per; r++) {
             int64_t oa, ob;
             row_off(b, r, &oa, &ob);
-            FL_K(bwd_row)(op, which, D, x + oa, ia, w + ob, ib, dy + r * D, dz + (which ? ob : oa));
+            FL_K(bwd_row)(op, which, D, x + oa, ia, w + ob, ib, dy + r * D, dz + (which ? ob : oa), beta);
         }
 }
 
+/* beta 0 only reaches here for an input of the output's shape (see binary_bwd). */
 static void FL_K(bin_bwd_k)(int op, const bgeom *b, const FL_T *x, const FL_T *w, const FL_T *dy,
-                            FL_T *dx, FL_T *dw) {
-    if (dx) FL_K(grad_one)(op, 0, b, x, w, dy, dx);
-    if (dw) FL_K(grad_one)(op, 1, b, x, w, dy, dw);
+                            FL_T *dx, int bx, FL_T *dw, int bw) {
+    if (dx) FL_K(grad_one)(op, 0, b, x, w, dy, dx, bx);
+    if (dw) FL_K(grad_one)(op, 1, b, x, w, dy, dw, bw);
 }
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "runtime/graph.h"
+#include "runtime/graph_internal.h"
 #include "runtime/safetensors.h"
 
 typedef struct fx {
@@ -99,6 +100,11 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
         printf("%s: build/compile: %s %s\n", name, fl_graph_error(x.g), e.msg);
         goto out;
     }
+    /* Poison planned buffers and input gradients (0xff bytes are NaNs): reading unwritten
+     * memory or adding into an uninitialized gradient cannot pass. */
+    if (x.g->arena.base) memset(x.g->arena.base, 0xff, x.g->arena.size);
+    for (int i = 0; i < x.g->n; i++)
+        if (x.g->nodes[i].own_grad) memset(x.g->nodes[i].own_grad, 0xff, (size_t)fl_numel(&x.g->nodes[i]) * 4);
     for (size_t k = 0; k < x.f->n; k++) {
         const fl_st_tensor *t = &x.f->t[k];
         if (strncmp(t->name, "param.", 6) == 0) {

@@ -81,6 +81,8 @@ static void test_binary_broadcast(void **state) {
         {0, 4, 1, {2, 3, 2, 4}, {4}},          /* per-channel bias */
         {0, 4, 4, {1, 3, 1, 4}, {2, 1, 2, 1}}, /* both stretched */
         {0, 2, 3, {3, 1}, {2, 1, 4}},          /* different ranks */
+        {0, 3, 3, {2, 3, 1}, {2, 3, 1}},       /* last axis of size 1 (stride 0, not stretched) */
+        {0, 4, 4, {2, 3, 3, 1}, {2, 1, 1, 1}}, /* DOLG's dot / ||f_g||^2 */
     };
     for (int op = 0; op < 4; op++)
         for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
