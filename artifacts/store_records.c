@@ -41,7 +41,9 @@ int fl__record_parse(const char *buf, size_t len, const char *path, fl_digest *t
     line[ll] = '\0';
     uint64_t jl;
     char sum[64];
-    if (sscanf(line, "json %" SCNu64 " %63s", &jl, sum) != 2 || !fl__is_hex32(sum))
+    char canon[128];
+    if (sscanf(line, "json %" SCNu64 " %63s", &jl, sum) != 2 || !fl__is_hex32(sum) ||
+        (snprintf(canon, sizeof canon, "json %" PRIu64 " %s", jl, sum), strcmp(canon, line) != 0))
         return fl_errf(e, "corrupt record %s: bad json line", path);
     p = nl + 1;
     if ((uint64_t)(end - p) != jl)

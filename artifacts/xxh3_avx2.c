@@ -11,7 +11,12 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
+#if defined(__clang__) /* clang ignores GCC's target pragma: tag every function instead */
+#include <immintrin.h>
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
 #pragma GCC target("avx2")
+#endif
 #define XXH_INLINE_ALL
 #define XXH_VECTOR 2 /* XXH_AVX2 */
 #include <xxhash.h>
@@ -46,6 +51,10 @@ void fl__xxh128_avx2_digest(const void *st, fl_digest *out) {
 }
 
 void fl__xxh128_avx2_free(void *st) { XXH3_freeState(st); }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 
 #else /* not x86-64 GCC/Clang: the library's build is used everywhere */
 
