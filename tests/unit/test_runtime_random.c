@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "runtime/graph.h"
+#include "runtime/graph_internal.h"
 #include "runtime/rng.h"
 
 static int64_t rdim(fl_rng *r) { return 1 + (int64_t)fl_rng_below(r, 5); }
@@ -86,6 +87,9 @@ static void test_random_graphs(void **state) {
             assert_true(strlen(e.msg) > 0);
         } else if (fl_graph_compile(g, last, &e) == 0) {
             built++;
+            /* poison (NaN bytes): a kernel reading what nobody wrote shows up as a NaN */
+            if (g->arena.base) memset(g->arena.base, 0xff, g->arena.size);
+            if (g->nodes[pool[0]].own_grad) memset(g->nodes[pool[0]].own_grad, 0xff, (size_t)fl_graph_numel(g, pool[0]) * 4);
             float *x = fl_graph_value(g, pool[0]);
             for (int64_t i = 0; i < fl_graph_numel(g, pool[0]); i++) x[i] = fl_rng_normal(&r);
             int64_t ny = fl_graph_numel(g, last);
@@ -95,6 +99,8 @@ static void test_random_graphs(void **state) {
                 ran++;
                 float *y = fl_graph_value(g, last);
                 for (int64_t i = 0; i < ny; i++) assert_false(isnan(y[i]));
+                const float *gx = fl_graph_grad(g, pool[0]);
+                for (int64_t i = 0; gx && i < fl_graph_numel(g, pool[0]); i++) assert_false(isnan(gx[i]));
             } else {
                 run_err++; /* labels left at 0 are valid; say why anything else failed */
                 assert_true(ny > 4096 || strlen(e.msg) > 0);
