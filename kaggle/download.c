@@ -26,8 +26,7 @@ typedef struct dl {
     uint64_t have;       /* bytes in .part (the Range start) */
     uint64_t received;   /* body bytes of this response */
     int64_t total;       /* full object length, -1 unknown */
-    fl_md5 md5;
-    int use_md5;         /* the response carries x-goog-hash md5: hash what we write */
+    fl_hashpipe *hp;     /* MD5 of the .part, when the response carries x-goog-hash md5 */
     XXH3_state_t *xxh;   /* only with an expected digest */
     int restart;         /* 206 that does not continue our .part: start from zero */
     int skip;            /* dest is already complete */
@@ -38,11 +37,9 @@ typedef struct dl {
     int prog_on;
 } dl;
 
-/* Hashes the first n bytes of the .part into the MD5 (want_md5) and/or XXH states, so the
- * digests cover the whole object after a resume. */
-static int hash_part(dl *d, int want_md5, int want_xxh, uint64_t *n_out) {
-    if (want_md5) fl_md5_init(&d->md5);
-    if (want_xxh && d->xxh) XXH3_128bits_reset(d->xxh);
+/* Hashes the .part into the XXH state, so the digest covers the whole object after a resume. */
+static int hash_part(dl *d, uint64_t *n_out) {
+    if (d->xxh) XXH3_128bits_reset(d->xxh);
     uint64_t n = 0;
     int fd = open(d->part, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -54,8 +51,7 @@ static int hash_part(dl *d, int want_md5, int want_xxh, uint64_t *n_out) {
     ssize_t r = -1;
     while (buf && ((r = read(fd, buf, B)) > 0 || (r < 0 && errno == EINTR))) {
         if (r <= 0) continue;
-        if (want_md5) fl_md5_update(&d->md5, buf, (size_t)r);
-        if (want_xxh && d->xxh) XXH3_128bits_update(d->xxh, buf, (size_t)r);
+        if (d->xxh) XXH3_128bits_update(d->xxh, buf, (size_t)r);
         n += (uint64_t)r;
     }
     free(buf);
@@ -68,7 +64,7 @@ static int hash_part(dl *d, int want_md5, int want_xxh, uint64_t *n_out) {
 static int prehash_part(dl *d, fl_err *e) {
     d->have = 0;
     if (d->xxh) {
-        if (hash_part(d, 0, 1, &d->have) < 0)
+        if (hash_part(d, &d->have) < 0)
             return fl_errf(e, "cannot read %s: %s", d->part, strerror(errno));
         return 0;
     }
@@ -117,22 +113,18 @@ static int on_headers(void *ud, const fl_http_resp *rs) {
         }
         flags |= O_APPEND;
         d->resumed = 1;
-        d->use_md5 = rs->has_md5;
-        uint64_t n;
-        if (d->use_md5 && (hash_part(d, 1, 0, &n) < 0 || n != d->have)) {
-            d->restart = 1; /* the .part changed under us: start over */
-            return 1;
-        }
     } else {
         flags |= O_TRUNC;
-        d->use_md5 = rs->has_md5;
-        fl_md5_init(&d->md5);
         if (d->xxh) XXH3_128bits_reset(d->xxh);
         d->have = 0;
     }
     d->fd = open(d->part, flags, 0644);
     if (d->fd < 0) {
         d->write_errno = errno;
+        return -1;
+    }
+    if (rs->has_md5 && !(d->hp = fl_hashpipe_start(d->part, d->have))) {
+        d->write_errno = errno ? errno : ENOMEM;
         return -1;
     }
     d->total = total;
@@ -161,15 +153,17 @@ static int on_data(void *ud, const void *p, size_t n) {
         c += w;
         left -= (size_t)w;
     }
-    if (d->use_md5) fl_md5_update(&d->md5, p, n);
     if (d->xxh) XXH3_128bits_update(d->xxh, p, n);
     d->received += n;
+    if (d->hp) fl_hashpipe_advance(d->hp, d->have + d->received);
     d->written_total += n;
     fl_progress_update(&d->prog, d->have + d->received);
     return 0;
 }
 
 static void close_part(dl *d) {
+    fl_hashpipe_abort(d->hp);
+    d->hp = NULL;
     if (d->fd >= 0) close(d->fd);
     d->fd = -1;
 }
@@ -189,7 +183,12 @@ static int finish(dl *d, const fl_http_resp *rs, fl_dl_result *res, fl_err *e) {
     }
     if (rs->has_md5) {
         uint8_t got[16];
-        fl_md5_final(&d->md5, got);
+        fl_hashpipe *hp = d->hp;
+        d->hp = NULL;
+        if (!hp || fl_hashpipe_finish(hp, size, got) < 0) {
+            fl_errf(e, "%s: cannot read back %s to check its MD5", d->label, d->part);
+            return 1;
+        }
         if (memcmp(got, rs->md5, 16) != 0) {
             char a[33], b[33];
             hex(got, 16, a);
@@ -301,7 +300,6 @@ int fl_download(fl_kaggle *k, const char *method, const cJSON *body, const char 
                 close_part(&d);
                 unlink(part);
                 d.have = 0;
-                fl_md5_init(&d.md5);
                 if (d.xxh) XXH3_128bits_reset(d.xxh);
                 if (!fresh_restart++) { /* once immediately, without counting as a retry */
                     fl_http_resp_free(&rs);

@@ -112,6 +112,15 @@ void fl_progress_end(fl_progress *p, int ok);
 /* "1.5 GiB" */
 void fl_fmt_bytes(double b, char *out, size_t cap);
 
+/* MD5 of a file being written, computed on a second thread (kaggle/hashpipe.c). start: the
+ * first `written` bytes are already there; advance: the file now has `written` bytes (the
+ * hasher is woken every few MB); finish: the file has `written` bytes, waits for their hash (-1 on a read error); abort: stops and frees. */
+typedef struct fl_hashpipe fl_hashpipe;
+fl_hashpipe *fl_hashpipe_start(const char *path, uint64_t written);
+void fl_hashpipe_advance(fl_hashpipe *h, uint64_t written);
+int fl_hashpipe_finish(fl_hashpipe *h, uint64_t written, uint8_t out[16]);
+void fl_hashpipe_abort(fl_hashpipe *h);
+
 /* The download engine shared by the API (method != NULL: POST with credentials, then redirects
  * as GET without them) and plain URLs (method == NULL: GET url). */
 int fl_download(fl_kaggle *k, const char *method, const cJSON *body, const char *url,

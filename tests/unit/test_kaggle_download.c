@@ -340,6 +340,42 @@ static void test_huggingface_fallback(void **state) {
     ts_fx_free(f);
 }
 
+/* A 20 MB object: the MD5 thread is woken several times while the body arrives, on a fresh
+ * download and after a resume from the middle. */
+static void test_large_object_md5(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir("big");
+    char *src = fl_strdupf("%s/src.bin", dir);
+    const char *extra[] = {"--size", "20000003", "--file", src, NULL};
+    ts_fx *f = ts_fx_new("ok", NULL, extra);
+    char *url = fl_strdupf("%s/storage/big.bin", f->srv.base);
+    char *dest = ts_path(f, "big.bin"), *part = ts_path(f, "big.bin.part");
+    fl_err e;
+    fl_dl_result r;
+    assert_int_equal(fl_kaggle_download_url(f->k, url, dest, NULL, &r, &e), 0);
+    assert_true(r.md5_checked);
+    assert_int_equal(r.bytes, 20000003);
+    size_t len;
+    char *data = fl_read_file(dest, &len, &e);
+    assert_int_equal(fl_write_file_atomic(part, data, 12345678, &e), 0);
+    unlink(dest);
+    assert_int_equal(fl_kaggle_download_url(f->k, url, dest, NULL, &r, &e), 0);
+    assert_true(r.resumed);
+    assert_true(r.md5_checked);
+    assert_int_equal(r.transferred, 20000003 - 12345678);
+    char *again = fl_read_file(dest, &len, &e);
+    assert_memory_equal(again, data, len);
+    free(again);
+    free(data);
+    free(url);
+    free(dest);
+    free(part);
+    ts_fx_free(f);
+    fl_remove_tree(dir, &e);
+    free(src);
+    free(dir);
+}
+
 /* HTTPS against a self-signed loopback server: verification fails without its CA (no retry,
  * a clear message), works with ca_file, and a redirect down to plain http is refused. */
 static void test_tls_verification(void **state) {
@@ -408,6 +444,7 @@ int main(void) {
         cmocka_unit_test(test_single_file_and_404),
         cmocka_unit_test(test_huggingface),
         cmocka_unit_test(test_huggingface_fallback),
+        cmocka_unit_test(test_large_object_md5),
         cmocka_unit_test(test_tls_verification),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
