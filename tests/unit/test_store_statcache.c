@@ -245,6 +245,46 @@ static void test_damaged_cache_ignored(void **state) {
     free(p);
 }
 
+/* Every truncation and every single-byte change of the cache file is detected: the file is
+ * ignored as a whole (all files re-hashed, same digest), never half-trusted, never a crash. */
+static void test_every_truncation_and_flip(void **state) {
+    fx *f = *state;
+    for (int i = 0; i < 3; i++) {
+        char *p = fl_strdupf("%s/f%d.txt", f->data, i);
+        write_aged(p, i == 1 ? "one" : "other", 500);
+        free(p);
+    }
+    fl_digest want, got;
+    hash_data(f, &want);
+    reopen(f);
+    char *cache = fl_strdupf("%s/statcache", f->root);
+    size_t len;
+    fl_err e = {0};
+    char *orig = fl_read_file(cache, &len, &e);
+    assert_non_null(orig);
+    char *m = malloc(len);
+    for (size_t k = 0; k < 2 * len; k++) {
+        size_t n = len;
+        memcpy(m, orig, len);
+        if (k < len) n = k;             /* truncated to k bytes */
+        else m[k - len] ^= 0x04;        /* one byte changed */
+        assert_int_equal(fl_write_file_atomic(cache, m, n, &e), 0);
+        fl_store_close(f->s);
+        f->s = fl_store_open(f->root, NULL, &e);
+        fl_hash_stats st = hash_data(f, &got);
+        assert_int_equal(st.files_hashed, 3);
+        assert_true(fl_digest_eq(&want, &got));
+    }
+    /* The intact file is used again. */
+    assert_int_equal(fl_write_file_atomic(cache, orig, len, &e), 0);
+    fl_store_close(f->s);
+    f->s = fl_store_open(f->root, NULL, &e);
+    assert_int_equal(hash_data(f, &got).files_hashed, 0);
+    free(m);
+    free(orig);
+    free(cache);
+}
+
 static void test_single_file_and_relative_path(void **state) {
     fx *f = *state;
     char *p = fl_strdupf("%s/one.csv", f->data);
@@ -313,6 +353,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_racy_guard_uses_cache_write_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_savers_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_cache_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_truncation_and_flip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_file_and_relative_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_errors, setup, teardown),
     };
