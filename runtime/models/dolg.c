@@ -18,6 +18,7 @@ fl_dolg_cfg fl_dolg_defaults(int64_t dim) {
     }
     c.gem_p0 = 3.0;
     c.gem_eps = 1e-6;
+    c.att_bn_momentum = 0.01;
     return c;
 }
 
@@ -31,6 +32,8 @@ int fl_dolg_check(const fl_dolg_cfg *c, fl_err *e) {
                            c->dilations[i], (long long)c->widths[i]);
     if (c->dim < 1) return fl_errf(e, "dolg: dim %lld < 1", (long long)c->dim);
     if (!(c->gem_p0 > 0) || !(c->gem_eps > 0)) return fl_errf(e, "dolg: GeM p0 %g and eps %g must be > 0", c->gem_p0, c->gem_eps);
+    if (!(c->att_bn_momentum >= 0 && c->att_bn_momentum <= 1))
+        return fl_errf(e, "dolg: attention BN momentum %g not in [0, 1]", c->att_bn_momentum);
     return 0;
 }
 
@@ -55,7 +58,7 @@ fl_id fl_dolg_build(fl_graph *g, fl_id shallow, fl_id deep, const fl_dolg_cfg *c
     snprintf(n[2], sizeof n[2], "%sattention2d.conv1", prefix);
     snprintf(n[3], sizeof n[3], "%sattention2d.bn", prefix);
     snprintf(n[4], sizeof n[4], "%sattention2d.conv2", prefix);
-    fl_id a = fl_bn_layer(g, fl_conv2d_layer(g, h, n[2], c->dim, 1, 1, 1, 1, 0, 1), n[3], 1e-5, 0.01);
+    fl_id a = fl_bn_layer(g, fl_conv2d_layer(g, h, n[2], c->dim, 1, 1, 1, 1, 0, 1), n[3], 1e-5, c->att_bn_momentum);
     fl_id fl = fl_l2norm(g, a, 1e-12);
     fl_id att = fl_softplus(g, fl_conv2d_layer(g, fl_relu(g, a), n[4], 1, 1, 1, 1, 1, 0, 1));
     fl_id local = fl_mul(g, att, fl);

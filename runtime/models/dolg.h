@@ -3,7 +3,7 @@
  * Local branch (shallow map, e.g. EfficientNet stage 5, stride 16):
  *   mam.d{i}: 3x3 conv, dilation d_i, padding d_i, bias, -> widths[i]   (i < n_dil)
  *   concat -> mam.conv1 1x1 (bias) -> dim -> ReLU
- *   attention2d.conv1 1x1 (bias) -> attention2d.bn (eps 1e-5, momentum 0.01) = a
+ *   attention2d.conv1 1x1 (bias) -> attention2d.bn (eps 1e-5, momentum att_bn_momentum) = a
  *   f_l = L2-normalize(a) over channels; att = softplus(attention2d.conv2 1x1 (bias, -> 1)(ReLU(a)))
  *   local = att * f_l
  * Global branch (deep map, stage 7, stride 32):
@@ -25,9 +25,12 @@ typedef struct fl_dolg_cfg {
     int64_t dim;                        /* local and global feature width (512) */
     double gem_p0;                      /* GeM p init (3) */
     double gem_eps;                     /* GeM clamp (1e-6) */
+    double att_bn_momentum;             /* attention BN momentum (0.01, as the DOLG reference code;
+                                           short runs want 0.1 so eval statistics keep up) */
 } fl_dolg_cfg;
 
-/* Defaults: dilations (3, 6, 9), widths dim/4 (at least 1), GeM p 3, eps 1e-6. */
+/* Defaults: dilations (3, 6, 9), widths dim/4 (at least 1), GeM p 3, eps 1e-6, attention BN
+ * momentum 0.01. */
 fl_dolg_cfg fl_dolg_defaults(int64_t dim);
 int fl_dolg_check(const fl_dolg_cfg *c, fl_err *e);
 

@@ -7,16 +7,18 @@
 
 #include "runtime/graph_internal.h" /* fl_graph_fail: builder errors recorded in the graph */
 
-fl_id fl_neck_build(fl_graph *g, fl_id x, double dropout, int64_t emb_dim, const char *prefix) {
+fl_id fl_neck_build(fl_graph *g, fl_id x, double dropout, int64_t emb_dim, double bn_momentum,
+                    const char *prefix) {
     if (x < 0) return -1;
     if (!prefix) prefix = "";
-    if (!(dropout >= 0 && dropout < 1) || emb_dim < 1)
-        return fl_graph_fail(g, "neck: dropout %g must be in [0, 1) and emb_dim %lld >= 1", dropout, (long long)emb_dim);
+    if (!(dropout >= 0 && dropout < 1) || emb_dim < 1 || !(bn_momentum >= 0 && bn_momentum <= 1))
+        return fl_graph_fail(g, "neck: dropout %g must be in [0, 1), emb_dim %lld >= 1, BN momentum %g in [0, 1]",
+                             dropout, (long long)emb_dim, bn_momentum);
     char fc[256], bn[256];
     snprintf(fc, sizeof fc, "%sfc", prefix);
     snprintf(bn, sizeof bn, "%sbn", prefix);
     fl_id h = dropout > 0 ? fl_dropout(g, x, dropout) : x;
-    return fl_bn_layer(g, fl_linear_layer(g, h, fc, emb_dim, 1), bn, 1e-5, 0.1);
+    return fl_bn_layer(g, fl_linear_layer(g, h, fc, emb_dim, 1), bn, 1e-5, bn_momentum);
 }
 
 fl_id fl_arcface_logits(fl_graph *g, fl_id emb, fl_id labels, fl_id margins, const fl_arcface_cfg *c,
@@ -53,6 +55,7 @@ fl_embed_cfg fl_embed_defaults(int num_classes, int64_t emb_dim) {
     fl_effnet_preset("tf_efficientnet_b7", &c.backbone, &e);
     c.dolg = fl_dolg_defaults(512);
     c.dropout = 0.2;
+    c.neck_bn_momentum = 0.1;
     c.emb_dim = emb_dim;
     c.arc = (fl_arcface_cfg){num_classes, 1, 30.0, 0.3, 0};
     c.species_weight = 1.0;
@@ -75,7 +78,7 @@ int fl_embed_build(fl_graph *g, const fl_embed_cfg *c, int64_t n, int64_t h, int
     fl_effnet_out o;
     fl_effnet_build(g, m->x, &bb, "backbone.", &o);
     m->fused = fl_dolg_build(g, o.tap[3], o.tap[4], &c->dolg, "dolg.");
-    m->emb = fl_neck_build(g, m->fused, c->dropout, c->emb_dim, "neck.");
+    m->emb = fl_neck_build(g, m->fused, c->dropout, c->emb_dim, c->neck_bn_momentum, "neck.");
     fl_graph_mark_output(g, m->emb);
     if (with_loss) {
         m->labels = fl_input_labels(g, "labels", n);

@@ -16,8 +16,9 @@
 #include "runtime/models/dolg.h"
 #include "runtime/models/effnet.h"
 
-/* dropout p (train mode) -> prefix.fc (bias) -> prefix.bn (BatchNorm1d eps 1e-5, momentum 0.1). */
-fl_id fl_neck_build(fl_graph *g, fl_id x, double dropout, int64_t emb_dim, const char *prefix);
+/* dropout p (train mode) -> prefix.fc (bias) -> prefix.bn (BatchNorm1d eps 1e-5, bn_momentum). */
+fl_id fl_neck_build(fl_graph *g, fl_id x, double dropout, int64_t emb_dim, double bn_momentum,
+                    const char *prefix);
 
 typedef struct fl_arcface_cfg {
     int num_classes;
@@ -37,6 +38,7 @@ typedef struct fl_embed_cfg {
     fl_effnet_cfg backbone;      /* num_classes and with_head are ignored (the taps are used) */
     fl_dolg_cfg dolg;
     double dropout;              /* neck dropout (0.2) */
+    double neck_bn_momentum;     /* neck BN momentum (0.1) */
     int64_t emb_dim;             /* embedding size (2048 in the reproduced solution) */
     fl_arcface_cfg arc;
     int num_species;             /* > 0: species_head linear + its CE in the loss */
