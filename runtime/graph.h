@@ -80,6 +80,9 @@ fl_graph *fl_graph_new(fl_store *s, fl_mode mode, fl_err *e);
 void fl_graph_free(fl_graph *g);
 /* First builder error ("" when none). */
 const char *fl_graph_error(const fl_graph *g);
+/* Records a builder error (the first one wins) and returns -1: for model builders that check
+ * their own arguments ("effnet: unknown variant b9"). */
+int fl_graph_fail(fl_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Randomness of dropout / drop path: masks are a pure function of (seed, node, step). */
 void fl_graph_set_rng(fl_graph *g, uint64_t seed, uint64_t step);
 

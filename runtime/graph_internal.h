@@ -88,8 +88,6 @@ struct fl_graph {
     size_t peak_bytes, noreuse_bytes;
 };
 
-/* Records the first builder error; returns -1. */
-int fl_graph_fail(fl_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends an op node (inputs checked, shape rule run); -1 on error (recorded). */
 fl_id fl_graph_add_op(fl_graph *g, const fl_op_def *op, int nin, const fl_id *in,
                       const double *f, int nf, const int64_t *iattr, int ni);
