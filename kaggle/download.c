@@ -296,6 +296,9 @@ int fl_download(fl_kaggle *k, const char *method, const cJSON *body, const char 
                 rc = 0;
                 break;
             }
+            /* 416: our .part is not a prefix the server can continue (e.g. it is already
+             * complete, or the object shrank): start from zero, like a wrong 206. */
+            if (rs.cc == CURLE_OK && rs.status == 416 && d.have > 0) d.restart = 1;
             if (d.restart) {
                 close_part(&d);
                 unlink(part);

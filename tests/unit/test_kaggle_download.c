@@ -158,6 +158,30 @@ static void test_existing_part_resumes(void **state) {
     ts_fx_free(f);
 }
 
+static void test_complete_part_416_restarts(void **state) {
+    (void)state;
+    ts_fx *f = ts_fx_new("ok", NULL, NULL);
+    char *ref = reference_zip(f);
+    size_t len;
+    fl_err e;
+    char *data = fl_read_file(ref, &len, &e);
+    char *dest = ts_path(f, "comp.zip"), *part = ts_path(f, "comp.zip.part");
+    /* A crash after the last byte but before the rename: Range asks past the end (416). */
+    assert_int_equal(fl_write_file_atomic(part, data, len, &e), 0);
+    fl_dl_result r;
+    int rc = fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e);
+    if (rc) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(rc, 0);
+    assert_true(r.md5_checked);
+    assert_true(same_file(dest, ref));
+    assert_false(ts_exists(part));
+    free(data);
+    free(ref);
+    free(dest);
+    free(part);
+    ts_fx_free(f);
+}
+
 static void test_norange_restarts(void **state) {
     (void)state;
     ts_fx *f = ts_fx_new("norange", NULL, NULL);
@@ -436,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_drop_resumes_byte_identical),
         cmocka_unit_test(test_stall_times_out_and_resumes),
         cmocka_unit_test(test_existing_part_resumes),
+        cmocka_unit_test(test_complete_part_416_restarts),
         cmocka_unit_test(test_norange_restarts),
         cmocka_unit_test(test_err500_then_success),
         cmocka_unit_test(test_429_honours_retry_after),
