@@ -185,6 +185,10 @@ int fl_http_error(fl_kaggle *k, const fl_http_resp *rs, const char *what, const 
         return fl_errf(e, "%s: 403 Forbidden (credentials from %s)%s%s", what,
                        fl_kaggle_cred_source(k), sep, msg);
     case 404:
+        if (competition)
+            return fl_errf(e, "%s: 404 Not Found%s%s (check the slug: "
+                              "https://www.kaggle.com/competitions/%s)",
+                           what, sep, msg, competition);
         return fl_errf(e, "%s: 404 Not Found%s%s", what, sep, msg);
     default:
         return fl_errf(e, "%s: HTTP %ld%s%s", what, rs->status, sep, msg);
