@@ -15,6 +15,7 @@
 #include "runtime/graph.h"
 #include "runtime/graph_internal.h"
 #include "runtime/rng.h"
+#include "tests/unit/runtime_fd_harness.h"
 
 static int64_t rdim(fl_rng *r) { return 1 + (int64_t)fl_rng_below(r, 5); }
 
@@ -114,9 +115,74 @@ static void test_random_graphs(void **state) {
     assert_true(failed_build > 200);
 }
 
+/* Random compositions of differentiable ops in double precision, each checked against central
+ * differences like the single-op tests: catches gradient bugs that only show when ops meet
+ * (shared inputs, broadcasting chains, first-writer gradients). */
+static uint64_t fd_graph_id;
+static fl_id fd_random_build(fl_graph *g, void *ctx) {
+    fl_rng r;
+    fl_rng_init(&r, 4242, fd_graph_id);
+    int nd = 1 + (int)fl_rng_below(&r, 4);
+    int64_t sh[4] = {2, rdim(&r) % 4 + 1, rdim(&r) % 4 + 1, rdim(&r) % 4 + 1};
+    fl_id pool[8];
+    int np = 0;
+    pool[np++] = fd_in(g, "x", nd, sh);
+    int nops = 1 + (int)fl_rng_below(&r, 4);
+    for (int k = 0; k < nops; k++) {
+        fl_id a = pool[fl_rng_below(&r, (uint32_t)np)], b = pool[fl_rng_below(&r, (uint32_t)np)];
+        char nm[32];
+        snprintf(nm, sizeof nm, "p%d", k);
+        fl_id v;
+        switch (fl_rng_below(&r, 16)) {
+        case 0: v = fl_silu(g, a); break;
+        case 1: v = fl_sigmoid(g, a); break;
+        case 2: v = fl_add(g, a, b); break;
+        case 3: v = fl_mul(g, a, b); break;
+        case 4: v = fl_div(g, a, fl_scale(g, fl_sigmoid(g, b), 1, 0.5)); break;
+        case 5: v = fl_sub(g, a, b); break;
+        case 6: v = fl_concat(g, 2, (fl_id[]){a, b}, -1); break;
+        case 7: v = fl_sum(g, a, fl_rng_below(&r, 16), (int)fl_rng_below(&r, 2)); break;
+        case 8: v = fl_mean(g, a, fl_rng_below(&r, 16), (int)fl_rng_below(&r, 2)); break;
+        case 9: v = fl_linear_layer(g, a, nm, rdim(&r) % 4 + 1, 1); break;
+        case 10: v = fl_bn_layer(g, a, nm, 1e-3, 0.1); break;
+        case 11: v = fl_l2norm(g, a, 1e-12); break;
+        case 12: v = fl_softplus(g, a); break;
+        case 13: v = fl_conv2d_layer(g, a, nm, rdim(&r) % 4 + 1, 3, 1, 1, 1, FL_PAD_AUTO, 1); break;
+        case 14: v = fl_global_avgpool(g, a); break;
+        default: v = fl_dropout(g, a, 0.3); break;
+        }
+        if (v < 0) return -1;
+        pool[np++] = v;
+    }
+    return pool[np - 1];
+}
+
+static void test_random_graphs_fd(void **state) {
+    int checked = 0;
+    for (fd_graph_id = 0; fd_graph_id < 400; fd_graph_id++) {
+        fl_err e = {{0}};
+        fl_store *s = fl_store_new(FL_F64, 1, &e);
+        fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
+        int valid = fd_random_build(g, NULL) >= 0 && !fl_graph_error(g)[0];
+        fl_graph_free(g);
+        fl_store_free(s);
+        if (!valid) continue; /* shapes that do not fit: covered by test_random_graphs */
+        fd_case c = fd_default("random", fd_random_build, NULL);
+        c.randomize_params = 1;
+        c.allow_zero_grad = 1;
+        double w = fd_check(&c);
+        if (!(w < 1e-6)) printf("random graph %llu: worst %.3e\n", (unsigned long long)fd_graph_id, w);
+        assert_true(w < 1e-6);
+        checked++;
+    }
+    printf("random graphs checked by finite differences: %d\n", checked);
+    assert_true(checked > 150);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_graphs),
+        cmocka_unit_test(test_random_graphs_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
