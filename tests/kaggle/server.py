@@ -32,6 +32,8 @@ Modes (one per test):
   hf404safetensors  Hugging Face: model.safetensors is a 404, pytorch_model.bin exists
   submit_error  GetSubmission ends in ERROR
   downgrade     (with --tls) redirects point at plain http://
+  oddheaders    the first API call is a 503 with an HTTP-date Retry-After; storage sends a
+                malformed x-goog-hash (ignored) and odd header spacing
 With --tls CERT KEY the server speaks HTTPS only.
 With --size N, /storage/big.bin is an N-byte object (with x-goog-hash) and
 /storage/big-nomd5.bin the same object without it (benchmarks).
@@ -208,6 +210,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Accept-Ranges", "bytes")
         self.send_header("Last-Modified", LAST_MODIFIED)
         self.send_header("Content-Type", "application/octet-stream")
+        if mode == "oddheaders":
+            self.send_header("x-goog-hash", "crc32c=AAAAAA==, md5=!!not*base64!!")
+            self.send_header("X-Goog-Hash", "md5=")
+            md5 = None
         if md5 is not None:
             if mode == "badmd5":
                 md5 = hashlib.md5(b"not the data").digest()
@@ -279,6 +285,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(429, "Too many requests", {"Retry-After": "1"})
         if mode == "err500" and calls == 1:
             return self.error(500, "Internal error")
+        if mode == "oddheaders" and calls == 1:
+            return self.error(503, "Slow down", {"Retry-After": formatdate(time.time() + 2, usegmt=True)})
         if not self.auth_ok() or (mode == "expire" and calls > 2):
             return self.error(401, "Unauthenticated")
         comp = req.get("competitionName")

@@ -235,6 +235,26 @@ static void test_429_honours_retry_after(void **state) {
     ts_fx_free(f);
 }
 
+static void test_odd_headers(void **state) {
+    (void)state;
+    ts_fx *f = ts_fx_new("oddheaders", NULL, NULL);
+    char *dest = ts_path(f, "comp.zip");
+    fl_err e;
+    fl_dl_result r;
+    double t0 = fl_now();
+    int rc = fl_kaggle_download_all(f->k, TS_COMP, dest, &r, &e);
+    if (rc) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(rc, 0);
+    assert_true(fl_now() - t0 >= 0.9); /* Retry-After as an HTTP date, about 1-2 s ahead */
+    assert_int_equal(r.retries, 1);
+    assert_false(r.md5_checked); /* a malformed md5 is no md5, not a mismatch */
+    char *ref = reference_zip(f);
+    assert_true(same_file(dest, ref));
+    free(ref);
+    free(dest);
+    ts_fx_free(f);
+}
+
 static void test_bad_md5_fails_clean(void **state) {
     (void)state;
     ts_fx *f = ts_fx_new("badmd5", NULL, NULL);
@@ -464,6 +484,7 @@ int main(void) {
         cmocka_unit_test(test_norange_restarts),
         cmocka_unit_test(test_err500_then_success),
         cmocka_unit_test(test_429_honours_retry_after),
+        cmocka_unit_test(test_odd_headers),
         cmocka_unit_test(test_bad_md5_fails_clean),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_single_file_and_404),
