@@ -182,9 +182,16 @@ static int ingest_file(ingest *g, const char *path, fl_digest *d, char *mode, fl
     int rc = 0;
     struct stat ost;
     if (lstat(dst, &ost) == 0) {
-        /* Already stored: keep the existing object, drop the duplicate. */
-        if (unlink(path) != 0) rc = fl_errf(e, "cannot remove %s: %s", path, strerror(errno));
-        goto out;
+        if (S_ISREG(ost.st_mode) && ost.st_size == st.st_size) {
+            /* Already stored: keep the existing object, drop the duplicate. */
+            if (unlink(path) != 0) rc = fl_errf(e, "cannot remove %s: %s", path, strerror(errno));
+            goto out;
+        }
+        /* Its size cannot hash to this digest: a damaged object (found before `verify` ran).
+         * Set it aside and store the good copy in its place. */
+        char hex[FL_DIGEST_HEX];
+        fl_digest_hex(d, hex);
+        if ((rc = fl__quarantine(g->s, dst, "", hex, e)) != 0) goto out;
     }
     if ((rc = fl__store_count_write(g->s, "object", dst, e)) != 0) goto out;
     /* A file with other hard links (say, linked from an input checkout or a user's file) must
@@ -274,12 +281,10 @@ static int queue_tree(ingest *g, fl_tree *t, fl_digest *out, fl_err *e) {
     if (fl__tree_encode(t, &buf, &len, e) != 0) return -1;
     fl__tree_digest(buf, len, out);
     char *dst = fl__shard_path(g->s, "trees", out), *tmp = NULL;
-    struct stat st;
     int rc = 0;
     if (!dst) rc = fl_errf(e, "out of memory");
-    else if (lstat(dst, &st) == 0) { /* already stored */
-        free(dst);
-        dst = NULL;
+    else if ((rc = fl__tree_present(g->s, dst, out, buf, len, e)) != 0) { /* stored, or error */
+        rc = rc < 0 ? -1 : 0;
     } else if ((rc = fl__store_count_write(g->s, "tree", dst, e)) == 0 &&
                (rc = fl__store_write_tmp(g->s, buf, len, 0444, 0, "tree", dst, &tmp, e)) == 0) {
         rc = queue(&g->trees, tmp, dst, 1, e);

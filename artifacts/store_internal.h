@@ -90,7 +90,11 @@ void fl__tree_digest(const void *buf, size_t len, fl_digest *out);
 int fl__tree_compute(fl_tree *t, fl_digest *out, fl_err *e);
 /* Parses an encoding; rejects anything non-canonical. what names the source in errors. */
 int fl__tree_parse(const char *buf, size_t len, fl_tree *t, const char *what, fl_err *e);
-/* Encodes, digests and stores t under trees/ (kept if present). */
+/* 1 when trees/<d> at path holds exactly buf; 0 when absent (a damaged one is moved to
+ * quarantine/ first); -1 on error. */
+int fl__tree_present(fl_store *s, const char *path, const fl_digest *d, const char *buf,
+                     size_t len, fl_err *e);
+/* Encodes, digests and stores t under trees/ (kept if present and intact). */
 int fl__tree_store(fl_store *s, fl_tree *t, fl_digest *out, fl_err *e);
 /* Reads trees/<d>, checks its digest and parses it. Returns 0, or -1 with "missing tree <hex>"
  * (and *missing = 1 when the file is absent; missing may be NULL) or a corruption message. */

@@ -148,6 +148,7 @@ int fl__quarantine(fl_store *s, const char *path, const char *prefix, const char
         }
         int rc = fl__rename_mkdir(path, dst, e);
         if (rc == 0) rc = fl_fsync_parent(path, e);
+        else if (lstat(path, &st) != 0 && errno == ENOENT) rc = 0; /* another process moved it */
         free(dst);
         return rc;
     }

@@ -129,17 +129,35 @@ bad:
     return fl_errf(e, "%s: malformed tree entry at byte %zu", what, off);
 }
 
+int fl__tree_present(fl_store *s, const char *path, const fl_digest *d, const char *buf,
+                     size_t len, fl_err *e) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0;
+    if (S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
+        fl_err ignored;
+        size_t got;
+        char *old = fl_read_file(path, &got, &ignored);
+        int same = old && got == len && memcmp(old, buf, len) == 0;
+        free(old);
+        if (same) return 1;
+    }
+    /* A damaged tree (found before `verify` ran): set it aside, the caller writes it anew. */
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    return fl__quarantine(s, path, "tree-", hex, e) == 0 ? 0 : -1;
+}
+
 int fl__tree_store(fl_store *s, fl_tree *t, fl_digest *out, fl_err *e) {
     char *buf;
     size_t len;
     if (fl__tree_encode(t, &buf, &len, e) != 0) return -1;
     fl__tree_digest(buf, len, out);
     char *path = fl__shard_path(s, "trees", out);
-    int rc = path ? fl__store_put_file(s, path, buf, len, 0444, 1, "tree", NULL, e)
-                  : fl_errf(e, "out of memory");
+    int rc = path ? fl__tree_present(s, path, out, buf, len, e) : fl_errf(e, "out of memory");
+    if (rc == 0) rc = fl__store_put_file(s, path, buf, len, 0444, 0, "tree", NULL, e);
     free(path);
     free(buf);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 int fl__tree_load(fl_store *s, const fl_digest *d, fl_tree *t, int *missing, fl_err *e) {

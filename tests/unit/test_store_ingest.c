@@ -186,6 +186,52 @@ static void test_dedup(void **state) {
     free(st2);
 }
 
+/* An existing object whose size is wrong (damaged) is replaced by a fresh copy, not trusted. */
+static void test_damaged_object_replaced_on_ingest(void **state) {
+    fx *f = *state;
+    char *st = stage_with(f, "a");
+    put(st, "x.txt", "precious", 0644);
+    fl_err e = {0};
+    fl_digest t1, t2;
+    assert_int_equal(fl_store_ingest(f->s, st, &t1, &e), 0);
+    fl_digest d;
+    fl_hasher *h = fl_hasher_new();
+    fl_hasher_update(h, "precious", 8);
+    fl_hasher_digest(h, &d);
+    fl_hasher_free(h);
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(&d, hex);
+    char *obj = fl_strdupf("%s/objects/%.2s/%s", f->root, hex, hex + 2);
+    assert_int_equal(truncate(obj, 3), 0);
+    put(st, "x.txt", "precious", 0644);
+    assert_int_equal(fl_store_ingest(f->s, st, &t2, &e), 0);
+    assert_true(fl_digest_eq(&t1, &t2));
+    char *got = fl_read_file(obj, NULL, &e);
+    assert_string_equal(got, "precious");
+    /* A damaged tree is replaced the same way. */
+    char thex[FL_DIGEST_HEX];
+    fl_digest_hex(&t1, thex);
+    char *tp = fl_strdupf("%s/trees/%.2s/%s", f->root, thex, thex + 2);
+    assert_int_equal(chmod(tp, 0644), 0);
+    int fd = open(tp, O_WRONLY);
+    assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+    close(fd);
+    put(st, "x.txt", "precious", 0644);
+    assert_int_equal(fl_store_ingest(f->s, st, &t2, &e), 0);
+    char *co = fl_store_checkout(f->s, &t2, &e); /* checkout verifies the tree's digest */
+    assert_non_null(co);
+    free(co);
+    free(tp);
+    char *q = fl_strdupf("%s/quarantine/%s", f->root, hex);
+    struct stat sb;
+    assert_int_equal(stat(q, &sb), 0);
+    assert_int_equal(sb.st_size, 3);
+    free(q);
+    free(got);
+    free(obj);
+    free(st);
+}
+
 static fl_digest ingest_of(fx *f, const char *const *names, const char *const *texts, int n) {
     char *st = stage_with(f, "t");
     for (int i = 0; i < n; i++) put(st, names[i], texts[i], 0644);
@@ -491,6 +537,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_object_replaced_on_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_digest_canonical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_type_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_special_files_rejected, setup, teardown),
