@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -171,8 +172,14 @@ int fl__hash_fd(int fd, const char *path, fl_digest *out, uint64_t *bytes, fl_er
 }
 
 int fl_hash_file(const char *path, fl_digest *out, fl_err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not hang; only regular files are hashed. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return fl_errf(e, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fl_errf(e, "cannot hash %s: not a regular file", path);
+    }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     int rc = fl__hash_fd(fd, path, out, NULL, e);
     close(fd);

@@ -318,12 +318,13 @@ static int file_digest(walk *w, int dfd, const char *name, const char *abs, cons
         *out = en->d;
         return 0;
     }
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a swapped-in FIFO must not hang */
     if (fd < 0) return fl_errf(e, "cannot open %s: %s", abs, strerror(errno));
     struct stat fst; /* the stat of what is actually read, taken before reading it */
     uint64_t bytes = 0;
     int rc = fstat(fd, &fst) != 0 ? fl_errf(e, "cannot stat %s: %s", abs, strerror(errno))
-                                  : fl__hash_fd(fd, abs, out, &bytes, e);
+             : !S_ISREG(fst.st_mode) ? fl_errf(e, "external input %s is not a regular file", abs)
+                                     : fl__hash_fd(fd, abs, out, &bytes, e);
     close(fd);
     if (rc != 0) return -1;
     w->st->files_hashed++;

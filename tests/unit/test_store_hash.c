@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -117,6 +118,15 @@ static void test_hash_file_errors(void **state) {
     e.msg[0] = '\0';
     assert_int_equal(fl_hash_file("/tmp", &d, &e), -1); /* a directory */
     assert_non_null(strstr(e.msg, "/tmp"));
+    /* A FIFO is refused at once instead of blocking on open or read. */
+    char fifo[] = "/tmp/fluke-hash-fifo-XXXXXX";
+    int fd = mkstemp(fifo);
+    close(fd);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    assert_int_equal(fl_hash_file(fifo, &d, &e), -1);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    unlink(fifo);
 }
 
 int main(void) {
