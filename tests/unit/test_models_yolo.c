@@ -160,7 +160,7 @@ static void test_heads_match_pytorch(void **state) {
     free(xin);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     for (int i = 0; i < 3; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "out.p%d", i);
         float *ref = fl_st_read_f32(io, name, &n, &e);
         assert_non_null(ref);
@@ -377,7 +377,9 @@ static void test_decode_detect_map(void **state) {
     assert_int_equal(d[0].cls, 1);
     float sg = 1.0f / (1.0f + expf(-5.0f));
     assert_true(fabsf(d[0].score - sg * sg) < 1e-6f);
+    free(d);
     assert_int_equal(fl_yolo_detect(&c, &h, heads, 2, &nc, &d, &e), -1);
+    assert_null(d);
     /* mAP: the detection on its ground truth, then a wrong class, then a missing image */
     fl_yolo_det *d1 = NULL;
     assert_int_equal(fl_yolo_detect(&c, &h, heads, 1, &nc, &d1, &e), 1);

@@ -1,0 +1,129 @@
+/* YOLOv5n training throughput at 320 px against PyTorch on the same machine, same thread count,
+ * same run: one step = forward of the runtime graph, fl_yolo_loss (ComputeLoss and its head
+ * gradient) on fixed synthetic targets, backward, SGD (nesterov, momentum 0.937, weight decay
+ * 5e-4). Images/s, best of REPS after two warm-ups, and the ratio fluke / PyTorch (> 1: fluke
+ * faster) against PyTorch's faster layout. The peer is tests/bench/bench_yolo_torch.py (the port in
+ * tests/fixtures/gen_models_yolo.py) run with /usr/bin/python3; without torch: "skipped: ...".
+ * Threads: OMP_NUM_THREADS (default: all cores). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "artifacts/util.h"
+#include "runtime/models/yolo.h"
+#include "runtime/optim.h"
+#include "runtime/rng.h"
+
+#define REPS 3
+#define BATCH 4
+#define IMG 320
+
+/* 4 boxes per image: the formula of bench_yolo_torch.py */
+static size_t make_targets(fl_yolo_target *t) {
+    size_t n = 0;
+    for (int b = 0; b < BATCH; b++)
+        for (int k = 0; k < 4; k++)
+            t[n++] = (fl_yolo_target){b, (b * 7 + k * 13) % 80, 0.2f + 0.2f * k, 0.3f + 0.1f * ((b + k) % 4),
+                                      0.05f + 0.07f * k, 0.08f + 0.05f * ((b + 2 * k) % 5)};
+    return n;
+}
+
+static double bench_fluke(fl_err *e) {
+    double best = -1;
+    fl_yolo_cfg c;
+    if (fl_yolo_cfg_size(&c, 'n', 80, e) < 0) return -1;
+    fl_store *s = fl_store_new(FL_F32, 1, e);
+    fl_graph *g = s ? fl_graph_new(s, FL_MODE_TRAIN, e) : NULL;
+    fl_optim *o = NULL;
+    float *grad = NULL;
+    if (!g) goto out;
+    fl_id x = fl_input(g, "x", 4, (int64_t[]){BATCH, IMG, IMG, 3});
+    fl_yolo_heads h;
+    if (fl_yolo_build(g, s, x, &c, &h, e) < 0) goto out;
+    fl_id flat = fl_yolo_flat_heads(g, &h);
+    if (fl_graph_compile(g, flat, e) < 0) goto out;
+    fl_param_list pl;
+    if (fl_store_params(s, &pl, e) < 0) goto out;
+    fl_optim_cfg oc = fl_optim_defaults(FL_OPTIM_SGD, 0.01);
+    oc.momentum = 0.937;
+    oc.nesterov = 1;
+    oc.weight_decay = 5e-4;
+    if (!(o = fl_optim_create(&oc, &pl, e))) goto out;
+    fl_rng r;
+    fl_rng_init(&r, 1, 0);
+    float *xin = fl_graph_value(g, x);
+    for (int64_t i = 0; i < fl_graph_numel(g, x); i++) xin[i] = fl_rng_uniform(&r);
+    fl_yolo_target t[BATCH * 4];
+    size_t nt = make_targets(t);
+    fl_yolo_hyp hyp = fl_yolo_hyp_default(IMG);
+    grad = malloc(fl_yolo_total_numel(&h) * sizeof *grad);
+    if (!grad) goto out;
+    best = 1e30;
+    for (int rep = 0; rep < REPS + 2; rep++) {
+        double t0 = fl_now();
+        fl_optim_zero_grad(o);
+        fl_yolo_loss_out lo;
+        if (fl_graph_forward(g, e) < 0 ||
+            fl_yolo_loss(&c, &hyp, &h, fl_graph_value(g, flat), t, nt, grad, &lo, e) < 0 ||
+            fl_graph_backward(g, grad, e) < 0) {
+            best = -1;
+            goto out;
+        }
+        fl_optim_step(o);
+        double dt = fl_now() - t0;
+        if (rep >= 2 && dt < best) best = dt;
+    }
+    best = BATCH / best;
+out:
+    free(grad);
+    fl_optim_free(o);
+    fl_graph_free(g);
+    fl_store_free(s);
+    return best;
+}
+
+/* 0 with peer[0..1] (NCHW, channels_last); 1 when torch is absent; -1 when the peer failed. */
+static int run_torch(int threads, double *peer) {
+    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return 1;
+    const char *src = getenv("FLUKE_SRC");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_yolo_torch.py %d %d %d", src ? src : ".",
+             threads, REPS, BATCH);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    char line[512];
+    int got = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "yolo %lf %lf", &peer[0], &peer[1]) == 2) got = 1;
+    int rc = pclose(f);
+    return (rc == 0 && got) ? 0 : -1;
+}
+
+int main(void) {
+    int threads = omp_get_max_threads();
+    openblas_set_num_threads(threads);
+    printf("YOLOv5n training step at %d px, batch %d, %d thread(s), best of %d\n", IMG, BATCH, threads, REPS);
+    fl_err e = {{0}};
+    double fl = bench_fluke(&e);
+    if (fl < 0) {
+        fprintf(stderr, "bench_yolo: %s\n", e.msg);
+        return 1;
+    }
+    printf("  fluke  yolov5n train step (SGD)  %8.3f img/s\n", fl);
+    double peer[2];
+    int rc = run_torch(threads, peer);
+    if (rc == 1) {
+        printf("skipped: PyTorch not found (/usr/bin/python3 cannot import torch); no ratio\n");
+        return 0;
+    }
+    if (rc < 0) {
+        printf("skipped: the PyTorch peer failed to run; no ratio\n");
+        return 0;
+    }
+    double bp = peer[0] > peer[1] ? peer[0] : peer[1];
+    printf("  torch  yolov5n train step (SGD)  %8.3f img/s NCHW, %8.3f channels_last\n", peer[0], peer[1]);
+    printf("  ratio fluke/torch (best layout): yolov5n train step %.2f\n", fl / bp);
+    return 0;
+}
