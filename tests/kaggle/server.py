@@ -11,7 +11,7 @@ It records every request that reaches a storage or upload path WITH an Authoriza
 violation; GET /_state returns the violations and the request log so tests can assert on them.
 
 Usage: server.py --mode MODE [--token T] [--user U --key K] [--size BYTES] [--file PATH]
-                 [--zip-year Y]
+                 [--zip-year Y] [--data-dir DIR]
 Prints "PORT <n>" on stdout once listening on 127.0.0.1 (port chosen by the OS).
 
 Modes (one per test):
@@ -58,6 +58,17 @@ COMPETITION = "happy-whale-and-dolphin"
 LAST_MODIFIED = formatdate(time.time() - 3600, usegmt=True)
 
 
+def zip_dir(root):
+    """The competition archive made from a real directory (end-to-end tests of the CLI)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for dirpath, _, files in sorted(os.walk(root)):
+            for f in sorted(files):
+                full = os.path.join(dirpath, f)
+                z.write(full, os.path.relpath(full, root))
+    return buf.getvalue()
+
+
 def make_zip(mode, year=None):
     rnd = random.Random(7)
     buf = io.BytesIO()
@@ -101,7 +112,7 @@ class State:
         self.polls = 0
         self.uploads = {}
         self.submissions = {}
-        self.zip = make_zip(args.mode, args.zip_year)
+        self.zip = zip_dir(args.data_dir) if args.data_dir else make_zip(args.mode, args.zip_year)
         rnd = random.Random(11)
         self.files = {
             "train.csv": b"image,species,individual_id\na.jpg,beluga,id1\nb.jpg,fin_whale,id2\n",
@@ -447,6 +458,7 @@ def main():
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--file", default="")
     ap.add_argument("--zip-year", type=int, default=0)
+    ap.add_argument("--data-dir", default="", help="serve this directory as the competition zip")
     ap.add_argument("--max-life", type=float, default=600.0)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = ap.parse_args()

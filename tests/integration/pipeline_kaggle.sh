@@ -1,0 +1,33 @@
+# The shipped fluke against the loopback Kaggle server: fetch (the competition zip, extracted)
+# -> kNN baseline -> submission, then `fluke submit` prints the score; no secret in any output.
+. "$(dirname "$0")/_lib.sh"
+F=$FLUKE
+command -v python3 > /dev/null || { echo "skipped: python3 not found (the loopback server needs it)"; exit 0; }
+$F run "$FLUKE_SRC/configs/tiny.json" --until synth > synth.log 2>&1 || bad "making tiny data"
+data=$(dirname "$(ls .fluke/checkouts/*/data/train.csv | head -1)")
+TOKEN="fluke-test-token-$$-secret"
+python3 "$FLUKE_SRC/tests/kaggle/server.py" --mode ok --token "$TOKEN" --data-dir "$data" > server.out 2> server.err &
+spid=$!
+trap 'kill $spid 2>/dev/null; rm -rf "$T"' EXIT
+for i in $(seq 1 100); do grep -q PORT server.out && break; sleep 0.05; done
+port=$(sed -n 's/^PORT //p' server.out)
+check "the loopback server is up" [ -n "$port" ]
+cat > k.json <<J
+{ "extends": "$FLUKE_SRC/configs/tiny.json", "name": "kag",
+  "pipeline": {"source": "kaggle"},
+  "kaggle": {"competition": "happy-whale-and-dolphin", "base_url": "http://127.0.0.1:$port"} }
+J
+KAGGLE_API_TOKEN=$TOKEN HOME=$T $F run k.json > run.log 2>&1; rc=$?
+check "fetch -> baseline_knn runs against the loopback server (rc=$rc)" [ $rc -eq 0 ]
+check "it ran fetch and the baseline" sh -c "grep -q 'done   fetch' run.log && grep -q 'done   baseline_knn' run.log"
+check "the submission is published" sh -c "head -1 out/kag/submission.csv | grep -q '^image,predictions'"
+check "the fetched tree equals the served data (same train.csv)" cmp -s "$data/train.csv" "$(ls .fluke/checkouts/*/data/train.csv | grep -v "^$data" | head -1)"
+KAGGLE_API_TOKEN=$TOKEN HOME=$T $F submit k.json -m "loopback" > submit.log 2>&1; rc=$?
+check "fluke submit prints the public score (rc=$rc)" grep -qi 'public score' submit.log
+curl -s "http://127.0.0.1:$port/_state" > state.json
+check "the server saw no Authorization header at storage" grep -q '"violations": \[\]' state.json
+kill $spid; wait $spid 2>/dev/null
+$F run k.json > offline.log 2>&1; rc=$?
+check "offline rerun without credentials is fully cached (rc=$rc)" [ "$(count_runs offline.log)" -eq 0 ]
+check "no secret in any output" sh -c "! grep -rq '$TOKEN' run.log submit.log offline.log .fluke/records 2>/dev/null"
+finish
