@@ -117,9 +117,9 @@ codeids: $(BUILD)/codeid_gen
 	  cmp -s $(BUILD)/gen/codeid/$$n.h.new $(BUILD)/gen/codeid/$$n.h || mv $(BUILD)/gen/codeid/$$n.h.new $(BUILD)/gen/codeid/$$n.h; \
 	  rm -f $(BUILD)/gen/codeid/$$n.h.new; done
 
-$(LIB_OBJ) $(BUILD)/obj/tests/%.o: | codeids
-
-$(BUILD)/obj/%.o: %.c
+# Every object waits for the code identities (order-only: a stage recompiles only when its own
+# generated header changed).
+$(BUILD)/obj/%.o: %.c | codeids
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
