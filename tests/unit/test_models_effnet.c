@@ -47,7 +47,7 @@ static void test_param_counts_b0_b7(void **state) {
         int64_t n = count_params(name, 1000, NULL);
         printf("%s: %lld parameters (SPECS %lld)\n", name, (long long)n, (long long)want[b]);
         assert_true(n == want[b]);
-        if (b == 3 || b == 7) { /* padding and eps change no shapes; two tf_ presets suffice */
+        if (b == 3) { /* padding and eps change no shapes; one tf_ preset shows it (B7 is slow to init) */
             snprintf(name, sizeof name, "tf_efficientnet_b%d.ns_jft_in1k", b);
             assert_true(count_params(name, 1000, NULL) == want[b]);
         }
