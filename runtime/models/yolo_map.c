@@ -108,9 +108,9 @@ double fl_yolo_map(const fl_yolo_det *const *dets_per_img, const int *ndets, int
         for (size_t k = 0; k < np; k++)
             if (!du[pp[k].d] && !gu[pp[k].g]) du[pp[k].d] = gu[pp[k].g] = 1;
         for (int a = 0; a < n; a++) {
-            if (d[a].cls < 0 || d[a].cls >= nc) {
+            if (d[a].cls < 0 || d[a].cls >= nc || isnan(d[a].score)) {
                 free(pp), free(gu), free(du), free(all), free(npos);
-                return fl_errf(e, "map: image %d detection %d: class %d out of range", i, a, d[a].cls);
+                return fl_errf(e, "map: image %d detection %d: class %d out of range or NaN score", i, a, d[a].cls);
             }
             all[w] = (pr){d[a].score, du[a], d[a].cls, (int)w};
             w++;

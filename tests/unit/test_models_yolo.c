@@ -60,6 +60,20 @@ static void test_param_counts_match_specs(void **state) {
         printf("yolov5%c: %lld parameters\n", T[i].size, (long long)n);
         assert_int_equal(n, T[i].n);
         assert_int_equal(h.no, 85);
+        if (T[i].size == 's') {
+            /* ultralytics names and PyTorch shapes of a yolov5s state dict */
+            static const struct { const char *name; size_t numel; } K[] = {
+                {"model.0.conv.weight", 32 * 3 * 6 * 6}, {"model.0.bn.running_var", 32},
+                {"model.2.m.0.cv1.conv.weight", 32 * 32}, {"model.6.m.2.cv2.conv.weight", 128 * 128 * 9},
+                {"model.9.cv2.conv.weight", 512 * 1024}, {"model.17.cv3.bn.weight", 128},
+                {"model.24.m.0.weight", 255 * 128}, {"model.24.m.2.bias", 255}, {"model.24.anchors", 18}};
+            for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
+                size_t nn = 0;
+                assert_non_null(fl_store_data(s, K[k].name, &nn));
+                assert_int_equal(nn, K[k].numel);
+            }
+            assert_null(fl_store_data(s, "model.6.m.3.cv1.conv.weight", NULL));
+        }
         assert_int_equal(h.ny[0], 8);
         assert_int_equal(h.ny[2], 2);
         fl_graph_free(g);
