@@ -38,6 +38,7 @@ typedef struct sc_entry {
     uint64_t dev, ino;
     int64_t size, mtime_ns, ctime_ns, ref_ns;
     fl_digest d;
+    uint8_t seen; /* looked up or hashed by this process (unseen ones may be pruned on save) */
 } sc_entry;
 
 struct fl_statcache {
@@ -159,6 +160,7 @@ static int parse_cache(fl_statcache *sc, const char *buf, size_t len, int64_t wr
         memcpy(hex, p, 32);
         hex[32] = '\0';
         sc_entry en;
+        en.seen = 0;
         if (fl_digest_from_hex(hex, &en.d) != 0 || p[32] != ' ') return -1;
         p += 33;
         const char *z = memchr(p, '\0', (size_t)(end - p));
@@ -245,8 +247,11 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
     char *buf = malloc(cap);
     if (!buf) return fl_errf(e, "out of memory saving the stat cache");
     len = (size_t)snprintf(buf, cap, "%s", SC_MAGIC);
+    struct stat gone;
     for (size_t i = 0; i < sc->n; i++) {
         const sc_entry *en = &sc->v[i];
+        /* Files deleted since they were cached would otherwise stay in the cache forever. */
+        if (!en->seen && lstat(en->path, &gone) != 0 && errno == ENOENT) continue;
         char hex[FL_DIGEST_HEX];
         fl_digest_hex(&en->d, hex);
         len += (size_t)snprintf(buf + len, cap - len,
@@ -315,6 +320,7 @@ static int file_digest(walk *w, int dfd, const char *name, const char *abs, cons
     if (en && en->dev == (uint64_t)st->st_dev && en->ino == (uint64_t)st->st_ino &&
         en->size == (int64_t)st->st_size && en->mtime_ns == ts_ns(&st->st_mtim) &&
         en->ctime_ns == ts_ns(&st->st_ctim) && en->mtime_ns < en->ref_ns) {
+        en->seen = 1;
         *out = en->d;
         return 0;
     }
@@ -336,7 +342,8 @@ static int file_digest(walk *w, int dfd, const char *name, const char *abs, cons
                    .mtime_ns = ts_ns(&fst.st_mtim),
                    .ctime_ns = ts_ns(&fst.st_ctim),
                    .ref_ns = w->ref_ns,
-                   .d = *out};
+                   .d = *out,
+                   .seen = 1};
     if (!ne.path || sc_put(sc, &ne) != 0) {
         free(ne.path);
         return fl_errf(e, "out of memory in the stat cache");

@@ -63,7 +63,10 @@ const char *fl_store_root(const fl_store *s);
 
 /* Digest of an external input (a file, or a directory as a Merkle tree of its files), reusing
  * the stat cache: a file is read only when (dev, ino, size, mtime_ns, ctime_ns) changed or its
- * entry is racily clean (mtime not older than the cache's write time). stats may be NULL. */
+ * entry is racily clean (mtime not older than the cache's write time). Symbolic links are
+ * followed; FIFOs, devices and sockets are an error naming the path. A file's digest is its
+ * content's XXH3-128 (what `xxhsum -H2` prints); a directory's is the tree digest
+ * fl_store_ingest would give the same content. stats may be NULL; its counts are added to. */
 int fl_store_hash_external(fl_store *s, const char *path, fl_digest *out, fl_hash_stats *stats,
                            fl_err *e);
 /* Persists the stat cache atomically (call at the end of a run). */

@@ -219,6 +219,40 @@ static void test_concurrent_savers_merge(void **state) {
     free(pb);
 }
 
+/* Entries of deleted files are dropped when the cache is next saved. */
+static void test_deleted_files_pruned(void **state) {
+    fx *f = *state;
+    char *a = fl_strdupf("%s/keep.txt", f->data), *b = fl_strdupf("%s/gone.txt", f->data);
+    char *c = fl_strdupf("%s/new.txt", f->data);
+    write_aged(a, "a", 500);
+    write_aged(b, "b", 500);
+    fl_digest d;
+    hash_data(f, &d);
+    reopen(f);
+    assert_int_equal(unlink(b), 0);
+    write_aged(c, "c", 500); /* something new, so there is a save to do */
+    hash_data(f, &d);
+    reopen(f);
+    char *cache = fl_strdupf("%s/statcache", f->root);
+    size_t len;
+    fl_err e = {0};
+    char *text = fl_read_file(cache, &len, &e);
+    assert_non_null(text);
+    int has_a = 0, has_b = 0, has_c = 0;
+    for (size_t i = 0; i < len; i += strlen(text + i) + 1) {
+        if (strstr(text + i, a)) has_a = 1;
+        if (strstr(text + i, b)) has_b = 1;
+        if (strstr(text + i, c)) has_c = 1;
+    }
+    assert_true(has_a && has_c);
+    assert_false(has_b);
+    free(text);
+    free(cache);
+    free(a);
+    free(b);
+    free(c);
+}
+
 static void test_damaged_cache_ignored(void **state) {
     fx *f = *state;
     char *p = fl_strdupf("%s/a.txt", f->data);
@@ -352,6 +386,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_racy_clean_rehashed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racy_guard_uses_cache_write_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_savers_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_files_pruned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_cache_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_truncation_and_flip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_file_and_relative_path, setup, teardown),
