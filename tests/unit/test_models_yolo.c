@@ -364,6 +364,52 @@ static void test_nms_matches_torchvision(void **state) {
     assert_int_equal(keep[0], 0);
 }
 
+/* Detect's decoding + ultralytics non_max_suppression on random heads: the same boxes, scores and
+ * classes in the same order. */
+static void detect_case(const char *name) {
+    fl_err e = {0};
+    fl_st_file *f = open_fixture(name);
+    int nc = atoi(fl_st_meta(f, "nc")), imgsz = atoi(fl_st_meta(f, "imgsz")), bs = atoi(fl_st_meta(f, "bs"));
+    fl_yolo_cfg c;
+    assert_int_equal(fl_yolo_cfg_make(&c, 0.33, 0.25, nc, &e), 0);
+    fl_yolo_heads h = {.n = bs, .no = nc + 5};
+    for (int i = 0; i < 3; i++) h.ny[i] = h.nx[i] = imgsz / c.strides[i];
+    size_t n = 0;
+    float *heads = fl_st_read_f32(f, "heads", &n, &e);
+    assert_int_equal(n, fl_yolo_total_numel(&h));
+    fl_yolo_nms_cfg nmc = {(float)atof(fl_st_meta(f, "conf")), (float)atof(fl_st_meta(f, "iou")),
+                           atoi(fl_st_meta(f, "max_det"))};
+    for (int b = 0; b < bs; b++) {
+        char key[32];
+        snprintf(key, sizeof key, "dets%d", b);
+        const fl_st_tensor *t = fl_st_find(f, key);
+        assert_non_null(t);
+        size_t nr = t->numel / 6;
+        float *ref = nr ? fl_st_read_f32(f, key, NULL, &e) : NULL;
+        fl_yolo_det *d = NULL;
+        int nd = fl_yolo_detect(&c, &h, heads, b, &nmc, &d, &e);
+        printf("%s image %d: %d detections (ultralytics %zu)\n", name, b, nd, nr);
+        assert_int_equal(nd, (int)nr);
+        for (size_t k = 0; k < nr; k++) {
+            const float *r = ref + 6 * k;
+            float box[4] = {d[k].x1, d[k].y1, d[k].x2, d[k].y2};
+            for (int q = 0; q < 4; q++) assert_true(fabsf(box[q] - r[q]) <= 1e-4f * fmaxf(1.0f, fabsf(r[q])));
+            assert_true(fabsf(d[k].score - r[4]) <= 1e-5f);
+            assert_int_equal(d[k].cls, (int)r[5]);
+        }
+        free(d);
+        free(ref);
+    }
+    free(heads);
+    fl_st_close(f);
+}
+
+static void test_detect_matches_ultralytics(void **state) {
+    (void)state;
+    detect_case("detect_0.safetensors");
+    detect_case("detect_1.safetensors");
+}
+
 /* One strong cell decodes to the formula's box, survives NMS alone, and scores mAP 1. */
 static void test_decode_detect_map(void **state) {
     (void)state;
@@ -439,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_loss_matches_pytorch),
         cmocka_unit_test(test_loss_bad_targets),
         cmocka_unit_test(test_nms_matches_torchvision),
+        cmocka_unit_test(test_detect_matches_ultralytics),
         cmocka_unit_test(test_decode_detect_map),
         cmocka_unit_test(test_map_partial_recall),
         cmocka_unit_test(test_param_counts_match_specs),
