@@ -1,4 +1,4 @@
-/* The stat cache: digests of external input files, reused while (dev, ino, size, mtime_ns,
+/* The stat cache: digests of external input files (external.c walks the inputs), reused while (dev, ino, size, mtime_ns,
  * ctime_ns) is unchanged and the entry is not racily clean.
  *
  * Racy-clean guard. A file modified again within one timestamp tick of being hashed keeps its
@@ -214,8 +214,7 @@ static void read_cache_file(const char *path, fl_statcache *sc, int merge) {
     close(fd);
 }
 
-/* Loads the cache on first use. */
-static int sc_load(fl_store *s, fl_err *e) {
+int fl__statcache_load(fl_store *s, fl_err *e) {
     if (s->sc) return 0;
     fl_statcache *sc = calloc(1, sizeof *sc);
     char *path = cache_path(s);
@@ -297,52 +296,28 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
     return rc;
 }
 
-/* ------------------------------------------------------------------ hashing external inputs */
-
-typedef struct walk {
-    fl_store *s;
-    fl_hash_stats *st;
-    int64_t ref_ns; /* coarse clock before any file of this call was read */
-} walk;
-
-typedef struct ancestor {
-    dev_t dev;
-    ino_t ino;
-    const struct ancestor *up;
-} ancestor;
-
-/* Digest of the regular file at dfd/name (abs = its absolute path), through the cache. */
-static int file_digest(walk *w, int dfd, const char *name, const char *abs, const struct stat *st,
-                       fl_digest *out, fl_err *e) {
-    fl_statcache *sc = w->s->sc;
-    w->st->files_seen++;
+int fl__statcache_lookup(fl_statcache *sc, const char *abs, const struct stat *st, fl_digest *out) {
     sc_entry *en = sc_find(sc, abs);
     if (en && en->dev == (uint64_t)st->st_dev && en->ino == (uint64_t)st->st_ino &&
         en->size == (int64_t)st->st_size && en->mtime_ns == ts_ns(&st->st_mtim) &&
         en->ctime_ns == ts_ns(&st->st_ctim) && en->mtime_ns < en->ref_ns) {
         en->seen = 1;
         *out = en->d;
-        return 0;
+        return 1;
     }
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a swapped-in FIFO must not hang */
-    if (fd < 0) return fl_errf(e, "cannot open %s: %s", abs, strerror(errno));
-    struct stat fst; /* the stat of what is actually read, taken before reading it */
-    uint64_t bytes = 0;
-    int rc = fstat(fd, &fst) != 0 ? fl_errf(e, "cannot stat %s: %s", abs, strerror(errno))
-             : !S_ISREG(fst.st_mode) ? fl_errf(e, "external input %s is not a regular file", abs)
-                                     : fl__hash_fd(fd, abs, out, &bytes, e);
-    close(fd);
-    if (rc != 0) return -1;
-    w->st->files_hashed++;
-    w->st->bytes_hashed += bytes;
+    return 0;
+}
+
+int fl__statcache_record(fl_statcache *sc, const char *abs, const struct stat *fst, int64_t ref_ns,
+                         const fl_digest *d, fl_err *e) {
     sc_entry ne = {.path = strdup(abs),
-                   .dev = (uint64_t)fst.st_dev,
-                   .ino = (uint64_t)fst.st_ino,
-                   .size = (int64_t)fst.st_size,
-                   .mtime_ns = ts_ns(&fst.st_mtim),
-                   .ctime_ns = ts_ns(&fst.st_ctim),
-                   .ref_ns = w->ref_ns,
-                   .d = *out,
+                   .dev = (uint64_t)fst->st_dev,
+                   .ino = (uint64_t)fst->st_ino,
+                   .size = (int64_t)fst->st_size,
+                   .mtime_ns = ts_ns(&fst->st_mtim),
+                   .ctime_ns = ts_ns(&fst->st_ctim),
+                   .ref_ns = ref_ns,
+                   .d = *d,
                    .seen = 1};
     if (!ne.path || sc_put(sc, &ne) != 0) {
         free(ne.path);
@@ -350,118 +325,4 @@ static int file_digest(walk *w, int dfd, const char *name, const char *abs, cons
     }
     sc->dirty = 1;
     return 0;
-}
-
-static int dir_digest(walk *w, int dfd, char *abs, size_t alen, const ancestor *up,
-                      fl_digest *out, fl_err *e);
-
-/* One directory entry (followed if a symlink) into tree t. abs holds the parent path, alen its
- * length; the name is appended in place and removed again. */
-static int add_entry(walk *w, int dfd, const char *name, char *abs, size_t alen, const ancestor *up,
-                     fl_tree *t, fl_err *e) {
-    size_t nl = strlen(name);
-    if (alen + 1 + nl + 1 > 4096) return fl_errf(e, "path too long: %s/%s", abs, name);
-    abs[alen] = '/';
-    memcpy(abs + alen + 1, name, nl + 1);
-    size_t clen = alen + 1 + nl;
-    struct stat st;
-    fl_digest d;
-    char mode = 0;
-    int rc;
-    if (fstatat(dfd, name, &st, 0) != 0) {
-        rc = fl_errf(e, "cannot stat %s: %s", abs, strerror(errno));
-    } else if (S_ISREG(st.st_mode)) {
-        mode = (st.st_mode & 0111) ? FL_MODE_EXEC : FL_MODE_FILE;
-        rc = file_digest(w, dfd, name, abs, &st, &d, e);
-    } else if (S_ISDIR(st.st_mode)) {
-        mode = FL_MODE_DIR;
-        for (const ancestor *a = up; a; a = a->up)
-            if (a->dev == st.st_dev && a->ino == st.st_ino) {
-                rc = fl_errf(e, "external input %s: directory cycle through a symbolic link", abs);
-                goto out;
-            }
-        int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (cfd < 0) {
-            rc = fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
-            goto out;
-        }
-        ancestor me = {st.st_dev, st.st_ino, up};
-        rc = dir_digest(w, cfd, abs, clen, &me, &d, e); /* closes cfd */
-    } else {
-        rc = fl_errf(e, "external input %s is not a regular file or directory", abs);
-    }
-    if (rc == 0) rc = fl__tree_add(t, name, mode, &d, e);
-out:
-    abs[alen] = '\0';
-    return rc;
-}
-
-/* Tree digest of the directory open as dfd (consumed) whose absolute path is abs[0..alen). */
-static int dir_digest(walk *w, int dfd, char *abs, size_t alen, const ancestor *up,
-                      fl_digest *out, fl_err *e) {
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        close(dfd);
-        return fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
-    }
-    fl_tree t = {0};
-    int rc = 0;
-    struct dirent *de;
-    while (rc == 0 && (errno = 0, de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        rc = add_entry(w, dirfd(d), de->d_name, abs, alen, up, &t, e);
-    }
-    if (rc == 0 && errno) rc = fl_errf(e, "cannot read directory %s: %s", abs, strerror(errno));
-    closedir(d);
-    if (rc == 0) rc = fl__tree_compute(&t, out, e);
-    fl__tree_free(&t);
-    return rc;
-}
-
-int fl_store_hash_external(fl_store *s, const char *path, fl_digest *out, fl_hash_stats *stats,
-                           fl_err *e) {
-    fl_hash_stats local = {0};
-    if (!stats) stats = &local;
-    if (sc_load(s, e) != 0) return -1;
-    char abs[4096];
-    if (path[0] == '/') {
-        if (strlen(path) >= sizeof abs) return fl_errf(e, "path too long: %s", path);
-        strcpy(abs, path);
-    } else {
-        if (!getcwd(abs, sizeof abs)) return fl_errf(e, "cannot resolve %s: %s", path, strerror(errno));
-        size_t l = strlen(abs);
-        if (l + 1 + strlen(path) >= sizeof abs) return fl_errf(e, "path too long: %s", path);
-        if (abs[l - 1] != '/') abs[l++] = '/';
-        strcpy(abs + l, path);
-    }
-    size_t alen = strlen(abs);
-    while (alen > 1 && abs[alen - 1] == '/') abs[--alen] = '\0';
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME_COARSE, &now);
-    walk w = {s, stats, ts_ns(&now)};
-    struct stat st;
-    if (stat(abs, &st) != 0) {
-        if (errno == ENOENT) return fl_errf(e, "external input %s does not exist", path);
-        return fl_errf(e, "cannot stat external input %s: %s", path, strerror(errno));
-    }
-    if (S_ISREG(st.st_mode)) {
-        /* Split into parent directory + name so the file goes through the same path as a
-         * directory's files (and the same cache entry). */
-        char *slash = strrchr(abs, '/');
-        const char *parent = slash == abs ? "/" : abs;
-        *slash = '\0';
-        int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        *slash = '/';
-        if (dfd < 0) return fl_errf(e, "cannot open directory of %s: %s", abs, strerror(errno));
-        int rc = file_digest(&w, dfd, slash + 1, abs, &st, out, e);
-        close(dfd);
-        return rc;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) return fl_errf(e, "cannot open directory %s: %s", abs, strerror(errno));
-        ancestor me = {st.st_dev, st.st_ino, NULL};
-        return dir_digest(&w, dfd, abs, alen, &me, out, e);
-    }
-    return fl_errf(e, "external input %s is not a regular file or directory", path);
 }

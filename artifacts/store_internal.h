@@ -133,5 +133,13 @@ int fl__record_parse(const char *buf, size_t len, const char *path, fl_digest *t
 /* ------------------------------------------------------------------ stat cache (statcache.c) */
 
 void fl__statcache_free(fl_statcache *sc);
+/* Loads the store's cache on first use (a missing or damaged file gives an empty cache). */
+int fl__statcache_load(fl_store *s, fl_err *e);
+/* 1 (and *out) when abs has an entry matching st that is not racily clean (marks it seen). */
+int fl__statcache_lookup(fl_statcache *sc, const char *abs, const struct stat *st, fl_digest *out);
+/* Records a freshly hashed file: fst is its stat taken before reading, ref_ns the coarse clock
+ * read before it was opened. */
+int fl__statcache_record(fl_statcache *sc, const char *abs, const struct stat *fst, int64_t ref_ns,
+                         const fl_digest *d, fl_err *e);
 
 #endif
