@@ -119,6 +119,31 @@ static void test_rounding_and_small_models(void **state) {
     assert_int_equal(a.num_features, 320);
 }
 
+static int nodes_with_drop_path(double rate, fl_mode mode) {
+    fl_err e = {{0}};
+    fl_effnet_cfg c;
+    assert_int_equal(fl_effnet_preset("efficientnet_b0", &c, &e), 0);
+    c.drop_path_rate = rate;
+    c.drop_rate = 0;
+    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_graph *g = fl_graph_new(s, mode, &e);
+    fl_id x = fl_input(g, "x", 4, (int64_t[]){2, 64, 64, 3});
+    fl_id y = fl_effnet_build(g, x, &c, "", NULL);
+    if (y < 0) printf("%s\n", fl_graph_error(g));
+    assert_true(y >= 0);
+    int n = fl_graph_num_nodes(g);
+    fl_graph_free(g);
+    fl_store_free(s);
+    return n;
+}
+
+/* Stochastic depth sits on the residual branch of every block with a skip whose rate
+ * rate * i / 16 is positive: B0's skip blocks are the repeats after the first in stages 2-6
+ * (1 + 1 + 2 + 2 + 3 = 9; stage 1 maps 32 -> 16 channels, stage 7 has one block). */
+static void test_drop_path_on_skip_blocks(void **state) {
+    assert_int_equal(nodes_with_drop_path(0.2, FL_MODE_TRAIN) - nodes_with_drop_path(0.0, FL_MODE_TRAIN), 9);
+}
+
 static void test_bad_configs(void **state) {
     fl_err e = {{0}};
     fl_effnet_cfg c;
@@ -156,6 +181,7 @@ int main(void) {
         cmocka_unit_test(test_param_counts_b0_b7),
         cmocka_unit_test(test_b7_layout),
         cmocka_unit_test(test_rounding_and_small_models),
+        cmocka_unit_test(test_drop_path_on_skip_blocks),
         cmocka_unit_test(test_bad_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
