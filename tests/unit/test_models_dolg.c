@@ -2,7 +2,9 @@
  * tests/fixtures/gen_models_effnet.py (train mode, dropout 0, float64 reference): loss,
  * embedding, logits and the gradients of the input and of every parameter within 1e-4 (max
  * relative error per tensor). Two heads: plain ArcFace (s 30, m 0.3) and 2 sub-centres with
- * dynamic margins and a species head. Plus the head's bad-input errors. */
+ * dynamic margins and a species head. Plus the head's bad-input errors.
+ * For scale: PyTorch itself in float32 on the same model is 2.4e-4 off its float64 result on its
+ * worst gradient (dolg.attention2d.conv2.bias); this runtime's worst is ~8e-5. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
