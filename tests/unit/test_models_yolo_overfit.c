@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +23,6 @@
 #define S 64
 #define MAXOBJ 2
 #define NC 3
-
-/* Under AddressSanitizer a step costs ~50x more (1.5 s): the sanitizer build runs the same loop
- * (graph, loss, backward, AdamW, eval graph, NMS, mAP) for SAN_STEPS steps and checks that the loss
- * falls; the mAP criterion is checked by the optimized build. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-#define SAN_STEPS 20
 
 typedef struct scene {
     float img[NIMG * S * S * 3];
@@ -127,7 +114,7 @@ static void test_overfits_eight_images(void **state) {
     float *grad = malloc(nf * sizeof *grad);
     double t0 = fl_now(), m = 0, first = 0, last = 0;
     int step;
-    const int max_steps = SANITIZED ? SAN_STEPS : 400;
+    const int max_steps = 400;
     for (step = 1; step <= max_steps; step++) {
         memcpy(fl_graph_value(g, x), sc->img, sizeof sc->img);
         assert_int_equal(fl_graph_forward(g, &e), 0);
@@ -139,7 +126,7 @@ static void test_overfits_eight_images(void **state) {
         assert_int_equal(fl_graph_backward(g, grad, &e), 0);
         fl_clip_grad_norm(&pl, 10.0);
         fl_optim_step(o);
-        if (step % 25 == 0 || step == max_steps) {
+        if (step % 25 == 0) {
             m = evaluate(ge, xe, &he, flate, &c, sc, &e);
             printf("step %d: loss %.4f (box %.4f obj %.4f cls %.4f), mAP@0.5 %.3f, %.1f s\n", step, lo.loss,
                    lo.lbox, lo.lobj, lo.lcls, m, fl_now() - t0);
@@ -149,9 +136,8 @@ static void test_overfits_eight_images(void **state) {
     if (step > max_steps) step = max_steps;
     double dt = fl_now() - t0;
     printf("overfit: mAP@0.5 %.3f after %d steps in %.1f s (loss %.3f -> %.3f)\n", m, step, dt, first, last);
-    assert_true(m >= 0);
-    if (SANITIZED) assert_true(last < 0.7 * first);
-    else assert_true(m > 0.9 && last < first);
+    assert_true(m > 0.9);
+    assert_true(last < first);
     free(grad);
     fl_optim_free(o);
     fl_graph_free(ge);
@@ -161,6 +147,11 @@ static void test_overfits_eight_images(void **state) {
 }
 
 int main(void) {
+    /* One thread: the model is tiny (ops of a few thousand elements), and on the shared 2-core
+     * machine OpenMP's spinning barriers between such ops cost 10x (72 s instead of 7 s measured
+     * under load 8) when another process holds a core. */
+    omp_set_num_threads(1);
+    openblas_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_overfits_eight_images),
     };
