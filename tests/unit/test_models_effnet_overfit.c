@@ -17,6 +17,16 @@
 #include "runtime/optim.h"
 #include "runtime/rng.h"
 
+/* Under AddressSanitizer the same training runs only SAN_EPOCHS epochs and checks that the loss
+ * falls: the memory checks cover the whole path, and the sanitizer build stays quick; the normal
+ * build asserts 100% accuracy. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_SHORT 1
+#else
+#define SAN_SHORT 0
+#endif
+#define SAN_EPOCHS 6
+
 #define NIMG 64
 #define NCLS 8
 #define SZ 32
@@ -84,7 +94,8 @@ static void test_overfit_64_crops(void **state) {
 
     int acc = 0, step = 0, epoch;
     float first = 0, last = 0;
-    for (epoch = 0; epoch < 60 && acc < NIMG; epoch++) {
+    int max_epochs = SAN_SHORT ? SAN_EPOCHS : 60;
+    for (epoch = 0; epoch < max_epochs && acc < NIMG; epoch++) {
         for (int b0 = 0; b0 < NIMG; b0 += B, step++) {
             /* a fixed interleaving: each batch holds every class */
             memcpy(fl_graph_value(g, m.x), imgs + (size_t)b0 * SZ * SZ * 3, (size_t)B * SZ * SZ * 3 * sizeof(float));
@@ -127,7 +138,12 @@ static void test_overfit_64_crops(void **state) {
     printf("overfit: loss %.4f -> %.4f, accuracy %d/%d after %d epochs in %.1f s\n", first, last, acc, NIMG, epoch,
            fl_now() - t0);
     assert_true(last < first);
-    assert_int_equal(acc, NIMG);
+    if (SAN_SHORT) {
+        printf("sanitizer build: short run (%d epochs), loss must fall; 100%% accuracy is checked in the normal build\n", SAN_EPOCHS);
+        assert_true(last < 0.5f * first);
+    } else {
+        assert_int_equal(acc, NIMG);
+    }
     fl_optim_free(o);
     fl_graph_free(ev);
     fl_graph_free(g);
