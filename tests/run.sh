@@ -7,6 +7,8 @@ BUILD=${1:-build}
 WHAT=${2:-all}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export FLUKE="$ROOT/$BUILD/fluke" FLUKE_TS="$ROOT/$BUILD/fluke-teststages" FLUKE_SRC="$ROOT"
+# Many short parallel regions on a 2-core runner: spinning OpenMP workers only steal time.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logdir="$ROOT/$BUILD/test-logs"
