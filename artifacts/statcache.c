@@ -1,5 +1,5 @@
-/* The stat cache: digests of external input files (external.c walks the inputs), reused while (dev, ino, size, mtime_ns,
- * ctime_ns) is unchanged and the entry is not racily clean.
+/* The stat cache: digests of external input files (external.c walks the inputs), reused while
+ * (dev, ino, size, mtime_ns, ctime_ns) is unchanged and the entry is not racily clean.
  *
  * Racy-clean guard. A file modified again within one timestamp tick of being hashed keeps its
  * mtime, so its stat tuple cannot show the change. Each entry therefore carries a reference time
@@ -7,15 +7,17 @@
  *   - when a file is hashed, the reference is CLOCK_REALTIME_COARSE read before the file is
  *     opened (the clock the kernel stamps files with, so any later write gets an mtime >= it);
  *   - when the cache is loaded, every reference is capped by the cache file's own mtime (git's
- *     rule: an entry whose mtime is not older than the cache write is re-hashed), which also
- *     covers file systems whose timestamps are coarser than the clock.
+ *     rule: an entry whose mtime is not older than the cache write is re-hashed).
+ * On file systems with nanosecond timestamps (ext4, xfs, btrfs, tmpfs) this is exact. Where
+ * timestamps are coarser than the clock (FAT: 2 s), a same-size rewrite inside the tick in which
+ * the file was hashed can go unseen unless the cache is written in that tick too; git has the
+ * same limit.
  *
  * File format ("statcache" under the store root), text with NUL-terminated paths:
  *   "fluke-statcache 1\n"
  *   per entry: "<dev> <ino> <size> <mtime_ns> <ctime_ns> <ref_ns> <32 hex> <abs path>\0\n"
  *   "end <32 hex>\n"   XXH3-128 of everything before this line
  * A damaged or foreign file is ignored (everything is re-hashed), never trusted. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
