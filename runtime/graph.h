@@ -59,7 +59,8 @@ fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e);
 void fl_store_free(fl_store *s);
 fl_dtype fl_store_dtype(const fl_store *s);
 /* The fl_param view of every parameter and buffer in creation order (F32 stores only; the
- * list is owned by the store and valid until the next parameter is created). */
+ * list is owned by the store; calling this again returns the same memory, refreshed, so a list
+ * handed to an optimizer stays valid until the next parameter is created). */
 int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e);
 /* Zeroes every parameter gradient (the start of a new accumulation). */
 void fl_store_zero_grad(fl_store *s);

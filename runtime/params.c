@@ -12,6 +12,7 @@ struct fl_store {
     fl_store_entry *v;
     int n, cap;
     fl_param *view; /* rebuilt by fl_store_params */
+    int view_n;     /* entries in view: it moves only when parameters were added since */
 };
 
 fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
@@ -119,9 +120,14 @@ int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e) {
     if (s->dtype != FL_F32)
         return fl_errf(e, "store: the fl_param view is float32; this store holds %s",
                        fl_dtype_name(s->dtype));
-    fl_param *v = realloc(s->view, (size_t)(s->n ? s->n : 1) * sizeof *v);
-    if (!v) return fl_errf(e, "store: out of memory");
-    s->view = v;
+    /* Lists handed out earlier (to an optimizer, say) stay valid unless parameters were added. */
+    fl_param *v = s->view;
+    if (!v || s->view_n != s->n) {
+        v = realloc(s->view, (size_t)(s->n ? s->n : 1) * sizeof *v);
+        if (!v) return fl_errf(e, "store: out of memory");
+        s->view = v;
+        s->view_n = s->n;
+    }
     for (int i = 0; i < s->n; i++) {
         fl_store_entry *p = &s->v[i];
         memset(&v[i], 0, sizeof v[i]);
