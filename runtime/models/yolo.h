@@ -46,7 +46,9 @@ typedef struct fl_yolo_heads {
 /* Builds the network on x [N, H, W, 3] (H, W multiples of 32). Parameters that are new in the
  * store get ultralytics' init (PyTorch defaults, then Detect's bias prior: obj += log(8/(640/s)^2),
  * cls += log(0.6/(nc - 0.99999))); existing ones are reused untouched (a second graph, or loaded
- * weights). Returns -1 with the graph's first error. */
+ * weights). The store also gets the buffer model.24.anchors [3, 3, 2] (anchors / stride, as in
+ * every ultralytics state dict, so strict loading finds it); the loss and decoding read the
+ * anchors from the config. Returns -1 with the graph's first error. */
 int fl_yolo_build(fl_graph *g, fl_store *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
                   fl_err *e);
 /* One node holding the three levels flattened and back to back (level 0 first, each in its NHWC
