@@ -3,7 +3,7 @@
  * several consumers receives the sum of their contributions: its gradient buffer is zeroed
  * (or, for FL_OPF_BWD_BETA ops, overwritten) by the first writer and added to by the rest.
  * Parameter gradients are never zeroed here, so successive backward calls accumulate them
- * (micro-batches); fl_store_zero_grad starts a new sum. */
+ * (micro-batches); fl_pstore_zero_grad starts a new sum. */
 #include <string.h>
 
 #include "runtime/graph_internal.h"

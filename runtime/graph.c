@@ -7,7 +7,7 @@
 
 #include "runtime/graph_internal.h"
 
-fl_graph *fl_graph_new(fl_store *s, fl_mode mode, fl_err *e) {
+fl_graph *fl_graph_new(fl_pstore *s, fl_mode mode, fl_err *e) {
     if (!s) {
         fl_errf(e, "graph: NULL parameter store");
         return NULL;
@@ -23,7 +23,7 @@ fl_graph *fl_graph_new(fl_store *s, fl_mode mode, fl_err *e) {
     }
     g->store = s;
     g->mode = mode;
-    g->dtype = fl_store_dtype(s);
+    g->dtype = fl_pstore_dtype(s);
     g->backend = FL_BACKEND_CPU;
     g->target = -1;
     return g;
@@ -123,7 +123,7 @@ static fl_id stored(fl_graph *g, const char *name, int ndim, const int64_t *shap
     fl_shape s;
     if (!name) return fl_graph_fail(g, "parameter without a name");
     if (fl_shape_make(&s, ndim, shape, &e) < 0) return fl_graph_fail(g, "%s: %s", name, e.msg);
-    int idx = fl_store_get_or_create(g->store, name, &s, init, is_buffer, flags & FL_P_NO_DECAY, &e);
+    int idx = fl_pstore_get_or_create(g->store, name, &s, init, is_buffer, flags & FL_P_NO_DECAY, &e);
     if (idx < 0) return fl_graph_fail(g, "%s", e.msg);
     /* One node per stored tensor per graph: a parameter used twice is one node used twice. */
     for (int i = 0; i < g->n; i++)
@@ -137,7 +137,7 @@ static fl_id stored(fl_graph *g, const char *name, int ndim, const int64_t *shap
     n->requires_grad = !is_buffer;
     n->name = strdup(name);
     if (!n->name) return fl_graph_fail(g, "graph: out of memory");
-    fl_store_entry *p = fl_store_entry_at(g->store, idx);
+    fl_pstore_entry *p = fl_pstore_entry_at(g->store, idx);
     n->val = p->data;
     n->grad = p->grad;
     return g->n++;

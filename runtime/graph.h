@@ -1,7 +1,7 @@
 /* The runtime's public interface: a static computation graph with reverse-mode autodiff.
  *
  * Use:
- *   fl_store *ps = fl_store_new(FL_F32, seed, &e);        parameters live here, shared by graphs
+ *   fl_pstore *ps = fl_pstore_new(FL_F32, seed, &e);        parameters live here, shared by graphs
  *   fl_graph *g = fl_graph_new(ps, FL_MODE_TRAIN, &e);     a graph for one batch/image size
  *   fl_id x = fl_input(g, "x", 4, (int64_t[]){N, H, W, C});
  *   fl_id y = fl_bn_layer(g, fl_linear_layer(g, x, "fc", 128, 1), "bn", 1e-5, 0.1);
@@ -16,7 +16,7 @@
  * Nodes are created in topological order (an op's inputs exist before it). The forward pass runs
  * them in creation order; the backward pass runs in reverse, accumulating gradients of a value
  * used several times. Parameter gradients accumulate across backward calls (micro-batches) until
- * fl_store_zero_grad. A graph's mode decides batch norm (batch vs running statistics) and dropout
+ * fl_pstore_zero_grad. A graph's mode decides batch norm (batch vs running statistics) and dropout
  * / drop path (active vs identity); a train and an eval graph built on the same store share
  * parameters and BN running statistics.
  *
@@ -32,7 +32,7 @@
 #include "runtime/param.h"
 #include "runtime/tensor.h"
 
-typedef struct fl_store fl_store;
+typedef struct fl_pstore fl_pstore;
 typedef struct fl_graph fl_graph;
 typedef int fl_id; /* node id; -1 = error */
 
@@ -55,29 +55,29 @@ typedef struct fl_init {
 
 /* Initial values are drawn from Philox with stream = hash(name), so a parameter's init depends on
  * (seed, name) only, never on creation order. */
-fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e);
-void fl_store_free(fl_store *s);
-fl_dtype fl_store_dtype(const fl_store *s);
+fl_pstore *fl_pstore_new(fl_dtype dtype, uint64_t seed, fl_err *e);
+void fl_pstore_free(fl_pstore *s);
+fl_dtype fl_pstore_dtype(const fl_pstore *s);
 /* The fl_param view of every parameter and buffer in creation order (F32 stores only; the
  * list is owned by the store; calling this again returns the same memory, refreshed, so a list
  * handed to an optimizer stays valid until the next parameter is created). */
-int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e);
+int fl_pstore_params(fl_pstore *s, fl_param_list *out, fl_err *e);
 /* Zeroes every parameter gradient (the start of a new accumulation). */
-void fl_store_zero_grad(fl_store *s);
+void fl_pstore_zero_grad(fl_pstore *s);
 /* Sets the group of every parameter whose name starts with prefix; returns how many matched. */
-int fl_store_set_group(fl_store *s, const char *prefix, int group);
+int fl_pstore_set_group(fl_pstore *s, const char *prefix, int group);
 /* Copies every entry of src (by name, shapes must match) into the store's parameters and
  * buffers, e.g. EMA weights into the store an eval graph runs on. Entries of src the store does
  * not have, or a shape mismatch, are errors naming the entry; nothing is copied then. F32 only. */
-int fl_store_copy_from(fl_store *s, const fl_param_list *src, fl_err *e);
+int fl_pstore_copy_from(fl_pstore *s, const fl_param_list *src, fl_err *e);
 /* Data / gradient of a named parameter (NULL when absent; grad NULL for buffers); the element
  * type is the store's. numel may be NULL. */
-void *fl_store_data(fl_store *s, const char *name, size_t *numel);
-void *fl_store_grad(fl_store *s, const char *name);
+void *fl_pstore_data(fl_pstore *s, const char *name, size_t *numel);
+void *fl_pstore_grad(fl_pstore *s, const char *name);
 
 /* ---- graph --------------------------------------------------------------------------------- */
 
-fl_graph *fl_graph_new(fl_store *s, fl_mode mode, fl_err *e);
+fl_graph *fl_graph_new(fl_pstore *s, fl_mode mode, fl_err *e);
 void fl_graph_free(fl_graph *g);
 /* First builder error ("" when none). */
 const char *fl_graph_error(const fl_graph *g);

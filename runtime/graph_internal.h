@@ -68,7 +68,7 @@ struct fl_node {
 };
 
 struct fl_graph {
-    fl_store *store;
+    fl_pstore *store;
     fl_mode mode;
     fl_dtype dtype;
     fl_backend backend;
@@ -106,16 +106,16 @@ static inline int fl_is_f64(const fl_graph *g) { return g->dtype == FL_F64; }
     (fl_is_f64(g) ? name##_f64(__VA_ARGS__) : name##_f32(__VA_ARGS__))
 
 /* Store internals used by the graph. */
-typedef struct fl_store_entry {
+typedef struct fl_pstore_entry {
     char *name;
     fl_shape shape;
     int64_t numel;
     void *data, *grad;
     int no_decay, is_buffer, group;
-} fl_store_entry;
-int fl_store_get_or_create(fl_store *s, const char *name, const fl_shape *shape, fl_init init,
+} fl_pstore_entry;
+int fl_pstore_get_or_create(fl_pstore *s, const char *name, const fl_shape *shape, fl_init init,
                            int is_buffer, int no_decay, fl_err *e);
-fl_store_entry *fl_store_entry_at(fl_store *s, int index);
+fl_pstore_entry *fl_pstore_entry_at(fl_pstore *s, int index);
 
 /* Memory planner (planner.c): assigns n->val/grad/aux/ws for every planned buffer. */
 int fl_plan_memory(fl_graph *g, fl_err *e);

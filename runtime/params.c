@@ -6,21 +6,21 @@
 #include "runtime/graph_internal.h"
 #include "runtime/rng.h"
 
-struct fl_store {
+struct fl_pstore {
     fl_dtype dtype;
     uint64_t seed;
-    fl_store_entry *v;
+    fl_pstore_entry *v;
     int n, cap;
-    fl_param *view; /* rebuilt by fl_store_params */
+    fl_param *view; /* rebuilt by fl_pstore_params */
     int view_n;     /* entries in view: it moves only when parameters were added since */
 };
 
-fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
+fl_pstore *fl_pstore_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
     if (dtype != FL_F32 && dtype != FL_F64) {
         fl_errf(e, "store: element type %s not supported (F32 or F64)", fl_dtype_name(dtype));
         return NULL;
     }
-    fl_store *s = calloc(1, sizeof *s);
+    fl_pstore *s = calloc(1, sizeof *s);
     if (!s) {
         fl_errf(e, "store: out of memory");
         return NULL;
@@ -30,7 +30,7 @@ fl_store *fl_store_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
     return s;
 }
 
-void fl_store_free(fl_store *s) {
+void fl_pstore_free(fl_pstore *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++) {
         free(s->v[i].name);
@@ -42,7 +42,7 @@ void fl_store_free(fl_store *s) {
     free(s);
 }
 
-fl_dtype fl_store_dtype(const fl_store *s) { return s->dtype; }
+fl_dtype fl_pstore_dtype(const fl_pstore *s) { return s->dtype; }
 
 static uint64_t name_hash(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -50,7 +50,7 @@ static uint64_t name_hash(const char *s) {
     return h;
 }
 
-static void fill_init(fl_store *s, fl_store_entry *p, fl_init init) {
+static void fill_init(fl_pstore *s, fl_pstore_entry *p, fl_init init) {
     fl_rng r;
     fl_rng_init(&r, s->seed, name_hash(p->name));
     for (int64_t i = 0; i < p->numel; i++) {
@@ -69,7 +69,7 @@ static void fill_init(fl_store *s, fl_store_entry *p, fl_init init) {
     }
 }
 
-int fl_store_get_or_create(fl_store *s, const char *name, const fl_shape *shape, fl_init init,
+int fl_pstore_get_or_create(fl_pstore *s, const char *name, const fl_shape *shape, fl_init init,
                            int is_buffer, int no_decay, fl_err *e) {
     if (!name || !*name) return fl_errf(e, "parameter without a name");
     for (int i = 0; i < s->n; i++) {
@@ -87,12 +87,12 @@ int fl_store_get_or_create(fl_store *s, const char *name, const fl_shape *shape,
         return fl_errf(e, "parameter %s: unknown init kind %d", name, (int)init.kind);
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 64;
-        fl_store_entry *v = realloc(s->v, (size_t)cap * sizeof *v);
+        fl_pstore_entry *v = realloc(s->v, (size_t)cap * sizeof *v);
         if (!v) return fl_errf(e, "store: out of memory");
         s->v = v;
         s->cap = cap;
     }
-    fl_store_entry *p = &s->v[s->n];
+    fl_pstore_entry *p = &s->v[s->n];
     memset(p, 0, sizeof *p);
     p->shape = *shape;
     p->numel = fl_shape_numel(shape);
@@ -112,11 +112,11 @@ int fl_store_get_or_create(fl_store *s, const char *name, const fl_shape *shape,
     return s->n++;
 }
 
-fl_store_entry *fl_store_entry_at(fl_store *s, int index) {
+fl_pstore_entry *fl_pstore_entry_at(fl_pstore *s, int index) {
     return index >= 0 && index < s->n ? &s->v[index] : NULL;
 }
 
-int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e) {
+int fl_pstore_params(fl_pstore *s, fl_param_list *out, fl_err *e) {
     if (s->dtype != FL_F32)
         return fl_errf(e, "store: the fl_param view is float32; this store holds %s",
                        fl_dtype_name(s->dtype));
@@ -129,7 +129,7 @@ int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e) {
         s->view_n = s->n;
     }
     for (int i = 0; i < s->n; i++) {
-        fl_store_entry *p = &s->v[i];
+        fl_pstore_entry *p = &s->v[i];
         memset(&v[i], 0, sizeof v[i]);
         v[i].name = p->name;
         v[i].data = p->data;
@@ -146,12 +146,12 @@ int fl_store_params(fl_store *s, fl_param_list *out, fl_err *e) {
     return 0;
 }
 
-void fl_store_zero_grad(fl_store *s) {
+void fl_pstore_zero_grad(fl_pstore *s) {
     for (int i = 0; i < s->n; i++)
         if (s->v[i].grad) memset(s->v[i].grad, 0, (size_t)s->v[i].numel * fl_dtype_size(s->dtype));
 }
 
-int fl_store_set_group(fl_store *s, const char *prefix, int group) {
+int fl_pstore_set_group(fl_pstore *s, const char *prefix, int group) {
     int k = 0;
     size_t len = strlen(prefix);
     for (int i = 0; i < s->n; i++)
@@ -162,29 +162,29 @@ int fl_store_set_group(fl_store *s, const char *prefix, int group) {
     return k;
 }
 
-static fl_store_entry *find(fl_store *s, const char *name) {
+static fl_pstore_entry *find(fl_pstore *s, const char *name) {
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->v[i].name, name) == 0) return &s->v[i];
     return NULL;
 }
 
-void *fl_store_data(fl_store *s, const char *name, size_t *numel) {
-    fl_store_entry *p = find(s, name);
+void *fl_pstore_data(fl_pstore *s, const char *name, size_t *numel) {
+    fl_pstore_entry *p = find(s, name);
     if (numel) *numel = p ? (size_t)p->numel : 0;
     return p ? p->data : NULL;
 }
 
-void *fl_store_grad(fl_store *s, const char *name) {
-    fl_store_entry *p = find(s, name);
+void *fl_pstore_grad(fl_pstore *s, const char *name) {
+    fl_pstore_entry *p = find(s, name);
     return p ? p->grad : NULL;
 }
 
-int fl_store_copy_from(fl_store *s, const fl_param_list *src, fl_err *e) {
+int fl_pstore_copy_from(fl_pstore *s, const fl_param_list *src, fl_err *e) {
     if (s->dtype != FL_F32) return fl_errf(e, "store: copy_from needs a float32 store");
     for (int pass = 0; pass < 2; pass++) /* check everything first, then copy */
         for (size_t i = 0; i < src->n; i++) {
             const fl_param *p = &src->v[i];
-            fl_store_entry *d = p->name ? find(s, p->name) : NULL;
+            fl_pstore_entry *d = p->name ? find(s, p->name) : NULL;
             if (!d) return fl_errf(e, "store: no parameter named %s", p->name ? p->name : "(null)");
             int same = d->shape.ndim == p->ndim && (size_t)d->numel == p->numel && p->data;
             for (int k = 0; same && k < p->ndim; k++) same = d->shape.d[k] == p->shape[k];

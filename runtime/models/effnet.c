@@ -232,12 +232,12 @@ static void list_add(char *buf, size_t cap, int *count, const char *name) {
     (*count)++;
 }
 
-int fl_effnet_load(fl_store *ps, const fl_st_set *set, const char *prefix, const char *const *skip,
+int fl_effnet_load(fl_pstore *ps, const fl_st_set *set, const char *prefix, const char *const *skip,
                    fl_err *e) {
     if (!ps || !set) return fl_errf(e, "effnet load: no store or file");
     if (!prefix) prefix = "";
     fl_param_list pl;
-    if (fl_store_params(ps, &pl, e) < 0) return -1;
+    if (fl_pstore_params(ps, &pl, e) < 0) return -1;
     size_t plen = strlen(prefix);
     fl_st_target *tg = calloc(pl.n ? pl.n : 1, sizeof *tg);
     if (!tg) return fl_errf(e, "effnet load: out of memory");

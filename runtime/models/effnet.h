@@ -69,9 +69,9 @@ fl_id fl_effnet_build(fl_graph *g, fl_id x, const fl_effnet_cfg *cfg, const char
  * "conv_head.", "bn2." when the model was built without them; NULL-terminated list or NULL).
  * On failure nothing is written and the error lists every missing, unexpected and mis-shaped key.
  * num_batches_tracked may be absent (PyTorch's BN tolerates that too) or an integer tensor (as
- * timm files store it); it is converted. It takes a fresh fl_store_params view, which may move
+ * timm files store it); it is converted. It takes a fresh fl_pstore_params view, which may move
  * any earlier view of the store: load before creating an optimizer, or re-fetch views after. */
-int fl_effnet_load(fl_store *ps, const fl_st_set *set, const char *prefix,
+int fl_effnet_load(fl_pstore *ps, const fl_st_set *set, const char *prefix,
                    const char *const *skip, fl_err *e);
 
 #endif

@@ -49,7 +49,7 @@ typedef struct fl_yolo_heads {
  * weights). The store also gets the buffer model.24.anchors [3, 3, 2] (anchors / stride, as in
  * every ultralytics state dict, so strict loading finds it); the loss and decoding read the
  * anchors from the config. Returns -1 with the graph's first error. */
-int fl_yolo_build(fl_graph *g, fl_store *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
+int fl_yolo_build(fl_graph *g, fl_pstore *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
                   fl_err *e);
 /* One node holding the three levels flattened and back to back (level 0 first, each in its NHWC
  * order): the compile target of a training graph, and the layout of fl_yolo_loss's gradient. */
@@ -58,7 +58,7 @@ fl_id fl_yolo_flat_heads(fl_graph *g, const fl_yolo_heads *h);
 size_t fl_yolo_level_numel(const fl_yolo_heads *h, int i);
 size_t fl_yolo_total_numel(const fl_yolo_heads *h);
 /* Trainable parameter count (buffers excluded), as sum(p.numel() for p in model.parameters()). */
-int64_t fl_yolo_param_count(fl_store *s, fl_err *e);
+int64_t fl_yolo_param_count(fl_pstore *s, fl_err *e);
 
 /* ---- loss (ultralytics utils/loss.py ComputeLoss, hyp.scratch-low) ------------------------- */
 

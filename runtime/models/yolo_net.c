@@ -96,13 +96,13 @@ static int64_t channels_of(fl_graph *g, fl_id x) {
 }
 
 /* Detect's bias prior (ultralytics Model._initialize_biases), on freshly created biases. */
-static int init_detect_biases(fl_store *s, const fl_yolo_cfg *c, fl_err *e) {
+static int init_detect_biases(fl_pstore *s, const fl_yolo_cfg *c, fl_err *e) {
     int no = c->nc + 5;
     for (int i = 0; i < FL_YOLO_NL; i++) {
         char name[64];
         snprintf(name, sizeof name, "model.24.m.%d.bias", i);
         size_t n = 0;
-        float *b = fl_store_data(s, name, &n);
+        float *b = fl_pstore_data(s, name, &n);
         if (!b || n != (size_t)(FL_YOLO_NA * no)) return fl_errf(e, "yolo: %s missing after build", name);
         double st = c->strides[i];
         double dobj = log(8.0 / ((640.0 / st) * (640.0 / st)));
@@ -113,7 +113,7 @@ static int init_detect_biases(fl_store *s, const fl_yolo_cfg *c, fl_err *e) {
         }
     }
     size_t n = 0;
-    float *anc = fl_store_data(s, "model.24.anchors", &n);
+    float *anc = fl_pstore_data(s, "model.24.anchors", &n);
     if (!anc || n != FL_YOLO_NL * FL_YOLO_NA * 2) return fl_errf(e, "yolo: model.24.anchors missing after build");
     for (int i = 0; i < FL_YOLO_NL; i++)
         for (int a = 0; a < FL_YOLO_NA; a++)
@@ -122,7 +122,7 @@ static int init_detect_biases(fl_store *s, const fl_yolo_cfg *c, fl_err *e) {
     return 0;
 }
 
-int fl_yolo_build(fl_graph *g, fl_store *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
+int fl_yolo_build(fl_graph *g, fl_pstore *s, fl_id x, const fl_yolo_cfg *c, fl_yolo_heads *out,
                   fl_err *e) {
     int64_t sh[FL_MAX_DIMS];
     if (fl_graph_shape(g, x, sh) != 4 || sh[3] != 3)
@@ -130,8 +130,8 @@ int fl_yolo_build(fl_graph *g, fl_store *s, fl_id x, const fl_yolo_cfg *c, fl_yo
     if (sh[1] % 32 || sh[2] % 32)
         return fl_errf(e, "yolo: input %lldx%lld is not a multiple of the largest stride 32",
                        (long long)sh[1], (long long)sh[2]);
-    if (fl_store_dtype(s) != FL_F32) return fl_errf(e, "yolo: the parameter store must be F32");
-    int fresh = fl_store_data(s, "model.24.m.0.bias", NULL) == NULL;
+    if (fl_pstore_dtype(s) != FL_F32) return fl_errf(e, "yolo: the parameter store must be F32");
+    int fresh = fl_pstore_data(s, "model.24.m.0.bias", NULL) == NULL;
     int no = c->nc + 5;
     fl_id L[25];
     /* backbone */
@@ -202,9 +202,9 @@ fl_id fl_yolo_flat_heads(fl_graph *g, const fl_yolo_heads *h) {
     return fl_concat(g, FL_YOLO_NL, f, 0);
 }
 
-int64_t fl_yolo_param_count(fl_store *s, fl_err *e) {
+int64_t fl_yolo_param_count(fl_pstore *s, fl_err *e) {
     fl_param_list pl;
-    if (fl_store_params(s, &pl, e) < 0) return -1;
+    if (fl_pstore_params(s, &pl, e) < 0) return -1;
     int64_t n = 0;
     for (size_t i = 0; i < pl.n; i++)
         if (!pl.v[i].is_buffer) n += (int64_t)pl.v[i].numel;

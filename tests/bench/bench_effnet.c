@@ -24,7 +24,7 @@
 #define RES 224
 
 typedef struct fluke_side {
-    fl_store *s;
+    fl_pstore *s;
     fl_graph *g;
     fl_optim *o;
     uint64_t step;
@@ -33,14 +33,14 @@ typedef struct fluke_side {
 static void fluke_free(fluke_side *f) {
     fl_optim_free(f->o);
     fl_graph_free(f->g);
-    fl_store_free(f->s);
+    fl_pstore_free(f->s);
 }
 
 static int fluke_setup(fluke_side *f, fl_err *e) {
     memset(f, 0, sizeof *f);
     fl_effnet_cfg c;
     if (fl_effnet_preset("efficientnet_b0", &c, e) < 0) return -1;
-    fl_store *s = f->s = fl_store_new(FL_F32, 1, e);
+    fl_pstore *s = f->s = fl_pstore_new(FL_F32, 1, e);
     if (!s) return -1;
     fl_graph *g = f->g = fl_graph_new(s, FL_MODE_TRAIN, e);
     if (!g) return -1;
@@ -55,7 +55,7 @@ static int fluke_setup(fluke_side *f, fl_err *e) {
     int32_t *yv = fl_graph_value(g, y);
     for (int i = 0; i < BATCH; i++) yv[i] = i;
     fl_param_list pl;
-    if (fl_store_params(s, &pl, e) < 0) return -1;
+    if (fl_pstore_params(s, &pl, e) < 0) return -1;
     fl_optim_cfg oc = fl_optim_defaults(FL_OPTIM_ADAMW, 1e-3);
     f->o = fl_optim_create(&oc, &pl, e);
     return f->o ? 0 : -1;

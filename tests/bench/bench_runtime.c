@@ -42,7 +42,7 @@ static double time_graph(fl_graph *g, fl_optim *o, fl_err *e) {
 }
 
 static double bench_conv(fl_err *e) {
-    fl_store *s = fl_store_new(FL_F32, 1, e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){8, 56, 56, 64});
     fl_input_requires_grad(g, x);
@@ -55,19 +55,19 @@ static double bench_conv(fl_err *e) {
         if (t > 0) ips = 8 / t;
     }
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return ips;
 }
 
 static double bench_mbconv(fl_err *e) {
-    fl_store *s = fl_store_new(FL_F32, 1, e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){8, 28, 28, 40});
     fl_id loss = fl_mean(g, blk_mbconv(g, x, "", 40, 240, 10, 5, 1e-3, 0.1), 0xf, 0);
     double ips = -1;
     fl_param_list pl;
     fl_optim *o = NULL;
-    if (fl_graph_compile(g, loss, e) == 0 && fl_store_params(s, &pl, e) == 0) {
+    if (fl_graph_compile(g, loss, e) == 0 && fl_pstore_params(s, &pl, e) == 0) {
         fill(fl_graph_value(g, x), fl_graph_numel(g, x), 2, 1.0f);
         fl_optim_cfg cfg = fl_optim_defaults(FL_OPTIM_ADAMW, 1e-3);
         o = fl_optim_create(&cfg, &pl, e);
@@ -80,7 +80,7 @@ static double bench_mbconv(fl_err *e) {
     }
     fl_optim_free(o);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return ips;
 }
 

@@ -35,7 +35,7 @@ static double bench_fluke(fl_err *e) {
     double best = -1;
     fl_yolo_cfg c;
     if (fl_yolo_cfg_size(&c, 'n', 80, e) < 0) return -1;
-    fl_store *s = fl_store_new(FL_F32, 1, e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, e);
     fl_graph *g = s ? fl_graph_new(s, FL_MODE_TRAIN, e) : NULL;
     fl_optim *o = NULL;
     float *grad = NULL;
@@ -46,7 +46,7 @@ static double bench_fluke(fl_err *e) {
     fl_id flat = fl_yolo_flat_heads(g, &h);
     if (fl_graph_compile(g, flat, e) < 0) goto out;
     fl_param_list pl;
-    if (fl_store_params(s, &pl, e) < 0) goto out;
+    if (fl_pstore_params(s, &pl, e) < 0) goto out;
     fl_optim_cfg oc = fl_optim_defaults(FL_OPTIM_SGD, 0.01);
     oc.momentum = 0.937;
     oc.nesterov = 1;
@@ -81,7 +81,7 @@ out:
     free(grad);
     fl_optim_free(o);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return best;
 }
 

@@ -60,10 +60,10 @@ static inline void mew_range(const fl_param *p, double *lo, double *hi) {
 }
 
 /* Fills every parameter and buffer of the store (num_batches_tracked and GeM p keep their init). */
-static inline int mew_fill_store(fl_store *s) {
+static inline int mew_fill_store(fl_pstore *s) {
     fl_err e = {{0}};
     fl_param_list pl;
-    if (fl_store_params(s, &pl, &e) < 0) return -1;
+    if (fl_pstore_params(s, &pl, &e) < 0) return -1;
     for (size_t i = 0; i < pl.n; i++) {
         const fl_param *p = &pl.v[i];
         if (mew_ends(p->name, "num_batches_tracked") || mew_ends(p->name, "gem.p")) continue;

@@ -50,7 +50,7 @@ static double fd_loss(fl_graph *g, fl_id y, const double *r, fl_err *e, int *ok)
  * line per tensor. */
 static double fd_check(const fd_case *c) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F64, 1234, &e);
+    fl_pstore *s = fl_pstore_new(FL_F64, 1234, &e);
     fl_graph *g = fl_graph_new(s, c->mode, &e);
     fl_graph_set_rng(g, 77, 3);
     fl_id y = c->build(g, c->ctx);
@@ -90,7 +90,7 @@ static double fd_check(const fd_case *c) {
     double *r = malloc(sizeof(double) * (size_t)ny);
     for (int64_t k = 0; k < ny; k++) r[k] = fl_rng_uniform(&rng) * 2 - 1;
     int ok = 1;
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     fd_loss(g, y, r, &e, &ok);
     if (!ok || fl_graph_backward(g, r, &e) < 0) {
         printf("%s: forward/backward failed: %s\n", c->name, e.msg);
@@ -149,7 +149,7 @@ static double fd_check(const fd_case *c) {
     free(r);
 out:
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return worst;
 }
 

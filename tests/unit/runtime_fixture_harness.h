@@ -92,7 +92,7 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
         return worst;
     }
     printf("%s:\n", name);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     x.g = fl_graph_new(s, mode, &e);
     fl_id y = build(&x);
     float *buf = NULL;
@@ -109,7 +109,7 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
         const fl_st_tensor *t = &x.f->t[k];
         if (strncmp(t->name, "param.", 6) == 0) {
             size_t n;
-            float *dst = fl_store_data(s, t->name + 6, &n);
+            float *dst = fl_pstore_data(s, t->name + 6, &n);
             if (!dst || n != t->numel || fl_st_to_f32(x.f, t, dst, n, &e) < 0) {
                 printf("%s: cannot load %s (%s)\n", name, t->name, e.msg);
                 goto out;
@@ -126,7 +126,7 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
             else if (fl_st_to_f32(x.f, t, fl_graph_value(x.g, id), t->numel, &e) < 0) goto out;
         }
     }
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     float *seed = fl_st_read_f32(x.f, "seed", NULL, &e);
     if (!seed || fl_graph_forward(x.g, &e) < 0 || fl_graph_backward(x.g, seed, &e) < 0) {
         printf("%s: run: %s\n", name, e.msg);
@@ -140,8 +140,8 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
         const fl_st_tensor *t = &x.f->t[k];
         const float *ours = NULL;
         if (strcmp(t->name, "out") == 0) ours = fl_graph_value(x.g, y);
-        else if (strncmp(t->name, "grad.param.", 11) == 0) ours = fl_store_grad(s, t->name + 11);
-        else if (strncmp(t->name, "after.", 6) == 0) ours = fl_store_data(s, t->name + 6, NULL);
+        else if (strncmp(t->name, "grad.param.", 11) == 0) ours = fl_pstore_grad(s, t->name + 11);
+        else if (strncmp(t->name, "after.", 6) == 0) ours = fl_pstore_data(s, t->name + 6, NULL);
         else if (strncmp(t->name, "grad.in.", 8) == 0) {
             for (int i = 0; i < x.nins; i++)
                 if (strcmp(x.ins[i].name, t->name + 8) == 0) ours = fl_graph_grad(x.g, x.ins[i].id);
@@ -162,7 +162,7 @@ static double fx_run(const char *name, fl_mode mode, fx_build_fn build) {
 out:
     free(buf);
     fl_graph_free(x.g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     fl_st_close(x.f);
     return worst;
 }

@@ -62,7 +62,7 @@ static void dolg_parity(const char *fixture) {
     c.species_weight = atof(fl_st_meta(f, "species_weight"));
     int size = atoi(fl_st_meta(f, "size"));
 
-    fl_store *s = fl_store_new(FL_F32, 7, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 7, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_embed_model m;
     if (fl_embed_build(g, &c, n, size, size, 1, &m, &e) < 0) printf("%s\n", e.msg);
@@ -90,7 +90,7 @@ static void dolg_parity(const char *fixture) {
         assert_int_equal(k, classes);
         assert_int_equal(fl_dynamic_margins(counts, k, 0.271, 0.364, 0.05, fl_graph_value(g, m.margins), &e), 0);
     }
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
 
@@ -129,8 +129,8 @@ static void dolg_parity(const char *fixture) {
         const char *key = f->t[k].name;
         if (strncmp(key, "grad.", 5) != 0 || strcmp(key, "grad.x") == 0) continue;
         size_t numel = 0;
-        assert_non_null(fl_store_data(s, key + 5, &numel));
-        float *gp = fl_store_grad(s, key + 5);
+        assert_non_null(fl_pstore_data(s, key + 5, &numel));
+        float *gp = fl_pstore_grad(s, key + 5);
         if (!gp) printf("no gradient for %s\n", key + 5);
         assert_non_null(gp);
         float *ref = fl_st_read_f32(f, key, NULL, &e);
@@ -157,7 +157,7 @@ static void dolg_parity(const char *fixture) {
     assert_true(ngrads >= 10);
     assert_true(worst < 1e-4);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     fl_st_close(f);
 }
 
@@ -178,7 +178,7 @@ static void test_head_bad_inputs(void **state) {
     c.backbone.width = 0.25;
     c.backbone.depth = 0.25;
     c.dolg = fl_dolg_defaults(16);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_embed_model m;
     fl_embed_cfg bad = c;
@@ -196,7 +196,7 @@ static void test_head_bad_inputs(void **state) {
     assert_int_equal(fl_embed_build(g, &bad, 2, 64, 64, 1, &m, &e), -1);
     assert_non_null(strstr(e.msg, "arcface"));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 int main(void) {

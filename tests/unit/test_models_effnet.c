@@ -18,7 +18,7 @@ static int64_t count_params(const char *preset, int num_classes, int64_t *buffer
     fl_effnet_cfg c;
     assert_int_equal(fl_effnet_preset(preset, &c, &e), 0);
     c.num_classes = num_classes;
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     assert_non_null(s);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){1, 64, 64, 3});
@@ -27,7 +27,7 @@ static int64_t count_params(const char *preset, int num_classes, int64_t *buffer
     if (y < 0) printf("%s\n", fl_graph_error(g));
     assert_true(y >= 0);
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     int64_t n = 0, nb = 0;
     for (size_t i = 0; i < pl.n; i++) {
         if (pl.v[i].is_buffer) nb += (int64_t)pl.v[i].numel;
@@ -35,7 +35,7 @@ static int64_t count_params(const char *preset, int num_classes, int64_t *buffer
     }
     if (buffers) *buffers = nb;
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return n;
 }
 
@@ -76,7 +76,7 @@ static void test_b7_layout(void **state) {
     assert_int_equal(a.num_features, 2560);
 
     /* taps at strides 2,4,8,16,32 with the stage widths; a 64 px input keeps it light */
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){1, 64, 64, 3});
     c.num_classes = 0;
@@ -92,10 +92,10 @@ static void test_b7_layout(void **state) {
         assert_int_equal(o.tap_channels[t], tch[t]);
     }
     assert_int_equal(o.logits, -1);
-    assert_non_null(fl_store_data(s, "backbone.blocks.6.3.conv_pwl.weight", NULL));
-    assert_null(fl_store_data(s, "backbone.conv_head.weight", NULL));
+    assert_non_null(fl_pstore_data(s, "backbone.blocks.6.3.conv_pwl.weight", NULL));
+    assert_null(fl_pstore_data(s, "backbone.conv_head.weight", NULL));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static void test_rounding_and_small_models(void **state) {
@@ -125,7 +125,7 @@ static int nodes_with_drop_path(double rate, fl_mode mode) {
     assert_int_equal(fl_effnet_preset("efficientnet_b0", &c, &e), 0);
     c.drop_path_rate = rate;
     c.drop_rate = 0;
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, mode, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){2, 64, 64, 3});
     fl_id y = fl_effnet_build(g, x, &c, "", NULL);
@@ -133,7 +133,7 @@ static int nodes_with_drop_path(double rate, fl_mode mode) {
     assert_true(y >= 0);
     int n = fl_graph_num_nodes(g);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return n;
 }
 
@@ -166,14 +166,14 @@ static void test_bad_configs(void **state) {
     assert_int_equal(fl_effnet_arch_of(&bad, &a, &e), -1);
 
     /* a bad input shape is a builder error, not a crash */
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){1, 32, 32, 4});
     assert_int_equal(fl_effnet_build(g, x, &c, "", NULL), -1);
     assert_non_null(strstr(fl_graph_error(g), "3 channels"));
     assert_int_equal(fl_graph_compile(g, -1, &e), -1);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 int main(void) {

@@ -18,7 +18,7 @@
 #include "runtime/models/effnet.h"
 
 typedef struct net {
-    fl_store *s;
+    fl_pstore *s;
     fl_graph *g;
     fl_param_list pl;
 } net;
@@ -31,16 +31,16 @@ static void make_net(net *n, uint64_t seed, int classes, int head, const char *p
     c.depth = 0.25;
     c.num_classes = classes;
     c.with_head = head;
-    n->s = fl_store_new(FL_F32, seed, &e);
+    n->s = fl_pstore_new(FL_F32, seed, &e);
     n->g = fl_graph_new(n->s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(n->g, "x", 4, (int64_t[]){1, 32, 32, 3});
     assert_true(fl_effnet_build(n->g, x, &c, prefix, NULL) >= 0);
-    assert_int_equal(fl_store_params(n->s, &n->pl, &e), 0);
+    assert_int_equal(fl_pstore_params(n->s, &n->pl, &e), 0);
 }
 
 static void free_net(net *n) {
     fl_graph_free(n->g);
-    fl_store_free(n->s);
+    fl_pstore_free(n->s);
 }
 
 static char *tmp_path(const char *leaf) {
@@ -86,8 +86,8 @@ static void test_roundtrip_by_name(void **state) {
     assert_non_null(set);
     assert_int_equal(fl_effnet_load(b.s, set, "backbone.", NULL, &e), 0);
     size_t n1 = 0, n2 = 0;
-    float *w1 = fl_store_data(a.s, "blocks.5.0.conv_pwl.weight", &n1);
-    float *w2 = fl_store_data(b.s, "backbone.blocks.5.0.conv_pwl.weight", &n2);
+    float *w1 = fl_pstore_data(a.s, "blocks.5.0.conv_pwl.weight", &n1);
+    float *w2 = fl_pstore_data(b.s, "backbone.blocks.5.0.conv_pwl.weight", &n2);
     assert_true(w1 && w2 && n1 == n2 && n1 > 0);
     assert_memory_equal(w1, w2, n1 * sizeof(float));
     fl_st_close_set(set);
@@ -130,7 +130,7 @@ static void test_missing_unexpected_misshaped_listed(void **state) {
     fl_st_set *set = fl_st_open_set(p, &e);
     assert_non_null(set);
     size_t n = 0;
-    float *before = fl_store_data(b.s, "conv_stem.weight", &n);
+    float *before = fl_pstore_data(b.s, "conv_stem.weight", &n);
     float keep = before[0];
     assert_int_equal(fl_effnet_load(b.s, set, "", NULL, &e), -1);
     printf("%s\n", e.msg);
@@ -139,9 +139,9 @@ static void test_missing_unexpected_misshaped_listed(void **state) {
     assert_non_null(strstr(e.msg, "1 shape mismatch(es): blocks.1.0.bn2.running_var (file [3], model [48])"));
     assert_true(before[0] == keep); /* nothing written */
 
-    /* the runtime's strict loader agrees (a fresh view: every fl_store_params call, including
+    /* the runtime's strict loader agrees (a fresh view: every fl_pstore_params call, including
      * the one inside fl_effnet_load, may move the previous list) */
-    assert_int_equal(fl_store_params(b.s, &b.pl, &e), 0);
+    assert_int_equal(fl_pstore_params(b.s, &b.pl, &e), 0);
     assert_int_equal(fl_st_load_params(set, &b.pl, FL_ST_STRICT, NULL, &e), -1);
     printf("%s\n", e.msg);
     assert_non_null(strstr(e.msg, "blocks.3.0.se.conv_reduce.bias"));
@@ -171,7 +171,7 @@ static void test_real_timm_state_dict(void **state) {
     c.width = 0.25;
     c.depth = 0.25;
     c.num_classes = 10;
-    fl_store *s = fl_store_new(FL_F32, 3, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 3, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, tx->shape);
     fl_id y = fl_effnet_build(g, x, &c, "", NULL);
@@ -179,7 +179,7 @@ static void test_real_timm_state_dict(void **state) {
     static const char *const skip[] = {"__", NULL};
     if (fl_effnet_load(s, set, "", skip, &e) < 0) printf("%s\n", e.msg);
     assert_string_equal(e.msg, "");
-    float *nbt = fl_store_data(s, "blocks.2.0.bn3.num_batches_tracked", NULL);
+    float *nbt = fl_pstore_data(s, "blocks.2.0.bn3.num_batches_tracked", NULL);
     assert_non_null(nbt);
     assert_true(*nbt == 7.0f);
     assert_int_equal(fl_st_to_f32(set->files[0], tx, fl_graph_value(g, x), tx->numel, &e), 0);
@@ -197,7 +197,7 @@ static void test_real_timm_state_dict(void **state) {
     assert_true(d / m < 1e-4);
     fl_st_close_set(set);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 int main(void) {

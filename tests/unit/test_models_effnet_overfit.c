@@ -75,7 +75,7 @@ static void test_overfit_64_crops(void **state) {
     }
 
     const int B = 32;
-    fl_store *s = fl_store_new(FL_F32, 11, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 11, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_embed_model m;
     assert_int_equal(fl_embed_build(g, &c, B, SZ, SZ, 1, &m, &e), 0);
@@ -86,7 +86,7 @@ static void test_overfit_64_crops(void **state) {
     assert_int_equal(fl_graph_compile(ev, me.emb, &e), 0);
 
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     fl_optim_cfg oc = fl_optim_defaults(FL_OPTIM_ADAMW, 3e-3);
     oc.weight_decay = 1e-4;
     fl_optim *o = fl_optim_create(&oc, &pl, &e);
@@ -114,7 +114,7 @@ static void test_overfit_64_crops(void **state) {
         assert_int_equal(fl_graph_forward(ev, &e), 0);
         const float *emb = fl_graph_value(ev, me.emb);
         size_t nw = 0;
-        const float *w = fl_store_data(s, "head.weight", &nw);
+        const float *w = fl_pstore_data(s, "head.weight", &nw);
         assert_true(nw == (size_t)NCLS * 32);
         acc = 0;
         for (int i = 0; i < NIMG; i++) {
@@ -147,7 +147,7 @@ static void test_overfit_64_crops(void **state) {
     fl_optim_free(o);
     fl_graph_free(ev);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 int main(void) {

@@ -41,7 +41,7 @@ static void timm_parity(const char *preset, const char *fixture) {
     fl_err e = {{0}};
     fl_effnet_cfg c;
     assert_int_equal(fl_effnet_preset(preset, &c, &e), 0);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){2, 64, 64, 3});
     fl_effnet_out o;
@@ -61,7 +61,7 @@ static void timm_parity(const char *preset, const char *fixture) {
     assert_true(rl < 1e-4);
     fl_st_close(f);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static void test_efficientnet_b0_matches_timm(void **state) {

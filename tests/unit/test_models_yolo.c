@@ -50,7 +50,7 @@ static void test_param_counts_match_specs(void **state) {
         fl_err e = {0};
         fl_yolo_cfg c;
         assert_int_equal(fl_yolo_cfg_size(&c, T[i].size, 80, &e), 0);
-        fl_store *s = fl_store_new(FL_F32, 1, &e);
+        fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
         fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
         /* built, never compiled: the parameters exist in the store after building */
         fl_id x = fl_input(g, "x", 4, (int64_t[]){1, 64, 64, 3});
@@ -69,15 +69,15 @@ static void test_param_counts_match_specs(void **state) {
                 {"model.24.m.0.weight", 255 * 128}, {"model.24.m.2.bias", 255}, {"model.24.anchors", 18}};
             for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
                 size_t nn = 0;
-                assert_non_null(fl_store_data(s, K[k].name, &nn));
+                assert_non_null(fl_pstore_data(s, K[k].name, &nn));
                 assert_int_equal(nn, K[k].numel);
             }
-            assert_null(fl_store_data(s, "model.6.m.3.cv1.conv.weight", NULL));
+            assert_null(fl_pstore_data(s, "model.6.m.3.cv1.conv.weight", NULL));
         }
         assert_int_equal(h.ny[0], 8);
         assert_int_equal(h.ny[2], 2);
         fl_graph_free(g);
-        fl_store_free(s);
+        fl_pstore_free(s);
     }
 }
 
@@ -102,7 +102,7 @@ static void test_cfg_rules_and_bad_input(void **state) {
     assert_non_null(strstr(e.msg, "depth"));
     /* input size not a multiple of 32, wrong channel count */
     assert_int_equal(fl_yolo_cfg_make(&c, 0.33, 0.0625, 3, &e), 0);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_yolo_heads h;
     fl_id x = fl_input(g, "x", 4, (int64_t[]){1, 48, 64, 3});
@@ -112,7 +112,7 @@ static void test_cfg_rules_and_bad_input(void **state) {
     assert_int_equal(fl_yolo_build(g, s, x1, &c, &h, &e), -1);
     assert_non_null(strstr(e.msg, "[N, H, W, 3]"));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* Detect's bias prior on fresh parameters; reused (loaded) parameters are left alone. */
@@ -121,12 +121,12 @@ static void test_detect_bias_init(void **state) {
     fl_err e = {0};
     fl_yolo_cfg c;
     assert_int_equal(fl_yolo_cfg_make(&c, 0.33, 0.0625, 4, &e), 0);
-    fl_store *s = fl_store_new(FL_F32, 3, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 3, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_yolo_heads h;
     assert_int_equal(fl_yolo_build(g, s, fl_input(g, "x", 4, (int64_t[]){1, 64, 64, 3}), &c, &h, &e), 0);
     /* base init U(+-1/sqrt(fan_in)), fan_in = 16 (P3 channels at width 0.0625): |b| <= 0.25 */
-    float *b = fl_store_data(s, "model.24.m.0.bias", NULL);
+    float *b = fl_pstore_data(s, "model.24.m.0.bias", NULL);
     double dobj = log(8.0 / (80.0 * 80.0)), dcls = log(0.6 / (4 - 0.99999));
     for (int a = 0; a < 3; a++) {
         assert_true(fabs(b[a * 9 + 0]) <= 0.25f);
@@ -137,11 +137,11 @@ static void test_detect_bias_init(void **state) {
     fl_graph *g2 = fl_graph_new(s, FL_MODE_EVAL, &e);
     assert_int_equal(fl_yolo_build(g2, s, fl_input(g2, "x", 4, (int64_t[]){1, 64, 64, 3}), &c, &h, &e), 0);
     assert_true(b[4] == first);
-    float *anc = fl_store_data(s, "model.24.anchors", NULL);
+    float *anc = fl_pstore_data(s, "model.24.anchors", NULL);
     assert_true(anc[0] == 10.0f / 8 && anc[17] == 326.0f / 32);
     fl_graph_free(g2);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static void test_heads_match_pytorch(void **state) {
@@ -154,14 +154,14 @@ static void test_heads_match_pytorch(void **state) {
     fl_st_set *ws = fl_st_open_set(wp, &e);
     free(wp);
     assert_non_null(ws);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){2, 64, 64, 3});
     fl_yolo_heads h;
     assert_int_equal(fl_yolo_build(g, s, x, &c, &h, &e), 0);
     for (int i = 0; i < 3; i++) fl_graph_mark_output(g, h.p[i]);
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     char *warn = NULL;
     if (fl_st_load_params(ws, &pl, FL_ST_STRICT, &warn, &e) < 0) printf("%s\n", e.msg);
     assert_null(warn);
@@ -185,7 +185,7 @@ static void test_heads_match_pytorch(void **state) {
         free(ref);
     }
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     fl_st_close_set(ws);
     fl_st_close(io);
 }
@@ -219,18 +219,18 @@ static void test_strict_load_lists_problems(void **state) {
     assert_non_null(set);
     fl_yolo_cfg c;
     assert_int_equal(fl_yolo_cfg_make(&c, 0.33, 0.0625, 3, &e), 0);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_yolo_heads h;
     assert_int_equal(fl_yolo_build(g, s, fl_input(g, "x", 4, (int64_t[]){1, 64, 64, 3}), &c, &h, &e), 0);
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     assert_int_equal(fl_st_load_params(set, &pl, FL_ST_STRICT, NULL, &e), -1);
     printf("strict load: %s\n", e.msg);
     assert_non_null(strstr(e.msg, "model.17.cv3.bn.running_var"));
     assert_non_null(strstr(e.msg, "model.24.m.1.weight"));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     fl_st_close_set(set);
     unlink(path);
     free(path);

@@ -89,7 +89,7 @@ static void test_overfits_eight_images(void **state) {
     render(sc);
     fl_yolo_cfg c;
     assert_int_equal(fl_yolo_cfg_make(&c, 0.33, 0.0625, NC, &e), 0);
-    fl_store *s = fl_store_new(FL_F32, 5, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 5, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){NIMG, S, S, 3});
     fl_yolo_heads h;
@@ -104,7 +104,7 @@ static void test_overfits_eight_images(void **state) {
     assert_int_equal(fl_graph_compile(ge, flate, &e), 0);
 
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     fl_optim_cfg oc = fl_optim_defaults(FL_OPTIM_ADAMW, 1e-2);
     oc.weight_decay = 5e-4;
     fl_optim *o = fl_optim_create(&oc, &pl, &e);
@@ -142,7 +142,7 @@ static void test_overfits_eight_images(void **state) {
     fl_optim_free(o);
     fl_graph_free(ge);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     free(sc);
 }
 

@@ -65,7 +65,7 @@ static void test_pool_fd(void **state) {
  * gradient, relative to the largest magnitude, < 1e-5). */
 static void run_conv(fl_dtype t, const conv_ctx *c, double *out, double *gx, double *gw) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(t, 3, &e);
+    fl_pstore *s = fl_pstore_new(t, 3, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id x = fd_in(g, "x", 4, (int64_t[]){2, c->h, c->w, c->cin});
     fl_id y = fl_conv2d_layer(g, x, "conv", c->cout, c->k, c->stride, c->dil, c->groups, c->pad, c->bias);
@@ -83,19 +83,19 @@ static void run_conv(fl_dtype t, const conv_ctx *c, double *out, double *gx, dou
         if (t == FL_F64) ((double *)seed)[i] = v;
         else ((float *)seed)[i] = (float)v;
     }
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, seed, &e), 0);
     size_t nw;
-    void *wg = fl_store_grad(s, "conv.weight");
-    fl_store_data(s, "conv.weight", &nw);
+    void *wg = fl_pstore_grad(s, "conv.weight");
+    fl_pstore_data(s, "conv.weight", &nw);
     void *yv = fl_graph_value(g, y), *xg = fl_graph_grad(g, x);
     for (int64_t i = 0; i < ny; i++) out[i] = t == FL_F64 ? ((double *)yv)[i] : ((float *)yv)[i];
     for (int64_t i = 0; i < nx; i++) gx[i] = t == FL_F64 ? ((double *)xg)[i] : ((float *)xg)[i];
     for (size_t i = 0; i < nw; i++) gw[i] = t == FL_F64 ? ((double *)wg)[i] : ((float *)wg)[i];
     free(seed);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static double maxrel(const double *a, const double *b, size_t n) {

@@ -133,7 +133,7 @@ static void test_ops_match_pytorch(void **state) {
  * eval mode is the identity, train mode zeroes or scales by 1/(1-p), drop path per sample. */
 static void test_dropout_contract(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     for (int mode = 0; mode < 2; mode++)
         for (int path = 0; path < 2; path++) {
             fl_graph *g = fl_graph_new(s, mode ? FL_MODE_TRAIN : FL_MODE_EVAL, &e);
@@ -161,7 +161,7 @@ static void test_dropout_contract(void **state) {
             if (mode) assert_true(dropped > 0 && dropped < 192);
             fl_graph_free(g);
         }
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 int main(void) {

@@ -33,7 +33,7 @@ static fl_id deep_chain(fl_graph *g, int depth, fl_id *xin) {
 
 static void test_planner_reuses_memory(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     for (int train = 0; train < 2; train++) {
         fl_graph *g = fl_graph_new(s, train ? FL_MODE_TRAIN : FL_MODE_EVAL, &e);
         fl_id x;
@@ -58,14 +58,14 @@ static void test_planner_reuses_memory(void **state) {
         assert_true(isfinite(*(float *)fl_graph_value(g, loss)));
         fl_graph_free(g);
     }
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* Planned (reused) buffers give the same numbers as a graph that keeps everything: the same
  * chain with every node marked as an output (nothing can be reused early). */
 static void test_planner_results_match_unplanned(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F64, 2, &e);
+    fl_pstore *s = fl_pstore_new(FL_F64, 2, &e);
     double loss_v[2], grad0[2];
     for (int keep = 0; keep < 2; keep++) {
         fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
@@ -76,31 +76,31 @@ static void test_planner_results_match_unplanned(void **state) {
         assert_int_equal(fl_graph_compile(g, loss, &e), 0);
         double *xv = fl_graph_value(g, x);
         for (int i = 0; i < 32 * 64; i++) xv[i] = cos(i * 0.11);
-        fl_store_zero_grad(s);
+        fl_pstore_zero_grad(s);
         assert_int_equal(fl_graph_forward(g, &e), 0);
         assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
         loss_v[keep] = *(double *)fl_graph_value(g, loss);
-        grad0[keep] = ((double *)fl_store_grad(s, "blocks.0.fc.weight"))[5];
+        grad0[keep] = ((double *)fl_pstore_grad(s, "blocks.0.fc.weight"))[5];
         fl_graph_free(g);
     }
     assert_true(loss_v[0] == loss_v[1]);
     assert_true(grad0[0] == grad0[1]);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* Two backward calls without zero_grad sum the parameter gradients (micro-batches);
  * zero_grad starts over. */
 static void test_grad_accumulation(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 3, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 3, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id x = fl_input(g, "x", 2, (int64_t[]){4, 3});
     fl_id loss = fl_mean(g, fl_silu(g, fl_linear_layer(g, x, "fc", 2, 1)), 0x3, 0);
     assert_int_equal(fl_graph_compile(g, loss, &e), 0);
     float *xv = fl_graph_value(g, x);
     for (int i = 0; i < 12; i++) xv[i] = 0.1f * (float)i - 0.5f;
-    float *gw = fl_store_grad(s, "fc.weight");
-    fl_store_zero_grad(s);
+    float *gw = fl_pstore_grad(s, "fc.weight");
+    fl_pstore_zero_grad(s);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
     float one[6];
@@ -108,20 +108,20 @@ static void test_grad_accumulation(void **state) {
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
     for (int i = 0; i < 6; i++) assert_true(fabsf(gw[i] - 2 * one[i]) <= 1e-6f * fabsf(one[i]) + 1e-9f);
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     for (int i = 0; i < 6; i++) assert_true(gw[i] == 0.0f);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
     for (int i = 0; i < 6; i++) assert_true(gw[i] == one[i]);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* Train and eval graphs share parameters and BN statistics: the train graph's forward moves
  * the running statistics, and the eval graph normalizes with them. */
 static void test_train_eval_share(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 4, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 4, &e);
     fl_graph *tr = fl_graph_new(s, FL_MODE_TRAIN, &e), *ev = fl_graph_new(s, FL_MODE_EVAL, &e);
     fl_id xt = fl_input(tr, "x", 2, (int64_t[]){8, 2}), xe = fl_input(ev, "x", 2, (int64_t[]){1, 2});
     fl_id yt = fl_bn_layer(tr, xt, "bn", 1e-5, 0.5);
@@ -135,12 +135,12 @@ static void test_train_eval_share(void **state) {
         x[2 * i + 1] = 10.0f;       /* mean 10, var 0 */
     }
     assert_int_equal(fl_graph_forward(tr, &e), 0);
-    float *rm = fl_store_data(s, "bn.running_mean", NULL), *rv = fl_store_data(s, "bn.running_var", NULL);
-    float *nbt = fl_store_data(s, "bn.num_batches_tracked", NULL);
+    float *rm = fl_pstore_data(s, "bn.running_mean", NULL), *rv = fl_pstore_data(s, "bn.running_var", NULL);
+    float *nbt = fl_pstore_data(s, "bn.num_batches_tracked", NULL);
     assert_true(fabsf(rm[0] - 1.75f) < 1e-6f && fabsf(rm[1] - 5.0f) < 1e-6f);
     assert_true(fabsf(rv[0] - 3.5f) < 1e-5f && fabsf(rv[1] - 0.5f) < 1e-6f);
     assert_true(nbt[0] == 1.0f);
-    float *w = fl_store_data(s, "bn.weight", NULL);
+    float *w = fl_pstore_data(s, "bn.weight", NULL);
     w[0] = 2.0f; /* a change through the store is seen by both graphs */
     float *xv = fl_graph_value(ev, xe);
     xv[0] = 1.75f + 1.0f;
@@ -152,20 +152,20 @@ static void test_train_eval_share(void **state) {
     assert_true(nbt[0] == 1.0f); /* eval does not count */
     fl_graph_free(tr);
     fl_graph_free(ev);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static void test_param_view_and_groups(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 5, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 5, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){2, 3, 3, 4});
     fl_id y = fl_bn_layer(g, fl_linear_layer(g, x, "head.fc", 6, 1), "head.bn", 1e-3, 0.03);
     fl_id p = fl_gem_layer(g, y, "pool", 3.0, 1e-6);
     assert_int_equal(fl_graph_compile(g, p, &e), 0);
-    assert_int_equal(fl_store_set_group(s, "head.", 1), 7);
+    assert_int_equal(fl_pstore_set_group(s, "head.", 1), 7);
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     static const struct { const char *name; int ndim; int64_t d0, d1; int buf, nd, grp; } want[] = {
         {"head.fc.weight", 2, 6, 4, 0, 0, 1},        {"head.fc.bias", 1, 6, 0, 0, 1, 1},
         {"head.bn.weight", 1, 6, 0, 0, 1, 1},        {"head.bn.bias", 1, 6, 0, 0, 1, 1},
@@ -186,39 +186,39 @@ static void test_param_view_and_groups(void **state) {
     assert_true(((float *)pl.v[7].data)[0] == 3.0f);
     fl_graph_free(g);
     /* F64 stores have no float view */
-    fl_store *d = fl_store_new(FL_F64, 5, &e);
-    assert_int_equal(fl_store_params(d, &pl, &e), -1);
+    fl_pstore *d = fl_pstore_new(FL_F64, 5, &e);
+    assert_int_equal(fl_pstore_params(d, &pl, &e), -1);
     assert_non_null(strstr(e.msg, "float32"));
-    fl_store_free(d);
-    fl_store_free(s);
+    fl_pstore_free(d);
+    fl_pstore_free(s);
 }
 
 /* Copying a parameter list (EMA weights, say) into another store by name. */
 static void test_store_copy_from(void **state) {
     fl_err e = {{0}};
-    fl_store *a = fl_store_new(FL_F32, 1, &e), *b = fl_store_new(FL_F32, 2, &e);
+    fl_pstore *a = fl_pstore_new(FL_F32, 1, &e), *b = fl_pstore_new(FL_F32, 2, &e);
     fl_graph *ga = fl_graph_new(a, FL_MODE_TRAIN, &e), *gb = fl_graph_new(b, FL_MODE_EVAL, &e);
     fl_bn_layer(ga, fl_linear_layer(ga, fl_input(ga, "x", 2, (int64_t[]){2, 3}), "fc", 4, 1), "bn", 1e-5, 0.1);
     fl_bn_layer(gb, fl_linear_layer(gb, fl_input(gb, "x", 2, (int64_t[]){5, 3}), "fc", 4, 1), "bn", 1e-5, 0.1);
     fl_param_list la, lb;
-    assert_int_equal(fl_store_params(a, &la, &e), 0);
-    assert_int_equal(fl_store_params(b, &lb, &e), 0);
+    assert_int_equal(fl_pstore_params(a, &la, &e), 0);
+    assert_int_equal(fl_pstore_params(b, &lb, &e), 0);
     ((float *)la.v[0].data)[3] = 42.0f;
-    assert_int_equal(fl_store_copy_from(b, &la, &e), 0);
+    assert_int_equal(fl_pstore_copy_from(b, &la, &e), 0);
     for (size_t i = 0; i < la.n; i++) assert_memory_equal(la.v[i].data, lb.v[i].data, la.v[i].numel * 4);
     /* a mismatch copies nothing */
     fl_graph_free(ga);
     ga = fl_graph_new(a, FL_MODE_TRAIN, &e);
     fl_parameter(ga, "extra", 1, (int64_t[]){2}, (fl_init){FL_INIT_ONES, 0, 0}, 0);
-    assert_int_equal(fl_store_params(a, &la, &e), 0);
+    assert_int_equal(fl_pstore_params(a, &la, &e), 0);
     ((float *)la.v[0].data)[3] = 7.0f;
-    assert_int_equal(fl_store_copy_from(b, &la, &e), -1);
+    assert_int_equal(fl_pstore_copy_from(b, &la, &e), -1);
     assert_non_null(strstr(e.msg, "no parameter named extra"));
     assert_true(((float *)lb.v[0].data)[3] == 42.0f);
     fl_graph_free(ga);
     fl_graph_free(gb);
-    fl_store_free(a);
-    fl_store_free(b);
+    fl_pstore_free(a);
+    fl_pstore_free(b);
 }
 
 /* Parameter init depends on (seed, name), not on creation order. */
@@ -226,7 +226,7 @@ static void test_init_by_name(void **state) {
     fl_err e = {{0}};
     float a[2][4];
     for (int order = 0; order < 2; order++) {
-        fl_store *s = fl_store_new(FL_F32, 9, &e);
+        fl_pstore *s = fl_pstore_new(FL_F32, 9, &e);
         fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
         fl_init u = {FL_INIT_UNIFORM, -1, 1};
         int64_t four = 4;
@@ -234,14 +234,14 @@ static void test_init_by_name(void **state) {
         fl_id w = fl_parameter(g, "w", 1, &four, u, 0);
         memcpy(a[order], fl_graph_value(g, w), sizeof a[order]);
         fl_graph_free(g);
-        fl_store_free(s);
+        fl_pstore_free(s);
     }
     assert_memory_equal(a[0], a[1], sizeof a[0]);
 }
 
 static double keep_fraction(uint64_t seed, uint64_t step, float *first) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_graph_set_rng(g, seed, step);
     fl_id x = fl_input(g, "x", 1, (int64_t[]){20000});
@@ -258,7 +258,7 @@ static double keep_fraction(uint64_t seed, uint64_t step, float *first) {
     }
     memcpy(first, yv, 64 * sizeof(float));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     return kept / 20000.0;
 }
 
@@ -274,7 +274,7 @@ static void test_dropout_randomness(void **state) {
 
 static void test_bad_input(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id a = fl_input(g, "a", 2, (int64_t[]){2, 3});
     fl_id b = fl_input(g, "b", 2, (int64_t[]){4, 3});
@@ -333,13 +333,13 @@ static void test_bad_input(void **state) {
         assert_non_null(strstr(fl_graph_error(g), expect[k]));
         fl_graph_free(g);
     }
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* A label outside [0, K) is a forward error naming the row, never a crash. */
 static void test_bad_labels(void **state) {
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id z = fl_input(g, "z", 2, (int64_t[]){3, 4});
     fl_input_requires_grad(g, z);
@@ -375,7 +375,7 @@ static void test_bad_labels(void **state) {
     assert_int_equal(fl_graph_compile(g, v, &e), -1);
     assert_int_equal(fl_silu(g, v), -1); /* no nodes after compile */
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 /* The runtime's own kernels (everything but the BLAS calls) give bitwise the same results
@@ -383,7 +383,7 @@ static void test_bad_labels(void **state) {
 static void run_threads(int threads, float *out, float *gx, float *gw) {
     omp_set_num_threads(threads);
     fl_err e = {{0}};
-    fl_store *s = fl_store_new(FL_F32, 8, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 8, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_graph_set_rng(g, 1, 2);
     fl_id x = fl_input(g, "x", 4, (int64_t[]){8, 16, 16, 32});
@@ -401,14 +401,14 @@ static void run_threads(int threads, float *out, float *gx, float *gw) {
     for (int i = 0; i < 8 * 16 * 16 * 32; i++) xv[i] = (float)sin(0.001 * i * i);
     int32_t *yv = fl_graph_value(g, lab);
     for (int i = 0; i < 8; i++) yv[i] = i % 32;
-    fl_store_zero_grad(s);
+    fl_pstore_zero_grad(s);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
     memcpy(out, fl_graph_value(g, p), 8 * 32 * sizeof(float));
     memcpy(gx, fl_graph_grad(g, x), 8 * 16 * 16 * 32 * sizeof(float));
-    memcpy(gw, fl_store_grad(s, "bn.weight"), 32 * sizeof(float));
+    memcpy(gw, fl_pstore_grad(s, "bn.weight"), 32 * sizeof(float));
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
 }
 
 static void test_thread_count_independent(void **state) {

@@ -66,7 +66,7 @@ static void test_random_graphs(void **state) {
         fl_rng r;
         fl_rng_init(&r, 2024, (uint64_t)it);
         fl_err e = {{0}};
-        fl_store *s = fl_store_new(FL_F32, (uint64_t)it, &e);
+        fl_pstore *s = fl_pstore_new(FL_F32, (uint64_t)it, &e);
         fl_graph *g = fl_graph_new(s, fl_rng_below(&r, 2) ? FL_MODE_TRAIN : FL_MODE_EVAL, &e);
         fl_id pool[32];
         int np = 0, labels = 0;
@@ -108,7 +108,7 @@ static void test_random_graphs(void **state) {
             }
         }
         fl_graph_free(g);
-        fl_store_free(s);
+        fl_pstore_free(s);
     }
     printf("random graphs: %d compiled, %d ran forward+backward, %d ran with an error, %d rejected at build\n", built, ran, run_err, failed_build);
     assert_true(ran > 200);
@@ -161,11 +161,11 @@ static void test_random_graphs_fd(void **state) {
     int checked = 0;
     for (fd_graph_id = 0; fd_graph_id < 400; fd_graph_id++) {
         fl_err e = {{0}};
-        fl_store *s = fl_store_new(FL_F64, 1, &e);
+        fl_pstore *s = fl_pstore_new(FL_F64, 1, &e);
         fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
         int valid = fd_random_build(g, NULL) >= 0 && !fl_graph_error(g)[0];
         fl_graph_free(g);
-        fl_store_free(s);
+        fl_pstore_free(s);
         if (!valid) continue; /* shapes that do not fit: covered by test_random_graphs */
         fd_case c = fd_default("random", fd_random_build, NULL);
         c.randomize_params = 1;

@@ -19,7 +19,7 @@
 #include "runtime/rng.h"
 
 typedef struct run {
-    fl_store *s;
+    fl_pstore *s;
     fl_graph *g;
     fl_id x, y, loss;
     fl_param_list pl;
@@ -28,7 +28,7 @@ typedef struct run {
 
 static void run_open(run *r) {
     fl_err e = {{0}};
-    r->s = fl_store_new(FL_F32, 42, &e);
+    r->s = fl_pstore_new(FL_F32, 42, &e);
     r->g = fl_graph_new(r->s, FL_MODE_TRAIN, &e);
     fl_graph *g = r->g;
     r->x = fl_input(g, "x", 4, (int64_t[]){4, 8, 8, 3});
@@ -45,7 +45,7 @@ static void run_open(run *r) {
     for (int i = 0; i < 4 * 8 * 8 * 3; i++) xv[i] = fl_rng_normal(&rng);
     int32_t *yv = fl_graph_value(g, r->y);
     for (int i = 0; i < 4; i++) yv[i] = i % 5;
-    assert_int_equal(fl_store_params(r->s, &r->pl, &e), 0);
+    assert_int_equal(fl_pstore_params(r->s, &r->pl, &e), 0);
     fl_optim_cfg cfg = fl_optim_defaults(FL_OPTIM_ADAMW, 3e-3);
     r->o = fl_optim_create(&cfg, &r->pl, &e);
     assert_non_null(r->o);
@@ -54,7 +54,7 @@ static void run_open(run *r) {
 static void run_close(run *r) {
     fl_optim_free(r->o);
     fl_graph_free(r->g);
-    fl_store_free(r->s);
+    fl_pstore_free(r->s);
 }
 
 static float train(run *r, int64_t from, int64_t to) {

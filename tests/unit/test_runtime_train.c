@@ -44,7 +44,7 @@ static void train_parity(const char *name, net_fn net) {
     const fl_st_tensor *tx = fl_st_find(f, "in.x"), *ty = fl_st_find(f, "in.y");
     assert_non_null(tx);
     assert_non_null(ty);
-    fl_store *s = fl_store_new(FL_F32, 1, &e);
+    fl_pstore *s = fl_pstore_new(FL_F32, 1, &e);
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_id x = fl_input(g, "x", tx->ndim, tx->shape);
     fl_id y = fl_input_labels(g, "y", ty->shape[0]);
@@ -57,7 +57,7 @@ static void train_parity(const char *name, net_fn net) {
     for (size_t k = 0; k < f->n; k++) {
         if (strncmp(f->t[k].name, "param.", 6) != 0) continue;
         size_t n;
-        float *dst = fl_store_data(s, f->t[k].name + 6, &n);
+        float *dst = fl_pstore_data(s, f->t[k].name + 6, &n);
         if (!dst) printf("no parameter %s\n", f->t[k].name + 6);
         assert_non_null(dst);
         assert_int_equal(n, f->t[k].numel);
@@ -65,7 +65,7 @@ static void train_parity(const char *name, net_fn net) {
         loaded++;
     }
     fl_param_list pl;
-    assert_int_equal(fl_store_params(s, &pl, &e), 0);
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
     assert_true(loaded >= 10 && (size_t)loaded <= pl.n); /* every fixture tensor found a parameter */
     fl_optim_cfg cfg = fl_optim_defaults(FL_OPTIM_ADAMW, atof(fl_st_meta(f, "lr")));
     cfg.weight_decay = atof(fl_st_meta(f, "weight_decay"));
@@ -93,7 +93,7 @@ static void train_parity(const char *name, net_fn net) {
     assert_true(worst < 1e-4);
     fl_optim_free(o);
     fl_graph_free(g);
-    fl_store_free(s);
+    fl_pstore_free(s);
     fl_st_close(f);
 }
 
