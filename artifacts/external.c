@@ -30,24 +30,25 @@ typedef struct wnode {
     size_t nkids, capkids;
 } wnode;
 
-typedef struct job {
-    char *abs;
+typedef struct place {
     wnode *node; /* NULL: the input itself is this file */
     size_t idx;  /* entry of node->t that receives the digest */
-    fl_digest d;
-    struct stat fst; /* taken after open, before reading */
-    uint64_t bytes;
-    char *err; /* malloc'd message when the job failed */
-} job;
+} place;
 
 typedef struct walk {
     fl_store *s;
     fl_hash_stats *st;
     int64_t ref_ns; /* CLOCK_REALTIME_COARSE before any file of this call was opened */
-    job *jobs;
+    fl_hash_job *jobs;
+    place *places; /* parallel to jobs */
     size_t njobs, capjobs;
-    atomic_size_t next; /* next job for a worker */
 } walk;
+
+typedef struct pool {
+    fl_hash_job *jobs;
+    size_t n;
+    atomic_size_t next; /* next job for a worker */
+} pool;
 
 typedef struct ancestor {
     dev_t dev;
@@ -80,16 +81,17 @@ static int node_add(wnode *n, const char *name, char mode, const fl_digest *d, w
 static int add_job(walk *w, const char *abs, wnode *node, size_t idx, fl_err *e) {
     if (w->njobs == w->capjobs) {
         size_t nc = w->capjobs ? w->capjobs * 2 : 256;
-        job *nj = realloc(w->jobs, nc * sizeof *nj);
-        if (!nj) return fl_errf(e, "out of memory");
-        w->jobs = nj;
+        fl_hash_job *nj = realloc(w->jobs, nc * sizeof *nj);
+        if (nj) w->jobs = nj;
+        place *np = nj ? realloc(w->places, nc * sizeof *np) : NULL;
+        if (!np) return fl_errf(e, "out of memory");
+        w->places = np;
         w->capjobs = nc;
     }
-    job *j = &w->jobs[w->njobs];
+    fl_hash_job *j = &w->jobs[w->njobs];
     memset(j, 0, sizeof *j);
-    if (!(j->abs = strdup(abs))) return fl_errf(e, "out of memory");
-    j->node = node;
-    j->idx = idx;
+    if (!(j->path = strdup(abs))) return fl_errf(e, "out of memory");
+    w->places[w->njobs] = (place){node, idx};
     w->njobs++;
     return 0;
 }
@@ -155,17 +157,17 @@ static int walk_dir(walk *w, int dfd, char *abs, size_t alen, const ancestor *up
     return rc;
 }
 
-static void run_job(job *j) {
+static void run_job(fl_hash_job *j) {
     fl_err e;
-    /* O_NONBLOCK: a file swapped for a FIFO since the walk must not hang the run. */
-    int fd = open(j->abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    /* O_NONBLOCK: a file swapped for a FIFO since it was listed must not hang the run. */
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        fl_errf(&e, "cannot open %s: %s", j->abs, strerror(errno));
+        fl_errf(&e, "cannot open %s: %s", j->path, strerror(errno));
     } else if (fstat(fd, &j->fst) != 0) {
-        fl_errf(&e, "cannot stat %s: %s", j->abs, strerror(errno));
+        fl_errf(&e, "cannot stat %s: %s", j->path, strerror(errno));
     } else if (!S_ISREG(j->fst.st_mode)) {
-        fl_errf(&e, "external input %s is not a regular file", j->abs);
-    } else if (fl__hash_fd(fd, j->abs, &j->d, &j->bytes, &e) == 0) {
+        fl_errf(&e, "%s is not a regular file", j->path);
+    } else if (fl__hash_fd(fd, j->path, &j->d, &j->bytes, &e) == 0) {
         close(fd);
         return;
     }
@@ -175,36 +177,36 @@ static void run_job(job *j) {
 }
 
 static void *worker(void *arg) {
-    walk *w = arg;
+    pool *p = arg;
     for (;;) {
-        size_t i = atomic_fetch_add(&w->next, 1);
-        if (i >= w->njobs) return NULL;
-        run_job(&w->jobs[i]);
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n) return NULL;
+        run_job(&p->jobs[i]);
     }
 }
 
-static void run_jobs(walk *w) {
-    atomic_store(&w->next, 0);
+void fl__hash_jobs(fl_hash_job *jobs, size_t n) {
+    pool p = {jobs, n, 0};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t want = w->njobs >= PAR_MIN_JOBS && cpus > 1 ? (size_t)cpus : 1;
+    size_t want = n >= PAR_MIN_JOBS && cpus > 1 ? (size_t)cpus : 1;
     if (want > MAX_THREADS) want = MAX_THREADS;
     pthread_t tid[MAX_THREADS];
     size_t started = 0;
     for (size_t i = 1; i < want; i++) /* fewer threads if creation fails: same result */
-        if (pthread_create(&tid[started], NULL, worker, w) == 0) started++;
-    worker(w);
+        if (pthread_create(&tid[started], NULL, worker, &p) == 0) started++;
+    worker(&p);
     for (size_t i = 0; i < started; i++) pthread_join(tid[i], NULL);
 }
 
 /* Records the jobs' results (in walk order, so the first failure reported is deterministic). */
 static int collect_jobs(walk *w, fl_digest *single, fl_err *e) {
     for (size_t i = 0; i < w->njobs; i++) {
-        job *j = &w->jobs[i];
+        fl_hash_job *j = &w->jobs[i];
         if (j->err) return fl_errf(e, "%s", j->err);
-        if (fl__statcache_record(w->s->sc, j->abs, &j->fst, w->ref_ns, &j->d, e) != 0) return -1;
+        if (fl__statcache_record(w->s->sc, j->path, &j->fst, w->ref_ns, &j->d, e) != 0) return -1;
         w->st->files_hashed++;
         w->st->bytes_hashed += j->bytes;
-        if (j->node) j->node->t.v[j->idx].d = j->d;
+        if (w->places[i].node) w->places[i].node->t.v[w->places[i].idx].d = j->d;
         else *single = j->d;
     }
     return 0;
@@ -265,15 +267,20 @@ int fl_store_hash_external(fl_store *s, const char *path, fl_digest *out, fl_has
         return fl_errf(e, "external input %s is not a regular file or directory", path);
     }
     if (rc == 0) {
-        run_jobs(&w);
+        fl__hash_jobs(w.jobs, w.njobs);
         rc = collect_jobs(&w, out, e);
     }
     if (rc == 0 && root) rc = finalize(root, out, e);
-    for (size_t i = 0; i < w.njobs; i++) {
-        free(w.jobs[i].abs);
-        free(w.jobs[i].err);
-    }
-    free(w.jobs);
+    fl__hash_jobs_free(w.jobs, w.njobs);
+    free(w.places);
     free_node(root);
     return rc;
+}
+
+void fl__hash_jobs_free(fl_hash_job *jobs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(jobs[i].path);
+        free(jobs[i].err);
+    }
+    free(jobs);
 }

@@ -6,7 +6,7 @@
  *   - few files: each is fsynced and renamed in turn; shard directories are fsynced before the
  *     tree that names them is written;
  *   - many files (a stage writing 80,000 crops): per-file fsync would dominate, so files are
- *     hashed and queued, one syncfs() makes all their data durable, the queued renames run, and
+ *     hashed up front by a few threads, then queued, one syncfs() makes all their data durable, the queued renames run, and
  *     a second syncfs() makes the renames and the trees durable. A crash in between can leave
  *     objects or trees missing (re-created by the next ingest), never a final name with
  *     non-durable (possibly empty) content. */
@@ -37,6 +37,8 @@ typedef struct moves {
 typedef struct ingest {
     fl_store *s;
     int batch;
+    fl_hash_job *pre;     /* batch mode: every file, hashed in parallel before the walk */
+    size_t npre, cappre, cursor; /* the walk meets files in the same (sorted) order */
     uint8_t touched[256]; /* objects/<xx>/ shards that received a rename */
     moves objs, trees;    /* batch mode: renames to run after the first syncfs */
 } ingest;
@@ -109,7 +111,21 @@ static void free_names(char **v, size_t n) {
 
 /* First pass: only regular files and directories may be ingested. Checking everything before
  * moving anything keeps a rejected output directory intact for the user to inspect. */
-static int check_dir(const char *path, size_t *nfiles, fl_err *e) {
+static int add_pre(ingest *g, const char *path, fl_err *e) {
+    if (g->npre == g->cappre) {
+        size_t nc = g->cappre ? g->cappre * 2 : 256;
+        fl_hash_job *nv = realloc(g->pre, nc * sizeof *nv);
+        if (!nv) return fl_errf(e, "out of memory");
+        g->pre = nv;
+        g->cappre = nc;
+    }
+    memset(&g->pre[g->npre], 0, sizeof *g->pre);
+    if (!(g->pre[g->npre].path = strdup(path))) return fl_errf(e, "out of memory");
+    g->npre++;
+    return 0;
+}
+
+static int check_dir(ingest *g, const char *path, fl_err *e) {
     char **names;
     size_t n;
     if (list_dir(path, &names, &n, e) != 0) return -1;
@@ -119,8 +135,8 @@ static int check_dir(const char *path, size_t *nfiles, fl_err *e) {
         struct stat st;
         if (!p) rc = fl_errf(e, "out of memory");
         else if (lstat(p, &st) != 0) rc = fl_errf(e, "cannot stat %s: %s", p, strerror(errno));
-        else if (S_ISDIR(st.st_mode)) rc = check_dir(p, nfiles, e);
-        else if (S_ISREG(st.st_mode)) (*nfiles)++;
+        else if (S_ISDIR(st.st_mode)) rc = check_dir(g, p, e);
+        else if (S_ISREG(st.st_mode)) rc = add_pre(g, p, e);
         else
             rc = fl_errf(e, "cannot store %s: %s (only regular files and directories can be outputs)",
                          p, S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file");
@@ -169,7 +185,15 @@ static int ingest_file(ingest *g, const char *path, fl_digest *d, char *mode, fl
         close(fd);
         return fl_errf(e, "cannot store %s: not a regular file", path);
     }
-    if (fl__hash_fd(fd, path, d, NULL, e) != 0) {
+    /* Batch mode hashed every file up front (in parallel); use that digest unless the file
+     * changed since, which a finished stage's staging directory never should. */
+    const fl_hash_job *pre = NULL;
+    if (g->cursor < g->npre && !strcmp(g->pre[g->cursor].path, path)) pre = &g->pre[g->cursor++];
+    if (pre && !pre->err && pre->fst.st_dev == st.st_dev && pre->fst.st_ino == st.st_ino &&
+        pre->fst.st_size == st.st_size && pre->fst.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+        pre->fst.st_mtim.tv_nsec == st.st_mtim.tv_nsec) {
+        *d = pre->d;
+    } else if (fl__hash_fd(fd, path, d, NULL, e) != 0) {
         close(fd);
         return -1;
     }
@@ -393,15 +417,16 @@ int fl_store_ingest(fl_store *s, const char *dir, fl_digest *tree, fl_err *e) {
     struct stat st;
     if (lstat(dir, &st) != 0) return fl_errf(e, "cannot ingest %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return fl_errf(e, "cannot ingest %s: not a directory", dir);
-    size_t nfiles = 0;
-    if (check_dir(dir, &nfiles, e) != 0) return -1;
     ingest g;
     memset(&g, 0, sizeof g);
     g.s = s;
-    g.batch = nfiles > BATCH_ABOVE;
-    int rc = ingest_dir(&g, dir, tree, e);
+    int rc = check_dir(&g, dir, e);
+    g.batch = g.npre > BATCH_ABOVE;
+    if (rc == 0 && g.batch) fl__hash_jobs(g.pre, g.npre);
+    if (rc == 0) rc = ingest_dir(&g, dir, tree, e);
     if (rc == 0 && g.batch) rc = finish_batch(&g, e);
     free_moves(&g.objs, rc != 0);
     free_moves(&g.trees, rc != 0);
+    fl__hash_jobs_free(g.pre, g.npre);
     return rc;
 }

@@ -35,6 +35,20 @@ void fl__xxh128_avx2_free(void *st);
 /* 1 if s is exactly 32 lowercase hex digits (a digest file name), else 0. */
 int fl__is_hex32(const char *s);
 
+/* A file to hash (external.c): path in; digest, the stat taken between open and read, and the
+ * byte count out, or err (malloc'd message). */
+typedef struct fl_hash_job {
+    char *path;
+    fl_digest d;
+    struct stat fst;
+    uint64_t bytes;
+    char *err;
+} fl_hash_job;
+/* Hashes every job, with up to 8 threads (created and joined here) when there are many. */
+void fl__hash_jobs(fl_hash_job *jobs, size_t n);
+/* Frees the paths, messages and the array. */
+void fl__hash_jobs_free(fl_hash_job *jobs, size_t n);
+
 /* ------------------------------------------------------------------ layout (store_open.c) */
 
 /* root/<kind>/ab/cdef... for kind "objects", "trees" or "records" (malloc'd). */
