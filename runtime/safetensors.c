@@ -368,11 +368,33 @@ int fl_st_to_f32(const fl_st_file *f, const fl_st_tensor *t, float *out, size_t 
             out[i] = (float)d;
         }
         return 0;
+#define INT_CASE(tag, type)                                                                        \
+    case tag:                                                                                      \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            type v;                                                                                \
+            memcpy(&v, s + sizeof v * i, sizeof v);                                                \
+            out[i] = (float)v;                                                                     \
+        }                                                                                          \
+        return 0;
+    /* Integer tensors (BN's int64 num_batches_tracked in every PyTorch export) convert the way
+     * load_state_dict's copy_ does. */
+    INT_CASE(FL_ST_BOOL, uint8_t)
+    INT_CASE(FL_ST_U8, uint8_t)
+    INT_CASE(FL_ST_I8, int8_t)
+    INT_CASE(FL_ST_I16, int16_t)
+    INT_CASE(FL_ST_U16, uint16_t)
+    INT_CASE(FL_ST_I32, int32_t)
+    INT_CASE(FL_ST_U32, uint32_t)
+    INT_CASE(FL_ST_I64, int64_t)
+    INT_CASE(FL_ST_U64, uint64_t)
+#undef INT_CASE
     default:
         return fl_errf(e, "%s: tensor '%s': dtype %s cannot be converted to F32", f->path, t->name,
                        fl_st_dtype_name(t->dtype));
     }
 }
+
+int fl_st_f32_convertible(int dtype) { return dtype != FL_ST_F8_E4M3 && dtype != FL_ST_F8_E5M2; }
 
 float *fl_st_read_f32(const fl_st_file *f, const char *name, size_t *numel, fl_err *e) {
     const fl_st_tensor *t = fl_st_find(f, name);

@@ -87,8 +87,10 @@ const fl_st_tensor *fl_st_find(const fl_st_file *f, const char *name);
 /* The __metadata__ value for key, or NULL. */
 const char *fl_st_meta(const fl_st_file *f, const char *key);
 
-/* Converts a tensor of dtype F32, F16, BF16 or F64 to float32 (round to nearest even for F64).
- * n must equal t->numel. Other dtypes are an error naming the tensor. */
+/* 1 when fl_st_to_f32 converts this dtype (every float and integer kind; not the float8s). */
+int fl_st_f32_convertible(int dtype);
+/* Converts a tensor of a float or integer dtype to float32 (round to nearest even for F64 and
+ * wide integers). n must equal t->numel. Float8 dtypes are an error naming the tensor. */
 int fl_st_to_f32(const fl_st_file *f, const fl_st_tensor *t, float *out, size_t n, fl_err *e);
 /* Same, into a fresh malloc'd array; *numel (may be NULL) gets the count. */
 float *fl_st_read_f32(const fl_st_file *f, const char *name, size_t *numel, fl_err *e);

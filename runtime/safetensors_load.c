@@ -213,8 +213,7 @@ int fl_st_load(const fl_st_set *s, const fl_st_target *tg, size_t n, int mode,
         const fl_st_tensor *t = r->t;
         int same = t->ndim == tg[i].ndim;
         for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == tg[i].shape[d];
-        int convertible = t->dtype == FL_ST_F32 || t->dtype == FL_ST_F16 ||
-                          t->dtype == FL_ST_BF16 || t->dtype == FL_ST_F64;
+        int convertible = fl_st_f32_convertible(t->dtype);
         if (!same || !convertible) {
             char a[160], b[160];
             shape_str(a, sizeof a, t->ndim, t->shape);
