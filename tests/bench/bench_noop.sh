@@ -9,8 +9,8 @@ T=$(mktemp -d /tmp/fluke-bench-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
 mkdir imgs
-head -c 4096 /dev/urandom > blob
-for i in $(seq 1 "$N"); do printf '%s' "$i" | cat - blob > "imgs/$i.jpg"; done
+# N distinct 4 KB files in one process (split), not N forks
+head -c $((N * 4096)) /dev/urandom | (cd imgs && split -b 4096 -a 6 -d - img)
 find imgs -type f -exec touch -d '1 hour ago' {} +
 printf '{"name": "b", "text": {"n": {"op": "count", "from": "dir:imgs"}}}' > b.json
 t() { local s=$(date +%s.%N); "$@" > /dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc; }
