@@ -122,16 +122,13 @@ static void scan_value(scan *sc, const char *path) {
             add_origin(sc->c, child, sc->file, sc->line);
             scan_value(sc, child);
         }
-    } else if (*sc->s == '"') {
-        char tmp[8];
-        /* skip the string without storing it */
+    } else if (*sc->s == '"') { /* a string value: skip it */
         sc->s++;
         while (*sc->s && *sc->s != '"') {
             if (*sc->s == '\\' && sc->s[1]) sc->s++;
             sc->s++;
         }
         if (*sc->s) sc->s++;
-        (void)tmp;
     } else {
         while (*sc->s && !strchr(",]} \t\r\n", *sc->s)) sc->s++;
     }

@@ -394,8 +394,6 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         memset(sel, 1, N);
     }
     for (size_t k = 0; k < o->nforce; k++) {
-        unsigned char tmp[1];
-        (void)tmp;
         unsigned char *m = calloc(N + 1, 1);
         size_t hits = fl_session_select(s, o->force[k], m);
         free(m);

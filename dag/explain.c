@@ -101,7 +101,6 @@ void fl_explain_diff(const cJSON *prev, const cJSON *cur, fl_reasons *out) {
                 cJSON_IsString(nd) ? nd->valuestring : "?",
                 cJSON_IsString(from) ? from->valuestring
                                      : (cJSON_IsString(path) ? path->valuestring : NULL));
-        (void)from;
     }
     if (out->n == 0) add(out, FL_WHY_CODE, NULL, "key schema", "changed", NULL);
 }
@@ -129,11 +128,4 @@ char *fl_reason_text(const fl_reason *r) {
     case FL_WHY_FORCED: return strdup("forced (--force)");
     }
     return strdup("?");
-}
-
-int fl_reasons_only_upstream(const fl_reasons *r) {
-    if (r->n == 0) return 0;
-    for (size_t i = 0; i < r->n; i++)
-        if (r->v[i].kind != FL_WHY_INPUT || !r->v[i].from || r->v[i].from[0] == '/') return 0;
-    return 1;
 }

@@ -33,7 +33,5 @@ void fl_explain_diff(const cJSON *prev, const cJSON *cur, fl_reasons *out);
 void fl_reasons_free(fl_reasons *r);
 /* One reason as a line: "config text.a.suffix: \"x\" -> \"y\"". malloc'd. */
 char *fl_reason_text(const fl_reason *r);
-/* 1 if every reason is an input coming from another stage (so the root cause is upstream). */
-int fl_reasons_only_upstream(const fl_reasons *r);
 
 #endif

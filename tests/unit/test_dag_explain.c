@@ -46,9 +46,6 @@ static void test_config_input_code(void **state) {
     assert_int_equal(cfg, 3);
     assert_int_equal(code, 1);
     assert_int_equal(input, 1);
-    assert_true(fl_reasons_only_upstream(&(fl_reasons){.v = &r.v[r.n - 1], .n = 1}) ||
-                r.v[r.n - 1].kind != FL_WHY_INPUT);
-    assert_false(fl_reasons_only_upstream(&r));
     fl_reasons_free(&r);
     cJSON_Delete(prev);
     cJSON_Delete(cur);
