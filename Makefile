@@ -83,6 +83,9 @@ deps:
 run: deps
 	@$(MAKE) --no-print-directory $(FLUKE)
 	$(FLUKE) run $(CONFIG)
+	@o=out/$$(basename $(CONFIG) .json); echo; echo "submission: $$o/submission.csv"; \
+	  if [ -f $$o/metrics.json ]; then \
+	    echo "MAP@5:      $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/metrics.json) (public/private, per species: $$o/metrics.json)"; fi
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests
