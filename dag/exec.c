@@ -65,6 +65,10 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
             in[k] = outs[fl_plan_find(&s->plan, inp->from_node)->index];
             continue;
         }
+        /* A path several stages declare is walked once per session. */
+        if (!s->external) s->external = cJSON_CreateObject();
+        const cJSON *known = cJSON_GetObjectItemCaseSensitive(s->external, inp->path);
+        if (cJSON_IsString(known) && fl_digest_from_hex(known->valuestring, &in[k]) == 0) continue;
         struct stat st;
         if (stat(inp->path, &st) != 0)
             return fl_errf(e, "stage '%s': input '%s': %s does not exist", n->id, inp->name,
@@ -72,6 +76,9 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
         fl_hash_stats hs = {0};
         if (fl_store_hash_external(s->store, inp->path, &in[k], &hs, e))
             return fl_errprefix(e, "stage '%s': input '%s'", n->id, inp->name);
+        char hex[FL_DIGEST_HEX];
+        fl_digest_hex(&in[k], hex);
+        cJSON_AddStringToObject(s->external, inp->path, hex);
         if (S_ISDIR(st.st_mode) && !quiet)
             ev("[fluke] input %s: %llu files, %llu hashed", inp->path,
                (unsigned long long)hs.files_seen, (unsigned long long)hs.files_hashed);

@@ -125,6 +125,7 @@ void fl_session_close(fl_session *s) {
     free(s->store_path);
     free(s->out_dir);
     cJSON_Delete(s->prev);
+    cJSON_Delete(s->external);
     memset(s, 0, sizeof *s);
 }
 

@@ -19,6 +19,7 @@ typedef struct fl_session {
     fl_store *store;   /* opened on demand by fl_session_store */
     fl_store_opts store_opts;
     cJSON *prev;       /* node id -> the record JSON of this config's latest run (may be NULL) */
+    cJSON *external;   /* external path -> digest hex, hashed once per session */
 } fl_session;
 
 /* Loads the config, builds and checks the plan (unknown inputs, cycles). Does not open the

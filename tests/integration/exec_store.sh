@@ -6,10 +6,12 @@ mkdir big
 for i in $(seq 1 20000); do echo "file $i" > big/f$i; done
 find big -type f -exec touch -d '2 hours ago' {} +
 cat > s.json <<'J'
-{ "name": "s", "text": { "n": {"op": "count", "from": "dir:big", "publish": true} } }
+{ "name": "s", "text": { "n": {"op": "count", "from": "dir:big", "publish": true},
+                         "m": {"op": "count", "from": "dir:big", "suffix": "!"} } }
 J
 $F run s.json > s1.log 2>&1
 check "first run hashes all 20,000 files" grep -q 'big: 20000 files, 20000 hashed' s1.log
+check "two stages reading the folder walk it once" [ "$(grep -c 'big: 20000 files' s1.log)" -eq 1 ]
 $F run s.json > s2.log 2>&1
 check "second run reads none of them" grep -q 'big: 20000 files, 0 hashed' s2.log
 check "second run is all cached" [ "$(count_runs s2.log)" -eq 0 ]
