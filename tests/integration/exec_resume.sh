@@ -4,7 +4,7 @@
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 echo x > in.txt
-printf '{"name": "t", "text": {"train": {"op": "steps", "steps": 30, "delay_ms": 50, "from": "file:in.txt", "publish": true}}}' > t.json
+printf '{"name": "t", "text": {"train": {"op": "steps", "steps": 60, "delay_ms": 50, "from": "file:in.txt", "publish": true}}}' > t.json
 setsid $F run t.json > k.log 2>&1 &
 pid=$!
 # kill once the checkpoint says step 8 or later (the stage writes it after every step)
@@ -20,6 +20,6 @@ $F run t.json > r.log 2>&1
 step=$(sed -n 's/.*resuming at step \([0-9]*\).*/\1/p' r.log)
 check "the rerun resumed from the checkpoint (step ${step:-none})" [ "${step:-0}" -gt 0 ]
 check "progress lines show step, rate and ETA" grep -Eq '30/30 step \(100.0%\) [0-9.]+ step/s ETA 0:00:00 loss' r.log
-check "the result is complete" [ "$(cat out/t/train.txt)" = "30 steps done" ]
+check "the result is complete" [ "$(cat out/t/train.txt)" = "60 steps done" ]
 check "the work directory is removed after the commit" [ -z "$(find .fluke/work -mindepth 1 2>/dev/null)" ]
 finish
