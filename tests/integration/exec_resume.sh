@@ -19,7 +19,7 @@ check "a checkpoint survived the kill" [ -n "$(find .fluke/work -name ckpt)" ]
 $F run t.json > r.log 2>&1
 step=$(sed -n 's/.*resuming at step \([0-9]*\).*/\1/p' r.log)
 check "the rerun resumed from the checkpoint (step ${step:-none})" [ "${step:-0}" -gt 0 ]
-check "progress lines show step, rate and ETA" grep -Eq '30/30 step \(100.0%\) [0-9.]+ step/s ETA 0:00:00 loss' r.log
+check "progress lines show step, rate and ETA" grep -Eq '60/60 step \(100.0%\) [0-9.]+ step/s ETA 0:00:00 loss' r.log
 check "the result is complete" [ "$(cat out/t/train.txt)" = "60 steps done" ]
 check "the work directory is removed after the commit" [ -z "$(find .fluke/work -mindepth 1 2>/dev/null)" ]
 finish
