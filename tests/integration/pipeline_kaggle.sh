@@ -1,5 +1,6 @@
 # The shipped fluke against the loopback Kaggle server: fetch (the competition zip, extracted)
 # -> kNN baseline -> submission, then `fluke submit` prints the score; no secret in any output.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE
 command -v python3 > /dev/null || { echo "skipped: python3 not found (the loopback server needs it)"; exit 0; }
