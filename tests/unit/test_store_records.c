@@ -18,34 +18,10 @@
 #include <unistd.h>
 
 #include "artifacts/store.h"
+#include "tests/unit/store_fixture.h"
 
-typedef struct fx {
-    char dir[64];
-    char *root;
-    fl_store *s;
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/fluke-records-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    f->root = fl_strdupf("%s/store", f->dir);
-    fl_err e = {0};
-    f->s = fl_store_open(f->root, NULL, &e);
-    if (!f->s) return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    fl_store_close(f->s);
-    fl_err e;
-    fl_remove_tree(f->dir, &e);
-    free(f->root);
-    free(f);
-    return 0;
-}
+static int setup(void **state) { return store_fx_setup(state, "records"); }
+static int teardown(void **state) { return store_fx_teardown(state); }
 
 static void put(const char *dir, const char *rel, const char *text) {
     char *p = fl_strdupf("%s/%s", dir, rel);
