@@ -58,9 +58,9 @@ static void ev(const char *fmt, ...) {
 
 int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_digest *in,
                           int quiet, fl_err *e) {
-    fl_node *n = s->plan.nodes[i];
+    fl_plan_node *n = s->plan.nodes[i];
     for (size_t k = 0; k < n->ninputs; k++) {
-        fl_input *inp = &n->inputs[k];
+        fl_plan_input *inp = &n->inputs[k];
         if (inp->from_node) {
             in[k] = outs[fl_plan_find(&s->plan, inp->from_node)->index];
             continue;
@@ -117,7 +117,7 @@ static char *reason_line(fl_session *s, nstate *ns, size_t i) {
 /* ------------------------------------------------------------------ child */
 
 static void run_child(fl_session *s, nstate *ns, size_t i, int err_w) {
-    fl_node *n = s->plan.nodes[i];
+    fl_plan_node *n = s->plan.nodes[i];
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
@@ -167,7 +167,7 @@ typedef struct pools {
 } pools;
 
 static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced, fl_err *e) {
-    fl_node *n = s->plan.nodes[i];
+    fl_plan_node *n = s->plan.nodes[i];
     char hex[FL_DIGEST_HEX];
     fl_digest_hex(&ns[i].key, hex);
     if (ns[i].lock_fd < 0) {
@@ -256,7 +256,7 @@ static void release(nstate *ns, size_t i, pools *pl) {
 }
 
 static int commit_node(fl_session *s, nstate *ns, size_t i, fl_err *e) {
-    fl_node *n = s->plan.nodes[i];
+    fl_plan_node *n = s->plan.nodes[i];
     for (size_t k = 0; k < n->outputs.n; k++) {
         char *p = fl_strdupf("%s/%s", ns[i].staging, n->outputs.v[k]);
         struct stat st;
@@ -300,7 +300,7 @@ static const char *signame(int sig) {
 
 /* A child exited: commit or report. Returns 0, or -1 with e set when the stage failed. */
 static int reap(fl_session *s, nstate *ns, size_t i, int status, pools *pl, fl_err *e) {
-    fl_node *n = s->plan.nodes[i];
+    fl_plan_node *n = s->plan.nodes[i];
     char msg[FL_ERRLEN] = "";
     ssize_t r = read(ns[i].err_fd, msg, sizeof msg - 1);
     if (r > 0) msg[r] = '\0';
@@ -335,7 +335,7 @@ static int reap(fl_session *s, nstate *ns, size_t i, int status, pools *pl, fl_e
 static int publish(fl_session *s, nstate *ns, fl_err *e) {
     int any = 0;
     for (size_t i = 0; i < s->plan.n; i++) {
-        fl_node *n = s->plan.nodes[i];
+        fl_plan_node *n = s->plan.nodes[i];
         if (ns[i].st != ST_DONE || n->publish.n == 0) continue;
         if (!any && fl_mkdirs(s->out_dir, e)) return -1;
         any = 1;
@@ -355,7 +355,7 @@ static int publish(fl_session *s, nstate *ns, fl_err *e) {
 }
 
 static int forced_node(const fl_session *s, const fl_run_opts *o, size_t i) {
-    const fl_node *n = s->plan.nodes[i];
+    const fl_plan_node *n = s->plan.nodes[i];
     for (size_t k = 0; k < o->nforce; k++)
         if (!strcmp(o->force[k], n->id) || !strcmp(o->force[k], n->def->name)) return 1;
     return 0;

@@ -20,7 +20,7 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int fl_key_compute(const fl_node *n, const cJSON *config, const fl_digest *in, fl_digest *key,
+int fl_key_compute(const fl_plan_node *n, const cJSON *config, const fl_digest *in, fl_digest *key,
                    cJSON **desc, fl_err *e) {
     fl_hasher *h = fl_hasher_new();
     if (!h) return fl_errf(e, "out of memory");

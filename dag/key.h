@@ -12,7 +12,7 @@
 
 /* in: one digest per node input (parallel to n->inputs). desc (optional) receives the JSON
  * description stored in the record and used by explain: node, stage, code, config, inputs. */
-int fl_key_compute(const fl_node *n, const cJSON *config, const fl_digest *in, fl_digest *key,
+int fl_key_compute(const fl_plan_node *n, const cJSON *config, const fl_digest *in, fl_digest *key,
                    cJSON **desc, fl_err *e);
 
 #endif

@@ -11,17 +11,17 @@ static int build_graph(fl_session *s, fl_err *e) {
     s->order = calloc(n ? n : 1, sizeof *s->order);
     if (!s->deps || !s->ndeps || !s->order) return fl_errf(e, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        fl_node *nd = p->nodes[i];
+        fl_plan_node *nd = p->nodes[i];
         s->deps[i] = calloc(nd->ninputs + 1, sizeof **s->deps);
         for (size_t k = 0; k < nd->ninputs; k++) {
-            fl_input *in = &nd->inputs[k];
+            fl_plan_input *in = &nd->inputs[k];
             if (in->path && in->path[0] != '/') { /* external paths are relative to the config */
                 char *abs = fl_strdupf("%s/%s", p->config_dir, in->path);
                 free(in->path);
                 in->path = abs;
             }
             if (!in->from_node) continue;
-            fl_node *up = fl_plan_find(p, in->from_node);
+            fl_plan_node *up = fl_plan_find(p, in->from_node);
             if (!up)
                 return fl_errf(e, "stage '%s': input '%s' reads from unknown stage '%s'", nd->id,
                                in->name, in->from_node);
@@ -132,7 +132,7 @@ void fl_session_close(fl_session *s) {
 size_t fl_session_select(const fl_session *s, const char *what, unsigned char *mark) {
     size_t hits = 0;
     for (size_t i = 0; i < s->plan.n; i++) {
-        const fl_node *n = s->plan.nodes[i];
+        const fl_plan_node *n = s->plan.nodes[i];
         if (!strcmp(n->id, what) || !strcmp(n->def->name, what)) {
             mark[i] = 1;
             hits++;

@@ -40,7 +40,7 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
     if (fl_session_store(s, e)) return -1;
     size_t N = s->plan.n, only = N;
     if (explain) {
-        fl_node *n = fl_plan_find(&s->plan, explain);
+        fl_plan_node *n = fl_plan_find(&s->plan, explain);
         if (!n) return fl_errf(e, "explain %s: no such stage in %s (see `fluke dag`)", explain, s->cfg.file);
         only = n->index;
     }
@@ -49,7 +49,7 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
     int not_cached = 0;
     for (size_t k = 0; k < N; k++) {
         size_t i = s->order[k];
-        fl_node *n = s->plan.nodes[i];
+        fl_plan_node *n = s->plan.nodes[i];
         size_t blocker = N;
         for (size_t j = 0; j < s->ndeps[i] && blocker == N; j++)
             if (ss[s->deps[i][j]].st != S_CACHED) blocker = s->deps[i][j];
@@ -81,7 +81,7 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
     for (size_t k = 0; k < N; k++) {
         size_t i = s->order[k];
         if (explain && i != only) continue;
-        fl_node *n = s->plan.nodes[i];
+        fl_plan_node *n = s->plan.nodes[i];
         sstate *x = &ss[i];
         if (x->st != S_CACHED) not_cached++;
         if (x->st == S_CACHED) {
@@ -137,7 +137,7 @@ void fl_exec_print_dag(const fl_session *s, int dot) {
     if (dot) {
         printf("digraph fluke {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
         for (size_t k = 0; k < p->n; k++) {
-            const fl_node *n = p->nodes[s->order[k]];
+            const fl_plan_node *n = p->nodes[s->order[k]];
             printf("  \"%s\";\n", n->id);
             for (size_t j = 0; j < n->ninputs; j++) {
                 if (n->inputs[j].from_node)
@@ -152,7 +152,7 @@ void fl_exec_print_dag(const fl_session *s, int dot) {
         return;
     }
     for (size_t k = 0; k < p->n; k++) {
-        const fl_node *n = p->nodes[s->order[k]];
+        const fl_plan_node *n = p->nodes[s->order[k]];
         printf("%s", n->id);
         if (n->def->summary) printf("  — %s", n->def->summary);
         printf("\n");

@@ -36,19 +36,19 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
     const cJSON *pl = cJSON_GetObjectItemCaseSensitive(config, "pipeline");
     const cJSON *th = pl ? cJSON_GetObjectItemCaseSensitive(pl, "threads") : NULL;
     int threads = th ? (int)th->valuedouble : 2;
-    fl_node *n;
+    fl_plan_node *n;
 
     /* Data: the embedded synthetic set (with a hidden truth for offline scoring) or Kaggle. */
     int scored = 0;
     if (!strcmp(source, "synth")) {
-        if (!(n = fl_plan_add(p, &fl_stage_synth, -1, e)) || fl_node_section(n, "synth", e) ||
-            fl_node_output(n, "data/train.csv", e) || fl_node_output(n, "truth/solution.csv", e))
+        if (!(n = fl_plan_add(p, &fl_stage_synth, -1, e)) || fl_plan_node_section(n, "synth", e) ||
+            fl_plan_node_output(n, "data/train.csv", e) || fl_plan_node_output(n, "truth/solution.csv", e))
             return -1;
-        fl_node_resources(n, threads, 0);
+        fl_plan_node_resources(n, threads, 0);
         scored = 1;
     } else if (!strcmp(source, "kaggle")) {
-        if (!(n = fl_plan_add(p, &fl_stage_fetch, -1, e)) || fl_node_section(n, "kaggle", e) ||
-            fl_node_output(n, "data", e))
+        if (!(n = fl_plan_add(p, &fl_stage_fetch, -1, e)) || fl_plan_node_section(n, "kaggle", e) ||
+            fl_plan_node_output(n, "data", e))
             return -1;
     } else {
         return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle)", source);
@@ -70,17 +70,17 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
         return fl_errf(e, "pipeline.model: '%s' is not a model (baseline_knn | baseline_new_first "
                           "| effnet_dolg)", model);
     }
-    if (!(n = fl_plan_add(p, def, -1, e)) || fl_node_input(n, "data", data, e) ||
-        fl_node_output(n, "submission.csv", e) || fl_node_publish(n, "submission.csv", e))
+    if (!(n = fl_plan_add(p, def, -1, e)) || fl_plan_node_input(n, "data", data, e) ||
+        fl_plan_node_output(n, "submission.csv", e) || fl_plan_node_publish(n, "submission.csv", e))
         return -1;
-    if (def == &fl_stage_baseline_knn && fl_node_section(n, "baseline.knn", e)) return -1;
-    fl_node_resources(n, threads, 0);
+    if (def == &fl_stage_baseline_knn && fl_plan_node_section(n, "baseline.knn", e)) return -1;
+    fl_plan_node_resources(n, threads, 0);
 
     /* Offline score when the truth is known (the embedded data). */
     if (scored) {
         if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
-            fl_node_input(n, "submission", def->name, e) || fl_node_input(n, "truth", "synth", e) ||
-            fl_node_output(n, "metrics.json", e) || fl_node_publish(n, "metrics.json", e))
+            fl_plan_node_input(n, "submission", def->name, e) || fl_plan_node_input(n, "truth", "synth", e) ||
+            fl_plan_node_output(n, "metrics.json", e) || fl_plan_node_publish(n, "metrics.json", e))
             return -1;
     }
     return 0;

@@ -39,7 +39,7 @@ static const cJSON *lookup(const cJSON *root, const char *path) {
 }
 
 const cJSON *fl_stage_cfg(fl_stage_ctx *c, const char *path, fl_err *e) {
-    if (!fl_node_reads(c->node, path)) {
+    if (!fl_plan_node_reads(c->node, path)) {
         fl_errf(e,
                 "programming error: stage '%s' reads config key '%s' outside its declared "
                 "sections",

@@ -25,7 +25,7 @@ void fl_plan_init(fl_plan *p, const char *config_dir) {
     p->config_dir = config_dir;
 }
 
-static void node_free(fl_node *n) {
+static void node_free(fl_plan_node *n) {
     free(n->id);
     fl_strv_free(&n->sections);
     fl_strv_free(&n->outputs);
@@ -46,7 +46,7 @@ void fl_plan_free(fl_plan *p) {
     p->n = 0;
 }
 
-fl_node *fl_plan_find(const fl_plan *p, const char *id) {
+fl_plan_node *fl_plan_find(const fl_plan *p, const char *id) {
     for (size_t i = 0; i < p->n; i++)
         if (!strcmp(p->nodes[i]->id, id)) return p->nodes[i];
     return NULL;
@@ -61,7 +61,7 @@ static int valid_id(const char *id) {
     return 1;
 }
 
-fl_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e) {
+fl_plan_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e) {
     if (!valid_id(id)) {
         fl_errf(e, "invalid stage id '%s' (letters, digits, _ - . [ ] only)", id);
         return NULL;
@@ -70,8 +70,8 @@ fl_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_
         fl_errf(e, "stage '%s' is declared twice", id);
         return NULL;
     }
-    fl_node *n = calloc(1, sizeof *n);
-    fl_node **nv = realloc(p->nodes, (p->n + 1) * sizeof *nv);
+    fl_plan_node *n = calloc(1, sizeof *n);
+    fl_plan_node **nv = realloc(p->nodes, (p->n + 1) * sizeof *nv);
     if (!n || !nv || !(n->id = strdup(id))) {
         free(n);
         if (nv) p->nodes = nv;
@@ -87,65 +87,65 @@ fl_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_
     return n;
 }
 
-fl_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e) {
+fl_plan_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e) {
     char id[256];
     if (instance < 0)
         snprintf(id, sizeof id, "%s", def->name);
     else
         snprintf(id, sizeof id, "%s[%d]", def->name, instance);
-    fl_node *n = fl_plan_add_as(p, def, id, e);
+    fl_plan_node *n = fl_plan_add_as(p, def, id, e);
     if (n) n->instance = instance;
     return n;
 }
 
-int fl_node_section(fl_node *n, const char *section, fl_err *e) {
+int fl_plan_node_section(fl_plan_node *n, const char *section, fl_err *e) {
     for (size_t i = 0; i < n->sections.n; i++)
         if (!strcmp(n->sections.v[i], section)) return 0;
     if (fl_strv_push(&n->sections, section)) return fl_errf(e, "out of memory");
     return 0;
 }
 
-static int add_input(fl_node *n, const char *name, const char *from, const char *path, fl_err *e) {
+static int add_input(fl_plan_node *n, const char *name, const char *from, const char *path, fl_err *e) {
     for (size_t i = 0; i < n->ninputs; i++)
         if (!strcmp(n->inputs[i].name, name))
             return fl_errf(e, "stage '%s': input '%s' declared twice", n->id, name);
-    fl_input *nv = realloc(n->inputs, (n->ninputs + 1) * sizeof *nv);
+    fl_plan_input *nv = realloc(n->inputs, (n->ninputs + 1) * sizeof *nv);
     if (!nv) return fl_errf(e, "out of memory");
     n->inputs = nv;
-    fl_input *in = &n->inputs[n->ninputs++];
+    fl_plan_input *in = &n->inputs[n->ninputs++];
     in->name = strdup(name);
     in->from_node = from ? strdup(from) : NULL;
     in->path = path ? strdup(path) : NULL;
     return 0;
 }
 
-int fl_node_input(fl_node *n, const char *name, const char *from_node, fl_err *e) {
+int fl_plan_node_input(fl_plan_node *n, const char *name, const char *from_node, fl_err *e) {
     return add_input(n, name, from_node, NULL, e);
 }
 
-int fl_node_input_path(fl_node *n, const char *name, const char *path, fl_err *e) {
+int fl_plan_node_input_path(fl_plan_node *n, const char *name, const char *path, fl_err *e) {
     return add_input(n, name, NULL, path, e);
 }
 
-int fl_node_output(fl_node *n, const char *relpath, fl_err *e) {
+int fl_plan_node_output(fl_plan_node *n, const char *relpath, fl_err *e) {
     if (relpath[0] == '/' || strstr(relpath, ".."))
         return fl_errf(e, "stage '%s': output '%s' must be a relative path inside the output",
                        n->id, relpath);
     return fl_strv_push(&n->outputs, relpath) ? fl_errf(e, "out of memory") : 0;
 }
 
-int fl_node_publish(fl_node *n, const char *relpath, fl_err *e) {
+int fl_plan_node_publish(fl_plan_node *n, const char *relpath, fl_err *e) {
     if (relpath[0] == '/' || strstr(relpath, ".."))
         return fl_errf(e, "stage '%s': published '%s' must be a relative path", n->id, relpath);
     return fl_strv_push(&n->publish, relpath) ? fl_errf(e, "out of memory") : 0;
 }
 
-void fl_node_resources(fl_node *n, int threads, int gpus) {
+void fl_plan_node_resources(fl_plan_node *n, int threads, int gpus) {
     n->threads = threads < 1 ? 1 : threads;
     n->gpus = gpus > 0 ? 1 : 0;
 }
 
-int fl_node_reads(const fl_node *n, const char *path) {
+int fl_plan_node_reads(const fl_plan_node *n, const char *path) {
     for (size_t i = 0; i < n->sections.n; i++) {
         const char *s = n->sections.v[i];
         size_t l = strlen(s);

@@ -5,23 +5,23 @@
 
 #include "stages/api/stage.h"
 
-typedef struct fl_input {
+typedef struct fl_plan_input {
     char *name;
     char *from_node; /* another node's id, or NULL */
     char *path;      /* external path (absolute after resolution), or NULL */
-} fl_input;
+} fl_plan_input;
 
 typedef struct fl_strv {
     char **v;
     size_t n;
 } fl_strv;
 
-struct fl_node {
+struct fl_plan_node {
     const fl_stage_def *def;
     char *id;
     int instance;
     fl_strv sections;
-    fl_input *inputs;
+    fl_plan_input *inputs;
     size_t ninputs;
     fl_strv outputs;
     fl_strv publish;
@@ -30,21 +30,21 @@ struct fl_node {
 };
 
 struct fl_plan {
-    fl_node **nodes;
+    fl_plan_node **nodes;
     size_t n;
     const char *config_dir; /* external paths are resolved against it */
 };
 
 void fl_plan_init(fl_plan *p, const char *config_dir);
 void fl_plan_free(fl_plan *p);
-fl_node *fl_plan_find(const fl_plan *p, const char *id);
+fl_plan_node *fl_plan_find(const fl_plan *p, const char *id);
 
 int fl_strv_push(fl_strv *v, const char *s);
 void fl_strv_free(fl_strv *v);
 
 /* The context handed to a running stage (built by the executor in the child process). */
 struct fl_stage_ctx {
-    const fl_node *node;
+    const fl_plan_node *node;
     const cJSON *config;      /* the effective config */
     const char *out_dir;
     const char *work_dir;
@@ -56,6 +56,6 @@ struct fl_stage_ctx {
 };
 
 /* 1 when path lies inside one of the node's declared sections. */
-int fl_node_reads(const fl_node *n, const char *path);
+int fl_plan_node_reads(const fl_plan_node *n, const char *path);
 
 #endif

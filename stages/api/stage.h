@@ -51,24 +51,24 @@ typedef struct fl_stage_def {
 /* ---------------------------------------------------------------- plan building */
 
 typedef struct fl_plan fl_plan;
-typedef struct fl_node fl_node;
+typedef struct fl_plan_node fl_plan_node;
 
 /* Adds a node; instance < 0 means a single-instance stage ("synth"), else "name[instance]". */
-fl_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e);
+fl_plan_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e);
 /* Adds a node with an explicit id (registries whose node names come from the config). */
-fl_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e);
+fl_plan_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e);
 /* Declares a config section (dotted path) the node reads; its canonical JSON enters the key. */
-int fl_node_section(fl_node *n, const char *section, fl_err *e);
+int fl_plan_node_section(fl_plan_node *n, const char *section, fl_err *e);
 /* Declares an input: the outputs of another node ("synth", "embed_train[3]"). */
-int fl_node_input(fl_node *n, const char *name, const char *from_node, fl_err *e);
+int fl_plan_node_input(fl_plan_node *n, const char *name, const char *from_node, fl_err *e);
 /* Declares an external input (file or directory), resolved against the config's directory. */
-int fl_node_input_path(fl_node *n, const char *name, const char *path, fl_err *e);
+int fl_plan_node_input_path(fl_plan_node *n, const char *name, const char *path, fl_err *e);
 /* Declares an output path (relative) that must exist in the out dir after run. */
-int fl_node_output(fl_node *n, const char *relpath, fl_err *e);
+int fl_plan_node_output(fl_plan_node *n, const char *relpath, fl_err *e);
 /* An output copied to out/<config name>/ after a successful run (submission.csv, metrics.json). */
-int fl_node_publish(fl_node *n, const char *relpath, fl_err *e);
+int fl_plan_node_publish(fl_plan_node *n, const char *relpath, fl_err *e);
 /* Resources: CPU threads the stage uses and GPUs it needs (0 or 1). Default 1, 0. */
-void fl_node_resources(fl_node *n, int threads, int gpus);
+void fl_plan_node_resources(fl_plan_node *n, int threads, int gpus);
 
 /* An extra CLI command a registry adds (`fluke submit`, `fluke synth --preview`). It gets the
  * arguments after its name and the config path the user gave (or the default). Returns the

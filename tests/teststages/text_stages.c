@@ -41,24 +41,24 @@ static const fl_cfg_field text_schema[] = {
     {NULL, 0, 0, NULL},
 };
 
-static int add_from(fl_node *n, const char *src, int k, fl_err *e) {
+static int add_from(fl_plan_node *n, const char *src, int k, fl_err *e) {
     char name[32];
     snprintf(name, sizeof name, "in%d", k);
     if (!strncmp(src, "file:", 5) || !strncmp(src, "dir:", 4))
-        return fl_node_input_path(n, name, strchr(src, ':') + 1, e);
-    return fl_node_input(n, name, src, e);
+        return fl_plan_node_input_path(n, name, strchr(src, ':') + 1, e);
+    return fl_plan_node_input(n, name, src, e);
 }
 
 static int plan_text(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
     (void)config_dir;
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(config, "text");
     for (const cJSON *it = text ? text->child : NULL; it; it = it->next) {
-        fl_node *n = fl_plan_add_as(p, &text_stage, it->string, e);
+        fl_plan_node *n = fl_plan_add_as(p, &text_stage, it->string, e);
         if (!n) return -1;
         char sec[300], out[300];
         snprintf(sec, sizeof sec, "text.%s", it->string);
         snprintf(out, sizeof out, "%s.txt", it->string);
-        if (fl_node_section(n, sec, e) || fl_node_output(n, out, e)) return -1;
+        if (fl_plan_node_section(n, sec, e) || fl_plan_node_output(n, out, e)) return -1;
         const cJSON *from = cJSON_GetObjectItemCaseSensitive(it, "from");
         int k = 0;
         if (cJSON_IsString(from)) {
@@ -70,12 +70,12 @@ static int plan_text(const cJSON *config, const char *config_dir, fl_plan *p, fl
         }
         const cJSON *reads = cJSON_GetObjectItemCaseSensitive(it, "reads");
         for (const cJSON *r = reads ? reads->child : NULL; r; r = r->next)
-            if (fl_node_section(n, r->valuestring, e)) return -1;
+            if (fl_plan_node_section(n, r->valuestring, e)) return -1;
         const cJSON *pub = cJSON_GetObjectItemCaseSensitive(it, "publish");
-        if (cJSON_IsTrue(pub) && fl_node_publish(n, out, e)) return -1;
+        if (cJSON_IsTrue(pub) && fl_plan_node_publish(n, out, e)) return -1;
         const cJSON *th = cJSON_GetObjectItemCaseSensitive(it, "threads");
         const cJSON *gp = cJSON_GetObjectItemCaseSensitive(it, "gpus");
-        fl_node_resources(n, th ? (int)th->valuedouble : 1, gp ? (int)gp->valuedouble : 0);
+        fl_plan_node_resources(n, th ? (int)th->valuedouble : 1, gp ? (int)gp->valuedouble : 0);
     }
     return 0;
 }

@@ -128,12 +128,12 @@ static void test_key_covers_exactly_what_is_declared(void **state) {
     fl_plan p;
     fl_err e = {{0}};
     fl_plan_init(&p, "/");
-    fl_node *n = fl_plan_add(&p, &def, 2, &e);
+    fl_plan_node *n = fl_plan_add(&p, &def, 2, &e);
     assert_non_null(n);
     assert_string_equal(n->id, "s[2]");
-    fl_node_section(n, "train", &e);
-    fl_node_input(n, "x", "up", &e);
-    fl_node_input(n, "y", "up2", &e);
+    fl_plan_node_section(n, "train", &e);
+    fl_plan_node_input(n, "x", "up", &e);
+    fl_plan_node_input(n, "y", "up2", &e);
     cJSON *cfg = cJSON_Parse("{\"train\": {\"lr\": 1}, \"other\": 5}");
     fl_digest in[2] = {{{1}}, {{2}}}, k1, k2, k3;
     assert_int_equal(fl_key_compute(n, cfg, in, &k1, NULL, &e), 0);
@@ -151,9 +151,9 @@ static void test_key_covers_exactly_what_is_declared(void **state) {
     fl_key_compute(n, cfg, in, &k2, NULL, &e);
     assert_false(fl_digest_eq(&k3, &k2));
     /* the section declared twice is one declaration; the input names must be unique */
-    assert_int_equal(fl_node_section(n, "train", &e), 0);
+    assert_int_equal(fl_plan_node_section(n, "train", &e), 0);
     assert_int_equal(n->sections.n, 1);
-    assert_int_equal(fl_node_input(n, "x", "other", &e), -1);
+    assert_int_equal(fl_plan_node_input(n, "x", "other", &e), -1);
     assert_null(fl_plan_add(&p, &def, 2, &e));
     assert_non_null(strstr(e.msg, "declared twice"));
     cJSON_Delete(cfg);
@@ -167,8 +167,8 @@ static void test_key_changes_with_code_identity(void **state) {
     fl_plan p;
     fl_err e = {{0}};
     fl_plan_init(&p, "/");
-    fl_node *n1 = fl_plan_add_as(&p, &d1, "one", &e);
-    fl_node *n2 = fl_plan_add_as(&p, &d2, "two", &e);
+    fl_plan_node *n1 = fl_plan_add_as(&p, &d1, "one", &e);
+    fl_plan_node *n2 = fl_plan_add_as(&p, &d2, "two", &e);
     cJSON *cfg = cJSON_CreateObject();
     fl_digest k1, k2;
     fl_key_compute(n1, cfg, NULL, &k1, NULL, &e);

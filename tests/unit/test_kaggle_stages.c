@@ -21,7 +21,7 @@
 
 typedef struct run {
     fl_plan plan;
-    fl_node *node;
+    fl_plan_node *node;
     fl_stage_ctx ctx;
     cJSON *cfg;
     char *out, *work, *logp;
@@ -35,7 +35,7 @@ static void run_init(run *r, ts_fx *f, const fl_stage_def *def, const char *sect
     fl_plan_init(&r->plan, f->dir);
     r->node = fl_plan_add(&r->plan, def, -1, &e);
     assert_non_null(r->node);
-    assert_int_equal(fl_node_section(r->node, section, &e), 0);
+    assert_int_equal(fl_plan_node_section(r->node, section, &e), 0);
     r->cfg = cJSON_Parse(cfg_json);
     assert_non_null(r->cfg);
     r->out = fl_strdupf("%s/%s-out", f->dir, tag);

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A training stage includes both the plan and the tensor graph: their names must not meet. */
+#include "runtime/graph.h"
 #include "stages/api/plan.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
@@ -51,7 +53,7 @@ static int teardown(void **state) {
 }
 
 /* Runs node (already declared) with its inputs resolved to other nodes' out dirs. */
-static int run_node(runner *r, fl_node *n, fl_err *e) {
+static int run_node(runner *r, fl_plan_node *n, fl_err *e) {
     char *out = fl_strdupf("%s/%s", r->root, n->id);
     char *work = fl_strdupf("%s/%s.work", r->root, n->id);
     fl_mkdirs(out, e);
@@ -86,33 +88,33 @@ static void test_pipeline_of_issue4(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
     fl_plan *p = &r->plan;
-    fl_node *syn = fl_plan_add(p, &fl_stage_synth, -1, &e);
+    fl_plan_node *syn = fl_plan_add(p, &fl_stage_synth, -1, &e);
     assert_non_null(syn);
-    assert_int_equal(fl_node_section(syn, "synth", &e), 0);
-    assert_int_equal(fl_node_output(syn, "data", &e), 0);
-    assert_int_equal(fl_node_output(syn, "truth", &e), 0);
+    assert_int_equal(fl_plan_node_section(syn, "synth", &e), 0);
+    assert_int_equal(fl_plan_node_output(syn, "data", &e), 0);
+    assert_int_equal(fl_plan_node_output(syn, "truth", &e), 0);
     if (run_node(r, syn, &e) != 0) fail_msg("synth: %s", e.msg);
 
-    fl_node *nf = fl_plan_add(p, &fl_stage_baseline_new_first, -1, &e);
-    assert_int_equal(fl_node_input(nf, "data", "synth", &e), 0);
-    assert_int_equal(fl_node_output(nf, "submission.csv", &e), 0);
+    fl_plan_node *nf = fl_plan_add(p, &fl_stage_baseline_new_first, -1, &e);
+    assert_int_equal(fl_plan_node_input(nf, "data", "synth", &e), 0);
+    assert_int_equal(fl_plan_node_output(nf, "submission.csv", &e), 0);
     if (run_node(r, nf, &e) != 0) fail_msg("baseline_new_first: %s", e.msg);
 
-    fl_node *knn = fl_plan_add(p, &fl_stage_baseline_knn, -1, &e);
-    assert_int_equal(fl_node_input(knn, "data", "synth", &e), 0);
-    assert_int_equal(fl_node_section(knn, "baseline.knn", &e), 0);
-    assert_int_equal(fl_node_output(knn, "submission.csv", &e), 0);
+    fl_plan_node *knn = fl_plan_add(p, &fl_stage_baseline_knn, -1, &e);
+    assert_int_equal(fl_plan_node_input(knn, "data", "synth", &e), 0);
+    assert_int_equal(fl_plan_node_section(knn, "baseline.knn", &e), 0);
+    assert_int_equal(fl_plan_node_output(knn, "submission.csv", &e), 0);
     if (run_node(r, knn, &e) != 0) fail_msg("baseline_knn: %s", e.msg);
 
     const char *subs[2] = {"baseline_new_first", "baseline_knn"};
     for (int k = 0; k < 2; k++) {
         char id[32];
         snprintf(id, sizeof id, "score_%d", k);
-        fl_node *sc = fl_plan_add_as(p, &fl_stage_score, id, &e);
+        fl_plan_node *sc = fl_plan_add_as(p, &fl_stage_score, id, &e);
         assert_non_null(sc);
-        assert_int_equal(fl_node_input(sc, "submission", subs[k], &e), 0);
-        assert_int_equal(fl_node_input(sc, "truth", "synth", &e), 0);
-        assert_int_equal(fl_node_output(sc, "metrics.json", &e), 0);
+        assert_int_equal(fl_plan_node_input(sc, "submission", subs[k], &e), 0);
+        assert_int_equal(fl_plan_node_input(sc, "truth", "synth", &e), 0);
+        assert_int_equal(fl_plan_node_output(sc, "metrics.json", &e), 0);
         if (run_node(r, sc, &e) != 0) fail_msg("%s: %s", id, e.msg);
         /* metrics.json agrees with scoring the files directly. */
         char *mpath = fl_strdupf("%s/%s/metrics.json", r->root, id);
@@ -152,25 +154,25 @@ static void test_stage_misuse_fails_cleanly(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
     /* A node that forgot to declare its section: the programming error surfaces. */
-    fl_node *knn = fl_plan_add_as(&r->plan, &fl_stage_baseline_knn, "knn_bad", &e);
-    assert_int_equal(fl_node_input(knn, "data", "nowhere", &e), 0);
-    assert_int_equal(fl_node_output(knn, "submission.csv", &e), 0);
+    fl_plan_node *knn = fl_plan_add_as(&r->plan, &fl_stage_baseline_knn, "knn_bad", &e);
+    assert_int_equal(fl_plan_node_input(knn, "data", "nowhere", &e), 0);
+    assert_int_equal(fl_plan_node_output(knn, "submission.csv", &e), 0);
     assert_int_equal(run_node(r, knn, &e), -1);
     assert_non_null(strstr(e.msg, "baseline.knn"));
     /* An input that holds no data: the error names the path. */
-    assert_int_equal(fl_node_section(knn, "baseline.knn", &e), 0);
+    assert_int_equal(fl_plan_node_section(knn, "baseline.knn", &e), 0);
     assert_int_equal(run_node(r, knn, &e), -1);
     assert_non_null(strstr(e.msg, "nowhere"));
     /* Score without a truth input declared: an error naming the input. */
-    fl_node *sc = fl_plan_add_as(&r->plan, &fl_stage_score, "score_bad", &e);
-    assert_int_equal(fl_node_input(sc, "submission", "nowhere", &e), 0);
+    fl_plan_node *sc = fl_plan_add_as(&r->plan, &fl_stage_score, "score_bad", &e);
+    assert_int_equal(fl_plan_node_input(sc, "submission", "nowhere", &e), 0);
     assert_int_equal(run_node(r, sc, &e), -1);
     assert_non_null(strstr(e.msg, "truth"));
     /* synth with a bad section value: the message names the key. */
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r->config, "synth"), "preset",
                               cJSON_CreateString("enormous"));
-    fl_node *syn = fl_plan_add_as(&r->plan, &fl_stage_synth, "synth_bad", &e);
-    assert_int_equal(fl_node_section(syn, "synth", &e), 0);
+    fl_plan_node *syn = fl_plan_add_as(&r->plan, &fl_stage_synth, "synth_bad", &e);
+    assert_int_equal(fl_plan_node_section(syn, "synth", &e), 0);
     assert_int_equal(run_node(r, syn, &e), -1);
     assert_non_null(strstr(e.msg, "enormous"));
 }
