@@ -6,7 +6,8 @@
  * L = sum(r * y) (backward seeded with r) against central differences
  *   (L(t + h) - L(t - h)) / 2h, h = 1e-6,
  * for every element of every float input marked requires_grad and every parameter.
- * Error per tensor: ||analytic - numeric||_2 / ||numeric||_2, required < 1e-6. */
+ * Error per tensor: ||analytic - numeric||_2 / ||numeric||_2, required < 1e-6. A parameter or
+ * input marked requires_grad that gets no gradient fails the case (fd_check returns +INF). */
 #ifndef FL_TEST_RUNTIME_FD_HARNESS_H
 #define FL_TEST_RUNTIME_FD_HARNESS_H
 
@@ -106,7 +107,10 @@ static double fd_check(const fd_case *c) {
         if (!is_in && n->kind != FL_NODE_PARAM) continue;
         int64_t cnt = fl_numel(n);
         if (!fl_graph_grad(g, i)) {
-            printf("%s: %s does not reach the checked node; skipped\n", c->name, n->name);
+            /* a parameter or input that wants a gradient but gets none: either the case is
+             * built wrong or backward lost a path; neither may pass unnoticed */
+            printf("%s: %s does not reach the checked node: no gradient to check; FAILED\n", c->name, n->name);
+            worst = INFINITY;
             continue;
         }
         double *ana = malloc(sizeof(double) * (size_t)cnt);

@@ -17,6 +17,10 @@
 #include "runtime/cpu/conv.h"
 #include "runtime/cpu/conv_internal.h"
 #include "runtime/rng.h"
+#include "tests/unit/support/numcmp.h"
+
+/* The worst error of the float kernels over every case, as a fraction of its rigorous bound. */
+static nc_worst g_worst;
 
 /* ---- naive double reference ----------------------------------------------------------------- */
 
@@ -91,11 +95,10 @@ static double maxabs(const double *a, size_t n) {
     return m;
 }
 
-/* max |f - ref| / max |ref|: the float kernel's error relative to the tensor's scale. */
-static double rel_err(const float *f, const double *ref, size_t n) {
-    double m = maxabs(ref, n), e = 0;
-    for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)f[i] - ref[i]));
-    return m > 0 ? e / m : e;
+static double *abs_copy(const double *a, size_t n) {
+    double *r = malloc(n * sizeof *r);
+    for (size_t i = 0; i < n; i++) r[i] = fabs(a[i]);
+    return r;
 }
 
 /* L = sum(y * r): dL/d(input) is the reference backward applied to dy = r. */
@@ -160,6 +163,17 @@ static void run_case(const fl_conv2d_params *p, int with_bias, uint64_t seed) {
     fd_check("dw", p, x, w, (double *)bias, dy, w, nw, dw, ybuf, ny, &rng);
     if (with_bias) fd_check("db", p, x, w, b, dy, b, nb, db, ybuf, ny, &rng);
 
+    /* sum |terms| of every output element: the reference on absolute values (the ops are
+     * linear in each argument, so this is exactly sum |x| |w| per output, etc.) */
+    double *ax = abs_copy(x, nx), *aw = abs_copy(w, nw), *ab = abs_copy(b, nb), *ady = abs_copy(dy, ny);
+    double *my = malloc(ny * 8), *mdx = malloc(nx * 8), *mdw = malloc(nw * 8), *mdb = malloc(nb * 8);
+    ref_forward(p, ax, aw, with_bias ? ab : NULL, my);
+    ref_backward(p, ax, aw, ady, mdx, mdw, mdb);
+    /* Limits: a float32 sum of L rounded products is within gamma_L ~ L*u times sum|terms| of
+     * the exact value whatever the summation order, so these bounds hold on every BLAS kernel
+     * and blocking; +1 allows one more rounding (the bias, a final store). */
+    double ly = (double)d.Cig * p->KH * p->KW + 2, lx = (double)d.Cog * p->KH * p->KW + 1;
+    double lw = (double)p->N * d.OH * d.OW + 1, lb = lw;
     size_t budgets[2] = {(size_t)1 << 20, 1}; /* default tiles, and one-row tiles */
     for (int bi = 0; bi < 2; bi++) {
         memset(yf, 0xff, ny * 4); /* NaN: every output must be written */
@@ -169,15 +183,22 @@ static void run_case(const fl_conv2d_params *p, int with_bias, uint64_t seed) {
         assert_int_equal(fl_conv2d_forward_ex(p, xf, wf, with_bias ? bf : NULL, yf, budgets[bi], &e), 0);
         assert_int_equal(fl_conv2d_backward_data_ex(p, dyf, wf, dxf, budgets[bi], &e), 0);
         assert_int_equal(fl_conv2d_backward_weight_ex(p, xf, dyf, dwf, with_bias ? dbf : NULL, budgets[bi], &e), 0);
-        double ey = rel_err(yf, y, ny), ex = rel_err(dxf, dx, nx), ew = rel_err(dwf, dw, nw);
-        double eb = with_bias ? rel_err(dbf, db, nb) : 0;
-        if (!(ey < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5))
+        nc_res ry = nc_sumbound(NC_F32(yf), NC_F64(y), NC_F64(my), ny);
+        nc_res rx = nc_sumbound(NC_F32(dxf), NC_F64(dx), NC_F64(mdx), nx);
+        nc_res rw = nc_sumbound(NC_F32(dwf), NC_F64(dw), NC_F64(mdw), nw);
+        nc_res rb = with_bias ? nc_sumbound(NC_F32(dbf), NC_F64(db), NC_F64(mdb), nb) : (nc_res){0};
+        int ok = nc_worst_add(&g_worst, "y", ry, ly) & nc_worst_add(&g_worst, "dx", rx, lx) &
+                 nc_worst_add(&g_worst, "dw", rw, lw) & (!with_bias || nc_worst_add(&g_worst, "db", rb, lb));
+        if (!ok)
             fail_msg("N=%d H=%d W=%d Ci=%d Co=%d k=%dx%d s=%d d=%d g=%d pad=%d,%d,%d,%d budget=%zu: "
-                     "rel err y %.3g dx %.3g dw %.3g db %.3g",
+                     "error in units of u*sum|terms| y %.3g (limit %g) dx %.3g (%g) dw %.3g (%g) db %.3g (%g); "
+                     "non-finite %zu %zu %zu %zu",
                      p->N, p->H, p->W, p->C_in, p->C_out, p->KH, p->KW, p->stride_h,
                      p->dilation_h, p->groups, p->pad_top, p->pad_left, p->pad_bottom,
-                     p->pad_right, budgets[bi], ey, ex, ew, eb);
+                     p->pad_right, budgets[bi], ry.fig, ly, rx.fig, lx, rw.fig, lw, rb.fig, lb,
+                     ry.nonfinite, rx.nonfinite, rw.nonfinite, rb.nonfinite);
     }
+    free(ax); free(aw); free(ab); free(ady); free(my); free(mdx); free(mdw); free(mdb);
     free(xf); free(wf); free(bf); free(dyf); free(yf); free(dxf); free(dwf); free(dbf);
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db); free(ybuf);
 }
@@ -219,6 +240,7 @@ static void test_grid(void **state) {
                         cases++;
                     }
     assert_true(cases >= 80);
+    nc_worst_print(&g_worst, "float kernels vs double reference (units of u*sum|terms|, limit: reduction length + 1)");
 }
 
 static void test_special_shapes(void **state) {
@@ -246,6 +268,7 @@ static void test_special_shapes(void **state) {
     p = make(1, 4, 4, 2, 3, 5, 1, 1, 1, 0);
     p.pad_top = p.pad_left = 1; p.pad_bottom = p.pad_right = 0;
     run_case(&p, 1, 7);
+    nc_worst_print(&g_worst, "float kernels vs double reference, with the special shapes");
 }
 
 static void test_padding_helpers(void **state) {
@@ -380,6 +403,7 @@ static void test_bad_input(void **state) {
 }
 
 int main(void) {
+    nc_worst_init(&g_worst);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_padding_helpers),
         cmocka_unit_test(test_grid),

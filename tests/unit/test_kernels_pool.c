@@ -14,6 +14,7 @@
 
 #include "runtime/cpu/pool.h"
 #include "runtime/rng.h"
+#include "tests/unit/support/numcmp.h"
 
 /* ---- naive double references ------------------------------------------------------------- */
 
@@ -78,10 +79,21 @@ static double maxabs(const double *a, size_t n) {
     return m;
 }
 
-static double rel_err(const float *f, const double *ref, size_t n) {
-    double m = maxabs(ref, n), e = 0;
-    for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)f[i] - ref[i]));
-    return m > 0 ? e / m : e;
+static double *abs_copy(const double *a, size_t n) {
+    double *r = malloc(n * sizeof *r);
+    for (size_t i = 0; i < n; i++) r[i] = fabs(a[i]);
+    return r;
+}
+
+/* The worst error over every case, as a fraction of its bound (numcmp.h, nc_sumbound: units of
+ * u * sum|terms|, limit = the number of roundings an element goes through). */
+static nc_worst g_worst;
+
+static void expect_bound(const char *what, const float *ours, const double *ref, const double *mag, size_t n,
+                         double limit) {
+    nc_res r = nc_sumbound(NC_F32(ours), NC_F64(ref), NC_F64(mag), n);
+    if (!nc_worst_add(&g_worst, what, r, limit))
+        fail_msg("%s: %.3g u*sum|terms| at [%zu] (limit %g), %zu non-finite", what, r.fig, r.at, limit, r.nonfinite);
 }
 
 /* Distinct inputs at least 1/64 apart (a shuffled ramp), so a finite-difference step of 1e-3
@@ -151,12 +163,25 @@ static void run_pool_case(int mode, const fl_pool2d_params *p, uint64_t seed) {
         assert_int_equal(fl_avgpool2d_forward(p, xf, yf, &e), 0);
         assert_int_equal(fl_avgpool2d_backward(p, dyf, dxf, &e), 0);
     }
-    double ey = rel_err(yf, y, ny), ex = rel_err(dxf, dx, nx);
-    if (!(ey < 1e-6 && ex < 1e-6))
-        fail_msg("%s N=%d H=%d W=%d C=%d k=%dx%d s=%d d=%d pad=%d,%d,%d,%d cip=%d: rel err y %.3g dx %.3g",
-                 mode ? "avg" : "max", p->N, p->H, p->W, p->C, p->KH, p->KW, p->stride_h,
-                 p->dilation_h, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
-                 p->count_include_pad, ey, ex);
+    /* sum |terms|: the reference on |x| (avg) and |dy| (both; max routes dy to the same argmax,
+     * the inputs being distinct). Max pool's forward is a selection: exact (limit 0). Avg: a
+     * sum of K*K taps and a division (two roundings when it multiplies by a rounded reciprocal);
+     * a dx element gathers at most K*K window contributions, each dy / div. */
+    double *ax = abs_copy(x, nx), *ady = abs_copy(dy, ny), *my = malloc(ny * 8), *mdx = malloc(nx * 8);
+    ref_pool(mode, p, mode ? ax : x, my, ady, mdx);
+    if (mode == 0)
+        for (size_t i = 0; i < ny; i++) my[i] = fabs(y[i]);
+    char what[160];
+    snprintf(what, sizeof what, "%s N=%d H=%d W=%d C=%d k=%dx%d s=%d d=%d pad=%d,%d,%d,%d cip=%d",
+             mode ? "avg" : "max", p->N, p->H, p->W, p->C, p->KH, p->KW, p->stride_h, p->dilation_h,
+             p->pad_top, p->pad_left, p->pad_bottom, p->pad_right, p->count_include_pad);
+    double taps = (double)p->KH * p->KW;
+    char wy[200], wx[200];
+    snprintf(wy, sizeof wy, "%s: y", what);
+    snprintf(wx, sizeof wx, "%s: dx", what);
+    expect_bound(wy, yf, y, my, ny, mode ? taps + 2 : 0);
+    expect_bound(wx, dxf, dx, mdx, nx, mode ? 2 * taps + 1 : taps);
+    free(ax); free(ady); free(my); free(mdx);
     free(xf); free(dyf); free(yf); free(dxf); free(x); free(dy); free(y); free(dx);
 }
 
@@ -308,8 +333,14 @@ static void test_global_avgpool_and_upsample(void **state) {
                 assert_int_equal(fl_upsample_nearest2d_forward(N, H, W, C, s, xf, yf, &e), 0);
                 assert_int_equal(fl_upsample_nearest2d_backward(N, H, W, C, s, dyf, dxf, &e), 0);
             }
-            assert_true(rel_err(yf, y, ny) < 1e-6);
-            assert_true(rel_err(dxf, g, nx) < 1e-6);
+            /* GAP: a sum of H*W taps and a division (dx: the division, two roundings through
+             * a reciprocal); upsample: a copy (exact) and dx a sum of s*s values */
+            double *ax = abs_copy(x, nx), *ady = abs_copy(dy, ny), *my = malloc(ny * 8), *mg = malloc(nx * 8);
+            f(d, ax, my);
+            ref_adjoint(f, d, nx, ny, ady, mg);
+            expect_bound(op ? "upsample y" : "gap y", yf, y, my, ny, op ? 0 : H * W + 2);
+            expect_bound(op ? "upsample dx" : "gap dx", dxf, g, mg, nx, op ? s * s : 2);
+            free(ax); free(ady); free(my); free(mg);
             free(xf); free(yf); free(dyf); free(dxf); free(x); free(y); free(dy); free(g);
         }
     }
@@ -392,12 +423,21 @@ static void test_bad_input(void **state) {
     assert_non_null(strstr(e.msg, "y is NULL"));
 }
 
+static void test_worst(void **state) {
+    (void)state;
+    nc_worst_print(&g_worst, "pool kernels vs double reference (units of u*sum|terms|)");
+    assert_int_equal(g_worst.failed, 0);
+    assert_true(g_worst.checked > 50);
+}
+
 int main(void) {
+    nc_worst_init(&g_worst);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maxpool_grid),
         cmocka_unit_test(test_avgpool_grid),
         cmocka_unit_test(test_maxpool_ties_nan_inf),
         cmocka_unit_test(test_global_avgpool_and_upsample),
+        cmocka_unit_test(test_worst),
         cmocka_unit_test(test_thread_count_independent),
         cmocka_unit_test(test_bad_input),
     };

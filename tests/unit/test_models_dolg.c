@@ -1,10 +1,18 @@
 /* EfficientNet (width 0.25, depth 0.5) + DOLG + neck + ArcFace against the PyTorch reference of
  * tests/fixtures/gen_models_effnet.py (train mode, dropout 0, float64 reference): loss,
- * embedding, logits and the gradients of the input and of every parameter within 1e-4 (max
- * relative error per tensor). Two heads: plain ArcFace (s 30, m 0.3) and 2 sub-centres with
- * dynamic margins and a species head. Plus the head's bad-input errors.
- * For scale: PyTorch itself in float32 on the same model is 2.4e-4 off its float64 result on its
- * worst gradient (dolg.attention2d.conv2.bias); this runtime's worst is ~8e-5. */
+ * embedding, logits and the gradients of the input and of every parameter. Two heads: plain
+ * ArcFace (s 30, m 0.3) and 2 sub-centres with dynamic margins and a species head. Plus the
+ * head's bad-input errors.
+ *
+ * Criterion (tests/unit/support/numcmp.h, nc_noise): per tensor, ||ours - torch||_2 within
+ * NOISE_LIMIT times the tensor's own float32 noise, the RMS change of our result when every
+ * float32 input and parameter moves by one ulp (NOISE_RUNS draws). A fixed relative bound is
+ * ill-posed here: dolg.attention2d.conv2.bias is one scalar summed from 64 cancelling terms
+ * (sum|g_i| / |sum g_i| ~ 60), its float32 value moves by 6e-5..1.3e-4 relative with the BLAS
+ * kernel (OPENBLAS_CORETYPE) and PyTorch float32 itself lands 2e-5..1.8e-4 off; the noise ratio
+ * of every tensor stays below 1.5 on Zen, Haswell, Sandybridge, Nehalem and Prescott kernels.
+ * Biases right before a train-mode BN have an exactly zero true gradient; the same criterion
+ * holds them to their noise, which must stay below 1e-5 of the largest gradient. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +26,11 @@
 
 #include "runtime/models/embed_head.h"
 #include "tests/unit/models_effnet_weights.h"
+#include "tests/unit/support/numcmp.h"
+
+#define NOISE_RUNS 3
+#define NOISE_LIMIT 10.0
+#define TEETH 1e-2 /* the most relative error the criterion may allow on a tensor */
 
 static fl_st_file *open_fixture(const char *name) {
     char path[1024];
@@ -30,23 +43,22 @@ static fl_st_file *open_fixture(const char *name) {
     return f;
 }
 
-static double cmp(fl_st_file *f, const char *key, const float *ours, size_t n) {
-    fl_err e = {{0}};
-    size_t m = 0;
-    float *ref = fl_st_read_f32(f, key, &m, &e);
-    if (!ref) printf("%s\n", e.msg);
-    assert_non_null(ref);
-    assert_non_null(ours);
-    assert_int_equal(m, n);
-    double r = mew_rel(ours, ref, n);
-    free(ref);
-    return r;
-}
+/* One model of a fixture, built and compiled, with its inputs set from the fixture. */
+typedef struct dolg_run {
+    fl_st_file *f;
+    fl_embed_cfg c;
+    int n, size;
+    fl_pstore *s;
+    fl_graph *g;
+    fl_embed_model m;
+} dolg_run;
 
-static void dolg_parity(const char *fixture) {
-    fl_st_file *f = open_fixture(fixture);
+static void dolg_open(dolg_run *r, const char *fixture) {
+    memset(r, 0, sizeof *r);
+    fl_st_file *f = r->f = open_fixture(fixture);
     fl_err e = {{0}};
-    int classes = atoi(fl_st_meta(f, "classes")), n = atoi(fl_st_meta(f, "batch"));
+    int classes = atoi(fl_st_meta(f, "classes"));
+    r->n = atoi(fl_st_meta(f, "batch"));
     fl_embed_cfg c = fl_embed_defaults(classes, atoi(fl_st_meta(f, "emb")));
     assert_int_equal(fl_effnet_preset("efficientnet_b0", &c.backbone, &e), 0);
     c.backbone.width = atof(fl_st_meta(f, "width"));
@@ -60,105 +72,167 @@ static void dolg_parity(const char *fixture) {
     c.arc.m = atof(fl_st_meta(f, "m"));
     c.num_species = atoi(fl_st_meta(f, "species"));
     c.species_weight = atof(fl_st_meta(f, "species_weight"));
-    int size = atoi(fl_st_meta(f, "size"));
+    r->c = c;
+    r->size = atoi(fl_st_meta(f, "size"));
+    r->s = fl_pstore_new(FL_F32, 7, &e);
+    r->g = fl_graph_new(r->s, FL_MODE_TRAIN, &e);
+    if (fl_embed_build(r->g, &r->c, r->n, r->size, r->size, 1, &r->m, &e) < 0) printf("%s\n", e.msg);
+    assert_true(r->m.loss >= 0);
+    fl_input_requires_grad(r->g, r->m.x);
+    if (fl_graph_compile(r->g, r->m.loss, &e) < 0) printf("%s\n", e.msg);
+    assert_string_equal(fl_graph_error(r->g), "");
+}
 
-    fl_pstore *s = fl_pstore_new(FL_F32, 7, &e);
-    fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
-    fl_embed_model m;
-    if (fl_embed_build(g, &c, n, size, size, 1, &m, &e) < 0) printf("%s\n", e.msg);
-    assert_true(m.loss >= 0);
-    fl_input_requires_grad(g, m.x);
-    if (fl_graph_compile(g, m.loss, &e) < 0) printf("%s\n", e.msg);
-    assert_string_equal(fl_graph_error(g), "");
-    assert_int_equal(mew_fill_store(s), 0);
-    mew_values("input.x", (size_t)n * size * size * 3, -1.0, 1.0, fl_graph_value(g, m.x));
-    const fl_st_tensor *tl = fl_st_find(f, "labels");
-    assert_non_null(tl);
-    memcpy(fl_graph_value(g, m.labels), tl->data, (size_t)n * 4);
-    if (c.num_species) {
-        const fl_st_tensor *ts = fl_st_find(f, "species");
-        assert_non_null(ts);
-        memcpy(fl_graph_value(g, m.species), ts->data, (size_t)n * 4);
+static void dolg_close(dolg_run *r) {
+    fl_graph_free(r->g);
+    fl_pstore_free(r->s);
+    fl_st_close(r->f);
+}
+
+/* Sets every parameter, buffer and input, each float moved by one ulp when perturb >= 0, then
+ * runs forward and backward. */
+static void dolg_step(dolg_run *r, int perturb) {
+    fl_err e = {{0}};
+    fl_graph *g = r->g;
+    fl_embed_model *m = &r->m;
+    assert_int_equal(mew_fill_store(r->s), 0);
+    size_t nx = (size_t)r->n * r->size * r->size * 3;
+    mew_values("input.x", nx, -1.0, 1.0, fl_graph_value(g, m->x));
+    if (perturb >= 0) {
+        fl_param_list pl;
+        assert_int_equal(fl_pstore_params(r->s, &pl, &e), 0);
+        for (size_t i = 0; i < pl.n; i++) nc_perturb_ulp(pl.v[i].data, pl.v[i].numel, 1000 * (uint64_t)perturb + i);
+        nc_perturb_ulp(fl_graph_value(g, m->x), nx, 999999 + (uint64_t)perturb);
     }
-    if (c.arc.dynamic) {
+    const fl_st_tensor *tl = fl_st_find(r->f, "labels");
+    assert_non_null(tl);
+    memcpy(fl_graph_value(g, m->labels), tl->data, (size_t)r->n * 4);
+    if (r->c.num_species) {
+        const fl_st_tensor *ts = fl_st_find(r->f, "species");
+        assert_non_null(ts);
+        memcpy(fl_graph_value(g, m->species), ts->data, (size_t)r->n * 4);
+    }
+    if (r->c.arc.dynamic) {
         int64_t counts[64];
         int k = 0;
-        for (char *p = (char *)fl_st_meta(f, "counts"); p && *p && k < 64;) {
+        for (char *p = (char *)fl_st_meta(r->f, "counts"); p && *p && k < 64;) {
             counts[k++] = strtoll(p, &p, 10);
             if (*p == ',') p++;
         }
-        assert_int_equal(k, classes);
-        assert_int_equal(fl_dynamic_margins(counts, k, 0.271, 0.364, 0.05, fl_graph_value(g, m.margins), &e), 0);
+        assert_int_equal(k, r->c.arc.num_classes);
+        assert_int_equal(fl_dynamic_margins(counts, k, 0.271, 0.364, 0.05, fl_graph_value(g, m->margins), &e), 0);
     }
-    fl_pstore_zero_grad(s);
+    fl_pstore_zero_grad(r->s);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
+}
 
-    double worst = 0, r;
-    r = cmp(f, "loss", fl_graph_value(g, m.loss), 1);
-    printf("%s: loss %.6f rel %.2e\n", fixture, *(float *)fl_graph_value(g, m.loss), r);
-    worst = r > worst ? r : worst;
-    r = cmp(f, "emb", fl_graph_value(g, m.emb), (size_t)fl_graph_numel(g, m.emb));
-    printf("  emb rel %.2e\n", r);
-    worst = r > worst ? r : worst;
-    r = cmp(f, "logits", fl_graph_value(g, m.logits), (size_t)fl_graph_numel(g, m.logits));
-    printf("  logits rel %.2e\n", r);
-    worst = r > worst ? r : worst;
-    if (c.num_species) {
-        r = cmp(f, "species_logits", fl_graph_value(g, m.species_logits), (size_t)fl_graph_numel(g, m.species_logits));
-        worst = r > worst ? r : worst;
+/* Every compared tensor: the fixture key, where our value lives after a step, and its noise. */
+typedef struct checked {
+    char key[160];
+    const float *ours;
+    size_t n;
+    float *ref;
+    nc_spread sp;
+} checked;
+
+static int collect(dolg_run *r, checked *t, int max) {
+    fl_graph *g = r->g;
+    int k = 0;
+    struct { const char *key; fl_id id; int grad; } outs[] = {
+        {"loss", r->m.loss, 0}, {"emb", r->m.emb, 0}, {"logits", r->m.logits, 0},
+        {"species_logits", r->c.num_species ? r->m.species_logits : -1, 0}, {"grad.x", r->m.x, 1}};
+    for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
+        if (outs[i].id < 0) continue;
+        snprintf(t[k].key, sizeof t[k].key, "%s", outs[i].key);
+        t[k].ours = outs[i].grad ? fl_graph_grad(g, outs[i].id) : fl_graph_value(g, outs[i].id);
+        t[k].n = (size_t)fl_graph_numel(g, outs[i].id);
+        k++;
     }
-    r = cmp(f, "grad.x", fl_graph_grad(g, m.x), (size_t)fl_graph_numel(g, m.x));
-    printf("  grad x rel %.2e\n", r);
-    worst = r > worst ? r : worst;
-    /* Biases right before a train-mode BN have an exactly zero true gradient (the reference
-     * shows ~1e-15); their relative error is meaningless, so they are held to an absolute bound
-     * at the scale of the largest gradient instead. */
-    double gmax = 0;
-    for (size_t k = 0; k < f->n; k++) {
-        if (strncmp(f->t[k].name, "grad.", 5) != 0 || strcmp(f->t[k].name, "grad.x") == 0) continue;
-        float *ref = fl_st_read_f32(f, f->t[k].name, NULL, &e);
-        assert_non_null(ref);
-        for (size_t i = 0; i < f->t[k].numel; i++) gmax = fabs(ref[i]) > gmax ? fabs(ref[i]) : gmax;
-        free(ref);
-    }
-    int ngrads = 0, nzero = 0;
-    double gworst = 0, zworst = 0;
-    const char *gname = "";
-    for (size_t k = 0; k < f->n; k++) {
-        const char *key = f->t[k].name;
+    for (size_t j = 0; j < r->f->n; j++) {
+        const char *key = r->f->t[j].name;
         if (strncmp(key, "grad.", 5) != 0 || strcmp(key, "grad.x") == 0) continue;
+        assert_true(k < max);
+        snprintf(t[k].key, sizeof t[k].key, "%s", key);
         size_t numel = 0;
-        assert_non_null(fl_pstore_data(s, key + 5, &numel));
-        float *gp = fl_pstore_grad(s, key + 5);
-        if (!gp) printf("no gradient for %s\n", key + 5);
-        assert_non_null(gp);
-        float *ref = fl_st_read_f32(f, key, NULL, &e);
-        assert_non_null(ref);
-        double rmax = 0, omax = 0;
-        for (size_t i = 0; i < numel; i++) {
-            rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-            omax = fabs(gp[i]) > omax ? fabs(gp[i]) : omax;
-        }
-        if (rmax < 1e-9 * gmax) {
-            nzero++;
-            zworst = omax / gmax > zworst ? omax / gmax : zworst;
-        } else {
-            r = mew_rel(gp, ref, numel);
-            if (r > gworst) gworst = r, gname = key + 5;
-            ngrads++;
-        }
-        free(ref);
+        assert_non_null(fl_pstore_data(r->s, key + 5, &numel));
+        t[k].ours = fl_pstore_grad(r->s, key + 5);
+        if (!t[k].ours) printf("no gradient for %s\n", key + 5);
+        assert_non_null(t[k].ours);
+        t[k].n = numel;
+        k++;
     }
-    printf("  %d parameter gradients, worst rel %.2e (%s); %d structurally zero, max %.2e of the largest\n",
-           ngrads, gworst, gname, nzero, zworst);
-    assert_true(zworst < 1e-5);
-    worst = gworst > worst ? gworst : worst;
+    fl_err e = {{0}};
+    for (int i = 0; i < k; i++) {
+        size_t m = 0;
+        t[i].ref = fl_st_read_f32(r->f, t[i].key, &m, &e);
+        if (!t[i].ref) printf("%s\n", e.msg);
+        assert_non_null(t[i].ref);
+        assert_non_null(t[i].ours);
+        assert_int_equal(m, t[i].n);
+    }
+    return k;
+}
+
+static int is_param_grad(const char *key) { return strncmp(key, "grad.", 5) == 0 && strcmp(key, "grad.x") != 0; }
+
+static void dolg_parity(const char *fixture) {
+    dolg_run r;
+    dolg_open(&r, fixture);
+    static checked t[256];
+    dolg_step(&r, -1);
+    int nt = collect(&r, t, 256);
+    for (int i = 0; i < nt; i++) nc_spread_begin(&t[i].sp, t[i].ours, t[i].n);
+    for (int p = 0; p < NOISE_RUNS; p++) {
+        dolg_step(&r, p);
+        for (int i = 0; i < nt; i++) nc_spread_add(&t[i].sp, t[i].ours);
+    }
+    double gmax = 0;
+    for (int i = 0; i < nt; i++)
+        if (is_param_grad(t[i].key)) {
+            double m = nc_max_abs(NC_F32(t[i].ref), t[i].n);
+            gmax = m > gmax ? m : gmax;
+        }
+    printf("%s: loss %.6f (torch %.6f), largest parameter gradient %.3g\n", fixture, t[0].sp.base[0], t[0].ref[0], gmax);
+    nc_worst w, nw;
+    nc_worst_init(&w);
+    nc_worst_init(&nw);
+    int ngrads = 0, nzero = 0, toothless = 0;
+    double loosest = 0;
+    const char *loosest_key = "";
+    for (int i = 0; i < nt; i++) {
+        const float *ours = t[i].sp.base;
+        double spread = nc_spread_rms(&t[i].sp);
+        nc_res nz = nc_noise(NC_F32(ours), NC_F32(t[i].ref), t[i].n, spread);
+        nc_res rel = nc_normwise(NC_F32(ours), NC_F32(t[i].ref), t[i].n, 0);
+        int ok = nc_worst_add(&w, t[i].key, nz, NOISE_LIMIT);
+        int zero = is_param_grad(t[i].key) && nc_max_abs(NC_F32(t[i].ref), t[i].n) < 1e-9 * gmax;
+        if (!zero) nc_worst_add(&nw, t[i].key, rel, INFINITY);
+        if (!is_param_grad(t[i].key) || !ok)
+            printf("  %-44s noise ratio %.2f (limit %.0f), max rel %.2e%s\n", t[i].key, nz.fig, NOISE_LIMIT, rel.fig,
+                   ok ? "" : "  FAIL");
+        /* The criterion has teeth only where the noise is small next to the value: what it
+         * allows must stay far below the value (or, for the gradients that are zero by
+         * construction, far below the largest gradient). */
+        double rnorm = nc_norm2(NC_F32(t[i].ref), t[i].n), allowed = NOISE_LIMIT * nz.scale;
+        if (zero) {
+            nzero++;
+            if (!(allowed <= 1e-5 * gmax * sqrt((double)t[i].n))) toothless++, printf("  %s: noise too large\n", t[i].key);
+        } else {
+            ngrads += is_param_grad(t[i].key);
+            if (allowed / rnorm > loosest) loosest = allowed / rnorm, loosest_key = t[i].key;
+            if (!(allowed <= TEETH * rnorm)) toothless++, printf("  %s: noise too large\n", t[i].key);
+        }
+    }
+    printf("  %d parameter gradients (%d zero by construction); the loosest allows %.2e relative (%s)\n", ngrads,
+           nzero, loosest, loosest_key);
+    nc_worst_print(&nw, "  max relative error (for scale only)");
+    nc_worst_print(&w, "  noise ratio");
+    assert_int_equal(w.failed, 0);
+    assert_int_equal(toothless, 0);
     assert_true(ngrads >= 10);
-    assert_true(worst < 1e-4);
-    fl_graph_free(g);
-    fl_pstore_free(s);
-    fl_st_close(f);
+    for (int i = 0; i < nt; i++) free(t[i].ref), nc_spread_free(&t[i].sp);
+    dolg_close(&r);
 }
 
 static void test_dolg_arcface_matches_torch(void **state) { dolg_parity("dolg_arcface.safetensors"); }

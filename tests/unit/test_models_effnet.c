@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "runtime/graph_internal.h"
 #include "runtime/models/effnet.h"
 
 /* Trainable parameters (buffers excluded, as timm's sum(p.numel() for p in parameters())). */
@@ -83,11 +85,12 @@ static void test_b7_layout(void **state) {
     c.with_head = 0;
     fl_effnet_out o;
     assert_true(fl_effnet_build(g, x, &c, "backbone.", &o) >= 0);
-    static const int64_t tch[5] = {32, 48, 80, 224, 640};
+    static const int64_t tch[5] = {32, 48, 80, 224, 640}, tsz[5] = {32, 16, 8, 4, 2};
     for (int t = 0; t < 5; t++) {
         int64_t sh[FL_MAX_DIMS];
         assert_int_equal(fl_graph_shape(g, o.tap[t], sh), 4);
-        assert_int_equal(sh[1], 64 >> (t < 3 ? t + 1 : t + 1));
+        assert_int_equal(sh[1], tsz[t]);
+        assert_int_equal(sh[2], tsz[t]);
         assert_int_equal(sh[3], tch[t]);
         assert_int_equal(o.tap_channels[t], tch[t]);
     }
@@ -119,7 +122,9 @@ static void test_rounding_and_small_models(void **state) {
     assert_int_equal(a.num_features, 320);
 }
 
-static int nodes_with_drop_path(double rate, fl_mode mode) {
+/* The drop-path nodes of a B0 graph, in creation order: their rates (up to max) and count. Each
+ * must feed the residual add of its block, whose other input is the block's input. */
+static int drop_path_nodes(double rate, fl_mode mode, double *rates, int max) {
     fl_err e = {{0}};
     fl_effnet_cfg c;
     assert_int_equal(fl_effnet_preset("efficientnet_b0", &c, &e), 0);
@@ -131,17 +136,46 @@ static int nodes_with_drop_path(double rate, fl_mode mode) {
     fl_id y = fl_effnet_build(g, x, &c, "", NULL);
     if (y < 0) printf("%s\n", fl_graph_error(g));
     assert_true(y >= 0);
-    int n = fl_graph_num_nodes(g);
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+        const fl_node *d = &g->nodes[i];
+        if (d->kind != FL_NODE_OP || d->op != &fl_op_drop_path) continue;
+        assert_true(d->i[0] == 1); /* per-sample mask (drop path), not element dropout */
+        if (n < max) rates[n] = d->f[0];
+        n++;
+        int adds = 0;
+        for (int j = i + 1; j < g->n; j++) {
+            const fl_node *a = &g->nodes[j];
+            if (a->kind != FL_NODE_OP) continue;
+            for (int k = 0; k < a->nin; k++)
+                if (a->in[k] == i) {
+                    assert_true(a->op == &fl_op_add);
+                    /* the other summand has the same shape: the block's identity branch */
+                    const fl_node *skip = &g->nodes[a->in[1 - k]];
+                    assert_memory_equal(skip->shape.d, d->shape.d, sizeof d->shape.d);
+                    adds++;
+                }
+        }
+        assert_int_equal(adds, 1);
+    }
     fl_graph_free(g);
     fl_pstore_free(s);
     return n;
 }
 
-/* Stochastic depth sits on the residual branch of every block with a skip whose rate
- * rate * i / 16 is positive: B0's skip blocks are the repeats after the first in stages 2-6
- * (1 + 1 + 2 + 2 + 3 = 9; stage 1 maps 32 -> 16 channels, stage 7 has one block). */
+/* Stochastic depth sits on the residual branch of every block with a skip, at rate
+ * rate * i / 16 for global block i: B0's skip blocks are the repeats after the first in stages
+ * 2-6, blocks 2, 4, 6, 7, 9, 10, 12, 13, 14 (stage 1 maps 32 -> 16 channels, stage 7 has one
+ * block). Rate 0 adds none. */
 static void test_drop_path_on_skip_blocks(void **state) {
-    assert_int_equal(nodes_with_drop_path(0.2, FL_MODE_TRAIN) - nodes_with_drop_path(0.0, FL_MODE_TRAIN), 9);
+    static const int skip_blocks[9] = {2, 4, 6, 7, 9, 10, 12, 13, 14};
+    double rates[16];
+    assert_int_equal(drop_path_nodes(0.2, FL_MODE_TRAIN, rates, 16), 9);
+    for (int k = 0; k < 9; k++) {
+        printf("drop path %d: block %d, rate %.4f\n", k, skip_blocks[k], rates[k]);
+        assert_true(fabs(rates[k] - 0.2 * skip_blocks[k] / 16) < 1e-12);
+    }
+    assert_int_equal(drop_path_nodes(0.0, FL_MODE_TRAIN, rates, 16), 0);
 }
 
 static void test_bad_configs(void **state) {

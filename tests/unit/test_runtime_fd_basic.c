@@ -130,6 +130,23 @@ static void test_reductions(void **state) {
             }
 }
 
+/* A parameter (or an input that wants its gradient) that never reaches the checked node fails
+ * the harness instead of being skipped. */
+static fl_id b_unreached_param(fl_graph *g, void *c) {
+    fl_parameter(g, "unused.weight", 1, (int64_t[]){3}, (fl_init){FL_INIT_ONES, 0, 0}, 0);
+    return fl_silu(g, fd_in(g, "x", 4, S4));
+}
+static fl_id b_unreached_input(fl_graph *g, void *c) {
+    fd_in(g, "unused", 1, (int64_t[]){3});
+    return fl_silu(g, fd_in(g, "x", 4, S4));
+}
+static void test_unreached_fails(void **state) {
+    fd_case c = fd_default("unreached_param", b_unreached_param, NULL);
+    assert_true(isinf(fd_check(&c)));
+    c = fd_default("unreached_input", b_unreached_input, NULL);
+    assert_true(isinf(fd_check(&c)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),
@@ -137,6 +154,7 @@ int main(void) {
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_reuse_accumulates),
         cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_unreached_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
