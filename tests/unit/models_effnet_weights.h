@@ -74,15 +74,4 @@ static inline int mew_fill_store(fl_pstore *s) {
     return 0;
 }
 
-/* max |a - b| / max |b| */
-static inline double mew_rel(const float *a, const float *b, size_t n) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double x = fabs((double)a[i] - (double)b[i]);
-        if (!(x <= d)) d = x;
-        if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
-    }
-    return m > 0 ? d / m : d;
-}
-
 #endif

@@ -4,19 +4,22 @@
  * (conv weights scaled by YOLO_FULL_GAIN, as yolo_range there), and the fixture
  * tests/fixtures/models_yolo/full_io.safetensors holds only the input (1 x 64 x 64, NHWC) and the
  * three heads [1, ny, nx, 255] of the float64 reference in eval mode. Each head must reach
- * max |ours - ref| / max |ref| < 1e-4. */
+ * max |ours - ref| / max |ref| < 1e-4 (numcmp.h, nc_normwise; NaN fails): a forward pass's
+ * error is absolute at the output's scale, 1.5e-6..2.5e-6 on five BLAS kernel sets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/models/yolo.h"
 #include "tests/unit/models_effnet_weights.h"
+#include "tests/unit/support/numcmp.h"
 
 /* FULL_GAIN of gen_models_yolo.py: effnet's U(+-sqrt(3 / fan_in)) lets the BN offsets swamp the
  * signal in YOLOv5s, so the heads would barely depend on the input; 1.45 keeps them input-driven
@@ -105,25 +108,30 @@ static void test_yolov5s_full_heads_match_pytorch(void **state) {
 
     assert_int_equal(fl_graph_forward(g, &e), 0);
     float *ref[FL_YOLO_NL];
+    nc_worst w;
+    nc_worst_init(&w);
     for (int i = 0; i < FL_YOLO_NL; i++) {
         size_t m = fl_yolo_level_numel(&h, i);
         ref[i] = read_ref(f, i, m);
-        double err = mew_rel(fl_graph_value(g, h.p[i]), ref[i], m);
-        double mx = 0;
-        for (size_t k = 0; k < m; k++) mx = fmax(mx, fabs((double)ref[i][k]));
-        printf("yolov5s full P%d [1, %lld, %lld, %d]: max|ref| %.3f, max relative error %.3g\n", i + 3,
-               (long long)h.ny[i], (long long)h.nx[i], FL_YOLO_NA * h.no, mx, err);
+        nc_res r = nc_normwise(NC_F32(fl_graph_value(g, h.p[i])), NC_F32(ref[i]), m, 0);
+        double mx = nc_max_abs(NC_F32(ref[i]), m);
+        char what[96];
+        snprintf(what, sizeof what, "yolov5s full P%d [1, %lld, %lld, %d], max|ref| %.3f", i + 3, (long long)h.ny[i],
+                 (long long)h.nx[i], FL_YOLO_NA * h.no, mx);
         assert_true(mx > 1.0); /* the reference is not the near-constant output of a dead net */
-        assert_true(err < 1e-4);
+        assert_true(nc_report(what, r, 1e-4));
+        nc_worst_add(&w, what, r, 1e-4);
     }
+
+    nc_worst_print(&w, "yolov5s full heads vs PyTorch, max rel error");
 
     /* The comparison has teeth: another input moves every head far past the tolerance. */
     mew_values("input.y", n, -1.0, 1.0, xv);
     assert_int_equal(fl_graph_forward(g, &e), 0);
     for (int i = 0; i < FL_YOLO_NL; i++) {
-        double err = mew_rel(fl_graph_value(g, h.p[i]), ref[i], fl_yolo_level_numel(&h, i));
-        printf("  other input, P%d: relative difference %.3g\n", i + 3, err);
-        assert_true(err > 1e-2);
+        nc_res r = nc_normwise(NC_F32(fl_graph_value(g, h.p[i])), NC_F32(ref[i]), fl_yolo_level_numel(&h, i), 0);
+        printf("  other input, P%d: relative difference %.3g\n", i + 3, r.fig);
+        assert_true(r.fig > 1e-2 && isfinite(r.fig));
         free(ref[i]);
     }
     fl_st_close(f);

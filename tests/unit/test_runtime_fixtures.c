@@ -10,6 +10,7 @@
 #include "runtime/cpu/conv.h"
 #include "tests/unit/runtime_blocks.h"
 #include "tests/unit/runtime_fixture_harness.h"
+#include "tests/unit/support/numcmp.h"
 
 static fl_id c_relu(fx *x) { return fl_relu(x->g, fx_in(x, "x")); }
 static fl_id c_silu(fx *x) { return fl_silu(x->g, fx_in(x, "x")); }

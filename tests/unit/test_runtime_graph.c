@@ -1,5 +1,7 @@
 /* The graph machinery: memory planner, gradient accumulation, zero_grad, train/eval graphs
- * sharing parameters, parameter groups and the fl_param view, dropout randomness, bad input. */
+ * sharing parameters, parameter groups and the fl_param view, dropout randomness, bad input. *
+ * numeric test: rerun by tests/run.sh under another OPENBLAS_CORETYPE (bitwise planner and
+ * thread-count checks run through BLAS-backed linear layers). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,9 @@
 /* End to end through the graph: a small conv net with BN, dropout and drop path trains 10 AdamW
  * steps, checkpoints (runtime/checkpoint.h), and a fresh store + graph resumes 10 more steps;
  * every parameter, buffer and the last loss are bitwise equal to 20 straight steps. Dropout
- * masks are a function of (seed, step), and the step comes back from the checkpoint. */
+ * masks are a function of (seed, step), and the step comes back from the checkpoint. *
+ * numeric test: rerun by tests/run.sh under another OPENBLAS_CORETYPE (bitwise equality needs
+ * BLAS kernels that are deterministic run to run, whichever the CPU selects). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
