@@ -113,9 +113,9 @@ static void train_parity(const char *name, net_fn net) {
     for (size_t t = 0; t < steps; t++)
         printf("%s step %2zu: loss %.7f  torch %.7f  rel %.2e\n", name, t + 1, ours[t], ref[t],
                fabs((double)ours[t] - ref[t]) / fabs((double)ref[t]));
-    nc_res r = nc_noise(NC_F32(ours), NC_F32(ref), steps, nc_spread_rms(&sp));
+    nc_res r = nc_noise(NC_F32(ours), NC_F32(ref), steps, &sp);
     nc_res rel = nc_normwise(NC_F32(ours), NC_F32(ref), steps, 0);
-    double allowed = NOISE_LIMIT * r.scale / nc_norm2(NC_F32(ref), steps);
+    double allowed = nc_noise_allowed(&sp, NC_F32(ref), steps, NOISE_LIMIT) / nc_norm2(NC_F32(ref), steps);
     printf("%s: 20-step loss trajectory: noise ratio %.2f (limit %.0f), max rel %.2e, the criterion allows %.1e relative\n",
            name, r.fig, NOISE_LIMIT, rel.fig, allowed);
     assert_true(ref[steps - 1] < ref[0]); /* it does learn */

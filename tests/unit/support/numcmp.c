@@ -71,18 +71,31 @@ nc_res nc_sumbound(nc_vec ours, nc_vec ref, nc_vec mag, size_t n) {
     return r;
 }
 
-nc_res nc_noise(nc_vec ours, nc_vec ref, size_t n, double spread) {
+nc_res nc_noise(nc_vec ours, nc_vec ref, size_t n, const nc_spread *sp) {
     nc_res r = scan(ours, ref, n);
     double d2 = 0;
     for (size_t i = 0; i < n && !r.nonfinite; i++) {
         double d = nc_get(ours, i) - nc_get(ref, i);
         d2 += d * d;
     }
-    double floor = NC_U32 * nc_norm2(ref, n);
-    r.scale = spread > floor ? spread : floor;
-    if (r.nonfinite || !isfinite(spread) || !isfinite(r.scale)) r.fig = INFINITY;
-    else r.fig = r.scale > 0 ? sqrt(d2) / r.scale : (d2 > 0 ? INFINITY : 0);
+    double s2 = nc_spread_rms(sp), sinf = nc_spread_rms_inf(sp);
+    double f2 = NC_U32 * nc_norm2(ref, n), finf = NC_U32 * nc_max_abs(ref, n);
+    double sc2 = s2 > f2 ? s2 : f2, scinf = sinf > finf ? sinf : finf;
+    if (r.nonfinite || !isfinite(sc2) || !isfinite(scinf) || sp->n != n) {
+        r.fig = INFINITY;
+        r.scale = INFINITY;
+        return r;
+    }
+    double q2 = sc2 > 0 ? sqrt(d2) / sc2 : (d2 > 0 ? INFINITY : 0);
+    double qinf = scinf > 0 ? r.max_abs / scinf : (r.max_abs > 0 ? INFINITY : 0);
+    r.fig = q2 > qinf ? q2 : qinf;
+    r.scale = q2 > qinf ? sc2 : scinf;
     return r;
+}
+
+double nc_noise_allowed(const nc_spread *sp, nc_vec ref, size_t n, double limit) {
+    double s2 = nc_spread_rms(sp), f2 = NC_U32 * nc_norm2(ref, n);
+    return isfinite(s2) && isfinite(f2) ? limit * (s2 > f2 ? s2 : f2) : INFINITY;
 }
 
 double nc_diff2(const float *a, const float *b, size_t n) {
@@ -108,19 +121,25 @@ void nc_perturb_ulp(float *v, size_t n, uint64_t seed) {
 
 void nc_spread_begin(nc_spread *s, const float *v, size_t n) {
     s->n = n;
-    s->d2 = 0;
+    s->d2 = s->dinf2 = 0;
     s->runs = 0;
     s->base = malloc(n ? n * sizeof(float) : 1);
     if (s->base && v) memcpy(s->base, v, n * sizeof(float));
 }
 
 void nc_spread_add(nc_spread *s, const float *v) {
-    double d = s->base && v ? nc_diff2(v, s->base, s->n) : INFINITY;
+    double d = s->base && v ? nc_diff2(v, s->base, s->n) : INFINITY, m = isfinite(d) ? 0 : INFINITY;
+    for (size_t i = 0; i < s->n && isfinite(d); i++) {
+        double x = fabs((double)v[i] - (double)s->base[i]);
+        if (x > m) m = x;
+    }
     s->d2 += d * d;
+    s->dinf2 += m * m;
     s->runs++;
 }
 
 double nc_spread_rms(const nc_spread *s) { return s->base && s->runs ? sqrt(s->d2 / s->runs) : INFINITY; }
+double nc_spread_rms_inf(const nc_spread *s) { return s->base && s->runs ? sqrt(s->dinf2 / s->runs) : INFINITY; }
 
 void nc_spread_free(nc_spread *s) {
     free(s->base);

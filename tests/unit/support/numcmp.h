@@ -14,10 +14,12 @@
  *                by the test at the scale of the largest value the result is computed from
  *                (e.g. the largest gradient of the model), so a tensor that is small because
  *                its terms cancel is held to the error its terms can carry, not to its own size.
- *   nc_noise     per tensor: ||ours - ref||_2 / max(spread, u * ||ref||_2), where spread is the
- *                RMS change of our own float32 result when every float32 input is moved by one
- *                ulp (nc_perturb_ulp): the result's own float32 noise. A backward-stable
- *                computation has a ratio of order 1 on any CPU.
+ *   nc_noise     per tensor: ||ours - ref|| / max(spread, u * ||ref||), in the 2-norm and in the
+ *                max-norm (the larger ratio counts), where spread is the RMS change of our own
+ *                float32 result when every float32 input is moved by one ulp (nc_perturb_ulp,
+ *                nc_spread): the result's own float32 noise. A backward-stable computation has
+ *                a ratio of order 1 on any CPU; a deterministic bug is not in the spread (every
+ *                perturbed run has it too) and shows as a large ratio.
  *
  * NaN or Inf anywhere (ours or the reference) makes every figure +INF, so it fails any limit:
  * NaN-poisoned outputs that a kernel forgot to write cannot pass (fmax would drop the NaN).
@@ -56,8 +58,30 @@ double nc_norm2(nc_vec v, size_t n);
 
 nc_res nc_normwise(nc_vec ours, nc_vec ref, size_t n, double floor);
 nc_res nc_sumbound(nc_vec ours, nc_vec ref, nc_vec mag, size_t n);
-/* spread: the RMS (over perturbed runs) of ||ours_perturbed - ours||_2 (nc_spread). */
-nc_res nc_noise(nc_vec ours, nc_vec ref, size_t n, double spread);
+/* The float32 noise of a result: its base value, then the same computation with perturbed
+ * inputs (nc_perturb_ulp) added run by run; two spreads, the RMS over runs of ||run - base||_2
+ * and of ||run - base||_inf. */
+typedef struct nc_spread {
+    float *base; /* NULL when the copy failed (the spread is then +INF) */
+    size_t n;
+    double d2, dinf2;
+    int runs;
+} nc_spread;
+void nc_spread_begin(nc_spread *s, const float *v, size_t n);
+void nc_spread_add(nc_spread *s, const float *v);
+double nc_spread_rms(const nc_spread *s);     /* RMS of ||run - base||_2 */
+double nc_spread_rms_inf(const nc_spread *s); /* RMS of ||run - base||_inf */
+void nc_spread_free(nc_spread *s);
+
+/* The noise ratio of ours (normally sp->base) against ref: the larger of
+ *   ||ours - ref||_2   / max(RMS ||run - base||_2,   u * ||ref||_2)   and
+ *   ||ours - ref||_inf / max(RMS ||run - base||_inf, u * ||ref||_inf),
+ * the first for errors spread over a tensor, the second for one bad element in a large one.
+ * r.scale is the denominator of the larger ratio. */
+nc_res nc_noise(nc_vec ours, nc_vec ref, size_t n, const nc_spread *sp);
+/* The largest ||ours - ref||_2 that nc_noise allows at `limit`: limit * max(RMS ||run - base||_2,
+ * u * ||ref||_2). Tests check it stays far below ||ref||_2, or the criterion has no teeth. */
+double nc_noise_allowed(const nc_spread *sp, nc_vec ref, size_t n, double limit);
 
 /* ||a - b||_2 for two float32 runs; +INF when either has a non-finite element. */
 double nc_diff2(const float *a, const float *b, size_t n);
@@ -65,18 +89,6 @@ double nc_diff2(const float *a, const float *b, size_t n);
  * non-finite values are left alone. */
 void nc_perturb_ulp(float *v, size_t n, uint64_t seed);
 
-/* The float32 noise of a result: its base value, then the same computation with perturbed
- * inputs (nc_perturb_ulp) added run by run; the spread is the RMS of ||run - base||_2. */
-typedef struct nc_spread {
-    float *base; /* NULL when the copy failed (the spread is then +INF) */
-    size_t n;
-    double d2;
-    int runs;
-} nc_spread;
-void nc_spread_begin(nc_spread *s, const float *v, size_t n);
-void nc_spread_add(nc_spread *s, const float *v);
-double nc_spread_rms(const nc_spread *s);
-void nc_spread_free(nc_spread *s);
 
 /* fig <= limit and everything finite. */
 int nc_ok(nc_res r, double limit);
