@@ -128,7 +128,7 @@ static void fd_check(const char *what, const fl_conv2d_params *p, double *x, dou
         t[i] = keep;
         double fd = (lp - lm) / (2 * h);
         double err = fabs(fd - grad[i]) / fmax(fabs(grad[i]), fmax(1e-3 * scale, 1e-12));
-        if (err > 1e-6) fail_msg("%s: finite difference %.12g vs analytic %.12g at %zu", what, fd, grad[i], i);
+        if (!(err <= 1e-6)) fail_msg("%s: finite difference %.12g vs analytic %.12g at %zu", what, fd, grad[i], i);
     }
 }
 

@@ -129,7 +129,7 @@ static void fd_check(const char *what, ref_fn f, const void *ctx, double *x, siz
         x[i] = keep;
         double fd = (lp - lm) / (2 * h);
         double err = fabs(fd - g[i]) / fmax(fabs(g[i]), fmax(1e-3 * scale, 1e-12));
-        if (err > 1e-6) fail_msg("%s: finite difference %.12g vs analytic %.12g at %zu", what, fd, g[i], i);
+        if (!(err <= 1e-6)) fail_msg("%s: finite difference %.12g vs analytic %.12g at %zu", what, fd, g[i], i);
     }
     free(y);
 }

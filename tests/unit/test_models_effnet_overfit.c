@@ -3,7 +3,7 @@
  * Accuracy is measured as inference does it: an eval-mode graph (BN running statistics, no
  * dropout) gives embeddings, and the predicted class is the nearest class centre by cosine. *
  * numeric test: rerun by tests/run.sh under another OPENBLAS_CORETYPE (the trajectory, hence
- * the epochs to 100%, moves with the BLAS kernels; 12 epochs on five kernel sets, 60 allowed). */
+ * the epochs to 100%, moves with the BLAS kernels; 12 epochs on eight kernel sets, 60 allowed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -3,7 +3,7 @@
  * ellipses of three classes on noise) to mAP@0.5 above 0.9, evaluated through an eval-mode graph
  * (BN running statistics), fl_yolo_detect (validation NMS: conf 0.001, IoU 0.6) and fl_yolo_map. *
  * numeric test: rerun by tests/run.sh under another OPENBLAS_CORETYPE (the trajectory moves with
- * the BLAS kernels: mAP > 0.9 after 125-225 steps on five kernel sets, 400 allowed). */
+ * the BLAS kernels: mAP > 0.9 after 125-225 steps on eight kernel sets, 400 allowed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -138,7 +138,7 @@ static void run_case(const spec *s) {
         }
         for (int g = 0; g < 3; g++) {
             double want = fx.lr[t * 3 + g];
-            if (fabs(o->lr[g] - want) > 1e-12 * fmax(fabs(want), 1e-3)) {
+            if (!(fabs(o->lr[g] - want) <= 1e-12 * fmax(fabs(want), 1e-3))) { /* NaN fails */
                 print_error("%s step %d group %d: lr %.17g, PyTorch %.17g\n", s->name, t, g,
                             o->lr[g], want);
                 fail();
