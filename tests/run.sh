@@ -123,6 +123,7 @@ cpu_rerun() {
     else
         want=$FLUKE_CPU_RERUN
     fi
+    [ -z "$want" ] && echo "numeric unit tests under another OpenBLAS core type: none applies (this CPU's own: ${own:-unknown})"
     local tests
     tests=$(numeric_tests)
     for ct in $want; do
