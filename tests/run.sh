@@ -94,12 +94,16 @@ has_flags() { # flag...: every flag is in /proc/cpuinfo's first "flags" line
     flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
     for f in "$@"; do case "$flags" in *" $f "*) ;; *) return 1 ;; esac; done
 }
-runnable() { # CORETYPE: this CPU has the instructions that kernel set uses
+runnable() { # CORETYPE: this CPU has the instructions that kernel set uses (unknown: no)
     case "$1" in
         SkylakeX|Cooperlake|SapphireRapids) has_flags avx512f avx512bw avx512dq avx512vl avx2 fma ;;
         Haswell|Zen) has_flags avx2 fma ;;
         Sandybridge) has_flags avx ;;
-        Nehalem|Prescott|Core2|Penryn) has_flags sse3 ;;
+        Bulldozer|Piledriver|Steamroller|Excavator) has_flags avx fma4 ;;
+        Dunnington) has_flags sse4_1 ;;
+        Atom|Core2|Penryn) has_flags ssse3 ;;
+        Barcelona) has_flags sse4a ;;
+        Nehalem|Prescott) has_flags sse3 ;;
         *) return 1 ;;
     esac
 }
@@ -128,7 +132,7 @@ cpu_rerun() {
     tests=$(numeric_tests)
     for ct in $want; do
         if ! runnable "$ct"; then
-            echo "numeric unit tests under OPENBLAS_CORETYPE=$ct: skipped (this CPU lacks its instructions)"
+            echo "numeric unit tests under OPENBLAS_CORETYPE=$ct: skipped (not known to run on this CPU)"
             continue
         fi
         got=$(core_of "$ct")
