@@ -14,7 +14,7 @@ fi
 if ! command -v setpriv > /dev/null; then
     echo "skipped: setpriv not found (util-linux), cannot drop privileges"; exit 77
 fi
-W=$(mktemp -d /tmp/fluke-nonroot-XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/fluke-nonroot-XXXXXX")
 trap 'rm -rf "$W"' EXIT
 chmod 755 "$W"
 mkdir -p "$W/bin" "$W/src/tests/integration" "$W/src/tests/kaggle" "$W/home" "$W/tmp"
@@ -25,11 +25,17 @@ cp "$FLUKE_SRC"/tests/kaggle/server.py "$W/src/tests/kaggle/" &&
 cp -r "$FLUKE_SRC/configs" "$W/src/" || { echo "FAIL copying the test inputs to $W"; exit 1; }
 chmod -R a+rX "$W"
 chown "$NR_UID:$NR_UID" "$W/home" "$W/tmp"
+as_user() { setpriv --reuid="$NR_UID" --regid="$NR_UID" --clear-groups env HOME="$W/home" TMPDIR="$W/tmp" "$@"; }
+as_user "$W/bin/$(basename "$FLUKE")" --help > /dev/null 2>&1
+case $? in
+    0) ;;
+    126) echo "skipped: uid $NR_UID cannot execute the binaries copied to $W (a noexec mount, or a folder above it closed to that user: set TMPDIR)"; exit 77 ;;
+    *) echo "FAIL the copied fluke does not start as uid $NR_UID"; exit 1 ;;
+esac
 san=0
 grep -qa __asan_init "$FLUKE_TS" && san=1
 echo "as uid $NR_UID (copies in $W)$( [ $san -eq 1 ] && echo ', sanitizer build: marked scripts only')"
 fails=0 n=0
-as_user() { setpriv --reuid="$NR_UID" --regid="$NR_UID" --clear-groups env HOME="$W/home" TMPDIR="$W/tmp" "$@"; }
 # The reproduction from issue 19: the tiny pipeline in a folder the user owns. A checkout is
 # built in tmp/ and renamed into checkouts/, which a read-only directory cannot be (as non-root).
 mkdir "$W/tiny" && chown "$NR_UID:$NR_UID" "$W/tiny"
