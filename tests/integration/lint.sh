@@ -34,6 +34,7 @@ for f in "$dir"/*.sh; do
         open_quote = q
         return rest
     }
+    heredoc != "" { if ($0 == heredoc) heredoc = ""; next }  # a here-document body is data
     {
         buf = (buf == "" ? $0 : buf "\n" $0)
         if (start == 0) start = NR
@@ -41,6 +42,12 @@ for f in "$dir"/*.sh; do
         if (open_quote != "" || buf ~ /\\$/) next
         line = buf; at = start; buf = ""; start = 0
         bare = scan(line)
+        if (match(bare, /<<-?[ \t]*[A-Za-z_]+/)) {
+            heredoc = substr(bare, RSTART, RLENGTH); sub(/^<<-?[ \t]*/, "", heredoc)
+        } else if (match(line, /<<-?[ \t]*[\x27"][A-Za-z_]+[\x27"]/)) {
+            heredoc = substr(line, RSTART, RLENGTH); sub(/^<<-?[ \t]*[\x27"]/, "", heredoc)
+            sub(/[\x27"]$/, "", heredoc)
+        }
         if (bare ~ /^[ \t]*check[ \t]/ && bare ~ /(&&|\|\||\||;)/)
             printf "%s:%d: a check followed by && || | or ; checks only its first command:\n  %s\n", file, at, line
         if (line ~ /skipped:/ && line ~ /exit[ \t]+[0-9]+/ && line !~ /exit[ \t]+77/)
