@@ -66,10 +66,22 @@ static int build(fl_store *s, const fl_digest *d, const char *path, const char *
     }
     fl__tree_free(&t);
     if (rc == 0) rc = fl__fsync_dir(path, e);
-    /* Read-only so a stage cannot add to its inputs (root ignores this, but users do not). */
-    if (rc == 0 && chmod(path, 0555) != 0)
+    /* Read-only so a stage cannot add to its inputs (root ignores this, but users do not). The
+     * top directory stays writable until renamed into checkouts/: rename(2) of a directory to
+     * another parent updates its "..", which needs write permission on it. */
+    if (rc == 0 && *rel && chmod(path, 0555) != 0)
         rc = fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
     return rc;
+}
+
+/* A checkout whose top directory is still writable (a crash between rename and chmod) is made
+ * read-only now; returns path, or NULL (path freed) when that fails. */
+static char *seal(char *path, mode_t mode, fl_err *e) {
+    if ((mode & 0222) == 0) return path;
+    if (chmod(path, 0555) == 0) return path;
+    fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
+    free(path);
+    return NULL;
 }
 
 char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
@@ -81,7 +93,7 @@ char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
         return NULL;
     }
     struct stat st;
-    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) return final;
+    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) return seal(final, st.st_mode, e);
     char *tmp = fl__store_tmpdir(s, "checkout", e);
     if (!tmp) {
         free(final);
@@ -94,12 +106,17 @@ char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
             fl_err ignored;
             fl_remove_tree(tmp, &ignored);
             free(tmp);
-            return final;
+            return seal(final, st.st_mode, e);
         }
         fl_errf(e, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
         goto fail;
     }
     free(tmp);
+    if (chmod(final, 0555) != 0) {
+        fl_errf(e, "cannot chmod %s: %s", final, strerror(errno));
+        free(final);
+        return NULL;
+    }
     char *parent = fl_strdupf("%s/checkouts", s->root);
     int rc = parent ? fl__fsync_dir(parent, e) : fl_errf(e, "out of memory");
     free(parent);

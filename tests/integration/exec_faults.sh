@@ -53,12 +53,16 @@ printf '{"text": {"a": {"op": "upper", "from": "file:in.txt"}}}' > full.json
 for n in 1 2 3; do # the object, the tree, the record
     rm -rf .fluke
     FLUKE_FAULT=commit_write:$n expect "disk full at write $n of the commit" 1 'No space left on device' full.json
+    # temporaries live in tmp/ (staging, copies, trees, records): none may outlive the run
+    check "no temporary file left in the store after fault $n" \
+        sh -c '[ -d .fluke/tmp ] && [ -z "$(find .fluke/tmp -mindepth 1)" ] && [ -z "$(find .fluke -name "*tmp*" ! -path .fluke/tmp)" ]'
+    $F verify full.json > vf.log 2>&1; rc=$?
+    check "verify is clean after fault $n (rc=$rc)" sh -c "[ $rc -eq 0 ] && grep -q ' 0 corrupt' vf.log"
 done
-check "no temporary files left in objects/" [ "$(find .fluke/objects -name '*tmp*' | wc -l)" -eq 0 ]
-$F run full.json > good.log 2>&1
-check "after the faults a clean run completes" grep -q '0 failed' good.log
+$F run full.json > good.log 2>&1; rc=$?
+check "after the faults a clean run completes (rc=$rc)" sh -c "[ $rc -eq 0 ] && grep -q '^\[fluke\] 1 stages: 1 ran, 0 cached, 0 failed' good.log"
 $F verify full.json > v.log 2>&1; rc=$?
-check "verify is clean after the injected faults" [ $rc -eq 0 ]
+check "verify is clean after the injected faults" sh -c "[ $rc -eq 0 ] && grep -q ' 0 corrupt' v.log"
 $F run nothing.json > none.log 2>&1; rc=$?
 check "a missing config file: exit 2 naming it" sh -c "[ $rc -eq 2 ] && grep -q 'nothing.json' none.log"
 $F frobnicate > cmd.log 2>&1; rc=$?

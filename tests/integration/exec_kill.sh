@@ -18,6 +18,7 @@ cat > k.json <<'J'
   } }
 J
 mkdir ref && (cd ref && cp ../in.txt ../k.json . && $F run k.json -j 2 > run.log 2>&1) || bad "reference run"
+sessions="" # every killed run is the leader of its own session, its stage processes members
 for trial in $(seq 1 20); do
     rm -rf .fluke out
     # one to three kills per trial, each at a random moment, then a run to completion
@@ -25,7 +26,8 @@ for trial in $(seq 1 20); do
     for k in $(seq 1 $kills); do
         setsid $F run k.json -j $(( RANDOM % 2 + 1 )) > kill.log 2>&1 &
         pid=$!
-        sleep "0.$(printf '%03d' $(( RANDOM % 700 )))"
+        sessions="$sessions${sessions:+,}$pid"
+        sleep "0.$(printf '%03d' $(( RANDOM % 700 )))" # lint: sleep is the random kill moment
         if [ $(( RANDOM % 2 )) -eq 0 ]; then kill -9 -- -"$pid" 2>/dev/null; else kill -9 "$pid" 2>/dev/null; fi
         wait "$pid" 2>/dev/null
         # every record that exists must point to a complete, uncorrupted tree
@@ -41,9 +43,20 @@ for trial in $(seq 1 20); do
     # The interrupted work never leaves a record that a later run trusts wrongly: a second run
     # is all cached and verify is clean.
     $F run k.json > again.log 2>&1
-    [ "$(count_runs again.log)" -eq 0 ] || bad "trial $trial: rerun after completion ran stages"
+    all_cached again.log 6 || { bad "trial $trial: the rerun after completion is not all cached"; cat again.log; }
 done
-# no orphaned stage processes survive their killed parent
-sleep 0.3
-check "no orphaned stage processes" sh -c "! pgrep -f 'fluke-teststages run k[.]json' >/dev/null"
+# No stage process outlives its killed parent: wait until the killed runs' sessions are empty
+# (death signals arrive asynchronously). Only our sessions count, not other users' processes.
+gone() { pgrep -s "$1" > /dev/null; [ $? -eq 1 ]; }
+check "no orphaned stage processes (sessions $sessions)" wait_for 30 gone "$sessions"
+# The same, deterministically: a stage that would live 30 s; kill -9 only the parent once the
+# stage process exists; its session must empty long before the stage could have finished.
+printf '{"name": "o", "text": {"slow": {"op": "upper", "from": "file:in.txt", "delay_ms": 30000}}}' > o.json
+setsid $F run o.json > o.log 2>&1 &
+pid=$!
+members() { [ "$(pgrep -s "$pid" | wc -l)" -ge 2 ]; }
+check "the slow stage's process started" wait_for 60 members
+kill -9 "$pid"; wait "$pid" 2> /dev/null
+check "the stage of a parent killed with -9 dies with it" wait_for 10 gone "$pid"
+pkill -9 -s "$pid" 2> /dev/null
 finish

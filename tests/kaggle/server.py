@@ -8,7 +8,8 @@ Last-Modified and x-goog-hash, a PUT upload target for submissions, and a Huggin
 /<owner>/<repo>/resolve/main/<file> path.
 
 It records every request that reaches a storage or upload path WITH an Authorization header as a
-violation; GET /_state returns the violations and the request log so tests can assert on them.
+violation, and so is an API call that arrives before a Retry-After it was given has passed; GET
+/_state returns the violations and the request log so tests can assert on them.
 
 Usage: server.py --mode MODE [--token T] [--user U --key K] [--size BYTES] [--file PATH]
                  [--zip-year Y] [--data-dir DIR]
@@ -16,10 +17,12 @@ Prints "PORT <n>" on stdout once listening on 127.0.0.1 (port chosen by the OS).
 
 Modes (one per test):
   ok            everything works
-  retry429      the first API call answers 429 with Retry-After: 1
+  retry429      the first API call answers 429 with Retry-After: 1 (an API call that comes
+                sooner is recorded as a violation, as for every Retry-After below)
   err500        the first API call and the first storage GET answer 500
   drop          the first storage GET sends half the body, then drops the connection
-  stall         the first storage GET sends half the body, then goes silent for 6 s
+  stall         the first storage GET sends half the body, then goes silent until the client
+                hangs up (at most --stall-max seconds); /_state "stalls" says which came first
   trunczip_once the first archive download is a truncated zip (consistent length, no md5)
   trunczip      every archive download is truncated
   badmd5        every storage answer carries a wrong x-goog-hash md5
@@ -45,6 +48,7 @@ import io
 import json
 import os
 import random
+import select
 import socket
 import sys
 import threading
@@ -110,6 +114,8 @@ class State:
         self.storage_gets = 0
         self.archive_gets = 0
         self.polls = 0
+        self.not_before = None  # (monotonic deadline, why): set by a Retry-After answer
+        self.stalls = []        # per stalled GET: {"outcome": "client hung up"|"gave up", "s": ...}
         self.uploads = {}
         self.submissions = {}
         self.zip = zip_dir(args.data_dir) if args.data_dir else make_zip(args.mode, args.zip_year)
@@ -240,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(f.read(half - start))
             self.wfile.flush()
             if stall:
-                time.sleep(6)
+                self.stall_until_hangup()
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -253,6 +259,26 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             with open(path, "rb") as f:
                 self.connection.sendfile(f, start, length)
+
+    def stall_until_hangup(self):
+        """Silence until the client closes the connection (an event, not a clock: a client
+        that waits it out is seen as one) or --stall-max seconds pass."""
+        t0 = time.monotonic()
+        outcome = "gave up"
+        while time.monotonic() - t0 < self.st.args.stall_max:
+            r, _, _ = select.select([self.connection], [], [], 0.5)
+            if not r:
+                continue
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    outcome = "client hung up"
+                    break
+            except OSError:
+                outcome = "client hung up"
+                break
+            time.sleep(0.05)  # unexpected bytes from the client: keep stalling
+        with self.st.lock:
+            self.st.stalls.append({"outcome": outcome, "s": round(time.monotonic() - t0, 2)})
 
     def do_storage(self):
         self.check_no_auth()
@@ -289,15 +315,25 @@ class Handler(BaseHTTPRequestHandler):
     def api(self, method, req):
         st = self.st
         mode = st.mode
+        now = time.monotonic()
         with st.lock:
             st.api_calls += 1
             calls = st.api_calls
+            if st.not_before and now < st.not_before[0] - 0.01:
+                st.violations.append("API call %.3f s before the end of %s" %
+                                     (st.not_before[0] - now, st.not_before[1]))
         if mode == "retry429" and calls == 1:
+            with st.lock:
+                st.not_before = (time.monotonic() + 1, "Retry-After: 1")
             return self.error(429, "Too many requests", {"Retry-After": "1"})
         if mode == "err500" and calls == 1:
             return self.error(500, "Internal error")
         if mode == "oddheaders" and calls == 1:
-            return self.error(503, "Slow down", {"Retry-After": formatdate(time.time() + 2, usegmt=True)})
+            wall = time.time()
+            date = formatdate(wall + 2, usegmt=True)  # whole seconds: 1-2 s ahead
+            with st.lock:
+                st.not_before = (time.monotonic() + (int(wall + 2) - wall), "Retry-After: " + date)
+            return self.error(503, "Slow down", {"Retry-After": date})
         if not self.auth_ok() or (mode == "expire" and calls > 2):
             return self.error(401, "Unauthenticated")
         comp = req.get("competitionName")
@@ -415,6 +451,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_state":
             with self.st.lock:
                 state = {"violations": self.st.violations, "log": self.st.log,
+                         "stalls": self.st.stalls,
                          "api_calls": self.st.api_calls, "storage_gets": self.st.storage_gets,
                          "submissions": {str(k): v for k, v in self.st.submissions.items()}}
             return self.send_json(200, state)
@@ -460,6 +497,7 @@ def main():
     ap.add_argument("--zip-year", type=int, default=0)
     ap.add_argument("--data-dir", default="", help="serve this directory as the competition zip")
     ap.add_argument("--max-life", type=float, default=600.0)
+    ap.add_argument("--stall-max", type=float, default=60.0)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = ap.parse_args()
     # Never outlive the test that started us (its assertions may skip the shutdown).

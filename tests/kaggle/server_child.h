@@ -100,10 +100,14 @@ static inline cJSON *ts_server_state(const ts_server *s) {
     return j;
 }
 
-/* Number of Authorization violations the server recorded at storage/upload paths (-1: error). */
+/* Number of violations the server recorded (Authorization at storage/upload paths, an API call
+ * before a Retry-After passed), each printed; -1: error. */
 static inline int ts_server_violations(const ts_server *s) {
     cJSON *j = ts_server_state(s);
     if (!j) return -1;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItem(j, "violations"))
+        if (cJSON_IsString(v)) fprintf(stderr, "server: violation: %s\n", v->valuestring);
     int n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "violations"));
     cJSON_Delete(j);
     return n;
@@ -124,6 +128,16 @@ static inline int ts_server_count(const ts_server *s, const char *kind, int with
     }
     cJSON_Delete(j);
     return n;
+}
+
+/* How the i-th stalled GET ended ("client hung up" or "gave up"; malloc'd), NULL if none. */
+static inline char *ts_server_stall(const ts_server *s, int i) {
+    cJSON *j = ts_server_state(s);
+    const cJSON *o = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "stalls"), i),
+                                         "outcome");
+    char *out = cJSON_IsString(o) ? strdup(o->valuestring) : NULL;
+    cJSON_Delete(j);
+    return out;
 }
 
 /* mkdtemp under $TMPDIR or /tmp; malloc'd. */
@@ -238,7 +252,7 @@ static inline void ts_fx_free(ts_fx *f) {
     free(f->log_path);
     free(f);
     ts_clear_cred_env();
-    if (v != 0) fprintf(stderr, "server: %d Authorization violations at storage\n", v);
+    if (v != 0) fprintf(stderr, "server: %d violations\n", v);
     assert_int_equal(v, 0);
     assert_false(leak);
 }

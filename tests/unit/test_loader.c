@@ -120,6 +120,7 @@ static void check_worker_invariance(fl_loader_config c) {
     uint8_t *d = run_all(&c, &n3, &b3);
     assert_int_equal(b1, 10); /* 2 epochs x ceil(23 / 5) */
     assert_int_equal(b1, b2);
+    assert_int_equal(b1, b3);
     assert_int_equal(n1, n2);
     assert_int_equal(n1, n3);
     assert_memory_equal(a, b, n1);
@@ -330,6 +331,7 @@ static void test_eval_transforms(void **state) {
     c.augment = 0, c.sampler = FL_SAMPLER_SEQUENTIAL, c.epochs = 1, c.drop_last = 1;
     c.reid.margin = 0;
     fl_loader *l = fl_loader_open(&c, &e);
+    assert_non_null(l);
     const fl_batch *b;
     int batches = 0;
     while (fl_loader_next(l, &b, &e) == 1) { /* the crop is the red box: red almost everywhere */
@@ -349,7 +351,10 @@ static void test_eval_transforms(void **state) {
     c = base_config(d, FL_TASK_DETECT);
     c.augment = 0, c.epochs = 1;
     l = fl_loader_open(&c, &e);
-    while (fl_loader_next(l, &b, &e) == 1) {
+    assert_non_null(l);
+    int rc, samples = 0; /* a loader that fails at once must not pass by checking nothing */
+    while ((rc = fl_loader_next(l, &b, &e)) == 1) {
+        samples += b->n;
         for (int j = 0; j < b->n; j++) {
             assert_int_equal(b->nboxes[j], 1);
             fl_box bx = b->boxes[(size_t)j * b->max_boxes];
@@ -361,6 +366,8 @@ static void test_eval_transforms(void **state) {
                                     y + 0.5f >= bx.y1 - 1 && y + 0.5f <= bx.y2 + 1);
         }
     }
+    if (rc != 0) fail_msg("detection eval loader: %s", e.msg);
+    assert_int_equal(samples, NITEMS);
     fl_loader_close(l);
     free_dataset(d);
 }
