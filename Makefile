@@ -80,7 +80,8 @@ FLUKE    := $(BUILD)/fluke
 FLUKE_TS := $(BUILD)/fluke-teststages
 LIB      := $(BUILD)/libfluke.a
 
-.PHONY: all run test bench install clean deps build build-tests fmt codeids fuzz fuzz-libfuzzer
+.PHONY: all run test bench install clean deps build build-tests fmt codeids fuzz fuzz-libfuzzer \
+        fuzz-replay
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -105,12 +106,21 @@ test: deps
 
 build-tests: $(FLUKE) $(FLUKE_TS) $(UNIT_BIN) $(FUZZ_BIN)
 
-# Fuzz targets: with plain cc they replay the files given as arguments (and build in every test
-# run so they cannot rot); `make fuzz-libfuzzer` builds real libFuzzer binaries with clang.
-fuzz: $(FUZZ_BIN)
-fuzz-libfuzzer:
+# Fuzz targets (tests/fuzz/): with plain cc they replay the files given as arguments; they build
+# in every test run and tests/integration/fuzz_corpus.sh replays tests/fuzz/corpus/ through
+# them. `make fuzz-libfuzzer` builds real libFuzzer binaries with clang in build-fuzz/, the whole
+# library instrumented for coverage and built with ASan/UBSan; `make fuzz` also runs each for
+# FUZZ_TIME seconds (not part of `make test`) and reports executions and findings per target.
+FUZZ_TIME ?= 60
+fuzz-replay: $(FUZZ_BIN)
+# clang, its sanitizer and libFuzzer runtimes, and its OpenMP runtime: only for fuzzing.
+FUZZ_PKGS := clang libclang-rt-14-dev libomp-14-dev
+fuzz-libfuzzer: deps
+	@bash ci/deps.sh $(FUZZ_PKGS)
 	@$(MAKE) --no-print-directory BUILD=build-fuzz SAN=1 CC=clang \
-	  EXTRA_FUZZ="-DFL_FUZZ_LIBFUZZER -fsanitize=fuzzer" fuzz
+	  FUZZ_INSTR=-fsanitize=fuzzer-no-link EXTRA_FUZZ="-DFL_FUZZ_LIBFUZZER -fsanitize=fuzzer" fuzz-replay
+fuzz: fuzz-libfuzzer
+	@bash tests/fuzz/run.sh build-fuzz $(FUZZ_TIME)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(FLUKE) $(FLUKE_TS) $(BENCH_BIN)
@@ -193,7 +203,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TSUP_C:%.c=$(BUILD)/obj/%.o) $(L
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CUDA_LIBS) $(TEST_LIBS) $(LDLIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) $(FLAGS_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(EXTRA_FUZZ) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
@@ -210,6 +220,6 @@ fmt:
 	clang-format -i $(ALL_C) $(call find_src,$(MODULES) tests,h)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz -name '*.d' 2>/dev/null)
