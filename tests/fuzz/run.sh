@@ -34,7 +34,6 @@ for bin in "$ROOT/$BUILD"/fuzz/fuzz_*; do
     # Fork mode's progress lines: "#EXECS: cov: .. corp: .. exec/s: N oom/timeout/crash: a/b/c ..".
     last=$(grep -E '^#[0-9]+: ' "$log" | tail -n 1)
     execs=$(echo "$last" | sed -n 's/^#\([0-9]*\):.*/\1/p')
-    eps=$(echo "$last" | sed -n 's/.*exec\/s:* \([0-9]*\).*/\1/p')
     otc=$(echo "$last" | sed -n 's/.*oom\/timeout\/crash: \([0-9\/]*\).*/\1/p')
     found=$(find "$OUT/$t" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
         -o -name 'oom-*' \) | wc -l)
@@ -55,7 +54,7 @@ for bin in "$ROOT/$BUILD"/fuzz/fuzz_*; do
             echo "    $f: ${why:-see $f.log}${where:+ (at $where)}"
         done > "$OUT/$t/summary"
     fi
-    printf '%-18s %12s %8s %8s  %s\n' "$t" "$execs" "${eps:--}" "$n0->$n1" "$what"
+    printf '%-18s %12s %8s %8s  %s\n' "$t" "$execs" $((execs / SECONDS_EACH)) "$n0->$n1" "$what"
     [ -s "$OUT/$t/summary" ] && cat "$OUT/$t/summary"
     n=$((n + 1))
 done
