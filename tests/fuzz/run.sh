@@ -17,6 +17,7 @@ rm -rf "$OUT"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
+export TMPDIR=$WORK # the targets' scratch files, also those of a run that crashed
 rc=0 n=0
 printf '%-18s %12s %8s %8s  %s\n' target executions exec/s corpus findings
 for bin in "$ROOT/$BUILD"/fuzz/fuzz_*; do

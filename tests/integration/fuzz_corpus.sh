@@ -6,6 +6,7 @@
 . "$(dirname "$0")/_lib.sh"
 B=$(dirname "$FLUKE")
 S=${FLUKE_SRC:?run through tests/run.sh (FLUKE_SRC unset)}
+export TMPDIR=$T # the targets' scratch files, also those of a target that aborts
 targets=$(cd "$S/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')
 check "there are fuzz targets" [ -n "$targets" ]
 for t in $targets; do
