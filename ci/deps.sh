@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages fluke builds and tests with. As root it installs what is missing;
 # otherwise it prints the one apt-get line to run and fails, so `make` stops with a clear message.
+# With arguments it installs those packages instead (`make fuzz` asks for clang's this way).
 set -eu
 pkgs="gcc make pkg-config libxxhash-dev xxhash libcjson-dev libcurl4-openssl-dev libarchive-dev
       libturbojpeg0-dev libopenblas-dev libcmocka-dev python3 curl zip unzip ca-certificates bc procps"
+[ $# -gt 0 ] && pkgs="$*"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
