@@ -241,12 +241,12 @@ static cJSON *load_file(fl_config *c, const char *path, const char *from, int fr
         cJSON_Delete(root);
         root = base;
     }
-    if (!c->origins.n) { /* the first file done (the deepest base): take its table whole */
-        fl_cfg_origins_free(&c->origins);
-        c->origins = mine;
+    if (!c->index.n) { /* the first file done (the deepest base): take its table whole */
+        fl_cfg_origins_free(&c->index);
+        c->index = mine;
         return root;
     }
-    if (fl_cfg_origins_merge(&c->origins, &mine)) {
+    if (fl_cfg_origins_merge(&c->index, &mine)) {
         fl_errf(e, "out of memory");
         goto fail;
     }
@@ -480,7 +480,7 @@ static int check_name(fl_config *c, int own, fl_err *e) {
 
 int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *const *schemas, fl_err *e) {
     memset(c, 0, sizeof *c);
-    c->origins.work = &c->work;
+    c->index.work = &c->work;
     cJSON *root = load_file(c, path, NULL, 0, NULL, 0, e);
     if (!root) {
         fl_config_free(c);
@@ -506,7 +506,7 @@ int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *const *sc
     /* The name is not inherited: a config extending smoke.json is its own run with its own
      * outputs, unless it says otherwise. */
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
-    const fl_cfg_origin *no = fl_cfg_origins_get(&c->origins, "name");
+    const fl_cfg_origin *no = fl_cfg_origins_get(&c->index, "name");
     int own_name = name && no && no->file == c->files[0];
     if (own_name) {
         c->name = strdup(name->valuestring);
@@ -524,7 +524,9 @@ int fl_config_load(fl_config *c, const char *path, const fl_cfg_field *const *sc
         fl_config_free(c);
         return -1;
     }
-    c->origins.work = NULL; /* lookups after loading are not counted (c may be moved) */
+    c->index.work = NULL; /* lookups after loading are not counted (c may be moved) */
+    c->origins = c->index.v;
+    c->norigins = c->index.n;
     return 0;
 }
 
@@ -535,12 +537,12 @@ void fl_config_free(fl_config *c) {
     free(c->name);
     for (size_t i = 0; i < c->nfiles; i++) free(c->files[i]);
     free(c->files);
-    fl_cfg_origins_free(&c->origins);
+    fl_cfg_origins_free(&c->index);
     memset(c, 0, sizeof *c);
 }
 
 const char *fl_config_where(const fl_config *c, const char *keypath, char *buf, size_t len) {
-    const fl_cfg_origin *o = fl_cfg_origins_get(&c->origins, keypath);
+    const fl_cfg_origin *o = fl_cfg_origins_get(&c->index, keypath);
     if (o)
         snprintf(buf, len, "%s:%d", o->file, o->line);
     else

@@ -21,7 +21,9 @@ typedef struct fl_config {
     char *name;   /* "name" key, or the file's base name without .json */
     char **files; /* every file read (top first), owned */
     size_t nfiles;
-    fl_cfg_origins origins; /* key path -> the file:line that set it last */
+    fl_cfg_origins index;    /* key path -> the file:line that set it last (owns origins) */
+    fl_cfg_origin *origins;  /* every key path once, with that file:line (= index.v) */
+    size_t norigins;
     size_t work; /* steps spent loading (hash probes, characters, schema matches): the
                   * linear-time test checks it grows linearly with the config */
 } fl_config;

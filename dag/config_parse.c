@@ -19,13 +19,12 @@ size_t fl_cfg_hash(const char *s) {
 
 static int origins_grow(fl_cfg_origins *o) {
     size_t cap = o->cap ? o->cap * 2 : 64;
-    fl_cfg_origin *slot = calloc(cap, sizeof *slot);
+    size_t *slot = calloc(cap, sizeof *slot);
     if (!slot) return -1;
-    for (size_t i = 0; i < o->cap; i++) {
-        if (!o->slot[i].path) continue;
-        size_t j = fl_cfg_hash(o->slot[i].path) & (cap - 1);
-        while (slot[j].path) j = (j + 1) & (cap - 1);
-        slot[j] = o->slot[i];
+    for (size_t i = 0; i < o->n; i++) {
+        size_t j = fl_cfg_hash(o->v[i].path) & (cap - 1);
+        while (slot[j]) j = (j + 1) & (cap - 1);
+        slot[j] = i + 1;
     }
     free(o->slot);
     o->slot = slot;
@@ -34,46 +33,54 @@ static int origins_grow(fl_cfg_origins *o) {
 }
 
 /* The slot holding path, or the empty slot where it would go. */
-static fl_cfg_origin *origins_find(const fl_cfg_origins *o, const char *path) {
+static size_t *origins_find(const fl_cfg_origins *o, const char *path) {
     size_t j = fl_cfg_hash(path) & (o->cap - 1);
     for (;;) {
         if (o->work) (*o->work)++;
-        if (!o->slot[j].path || !strcmp(o->slot[j].path, path)) return &o->slot[j];
+        size_t k = o->slot[j];
+        if (!k || !strcmp(o->v[k - 1].path, path)) return &o->slot[j];
         j = (j + 1) & (o->cap - 1);
     }
 }
 
 int fl_cfg_origins_set(fl_cfg_origins *o, const char *path, const char *file, int line) {
     if ((o->n + 1) * 2 > o->cap && origins_grow(o)) return -1;
-    fl_cfg_origin *s = origins_find(o, path);
-    if (!s->path) {
-        if (!(s->path = strdup(path))) return -1;
-        o->n++;
+    size_t *s = origins_find(o, path);
+    if (!*s) {
+        if (o->n == o->vcap) {
+            size_t vcap = o->vcap ? o->vcap * 2 : 64;
+            fl_cfg_origin *v = realloc(o->v, vcap * sizeof *v);
+            if (!v) return -1;
+            o->v = v;
+            o->vcap = vcap;
+        }
+        if (!(o->v[o->n].path = strdup(path))) return -1;
+        *s = ++o->n;
     }
-    s->file = file;
-    s->line = line;
+    o->v[*s - 1].file = file;
+    o->v[*s - 1].line = line;
     return 0;
 }
 
 const fl_cfg_origin *fl_cfg_origins_get(const fl_cfg_origins *o, const char *path) {
     if (!o->cap) return NULL;
-    const fl_cfg_origin *s = origins_find(o, path);
-    return s->path ? s : NULL;
+    size_t k = *origins_find(o, path);
+    return k ? &o->v[k - 1] : NULL;
 }
 
 int fl_cfg_origins_merge(fl_cfg_origins *to, const fl_cfg_origins *from) {
-    for (size_t i = 0; i < from->cap; i++)
-        if (from->slot[i].path &&
-            fl_cfg_origins_set(to, from->slot[i].path, from->slot[i].file, from->slot[i].line))
-            return -1;
+    for (size_t i = 0; i < from->n; i++)
+        if (fl_cfg_origins_set(to, from->v[i].path, from->v[i].file, from->v[i].line)) return -1;
     return 0;
 }
 
 void fl_cfg_origins_free(fl_cfg_origins *o) {
-    for (size_t i = 0; i < o->cap; i++) free(o->slot[i].path);
+    for (size_t i = 0; i < o->n; i++) free(o->v[i].path);
+    free(o->v);
     free(o->slot);
+    o->v = NULL;
     o->slot = NULL;
-    o->cap = o->n = 0;
+    o->n = o->vcap = o->cap = 0;
 }
 
 /* ------------------------------------------------------------------ parser */

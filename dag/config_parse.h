@@ -18,16 +18,19 @@
 /* Config files larger than this are refused before they are read. */
 #define FL_CONFIG_MAX_BYTES (16u << 20)
 
-/* Where each key path was set: an open-addressing hash table, path -> file:line. */
+/* Where each key path was set: the entries in the order first set, each path once, with a
+ * hash index over them (open addressing) so that lookups are O(1). */
 typedef struct fl_cfg_origin {
-    char *path; /* concrete key path: "text.a.from[1]"; NULL in an empty slot */
+    char *path; /* concrete key path: "text.a.from[1]" */
     const char *file;
     int line;
 } fl_cfg_origin;
 
 typedef struct fl_cfg_origins {
-    fl_cfg_origin *slot;
-    size_t cap, n; /* cap is 0 or a power of two */
+    fl_cfg_origin *v;
+    size_t n, vcap;
+    size_t *slot;  /* index + 1 into v; 0 is an empty slot */
+    size_t cap;    /* 0 or a power of two */
     size_t *work;  /* optional: probes are counted here (the linear-time test reads it) */
 } fl_cfg_origins;
 

@@ -193,6 +193,16 @@ static void test_one_rule_for_repeated_keys(void **state) {
     char buf[512];
     assert_non_null(strstr(fl_config_where(&c, "train.lr", buf, sizeof buf), "top.json:2"));
     assert_non_null(strstr(fl_config_where(&c, "train.epochs", buf, sizeof buf), "base.json:1"));
+    /* the flat list: each path once, with the file that set it last */
+    int lr = 0;
+    for (size_t i = 0; i < c.norigins; i++) {
+        assert_true(c.origins[i].line >= 1);
+        if (!strcmp(c.origins[i].path, "train.lr")) {
+            lr++;
+            assert_non_null(strstr(c.origins[i].file, "top.json"));
+        }
+    }
+    assert_int_equal(lr, 1);
     fl_config_free(&c);
     put("dbase.json", "{\"train\": {\"lr\": 0.1,\n\"lr\": 0.2}}");
     expect_error("dtop.json", "{\"extends\": \"dbase.json\"}", "dbase.json:2: duplicate key",
