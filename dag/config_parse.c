@@ -303,7 +303,7 @@ static cJSON *parse_number(parser *p) {
         }
         while (q < p->end && *q >= '0' && *q <= '9') q++;
     }
-    char buf[64];
+    char buf[512]; /* strtod needs a terminated copy (JSON sets no length limit; we do) */
     size_t n = (size_t)(q - p->s);
     if (n >= sizeof buf) {
         perr(p, p->s, "a number with more than %zu characters", sizeof buf - 1);

@@ -13,8 +13,7 @@
 const fl_cfg_field fl_synth_schema[] = {
     {"synth", FL_CFG_OBJ, 0, "embedded synthetic Happywhale data", 0, 0},
     {"synth.preset", FL_CFG_STR, 0, "tiny | smoke (default) | large", 0, 0},
-    {"synth.seed", FL_CFG_INT, 0, "random seed (same seed -> byte-identical files)",
-     0, FL_CFG_INT_MAX},
+    {"synth.seed", FL_CFG_INT, 0, "random seed (same seed -> byte-identical files)", 0, 9e15},
     {"synth.n_train", FL_CFG_INT, 0, "train images", 20, 2000000},
     {"synth.n_test", FL_CFG_INT, 0, "test images", 1, 2000000},
     {"synth.min_side", FL_CFG_INT, 0, "smallest longer image side, pixels", 32, 8192},

@@ -31,7 +31,7 @@ pl "thumb 2^31 is not reported as -2^31" "thumb.json:2: key 'baseline.knn.thumb'
 printf '{"pipeline": {"source": "synth", "model": "baseline_knn", "threads": -1}}' > plthreads.json
 pl "pipeline.threads -1" "'pipeline.threads' is -1" plthreads.json
 printf '{"pipeline": {"source": "synth", "model": "baseline_knn"}, "synth": {"seed": 1e16}}' > seed.json
-pl "synth.seed past 2^53" "'synth.seed' is 10000000000000000, outside its range \[0, 9007199254740991\]" seed.json
+pl "synth.seed past 2^53" "'synth.seed' is 10000000000000000, outside its range \[0, 9000000000000000\]" seed.json
 
 # item 7: strictness
 printf '{"pipeline": {"source": "synth", "model": "baseline_knn"},\n "synth": {"seed": 1,\n "se\\u0065d": 2}}' > dupesc.json
