@@ -1,18 +1,18 @@
 /* Configs: JSON files that may `extends` another and override its keys, validated strictly
- * against the registry's schema. Every error names the file, the line and the key path. */
+ * against the registry's schema. Every error names the file, the line and the key path.
+ *
+ * Rules: a key may appear once per object in one file (keys compare after decoding escapes); a
+ * file that `extends` another overrides it key by key (objects merge, anything else replaces).
+ * Numbers must lie in their field's range; strings may not hold NUL; files must be regular
+ * files of at most FL_CONFIG_MAX_BYTES; nesting is limited to FL_CONFIG_MAX_DEPTH. */
 #ifndef FLUKE_CONFIG_H
 #define FLUKE_CONFIG_H
 
 #include <cjson/cJSON.h>
 
 #include "artifacts/util.h"
+#include "dag/config_parse.h"
 #include "stages/api/stage.h"
-
-typedef struct fl_cfg_origin {
-    char *path; /* concrete key path: "text.a.from[1]" */
-    const char *file;
-    int line;
-} fl_cfg_origin;
 
 typedef struct fl_config {
     cJSON *root;  /* the effective config (extends resolved, "extends" removed) */
@@ -21,8 +21,11 @@ typedef struct fl_config {
     char *name;   /* "name" key, or the file's base name without .json */
     char **files; /* every file read (top first), owned */
     size_t nfiles;
-    fl_cfg_origin *origins;
+    fl_cfg_origins index;    /* key path -> the file:line that set it last (owns origins) */
+    fl_cfg_origin *origins;  /* every key path once, with that file:line (= index.v) */
     size_t norigins;
+    size_t work; /* steps spent loading (hash probes, characters, schema matches): the
+                  * linear-time test checks it grows linearly with the config */
 } fl_config;
 
 /* The keys every config may have, whatever the registry. */

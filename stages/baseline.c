@@ -11,12 +11,13 @@
 #include "stages/synth/stages.h"
 
 const fl_cfg_field fl_baseline_schema[] = {
-    {"baseline", FL_CFG_OBJ, 0, "baselines without a learned model"},
-    {"baseline.knn", FL_CFG_OBJ, 0, "raw-pixel kNN"},
-    {"baseline.knn.thumb", FL_CFG_INT, 0, "thumbnail side in pixels (default 16)"},
+    {"baseline", FL_CFG_OBJ, 0, "baselines without a learned model", 0, 0},
+    {"baseline.knn", FL_CFG_OBJ, 0, "raw-pixel kNN", 0, 0},
+    {"baseline.knn.thumb", FL_CFG_INT, 0, "thumbnail side in pixels (default 16)", 2, 256},
     {"baseline.knn.threshold", FL_CFG_NUM, 0,
-     "cosine similarity below which new_individual goes first (default: leave-one-out on train)"},
-    {NULL, 0, 0, NULL},
+     "cosine similarity below which new_individual goes first (default: leave-one-out on train)",
+     -1, 1},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 typedef struct inputs {

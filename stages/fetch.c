@@ -9,12 +9,13 @@
 #include "stages/fetch/stages.h"
 
 const fl_cfg_field fl_kaggle_schema[] = {
-    {"kaggle", FL_CFG_OBJ, 0, "the Kaggle competition (fetch stage, fluke submit)"},
-    {"kaggle.competition", FL_CFG_STR, 0, "competition slug, e.g. happy-whale-and-dolphin"},
-    {"kaggle.base_url", FL_CFG_STR, 0, "API base URL (default https://api.kaggle.com)"},
-    {"kaggle.files", FL_CFG_ARR, 0, "only these data files (default: the whole competition zip)"},
-    {"kaggle.files[]", FL_CFG_STR, 0, "a data file name as ListDataFiles reports it"},
-    {NULL, 0, 0, NULL},
+    {"kaggle", FL_CFG_OBJ, 0, "the Kaggle competition (fetch stage, fluke submit)", 0, 0},
+    {"kaggle.competition", FL_CFG_STR, 0, "competition slug, e.g. happy-whale-and-dolphin", 0, 0},
+    {"kaggle.base_url", FL_CFG_STR, 0, "API base URL (default https://api.kaggle.com)", 0, 0},
+    {"kaggle.files", FL_CFG_ARR, 0, "only these data files (default: the whole competition zip)",
+     0, 0},
+    {"kaggle.files[]", FL_CFG_STR, 0, "a data file name as ListDataFiles reports it", 0, 0},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 /* Reads and type-checks the section; names point into config. files is malloc'd. */

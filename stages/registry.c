@@ -10,12 +10,13 @@
 #include "stages/synth/stages.h"
 
 static const fl_cfg_field pipeline_schema[] = {
-    {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of"},
-    {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data)"},
+    {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of", 0, 0},
+    {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data)",
+     0, 0},
     {"pipeline.model", FL_CFG_STR, 1,
-     "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)"},
-    {"pipeline.threads", FL_CFG_INT, 0, "CPU threads for the heavy stages (default 2)"},
-    {NULL, 0, 0, NULL},
+     "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)", 0, 0},
+    {"pipeline.threads", FL_CFG_INT, 0, "CPU threads for the heavy stages (default 2)", 1, 4096},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 static const fl_cfg_field *const pipeline_schemas[] = {

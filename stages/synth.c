@@ -11,22 +11,22 @@
 #include "stages/synth/synth.h"
 
 const fl_cfg_field fl_synth_schema[] = {
-    {"synth", FL_CFG_OBJ, 0, "embedded synthetic Happywhale data"},
-    {"synth.preset", FL_CFG_STR, 0, "tiny | smoke (default) | large"},
-    {"synth.seed", FL_CFG_INT, 0, "random seed (same seed -> byte-identical files)"},
-    {"synth.n_train", FL_CFG_INT, 0, "train images"},
-    {"synth.n_test", FL_CFG_INT, 0, "test images"},
-    {"synth.min_side", FL_CFG_INT, 0, "smallest longer image side, pixels"},
-    {"synth.max_side", FL_CFG_INT, 0, "largest longer image side, pixels"},
-    {"synth.new_share", FL_CFG_NUM, 0, "share of test images showing new individuals (0.12)"},
-    {"synth.box_share", FL_CFG_NUM, 0, "share of train images in train_boxes.csv (0.25)"},
-    {"synth.public_share", FL_CFG_NUM, 0, "share of test images in the public split (0.2)"},
+    {"synth", FL_CFG_OBJ, 0, "embedded synthetic Happywhale data", 0, 0},
+    {"synth.preset", FL_CFG_STR, 0, "tiny | smoke (default) | large", 0, 0},
+    {"synth.seed", FL_CFG_INT, 0, "random seed (same seed -> byte-identical files)", 0, 9e15},
+    {"synth.n_train", FL_CFG_INT, 0, "train images", 20, 2000000},
+    {"synth.n_test", FL_CFG_INT, 0, "test images", 1, 2000000},
+    {"synth.min_side", FL_CFG_INT, 0, "smallest longer image side, pixels", 32, 8192},
+    {"synth.max_side", FL_CFG_INT, 0, "largest longer image side, pixels", 32, 8192},
+    {"synth.new_share", FL_CFG_NUM, 0, "share of test images showing new individuals (0.12)", 0, 1},
+    {"synth.box_share", FL_CFG_NUM, 0, "share of train images in train_boxes.csv (0.25)", 0, 1},
+    {"synth.public_share", FL_CFG_NUM, 0, "share of test images in the public split (0.2)", 0, 1},
     {"synth.same_encounter", FL_CFG_NUM, 0,
-     "chance a known test image comes from one of the train photo sessions (0.5)"},
-    {"synth.quality_min", FL_CFG_INT, 0, "lowest JPEG quality"},
-    {"synth.quality_max", FL_CFG_INT, 0, "highest JPEG quality"},
-    {"synth.raw_species", FL_CFG_BOOL, 0, "write the real data's misspelled species labels"},
-    {NULL, 0, 0, NULL},
+     "chance a known test image comes from one of the train photo sessions (0.5)", 0, 1},
+    {"synth.quality_min", FL_CFG_INT, 0, "lowest JPEG quality", 1, 100},
+    {"synth.quality_max", FL_CFG_INT, 0, "highest JPEG quality", 1, 100},
+    {"synth.raw_species", FL_CFG_BOOL, 0, "write the real data's misspelled species labels", 0, 0},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 char *fl_synth_data_dir(const char *dir) {

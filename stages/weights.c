@@ -10,14 +10,15 @@
 #include "stages/fetch/stages.h"
 
 const fl_cfg_field fl_weights_schema[] = {
-    {"weights", FL_CFG_OBJ, 0, "pretrained weights from the Hugging Face hub"},
-    {"weights.repo", FL_CFG_STR, 0, "hub repo, e.g. timm/tf_efficientnet_b7.ns_jft_in1k"},
+    {"weights", FL_CFG_OBJ, 0, "pretrained weights from the Hugging Face hub", 0, 0},
+    {"weights.repo", FL_CFG_STR, 0, "hub repo, e.g. timm/tf_efficientnet_b7.ns_jft_in1k", 0, 0},
     {"weights.file", FL_CFG_STR, 0,
-     "file in the repo (default model.safetensors, falling back to pytorch_model.bin on 404)"},
-    {"weights.size", FL_CFG_INT, 0, "expected size in bytes"},
-    {"weights.xxh3", FL_CFG_STR, 0, "expected XXH3-128 digest (32 hex digits)"},
-    {"weights.base_url", FL_CFG_STR, 0, "hub base URL (default https://huggingface.co)"},
-    {NULL, 0, 0, NULL},
+     "file in the repo (default model.safetensors, falling back to pytorch_model.bin on 404)",
+     0, 0},
+    {"weights.size", FL_CFG_INT, 0, "expected size in bytes", 0, FL_CFG_INT_MAX},
+    {"weights.xxh3", FL_CFG_STR, 0, "expected XXH3-128 digest (32 hex digits)", 0, 0},
+    {"weights.base_url", FL_CFG_STR, 0, "hub base URL (default https://huggingface.co)", 0, 0},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 static const char *opt_str(const cJSON *sec, const char *key, int *bad) {

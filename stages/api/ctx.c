@@ -56,6 +56,11 @@ int fl_stage_cfg_int(fl_stage_ctx *c, const char *path, long *out, fl_err *e) {
     if (!v) return -1;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
         return fl_errf(e, "config key '%s' must be an integer", path);
+    /* The loader range-checks declared fields; this guards keys read through FL_CFG_ANY, where
+     * a cast of 1e300 to long would be undefined and anything past 2^53 is already inexact. */
+    if (fabs(v->valuedouble) > FL_CFG_INT_MAX)
+        return fl_errf(e, "config key '%s' is %.0f, outside [-%.0f, %.0f]", path, v->valuedouble,
+                       FL_CFG_INT_MAX, FL_CFG_INT_MAX);
     *out = (long)v->valuedouble;
     return 0;
 }

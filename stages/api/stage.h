@@ -28,13 +28,21 @@ typedef enum fl_cfg_type {
 
 /* One config key. path is dotted from the root ("synth.n_train"); "*" matches any key of a
  * FL_CFG_MAP, "[]" any element of an array. Every key present in a config must be described;
- * required keys must be present after `extends` is resolved. */
+ * required keys must be present after `extends` is resolved.
+ *
+ * min/max: for FL_CFG_INT and FL_CFG_NUM, the inclusive range the loader enforces (rc 2, with
+ * file:line and the range), so a stage may cast an FL_CFG_INT value to int without checking.
+ * Give every numeric field its real range; both 0 means "not given", and then an integer must
+ * fit in an int and a number be finite. Ints are exact only up to FL_CFG_INT_MAX (2^53 - 1). */
 typedef struct fl_cfg_field {
     const char *path;
     fl_cfg_type type;
     int required;
     const char *help;
+    double min, max;
 } fl_cfg_field;
+
+#define FL_CFG_INT_MAX 9007199254740991.0 /* 2^53 - 1: the largest exact integer in a double */
 
 /* ---------------------------------------------------------------- stage definition */
 

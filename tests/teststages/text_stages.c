@@ -24,21 +24,22 @@ static const fl_stage_def text_stage = {
 };
 
 static const fl_cfg_field text_schema[] = {
-    {"text", FL_CFG_MAP, 1, "the test graph: node id -> node"},
-    {"text.*", FL_CFG_OBJ, 0, NULL},
-    {"text.*.op", FL_CFG_STR, 1, "upper | reverse | concat | length | count | fail | crash | peek | noout | symlink"},
-    {"text.*.from", FL_CFG_ANY, 0, "node id, file:PATH, dir:PATH, or an array of them"},
-    {"text.*.suffix", FL_CFG_STR, 0, "appended to the output"},
-    {"text.*.delay_ms", FL_CFG_INT, 0, "sleep while writing the output"},
-    {"text.*.steps", FL_CFG_INT, 0, "op steps: how many checkpointed steps"},
-    {"text.*.publish", FL_CFG_BOOL, 0, "copy the output to out/<name>/"},
-    {"text.*.threads", FL_CFG_INT, 0, NULL},
-    {"text.*.gpus", FL_CFG_INT, 0, NULL},
-    {"text.*.reads", FL_CFG_ARR, 0, "extra config sections the node declares"},
-    {"text.*.reads[]", FL_CFG_STR, 0, NULL},
-    {"globals", FL_CFG_MAP, 0, "shared values nodes may declare through reads"},
-    {"globals.*", FL_CFG_ANY, 0, NULL},
-    {NULL, 0, 0, NULL},
+    {"text", FL_CFG_MAP, 1, "the test graph: node id -> node", 0, 0},
+    {"text.*", FL_CFG_OBJ, 0, NULL, 0, 0},
+    {"text.*.op", FL_CFG_STR, 1, "upper | reverse | concat | length | count | fail | crash | peek | noout | symlink",
+     0, 0},
+    {"text.*.from", FL_CFG_ANY, 0, "node id, file:PATH, dir:PATH, or an array of them", 0, 0},
+    {"text.*.suffix", FL_CFG_STR, 0, "appended to the output", 0, 0},
+    {"text.*.delay_ms", FL_CFG_INT, 0, "sleep while writing the output", 0, 3600000},
+    {"text.*.steps", FL_CFG_INT, 0, "op steps: how many checkpointed steps", 0, 1000000},
+    {"text.*.publish", FL_CFG_BOOL, 0, "copy the output to out/<name>/", 0, 0},
+    {"text.*.threads", FL_CFG_INT, 0, NULL, 1, 4096},
+    {"text.*.gpus", FL_CFG_INT, 0, NULL, 0, 1},
+    {"text.*.reads", FL_CFG_ARR, 0, "extra config sections the node declares", 0, 0},
+    {"text.*.reads[]", FL_CFG_STR, 0, NULL, 0, 0},
+    {"globals", FL_CFG_MAP, 0, "shared values nodes may declare through reads", 0, 0},
+    {"globals.*", FL_CFG_ANY, 0, NULL, 0, 0},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 static int add_from(fl_plan_node *n, const char *src, int k, fl_err *e) {

@@ -14,15 +14,21 @@
 #include "dag/key.h"
 
 static const fl_cfg_field schema[] = {
-    {"train", FL_CFG_OBJ, 1, NULL},
-    {"train.lr", FL_CFG_NUM, 1, NULL},
-    {"train.epochs", FL_CFG_INT, 0, NULL},
-    {"train.tags", FL_CFG_ARR, 0, NULL},
-    {"train.tags[]", FL_CFG_STR, 0, NULL},
-    {"nodes", FL_CFG_MAP, 0, NULL},
-    {"nodes.*", FL_CFG_OBJ, 0, NULL},
-    {"nodes.*.op", FL_CFG_STR, 1, NULL},
-    {NULL, 0, 0, NULL},
+    {"train", FL_CFG_OBJ, 1, NULL, 0, 0},
+    {"train.lr", FL_CFG_NUM, 1, NULL, 0, 10},
+    {"train.epochs", FL_CFG_INT, 0, NULL, 1, 1000},
+    {"train.seed", FL_CFG_INT, 0, NULL, 0, FL_CFG_INT_MAX},
+    {"train.size", FL_CFG_INT, 0, NULL, 0, 0}, /* no range given: must fit in an int */
+    {"train.tags", FL_CFG_ARR, 0, NULL, 0, 0},
+    {"train.tags[]", FL_CFG_STR, 0, NULL, 0, 0},
+    {"train.sizes", FL_CFG_ARR, 0, NULL, 0, 0},
+    {"train.sizes[]", FL_CFG_INT, 0, NULL, 1, 9},
+    {"nodes", FL_CFG_MAP, 0, NULL, 0, 0},
+    {"nodes.*", FL_CFG_OBJ, 0, NULL, 0, 0},
+    {"nodes.*.op", FL_CFG_STR, 1, NULL, 0, 0},
+    {"free", FL_CFG_MAP, 0, NULL, 0, 0},
+    {"free.*", FL_CFG_ANY, 0, NULL, 0, 0},
+    {NULL, 0, 0, NULL, 0, 0},
 };
 
 static char dir[64];
