@@ -44,8 +44,8 @@ int fl_map5_score(const fl_solution *sol, const fl_submission *sub, fl_map5_resu
     for (int i = 0; i < sol->n; i++) {
         int j = fl_strmap_get(&by_image, sol->image[i]);
         if (j < 0) {
-            rc = fl_errf(e, "%s: no prediction for test image \"%s\" (solution line %d)", sname,
-                         sol->image[i], sol->line[i]);
+            rc = fl_errf(e, "%s: no prediction for test image \"%s\" (listed at %s:%d)", sname,
+                         sol->image[i], sol->csv.name ? sol->csv.name : "solution", sol->line[i]);
             goto done;
         }
         answered[j] = 1;
