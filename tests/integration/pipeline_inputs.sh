@@ -34,7 +34,12 @@ serve_and_run() {
   "pipeline": {"source": "kaggle"},
   "kaggle": {"competition": "happy-whale-and-dolphin", "base_url": "http://127.0.0.1:$port"} }
 J
-    KAGGLE_API_TOKEN=$TOKEN HOME=$T $F run k.json > run.log 2>&1
+    # GNU time's %M: the peak RSS of fluke and of the stage children it waited for.
+    if [ -x /usr/bin/time ]; then
+        KAGGLE_API_TOKEN=$TOKEN HOME=$T /usr/bin/time -o rss.txt -f %M $F run k.json > run.log 2>&1
+    else
+        KAGGLE_API_TOKEN=$TOKEN HOME=$T $F run k.json > run.log 2>&1
+    fi
     rc=$?
     kill $spid 2>/dev/null; wait $spid 2>/dev/null; spid=""
 }
@@ -90,23 +95,23 @@ check "a one-row train.csv works (rc=$rc)" [ "$rc" -eq 0 ]
 check "  its rows are new_individual and that individual" sh -c \
     "[ -s out/in/submission.csv ] && tail -n +2 out/in/submission.csv | awk -F, '{ if (split(\$2, a, \" \") != 2) exit 1 }'"
 
-# A decompression bomb among the test images: a ~1 KB progressive JPEG claiming 11585x11585.
+# A decompression bomb among the test images: a 3.5 KB progressive JPEG (the decode fixture)
+# whose SOF claims 11585x11585, under the 2^27-pixel cap; it used to cost ~0.5 GB.
 new_case jpeg_bomb
 victim=$(sed -n 2p "$src/sample_submission.csv" | cut -d, -f1)
-python3 - "$src/test_images/$victim" data/test_images/"$victim" <<'P'
+python3 - "$FLUKE_SRC/tests/fixtures/image/progressive.jpg" data/test_images/"$victim" <<'P'
 import sys
 d = bytearray(open(sys.argv[1], 'rb').read())
-i = 2
-while i + 9 < len(d):  # walk the segments to the SOF, whatever it is
-    m, n = d[i + 1], d[i + 2] << 8 | d[i + 3]
-    if 0xC0 <= m <= 0xC2:
-        d[i + 1] = 0xC2  # progressive: the whole-image coefficient buffer
-        d[i + 5:i + 9] = bytes([0x2D, 0x41, 0x2D, 0x41])
-        break
-    i += 2 + n
+i = d.find(b'\xff\xc2')
+d[i + 5:i + 9] = bytes([0x2D, 0x41, 0x2D, 0x41])
 open(sys.argv[2], 'wb').write(d)
 P
 serve_and_run
 fails_naming "a JPEG bomb among the test images is refused before allocating, naming it" \
     "$victim: decoding this 11585x11585 progressive JPEG" "above the per-image limit"
+if [ -s rss.txt ]; then
+    kib=$(tail -1 rss.txt)
+    echo "     peak RSS of the run with the bomb: $((kib / 1024)) MiB"
+    check "  the run with the bomb stayed under 256 MiB" [ "$kib" -lt 262144 ]
+fi
 finish
