@@ -2,6 +2,7 @@
  * floor every real model must clear (stages/labels/baselines.h). Both read the Kaggle layout
  * (train.csv, sample_submission.csv for the test image list, the images) and write a checked
  * submission.csv. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,7 +114,12 @@ static int run_knn(fl_stage_ctx *c, fl_err *e) {
     if (!sec && strstr(none.msg, "programming error")) return fl_errf(e, "%s", none.msg);
     const cJSON *v;
     if (sec && (v = cJSON_GetObjectItemCaseSensitive(sec, "thumb"))) {
+        /* Range-checked before the cast: (int) of 3e9 is undefined. */
         if (!cJSON_IsNumber(v)) return fl_errf(e, "baseline.knn.thumb: must be an integer");
+        if (v->valuedouble != floor(v->valuedouble) || v->valuedouble < 2 ||
+            v->valuedouble > 256)
+            return fl_errf(e, "baseline.knn.thumb: %.17g is not an integer in [2, 256]",
+                           v->valuedouble);
         o.thumb = (int)v->valuedouble;
     }
     if (sec && (v = cJSON_GetObjectItemCaseSensitive(sec, "threshold"))) {

@@ -30,7 +30,11 @@ int fl_labels_top_individuals(const fl_train_set *train, int k, const char **top
         if (j < 0) {
             j = nid++;
             c[j].id = train->individual[i];
-            fl_strmap_put(&m, c[j].id, j);
+            if (fl_strmap_put(&m, c[j].id, j) == -2) {
+                free(c);
+                fl_strmap_free(&m);
+                return fl_errf(e, "out of memory");
+            }
         }
         c[j].n++;
     }

@@ -170,7 +170,10 @@ int fl_baseline_pixel_knn(const fl_train_set *train, const char *train_dir,
     int nid = 0;
     for (int i = 0; i < nt; i++) {
         int j = fl_strmap_get(&m, train->individual[i]);
-        if (j < 0) ids[j = nid++] = train->individual[i], fl_strmap_put(&m, ids[j], j);
+        if (j < 0) {
+            ids[j = nid++] = train->individual[i];
+            if (fl_strmap_put(&m, ids[j], j) == -2) { fl_errf(e, "pixel kNN: out of memory"); goto done; }
+        }
         tind[i] = j, self[i] = i, count[j]++;
     }
     if (!(xt = fl_knn_features(train_dir, train->image, nt, o->thumb, o->threads, e))) goto done;

@@ -225,6 +225,25 @@ static void test_errors_name_the_users_file(void **state) {
     expect_both_fail(r, "comma_name", "comma_name/sample_submission.csv:2", "comma");
 }
 
+/* baseline.knn.thumb out of int range: refused by name before the (undefined) cast. */
+static void test_knn_thumb_range(void **state) {
+    runner *r = *state;
+    const char *const one[] = {"a.jpg", NULL};
+    free(layout(r, "th", "image,species,individual_id\na.jpg,beluga,id1\n", SAMPLE2, one, TEST2));
+    const char *bad[] = {"3e9", "-2147483649", "2.5", "1"};
+    for (int k = 0; k < 4; k++) {
+        cJSON_Delete(r->config);
+        char *cfg = fl_strdupf("{\"baseline\": {\"knn\": {\"thumb\": %s}}}", bad[k]);
+        r->config = cJSON_Parse(cfg);
+        free(cfg);
+        fl_err e = {{0}};
+        char id[64];
+        assert_int_equal(run_baseline(r, "knn", "th", id, sizeof id, &e), -1);
+        if (!strstr(e.msg, "baseline.knn.thumb") || !strstr(e.msg, "[2, 256]"))
+            fail_msg("thumb %s: \"%s\"", bad[k], e.msg);
+    }
+}
+
 /* score: a header-only or one-row solution. */
 static void test_score_small_solutions(void **state) {
     runner *r = *state;
@@ -272,6 +291,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_one_row_and_few_individuals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_name_the_users_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_score_small_solutions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_knn_thumb_range, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
