@@ -109,6 +109,15 @@ static long child_peak_kib(job *jobs, int nthreads, job *result) {
 
 #define MIB 1024L
 
+/* Under ASan freed blocks sit in a quarantine and every block has redzones, so RSS bounds
+ * tighter than "not a gigabyte" hold only in the plain build; the budget's own high-water mark
+ * is checked in both. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_EXACT 0
+#else
+#define RSS_EXACT 1
+#endif
+
 typedef struct bomb_case {
     const char *what;
     int pf, samp, progressive, target;
@@ -161,8 +170,10 @@ static void test_threads_share_the_budget(void **state) {
     /* The estimate bounds what the decode really touched (and is not far above it). */
     printf("one %zu-byte 1536x1536 progressive decode: peak +%ld MiB, estimated %llu MiB\n", n,
            one_peak / MIB, (unsigned long long)(need >> 20));
-    assert_true((uint64_t)one_peak * 1024 <= need + (UINT64_C(4) << 20));
-    assert_true((uint64_t)one_peak * 1024 * 2 >= need);
+    if (RSS_EXACT) {
+        assert_true((uint64_t)one_peak * 1024 <= need + (UINT64_C(4) << 20));
+        assert_true((uint64_t)one_peak * 1024 * 2 >= need);
+    }
 
     fl_decode_budget *wide = fl_decode_budget_new(UINT64_C(1) << 40, &e);
     fl_decode_budget *tight = fl_decode_budget_new(need * 3 / 2, &e);
@@ -180,7 +191,7 @@ static void test_threads_share_the_budget(void **state) {
            (unsigned long long)(need * 3 / 2 >> 20), (unsigned long long)(r.budget_peak >> 20));
     assert_true(r.budget_peak <= need * 3 / 2);
     assert_true(r.budget_peak >= need);
-    assert_true((uint64_t)tight_peak * 1024 <= need * 3 / 2 + (UINT64_C(16) << 20));
+    if (RSS_EXACT) assert_true((uint64_t)tight_peak * 1024 <= need * 3 / 2 + (UINT64_C(16) << 20));
 
     fl_decode_budget_set_limit(tight, need - 1);
     job small = {.d = d, .n = n, .o = {.budget = tight}};
