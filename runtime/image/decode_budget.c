@@ -148,6 +148,15 @@ int fl_jpeg_cost_estimate(const uint8_t *d, size_t len, const char *name, fl_jpe
             }
             c->work_bytes += MIB; /* the decoder's fixed tables and state */
             c->total = c->coef_bytes + c->work_bytes;
+            /* Scans: FF DA can only be a marker in entropy-coded data (a data 0xFF is stuffed
+             * as FF 00), so counting them is exact. */
+            c->n_scans = 1;
+            for (size_t q = p + 2 + seg; q + 1 < len; q++) {
+                const uint8_t *ff = memchr(d + q, 0xFF, len - q - 1);
+                if (!ff) break;
+                q = (size_t)(ff - d);
+                if (d[q + 1] == 0xDA) c->n_scans++;
+            }
             return 0;
         }
         p += 2 + seg;

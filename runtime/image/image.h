@@ -97,7 +97,12 @@ typedef struct fl_jpeg_cost {
     uint64_t work_bytes; /* row buffers and tables (an upper estimate) */
     uint64_t total;      /* coef_bytes + work_bytes */
     int progressive, multi_scan;
+    int n_scans;         /* SOS markers in the file */
 } fl_jpeg_cost;
+
+/* Every scan of a progressive file passes over the whole coefficient buffer, so a small file
+ * with thousands of empty scans costs minutes of CPU; real encoders write about 10. */
+#define FL_DECODE_MAX_SCANS 500
 int fl_jpeg_cost_estimate(const uint8_t *data, size_t len, const char *name, fl_jpeg_cost *c,
                           fl_err *e);
 

@@ -162,6 +162,12 @@ fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
                 (unsigned long long)(o.max_bytes / MIB));
         goto done;
     }
+    if (cost.n_scans > FL_DECODE_MAX_SCANS) {
+        fl_errf(e, "%s: %d scans, more than the %d a JPEG may have here (each scan of a "
+                "multi-scan file passes over the whole image)", name, cost.n_scans,
+                FL_DECODE_MAX_SCANS);
+        goto done;
+    }
     if (fl_decode_budget_acquire(budget, need, name, e) != 0) goto done;
     held = need;
     if (!(img = fl_image_new(sw, sh, e))) {

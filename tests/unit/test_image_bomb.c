@@ -238,11 +238,44 @@ static void test_cost_estimate(void **state) {
     free(d);
 }
 
+/* A CPU bomb: a progressive file whose last scan is repeated 600 times (each scan walks the
+ * whole coefficient buffer) is refused before decoding; its normal version has ~10 scans. */
+static void test_scan_limit(void **state) {
+    (void)state;
+    fl_err e = {{0}};
+    size_t n;
+    uint8_t *d = make_jpeg(256, 256, TJPF_RGB, TJSAMP_420, 1, &n);
+    fl_jpeg_cost c;
+    assert_int_equal(fl_jpeg_cost_estimate(d, n, "p.jpg", &c, &e), 0);
+    assert_true(c.n_scans >= 2 && c.n_scans < 20);
+    size_t last = 0;
+    for (size_t i = 2; i + 1 < n; i++)
+        if (d[i] == 0xFF && d[i + 1] == 0xDA) last = i;
+    size_t chunk = n - 2 - last, reps = 600, m = last + chunk * reps + 2;
+    uint8_t *big = malloc(m);
+    assert_non_null(big);
+    memcpy(big, d, last);
+    for (size_t r = 0; r < reps; r++) memcpy(big + last + r * chunk, d + last, chunk);
+    big[m - 2] = 0xFF, big[m - 1] = 0xD9;
+    assert_int_equal(fl_jpeg_cost_estimate(big, m, "many.jpg", &c, &e), 0);
+    assert_true(c.n_scans >= 600);
+    fl_image *img = fl_jpeg_decode(big, m, "many.jpg", NULL, NULL, &e);
+    assert_null(img);
+    if (!strstr(e.msg, "many.jpg") || !strstr(e.msg, "scans"))
+        fail_msg("scan bomb: \"%s\"", e.msg);
+    img = fl_jpeg_decode(d, n, "p.jpg", NULL, NULL, &e);
+    if (!img) fail_msg("%s", e.msg);
+    fl_image_free(img);
+    free(big);
+    free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bombs_stay_small),
         cmocka_unit_test(test_threads_share_the_budget),
         cmocka_unit_test(test_cost_estimate),
+        cmocka_unit_test(test_scan_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
