@@ -2,7 +2,14 @@
 #ifndef FLUKE_LABELS_INTERNAL_H
 #define FLUKE_LABELS_INTERNAL_H
 
+#include <string.h>
+
 #include "stages/labels/labels.h"
+
+/* A user value quoted in a message, cut to FL_QLEN bytes ("%.*s%s" with FL_Q(s)): a 100 KB field
+ * must not push the rest of the message out of fl_err. */
+#define FL_QLEN 80
+#define FL_Q(s) FL_QLEN, (s), (strlen(s) > FL_QLEN ? "..." : "")
 
 /* A plain, non-empty file name (no directory parts, no comma, quote or control character: it
  * must survive our unquoted submission writer). */

@@ -36,7 +36,8 @@ int fl_solution_read(const char *path, fl_solution *s, fl_err *e) {
         if (strcmp(u, "Public") == 0) s->is_public[i] = 1;
         else if (strcmp(u, "Private") == 0) s->is_public[i] = 0;
         else {
-            fl_errf(e, "%s:%d: Usage \"%s\" is neither Public nor Private", path, r->line, u);
+            fl_errf(e, "%s:%d: Usage \"%.*s%s\" is neither Public nor Private", path, r->line,
+                    FL_Q(u));
             goto fail;
         }
         if (sp >= 0) s->species[i] = fl_species_fix(r->f[sp], NULL);

@@ -78,11 +78,12 @@ static int check_labels(const char *const *lab, int n, int want, char *msg, size
     for (int k = 0; k < n; k++) {
         if (!lab[k] || !lab[k][0]) return snprintf(msg, cap, "label %d is empty", k + 1), -1;
         if (strpbrk(lab[k], " \t,\"\r\n"))
-            return snprintf(msg, cap, "label %d \"%s\" contains a separator", k + 1, lab[k]), -1;
+            return snprintf(msg, cap, "label %d \"%.*s%s\" contains a separator", k + 1,
+                            FL_Q(lab[k])), -1;
         for (int j = 0; j < k; j++)
             if (strcmp(lab[j], lab[k]) == 0)
-                return snprintf(msg, cap, "label \"%s\" repeated (ranks %d and %d)", lab[k],
-                                j + 1, k + 1), -1;
+                return snprintf(msg, cap, "label \"%.*s%s\" repeated (ranks %d and %d)",
+                                FL_Q(lab[k]), j + 1, k + 1), -1;
     }
     return 0;
 }
@@ -103,8 +104,8 @@ int fl_submission_validate(const fl_submission *s, const char *const *test_image
     for (int i = 0; i < s->n && rc == 0; i++) {
         int t = fl_strmap_get(&tests, s->image[i]);
         if (t < 0) {
-            rc = fl_errf(e, "%s:%d: image \"%s\" is not a test image", name, s->line[i],
-                         s->image[i]);
+            rc = fl_errf(e, "%s:%d: image \"%.*s%s\" is not a test image", name, s->line[i],
+                         FL_Q(s->image[i]));
             break;
         }
         seen[t] = 1;
@@ -117,8 +118,8 @@ int fl_submission_validate(const fl_submission *s, const char *const *test_image
         for (int k = 0; k < want; k++)
             if (strcmp(s->pred[i][k], FL_NEW_INDIVIDUAL) != 0 &&
                 fl_strmap_get(known_ids, s->pred[i][k]) < 0) {
-                rc = fl_errf(e, "%s:%d: label \"%s\" is neither a train individual nor %s", name,
-                             s->line[i], s->pred[i][k], FL_NEW_INDIVIDUAL);
+                rc = fl_errf(e, "%s:%d: label \"%.*s%s\" is neither a train individual nor %s",
+                             name, s->line[i], FL_Q(s->pred[i][k]), FL_NEW_INDIVIDUAL);
                 break;
             }
     }

@@ -41,10 +41,11 @@ int fl_labels_check_image_name(const fl_csv *c, int line, const char *name, fl_e
     if (!name[0]) return fl_errf(e, "%s:%d: empty image name", c->name, line);
     if (strchr(name, '/') || strchr(name, '\\') || strcmp(name, ".") == 0 ||
         strcmp(name, "..") == 0)
-        return fl_errf(e, "%s:%d: image name \"%s\" is not a plain file name", c->name, line, name);
+        return fl_errf(e, "%s:%d: image name \"%.*s%s\" is not a plain file name", c->name, line,
+                       FL_Q(name));
     if (strpbrk(name, ",\"") || find_control(name))
-        return fl_errf(e, "%s:%d: image name \"%s\" contains a comma, quote or control character",
-                       c->name, line, name);
+        return fl_errf(e, "%s:%d: image name \"%.*s%s\" contains a comma, quote or control "
+                       "character", c->name, line, FL_Q(name));
     return 0;
 }
 
@@ -53,8 +54,8 @@ int fl_labels_check_label(const fl_csv *c, int line, const char *col, const char
     const char *bad = strpbrk(v, " \t,\"");
     if (!bad) bad = find_control(v);
     if (bad)
-        return fl_errf(e, "%s:%d: %s \"%s\" contains %s at byte %d (submission labels are "
-                       "separated by spaces)", c->name, line, col, v,
+        return fl_errf(e, "%s:%d: %s \"%.*s%s\" contains %s at byte %d (submission labels are "
+                       "separated by spaces)", c->name, line, col, FL_Q(v),
                        *bad == ' ' ? "a space" : *bad == ',' ? "a comma" : *bad == '"' ? "a quote"
                        : "a tab or control character", (int)(bad - v) + 1);
     return 0;
@@ -78,8 +79,8 @@ int fl_labels_check_unique(const fl_csv *c, const char *const *names, const int 
         }
         if (prev >= 0) {
             fl_strmap_free(&m);
-            return fl_errf(e, "%s:%d: duplicate %s \"%s\" (first on line %d)", c->name, lines[i],
-                           what, names[i], lines[prev]);
+            return fl_errf(e, "%s:%d: duplicate %s \"%.*s%s\" (first on line %d)", c->name,
+                           lines[i], what, FL_Q(names[i]), lines[prev]);
         }
     }
     fl_strmap_free(&m);
@@ -97,8 +98,8 @@ int fl_labels_check_present(const fl_csv *c, const char *dir, const char *const 
         int ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
         free(p);
         if (!ok)
-            return fl_errf(e, "%s:%d: image \"%s\" is listed but missing from %s", c->name,
-                           lines[i], names[i], dir);
+            return fl_errf(e, "%s:%d: image \"%.*s%s\" is listed but missing from %s", c->name,
+                           lines[i], FL_Q(names[i]), dir);
     }
     return 0;
 }

@@ -292,6 +292,16 @@ static void test_small_and_unwritable_inputs(void **state) {
                 "cq.csv:2", "quote or control");
     EXPECT_FAIL(fl_boxes_read(put(t, "cb.csv", "image,box\n\"a,b.jpg\",1 2 3 4\n"), NULL, &b, e),
                 "cb.csv:2", "comma");
+    /* A 100 KB value is cut in the message, so what follows it (the reason) survives. */
+    char *huge = malloc(100064);
+    assert_non_null(huge);
+    strcpy(huge, "image,species,individual_id\na.jpg,b,");
+    size_t hl = strlen(huge);
+    memset(huge + hl, 'x', 100000);
+    strcpy(huge + hl + 100000, " y\n");
+    EXPECT_FAIL(fl_train_read(put(t, "huge.csv", huge), NULL, &tr, e), "huge.csv:2",
+                "xxx...\" contains a space at byte 100001");
+    free(huge);
     /* A listed test image that is missing: the submission's own line. */
     assert_int_equal(fl_submission_read(put(t, "ls.csv", "image,predictions\nls.csv,x\n"
                                                           "nope.jpg,x\n"), &s, &e), 0);
