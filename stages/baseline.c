@@ -2,6 +2,7 @@
  * floor every real model must clear (stages/labels/baselines.h). Both read the Kaggle layout
  * (train.csv, sample_submission.csv for the test image list, the images) and write a checked
  * submission.csv. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ static int inputs_read(fl_stage_ctx *c, inputs *in, fl_err *e) {
     char *sample_csv = fl_strdupf("%s/sample_submission.csv", in->data);
     int rc = fl_train_read(train_csv, in->train_dir, &in->train, e);
     if (rc == 0) rc = fl_submission_read(sample_csv, &in->sample, e);
+    /* A listed test image that is missing: name the sample_submission.csv line now, rather
+     * than fail later on an image path without the line that listed it. */
+    if (rc == 0) rc = fl_submission_check_images(&in->sample, in->test_dir, e);
     free(train_csv);
     free(sample_csv);
     if (rc == 0 && in->train.n_fixed)
@@ -57,15 +61,17 @@ static int inputs_read(fl_stage_ctx *c, inputs *in, fl_err *e) {
     return rc;
 }
 
-/* Writes the answer and reads it back through the validator: a baseline must be a valid
- * competition submission. */
-static int write_checked(inputs *in, const char *(*ans)[FL_MAP_K], fl_err *e) {
+static int write_checked_raw(inputs *in, const char *(*ans)[FL_MAP_K], fl_err *e) {
     if (fl_submission_write(in->out, in->sample.n, in->sample.image,
                             (const char *const(*)[FL_MAP_K])ans, e) != 0)
         return -1;
     fl_strmap known;
     if (fl_strmap_init(&known, (size_t)in->train.n, e) != 0) return -1;
-    for (int i = 0; i < in->train.n; i++) fl_strmap_put(&known, in->train.individual[i], i);
+    for (int i = 0; i < in->train.n; i++)
+        if (fl_strmap_put(&known, in->train.individual[i], i) == -2) {
+            fl_strmap_free(&known);
+            return fl_errf(e, "baseline: out of memory");
+        }
     fl_submission back;
     int rc = fl_submission_read(in->out, &back, e);
     if (rc == 0) {
@@ -73,6 +79,17 @@ static int write_checked(inputs *in, const char *(*ans)[FL_MAP_K], fl_err *e) {
         fl_submission_free(&back);
     }
     fl_strmap_free(&known);
+    return rc;
+}
+
+/* Writes the answer and reads it back through the validator: a baseline must be a valid
+ * competition submission. The inputs were checked when read, so a failure here is a bug in
+ * the baseline; the message says so rather than only naming the internal output file. */
+static int write_checked(inputs *in, const char *(*ans)[FL_MAP_K], fl_err *e) {
+    int rc = write_checked_raw(in, ans, e);
+    if (rc != 0)
+        fl_errprefix(e, "internal check of the answer to %d test images (a bug, not bad input)",
+                     in->sample.n);
     return rc;
 }
 
@@ -98,7 +115,12 @@ static int run_knn(fl_stage_ctx *c, fl_err *e) {
     if (!sec && strstr(none.msg, "programming error")) return fl_errf(e, "%s", none.msg);
     const cJSON *v;
     if (sec && (v = cJSON_GetObjectItemCaseSensitive(sec, "thumb"))) {
+        /* Range-checked before the cast: (int) of 3e9 is undefined. */
         if (!cJSON_IsNumber(v)) return fl_errf(e, "baseline.knn.thumb: must be an integer");
+        if (v->valuedouble != floor(v->valuedouble) || v->valuedouble < 2 ||
+            v->valuedouble > 256)
+            return fl_errf(e, "baseline.knn.thumb: %.17g is not an integer in [2, 256]",
+                           v->valuedouble);
         o.thumb = (int)v->valuedouble;
     }
     if (sec && (v = cJSON_GetObjectItemCaseSensitive(sec, "threshold"))) {

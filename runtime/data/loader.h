@@ -55,6 +55,10 @@ typedef struct fl_loader_config {
     float balance_power; /* BALANCED: 1 = each individual equally likely, 0.5 = sqrt */
     fl_bad_image_policy on_bad_image;
     uint64_t max_pixels; /* decode cap (0 = FL_DECODE_DEFAULT_MAX_PIXELS) */
+    uint64_t max_decode_bytes; /* per-image decode memory cap (0 = FL_DECODE_DEFAULT_MAX_BYTES) */
+    /* Decode memory shared by the workers (NULL: the process-wide budget, so loaders and other
+     * decoders in one process never hold more than its limit together). */
+    fl_decode_budget *decode_budget;
     int max_boxes;       /* DETECT: boxes kept per image in a batch (0 -> 64) */
     fl_reid_aug reid;
     fl_yolo_aug yolo;

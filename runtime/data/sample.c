@@ -32,7 +32,8 @@ static int load_item(const fl_loader_config *c, const fl_loader_item *it, loaded
     int rc = fl_jpeg_probe(buf, len, it->path, &info, e);
     if (rc == 0) {
         double W = info.src_width, H = info.src_height;
-        fl_decode_opts o = {.max_pixels = c->max_pixels};
+        fl_decode_opts o = {.max_pixels = c->max_pixels, .max_bytes = c->max_decode_bytes,
+                            .budget = c->decode_budget};
         if (c->task == FL_TASK_REID) {
             double rw = box_valid(it->box) ? it->box.x2 - it->box.x1 : W;
             double rh = box_valid(it->box) ? it->box.y2 - it->box.y1 : H;

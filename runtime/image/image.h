@@ -56,6 +56,24 @@ int fl_image_write_ppm(const fl_image *img, const char *path, fl_err *e);
 
 /* ---- JPEG (jpeg.c, exif.c) ---- */
 
+/* A memory budget shared by decodes on several threads (decode_budget.c): a decode acquires
+ * its estimated peak (fl_jpeg_cost_estimate plus its output buffers) before allocating and
+ * releases it when done. A decode that does not fit waits for others to finish; one larger than
+ * the whole limit fails. */
+typedef struct fl_decode_budget fl_decode_budget;
+
+#define FL_DECODE_DEFAULT_BUDGET (UINT64_C(1) << 30) /* the process-wide budget: 1 GiB */
+/* The process-wide budget, used by every decode whose options name none; its limit starts at
+ * FL_DECODE_DEFAULT_BUDGET. */
+fl_decode_budget *fl_decode_budget_process(void);
+fl_decode_budget *fl_decode_budget_new(uint64_t limit_bytes, fl_err *e);
+void fl_decode_budget_free(fl_decode_budget *b); /* no-op for the process-wide one */
+void fl_decode_budget_set_limit(fl_decode_budget *b, uint64_t limit_bytes);
+uint64_t fl_decode_budget_peak(fl_decode_budget *b); /* most bytes held at once so far */
+/* name prefixes the error (too large for the whole budget). */
+int fl_decode_budget_acquire(fl_decode_budget *b, uint64_t bytes, const char *name, fl_err *e);
+void fl_decode_budget_release(fl_decode_budget *b, uint64_t bytes);
+
 typedef struct fl_decode_opts {
     /* Scaled decode: the smallest 1/1, 1/2, 1/4 or 1/8 scale whose (upright) result is at least
      * target_w x target_h; 0 = full size. */
@@ -63,8 +81,30 @@ typedef struct fl_decode_opts {
     /* Refuse images with more source pixels than this before allocating
      * (0 = FL_DECODE_DEFAULT_MAX_PIXELS = 2^27, about 134 M). */
     uint64_t max_pixels;
+    /* Refuse a decode whose estimated peak memory (libjpeg's buffers at full resolution for
+     * progressive / multi-scan files, plus the scaled output) is above this, before allocating
+     * (0 = FL_DECODE_DEFAULT_MAX_BYTES). */
+    uint64_t max_bytes;
+    fl_decode_budget *budget; /* shared budget to hold during the decode; NULL = process-wide */
     int ignore_exif; /* 1: keep the stored orientation */
 } fl_decode_opts;
+
+#define FL_DECODE_DEFAULT_MAX_BYTES (UINT64_C(256) << 20)
+
+/* libjpeg's own memory for decoding these bytes, from the frame and first-scan headers. */
+typedef struct fl_jpeg_cost {
+    uint64_t coef_bytes; /* whole-image coefficient buffer (0 unless multi_scan) */
+    uint64_t work_bytes; /* row buffers and tables (an upper estimate) */
+    uint64_t total;      /* coef_bytes + work_bytes */
+    int progressive, multi_scan;
+    int n_scans;         /* SOS markers in the file */
+} fl_jpeg_cost;
+
+/* Every scan of a progressive file passes over the whole coefficient buffer, so a small file
+ * with thousands of empty scans costs minutes of CPU; real encoders write about 10. */
+#define FL_DECODE_MAX_SCANS 500
+int fl_jpeg_cost_estimate(const uint8_t *data, size_t len, const char *name, fl_jpeg_cost *c,
+                          fl_err *e);
 
 typedef struct fl_decode_info {
     int src_width, src_height; /* full-size, upright (after EXIF orientation) */

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+#define MIB (UINT64_C(1) << 20)
+
 /* tjGetErrorCode says TJERR_WARNING whenever any warning happened, even when a fatal error
  * followed and stopped the decode. libjpeg keeps the text of the first warning, but a fatal
  * error overwrites it, so the text tells them apart: these are libjpeg's warning messages
@@ -101,6 +103,9 @@ fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
     fl_decode_opts o = opts ? *opts : (fl_decode_opts){0};
     if (!name) name = "<memory>";
     if (!o.max_pixels) o.max_pixels = FL_DECODE_DEFAULT_MAX_PIXELS;
+    if (!o.max_bytes) o.max_bytes = FL_DECODE_DEFAULT_MAX_BYTES;
+    fl_decode_budget *budget = o.budget ? o.budget : fl_decode_budget_process();
+    uint64_t held = 0;
     if (len == 0) {
         fl_errf(e, "%s: empty file (0 bytes), not a JPEG", name);
         return NULL;
@@ -141,6 +146,30 @@ fl_image *fl_jpeg_decode(const uint8_t *data, size_t len, const char *name,
     tjscalingfactor f = {1, denom};
     int sw = TJSCALED(w, f), sh = TJSCALED(h, f);
     int is_cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    /* The whole peak, known before allocating: libjpeg's buffers, our output, the CMYK
+     * staging buffer and the rotated copy. */
+    fl_jpeg_cost cost;
+    if (fl_jpeg_cost_estimate(data, len, name, &cost, e) != 0) goto done;
+    uint64_t out_px = (uint64_t)sw * (uint64_t)sh;
+    uint64_t need = cost.total + out_px * 3 + (is_cmyk ? out_px * 4 : 0) + (orient != 1 ? out_px * 3 : 0);
+    if (need > o.max_bytes) {
+        fl_errf(e, "%s: decoding this %dx%d%s JPEG at 1/%d scale needs about %llu MiB%s, above "
+                "the per-image limit of %llu MiB", name, w, h,
+                cost.progressive ? " progressive" : cost.multi_scan ? " multi-scan" : "", denom,
+                (unsigned long long)((need + MIB - 1) / MIB),
+                cost.multi_scan ? " (such files keep every coefficient of the full-size image, "
+                                  "whatever the output scale)" : "",
+                (unsigned long long)(o.max_bytes / MIB));
+        goto done;
+    }
+    if (cost.n_scans > FL_DECODE_MAX_SCANS) {
+        fl_errf(e, "%s: %d scans, more than the %d a JPEG may have here (each scan of a "
+                "multi-scan file passes over the whole image)", name, cost.n_scans,
+                FL_DECODE_MAX_SCANS);
+        goto done;
+    }
+    if (fl_decode_budget_acquire(budget, need, name, e) != 0) goto done;
+    held = need;
     if (!(img = fl_image_new(sw, sh, e))) {
         fl_errprefix(e, "%s", name);
         goto done;
@@ -188,6 +217,7 @@ fail:
 done:
     free(cmyk);
     tjDestroy(tj);
+    if (held) fl_decode_budget_release(budget, held);
     return img;
 }
 

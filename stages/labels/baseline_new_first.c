@@ -30,7 +30,11 @@ int fl_labels_top_individuals(const fl_train_set *train, int k, const char **top
         if (j < 0) {
             j = nid++;
             c[j].id = train->individual[i];
-            fl_strmap_put(&m, c[j].id, j);
+            if (fl_strmap_put(&m, c[j].id, j) == -2) {
+                free(c);
+                fl_strmap_free(&m);
+                return fl_errf(e, "out of memory");
+            }
         }
         c[j].n++;
     }
@@ -47,12 +51,10 @@ int fl_baseline_new_first(const fl_train_set *train, int n_test, const char *(*o
     const char *top[FL_MAP_K - 1];
     int got = fl_labels_top_individuals(train, FL_MAP_K - 1, top, e);
     if (got < 0) return -1;
-    if (got < FL_MAP_K - 1)
-        return fl_errf(e, "new_first baseline: train has %d individuals, need at least %d", got,
-                       FL_MAP_K - 1);
+    /* Fewer than 4 individuals: new_individual and each of them (the rest stays NULL). */
     for (int i = 0; i < n_test; i++) {
         out[i][0] = FL_NEW_INDIVIDUAL;
-        for (int k = 1; k < FL_MAP_K; k++) out[i][k] = top[k - 1];
+        for (int k = 1; k < FL_MAP_K; k++) out[i][k] = k - 1 < got ? top[k - 1] : NULL;
     }
     return 0;
 }

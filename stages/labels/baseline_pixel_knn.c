@@ -118,7 +118,8 @@ static int search(const float *q, int nq, const float *base, int nb, size_t dim,
 }
 
 /* The 5 labels: up to 4 (or 5) neighbours with new_individual first or second, filled up from
- * the most photographed individuals when the neighbours run out. */
+ * the most photographed individuals when the neighbours run out; NULL after the last label when
+ * train has fewer than 4 individuals. */
 static void answer(const knn_hit *h, int new_first, const char *const *ids, const char **fill,
                    int nfill, const char **out) {
     int k = 0, used = 0;
@@ -134,6 +135,7 @@ static void answer(const knn_hit *h, int new_first, const char *const *ids, cons
         if (!dup) out[k++] = fill[f];
     }
     if (k == 1 && strcmp(out[0], FL_NEW_INDIVIDUAL) != 0) out[k++] = FL_NEW_INDIVIDUAL;
+    while (k < FL_MAP_K) out[k++] = NULL;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -147,6 +149,10 @@ int fl_baseline_pixel_knn(const fl_train_set *train, const char *train_dir,
                           fl_knn_report *rep, fl_err *e) {
     memset(rep, 0, sizeof *rep);
     int nt = train->n, rc = -1;
+    /* The readers refuse empty files; a caller passing an empty set gets an error, not a crash
+     * (the threshold quantiles index top1[0..nt-1]). */
+    if (nt < 1) return fl_errf(e, "pixel kNN: the train set is empty");
+    if (n_test < 1) return fl_errf(e, "pixel kNN: the test set is empty");
     size_t dim = (size_t)o->thumb * o->thumb * 3;
     float *xt = NULL, *xq = NULL, *mean = NULL;
     int *tind = malloc((size_t)(nt > 0 ? nt : 1) * sizeof *tind);
@@ -164,7 +170,10 @@ int fl_baseline_pixel_knn(const fl_train_set *train, const char *train_dir,
     int nid = 0;
     for (int i = 0; i < nt; i++) {
         int j = fl_strmap_get(&m, train->individual[i]);
-        if (j < 0) ids[j = nid++] = train->individual[i], fl_strmap_put(&m, ids[j], j);
+        if (j < 0) {
+            ids[j = nid++] = train->individual[i];
+            if (fl_strmap_put(&m, ids[j], j) == -2) { fl_errf(e, "pixel kNN: out of memory"); goto done; }
+        }
         tind[i] = j, self[i] = i, count[j]++;
     }
     if (!(xt = fl_knn_features(train_dir, train->image, nt, o->thumb, o->threads, e))) goto done;

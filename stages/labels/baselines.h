@@ -14,7 +14,9 @@
 /* The k most photographed train individuals, most first (ties by id); returns how many. */
 int fl_labels_top_individuals(const fl_train_set *train, int k, const char **top, fl_err *e);
 
-/* The 5 labels for every test image; out is n_test rows (strings borrowed from train). */
+/* The 5 labels for every test image; out is n_test rows (strings borrowed from train). With
+ * fewer than 4 train individuals a row holds new_individual and each of them, then NULLs (the
+ * same holds for pixel_knn). */
 int fl_baseline_new_first(const fl_train_set *train, int n_test,
                           const char *(*out)[FL_MAP_K], fl_err *e);
 

@@ -95,6 +95,7 @@ int fl_boxes_read(const char *path, const char *image_dir, fl_box_set *b, fl_err
     static const char *const cols[] = {"image"};
     int icol;
     if (fl_csv_require(&b->csv, cols, 1, &icol, e) != 0) goto fail;
+    if (fl_labels_check_rows(&b->csv, "boxes", e) != 0) goto fail;
     int n = b->csv.nrows;
     b->n = n;
     b->entry = calloc((size_t)n + 1, sizeof *b->entry);

@@ -70,8 +70,9 @@ typedef struct fl_train_set {
     fl_csv csv;
 } fl_train_set;
 
-/* Reads train.csv (image,species,individual_id; extra columns allowed). When image_dir is not
- * NULL every listed image must exist there. */
+/* Reads train.csv (image,species,individual_id; extra columns allowed; at least one row;
+ * individual_ids usable as submission labels). When image_dir is not NULL every listed image
+ * must exist there. */
 int fl_train_read(const char *path, const char *image_dir, fl_train_set *t, fl_err *e);
 void fl_train_free(fl_train_set *t);
 
@@ -111,14 +112,22 @@ typedef struct fl_submission {
     fl_csv csv;
 } fl_submission;
 
-/* Reads image,predictions (labels separated by spaces). Duplicate images are an error. */
+/* Reads image,predictions (labels separated by spaces). Duplicate images and a file without
+ * data rows are errors. */
 int fl_submission_read(const char *path, fl_submission *s, fl_err *e);
+/* Every image of s is a regular file in image_dir; the error names the file and line. */
+int fl_submission_check_images(const fl_submission *s, const char *image_dir, fl_err *e);
+/* Labels a valid answer has with n_known distinct train individuals: 5, or n_known + 1 when
+ * fewer than 4 exist (new_individual and each of them). */
+int fl_submission_labels_expected(int n_known);
 void fl_submission_free(fl_submission *s);
-/* A valid competition submission: exactly the test images, 5 distinct labels each, every label
- * a known individual (key of known_ids) or new_individual. */
+/* A valid competition submission: exactly the test images, 5 distinct labels each (fewer only
+ * when there are not enough: fl_submission_labels_expected(known_ids->n)), every label a known
+ * individual (key of known_ids) or new_individual. */
 int fl_submission_validate(const fl_submission *s, const char *const *test_images, int n_test,
                            const fl_strmap *known_ids, fl_err *e);
-/* Writes image,predictions; refuses rows without 5 distinct, well-formed labels. */
+/* Writes image,predictions; refuses rows without 5 distinct, well-formed labels. A row may end
+ * early with NULL labels (1..4 given) for a train set with fewer than 4 individuals. */
 int fl_submission_write(const char *path, int n, const char *const *images,
                         const char *const (*labels)[FL_MAP_K], fl_err *e);
 

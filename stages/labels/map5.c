@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stages/labels/labels.h"
+#include "stages/labels/labels_internal.h"
 
 double fl_apk5(const char *truth, const char *const *pred, int npred) {
     if (npred > FL_MAP_K) npred = FL_MAP_K;
@@ -44,8 +45,8 @@ int fl_map5_score(const fl_solution *sol, const fl_submission *sub, fl_map5_resu
     for (int i = 0; i < sol->n; i++) {
         int j = fl_strmap_get(&by_image, sol->image[i]);
         if (j < 0) {
-            rc = fl_errf(e, "%s: no prediction for test image \"%s\" (solution line %d)", sname,
-                         sol->image[i], sol->line[i]);
+            rc = fl_errf(e, "%s: no prediction for test image \"%s\" (listed at %s:%d)", sname,
+                         sol->image[i], sol->csv.name ? sol->csv.name : "solution", sol->line[i]);
             goto done;
         }
         answered[j] = 1;
@@ -71,8 +72,8 @@ int fl_map5_score(const fl_solution *sol, const fl_submission *sub, fl_map5_resu
     }
     for (int j = 0; j < sub->n; j++)
         if (!answered[j]) {
-            rc = fl_errf(e, "%s:%d: image \"%s\" is not in the test set", sname, sub->line[j],
-                         sub->image[j]);
+            rc = fl_errf(e, "%s:%d: image \"%.*s%s\" is not in the test set", sname,
+                         sub->line[j], FL_Q(sub->image[j]));
             goto done;
         }
     r->all = r->n_all ? s_all / r->n_all : 0;

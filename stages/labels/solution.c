@@ -11,6 +11,7 @@ int fl_solution_read(const char *path, fl_solution *s, fl_err *e) {
     static const char *const cols[] = {"image", "individual_id", "Usage"};
     int idx[3];
     if (fl_csv_require(&s->csv, cols, 3, idx, e) != 0) goto fail;
+    if (fl_labels_check_rows(&s->csv, "test images", e) != 0) goto fail;
     int sp = fl_csv_col(&s->csv, "species");
     int n = s->csv.nrows;
     s->n = n;
@@ -29,15 +30,14 @@ int fl_solution_read(const char *path, fl_solution *s, fl_err *e) {
         s->individual[i] = r->f[idx[1]];
         s->line[i] = r->line;
         if (fl_labels_check_image_name(&s->csv, r->line, s->image[i], e) != 0) goto fail;
-        if (!s->individual[i][0]) {
-            fl_errf(e, "%s:%d: empty individual_id", path, r->line);
+        if (fl_labels_check_label(&s->csv, r->line, "individual_id", s->individual[i], e) != 0)
             goto fail;
-        }
         const char *u = r->f[idx[2]];
         if (strcmp(u, "Public") == 0) s->is_public[i] = 1;
         else if (strcmp(u, "Private") == 0) s->is_public[i] = 0;
         else {
-            fl_errf(e, "%s:%d: Usage \"%s\" is neither Public nor Private", path, r->line, u);
+            fl_errf(e, "%s:%d: Usage \"%.*s%s\" is neither Public nor Private", path, r->line,
+                    FL_Q(u));
             goto fail;
         }
         if (sp >= 0) s->species[i] = fl_species_fix(r->f[sp], NULL);

@@ -14,6 +14,7 @@ int fl_submission_read(const char *path, fl_submission *s, fl_err *e) {
     static const char *const cols[] = {"image", "predictions"};
     int idx[2];
     if (fl_csv_require(&s->csv, cols, 2, idx, e) != 0) goto fail;
+    if (fl_labels_check_rows(&s->csv, "test images", e) != 0) goto fail;
     int n = s->csv.nrows;
     s->n = n;
     s->image = calloc((size_t)n + 1, sizeof *s->image);
@@ -50,6 +51,14 @@ fail:
     return -1;
 }
 
+int fl_submission_check_images(const fl_submission *s, const char *image_dir, fl_err *e) {
+    return fl_labels_check_present(&s->csv, image_dir, s->image, s->line, s->n, e);
+}
+
+int fl_submission_labels_expected(int n_known) {
+    return n_known + 1 < FL_MAP_K ? n_known + 1 : FL_MAP_K;
+}
+
 void fl_submission_free(fl_submission *s) {
     if (!s) return;
     free(s->image);
@@ -60,17 +69,21 @@ void fl_submission_free(fl_submission *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* 5 distinct, non-empty labels without separators; msg gets the reason. */
-static int check_labels(const char *const *lab, int n, char *msg, size_t cap) {
-    if (n != FL_MAP_K) return snprintf(msg, cap, "%d labels, expected %d", n, FL_MAP_K), -1;
+/* want distinct, non-empty labels without separators; msg gets the reason. */
+static int check_labels(const char *const *lab, int n, int want, char *msg, size_t cap) {
+    if (n != want)
+        return snprintf(msg, cap, "%d labels, expected %d%s", n, want,
+                        want < FL_MAP_K ? " (new_individual and every train individual)" : ""),
+               -1;
     for (int k = 0; k < n; k++) {
         if (!lab[k] || !lab[k][0]) return snprintf(msg, cap, "label %d is empty", k + 1), -1;
         if (strpbrk(lab[k], " \t,\"\r\n"))
-            return snprintf(msg, cap, "label %d \"%s\" contains a separator", k + 1, lab[k]), -1;
+            return snprintf(msg, cap, "label %d \"%.*s%s\" contains a separator", k + 1,
+                            FL_Q(lab[k])), -1;
         for (int j = 0; j < k; j++)
             if (strcmp(lab[j], lab[k]) == 0)
-                return snprintf(msg, cap, "label \"%s\" repeated (ranks %d and %d)", lab[k],
-                                j + 1, k + 1), -1;
+                return snprintf(msg, cap, "label \"%.*s%s\" repeated (ranks %d and %d)",
+                                FL_Q(lab[k]), j + 1, k + 1), -1;
     }
     return 0;
 }
@@ -85,27 +98,28 @@ int fl_submission_validate(const fl_submission *s, const char *const *test_image
             fl_strmap_free(&tests);
             return fl_errf(e, "%s: out of memory", name);
         }
+    int want = fl_submission_labels_expected((int)known_ids->n);
     char *seen = calloc((size_t)n_test + 1, 1);
     int rc = seen ? 0 : fl_errf(e, "%s: out of memory", name);
     for (int i = 0; i < s->n && rc == 0; i++) {
         int t = fl_strmap_get(&tests, s->image[i]);
         if (t < 0) {
-            rc = fl_errf(e, "%s:%d: image \"%s\" is not a test image", name, s->line[i],
-                         s->image[i]);
+            rc = fl_errf(e, "%s:%d: image \"%.*s%s\" is not a test image", name, s->line[i],
+                         FL_Q(s->image[i]));
             break;
         }
         seen[t] = 1;
         char why[256];
         int np = s->npred[i];
-        if (check_labels(s->pred[i], np, why, sizeof why) != 0) {
+        if (check_labels(s->pred[i], np, want, why, sizeof why) != 0) {
             rc = fl_errf(e, "%s:%d: %s", name, s->line[i], why);
             break;
         }
-        for (int k = 0; k < FL_MAP_K; k++)
+        for (int k = 0; k < want; k++)
             if (strcmp(s->pred[i][k], FL_NEW_INDIVIDUAL) != 0 &&
                 fl_strmap_get(known_ids, s->pred[i][k]) < 0) {
-                rc = fl_errf(e, "%s:%d: label \"%s\" is neither a train individual nor %s", name,
-                             s->line[i], s->pred[i][k], FL_NEW_INDIVIDUAL);
+                rc = fl_errf(e, "%s:%d: label \"%.*s%s\" is neither a train individual nor %s",
+                             name, s->line[i], FL_Q(s->pred[i][k]), FL_NEW_INDIVIDUAL);
                 break;
             }
     }
@@ -132,13 +146,19 @@ int fl_submission_write(const char *path, int n, const char *const *images,
             free(buf);
             return fl_errf(e, "%s: row %d: bad image name \"%s\"", path, i + 1, images[i]);
         }
-        if (check_labels(labels[i], FL_MAP_K, why, sizeof why) != 0) {
+        int nl = 0; /* the labels given: a non-empty prefix, NULL after it */
+        while (nl < FL_MAP_K && labels[i][nl]) nl++;
+        int want = nl, extra = nl;
+        while (extra < FL_MAP_K && !labels[i][extra]) extra++;
+        if (nl == 0 || extra < FL_MAP_K) want = FL_MAP_K; /* a hole: report the empty label */
+        if (check_labels(labels[i], want, want, why, sizeof why) != 0) {
             free(buf);
             return fl_errf(e, "%s: row %d (%s): %s", path, i + 1, images[i], why);
         }
-        len += (size_t)snprintf(buf + len, cap - len, "%s,%s %s %s %s %s\n", images[i],
-                                labels[i][0], labels[i][1], labels[i][2], labels[i][3],
-                                labels[i][4]);
+        len += (size_t)snprintf(buf + len, cap - len, "%s,", images[i]);
+        for (int k = 0; k < nl; k++)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", k ? " " : "", labels[i][k]);
+        buf[len++] = '\n';
     }
     int rc = fl_write_file_atomic(path, buf, len, e);
     free(buf);

@@ -30,12 +30,41 @@ const char *fl_species_fix_raw(int rule) {
     return rule >= 0 && rule < FL_LABEL_NFIXES ? FIXES[rule].raw : NULL;
 }
 
+/* The first control character in s, or NULL. */
+static const char *find_control(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return s;
+    return NULL;
+}
+
 int fl_labels_check_image_name(const fl_csv *c, int line, const char *name, fl_err *e) {
     if (!name[0]) return fl_errf(e, "%s:%d: empty image name", c->name, line);
     if (strchr(name, '/') || strchr(name, '\\') || strcmp(name, ".") == 0 ||
         strcmp(name, "..") == 0)
-        return fl_errf(e, "%s:%d: image name \"%s\" is not a plain file name", c->name, line, name);
+        return fl_errf(e, "%s:%d: image name \"%.*s%s\" is not a plain file name", c->name, line,
+                       FL_Q(name));
+    if (strpbrk(name, ",\"") || find_control(name))
+        return fl_errf(e, "%s:%d: image name \"%.*s%s\" contains a comma, quote or control "
+                       "character", c->name, line, FL_Q(name));
     return 0;
+}
+
+int fl_labels_check_label(const fl_csv *c, int line, const char *col, const char *v, fl_err *e) {
+    if (!v[0]) return fl_errf(e, "%s:%d: empty %s", c->name, line, col);
+    const char *bad = strpbrk(v, " \t,\"");
+    if (!bad) bad = find_control(v);
+    if (bad)
+        return fl_errf(e, "%s:%d: %s \"%.*s%s\" contains %s at byte %d (submission labels are "
+                       "separated by spaces)", c->name, line, col, FL_Q(v),
+                       *bad == ' ' ? "a space" : *bad == ',' ? "a comma" : *bad == '"' ? "a quote"
+                       : "a tab or control character", (int)(bad - v) + 1);
+    return 0;
+}
+
+int fl_labels_check_rows(const fl_csv *c, const char *what, fl_err *e) {
+    if (c->nrows > 0) return 0;
+    return fl_errf(e, "%s:%d: no %s: the file has a header line and no data rows", c->name,
+                   c->rows[0].line, what);
 }
 
 int fl_labels_check_unique(const fl_csv *c, const char *const *names, const int *lines, int n,
@@ -50,8 +79,8 @@ int fl_labels_check_unique(const fl_csv *c, const char *const *names, const int 
         }
         if (prev >= 0) {
             fl_strmap_free(&m);
-            return fl_errf(e, "%s:%d: duplicate %s \"%s\" (first on line %d)", c->name, lines[i],
-                           what, names[i], lines[prev]);
+            return fl_errf(e, "%s:%d: duplicate %s \"%.*s%s\" (first on line %d)", c->name,
+                           lines[i], what, FL_Q(names[i]), lines[prev]);
         }
     }
     fl_strmap_free(&m);
@@ -69,8 +98,8 @@ int fl_labels_check_present(const fl_csv *c, const char *dir, const char *const 
         int ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
         free(p);
         if (!ok)
-            return fl_errf(e, "%s:%d: image \"%s\" is listed but missing from %s", c->name,
-                           lines[i], names[i], dir);
+            return fl_errf(e, "%s:%d: image \"%.*s%s\" is listed but missing from %s", c->name,
+                           lines[i], FL_Q(names[i]), dir);
     }
     return 0;
 }
@@ -81,6 +110,7 @@ int fl_train_read(const char *path, const char *image_dir, fl_train_set *t, fl_e
     static const char *const cols[] = {"image", "species", "individual_id"};
     int idx[3];
     if (fl_csv_require(&t->csv, cols, 3, idx, e) != 0) goto fail;
+    if (fl_labels_check_rows(&t->csv, "train images", e) != 0) goto fail;
     int n = t->csv.nrows;
     t->n = n;
     t->image = calloc((size_t)n + 1, sizeof *t->image);
@@ -100,10 +130,8 @@ int fl_train_read(const char *path, const char *image_dir, fl_train_set *t, fl_e
             fl_errf(e, "%s:%d: empty species", path, r->line);
             goto fail;
         }
-        if (!r->f[idx[2]][0]) {
-            fl_errf(e, "%s:%d: empty individual_id", path, r->line);
+        if (fl_labels_check_label(&t->csv, r->line, "individual_id", r->f[idx[2]], e) != 0)
             goto fail;
-        }
         if (strcmp(r->f[idx[2]], FL_NEW_INDIVIDUAL) == 0) {
             fl_errf(e, "%s:%d: \"%s\" is not an individual_id for a train image", path, r->line,
                     FL_NEW_INDIVIDUAL);

@@ -259,6 +259,88 @@ static void test_solution_reader(void **state) {
     fl_solution_free(&s);
 }
 
+/* Issue 19 items 2 and 8: header-only files, one-row files, labels that a submission cannot
+ * carry and image names it cannot write, each named at the user's file and line. */
+static void test_small_and_unwritable_inputs(void **state) {
+    tmpdir *t = *state;
+    fl_train_set tr;
+    fl_submission s;
+    fl_solution so;
+    fl_box_set b;
+    EXPECT_FAIL(fl_train_read(put(t, "h1.csv", "image,species,individual_id\r\n"), NULL, &tr, e),
+                "h1.csv:1", "no data rows");
+    EXPECT_FAIL(fl_submission_read(put(t, "h2.csv", "\xEF\xBB\xBFimage,predictions\n\n"), &s, e),
+                "h2.csv:1", "no data rows");
+    EXPECT_FAIL(fl_solution_read(put(t, "h3.csv", "image,individual_id,Usage\n"), &so, e),
+                "h3.csv:1", "no data rows");
+    EXPECT_FAIL(fl_boxes_read(put(t, "h4.csv", "image,bbox\n"), NULL, &b, e), "h4.csv:1",
+                "no data rows");
+    fl_err e = {{0}};
+    assert_int_equal(fl_train_read(put(t, "one.csv", "image,species,individual_id\na.jpg,b,x\n"),
+                                   NULL, &tr, &e), 0);
+    assert_int_equal(tr.n, 1);
+    fl_train_free(&tr);
+    EXPECT_FAIL(fl_train_read(put(t, "sp.csv", "image,species,individual_id\na.jpg,b,x\n"
+                                               "b.jpg,b,ab cd\n"), NULL, &tr, e),
+                "sp.csv:3", "individual_id \"ab cd\" contains a space at byte 3");
+    EXPECT_FAIL(fl_train_read(put(t, "tab.csv", "image,species,individual_id\na.jpg,b,\"x\ty\"\n"),
+                              NULL, &tr, e), "tab.csv:2", "tab or control");
+    EXPECT_FAIL(fl_solution_read(put(t, "sq.csv", "image,individual_id,Usage\n"
+                                                  "a.jpg,\"x,y\",Public\n"), &so, e),
+                "sq.csv:2", "contains a comma");
+    EXPECT_FAIL(fl_submission_read(put(t, "cq.csv", "image,predictions\n\"a\"\"b.jpg\",x\n"), &s, e),
+                "cq.csv:2", "quote or control");
+    EXPECT_FAIL(fl_boxes_read(put(t, "cb.csv", "image,box\n\"a,b.jpg\",1 2 3 4\n"), NULL, &b, e),
+                "cb.csv:2", "comma");
+    /* A 100 KB value is cut in the message, so what follows it (the reason) survives. */
+    char *huge = malloc(100064);
+    assert_non_null(huge);
+    strcpy(huge, "image,species,individual_id\na.jpg,b,");
+    size_t hl = strlen(huge);
+    memset(huge + hl, 'x', 100000);
+    strcpy(huge + hl + 100000, " y\n");
+    EXPECT_FAIL(fl_train_read(put(t, "huge.csv", huge), NULL, &tr, e), "huge.csv:2",
+                "xxx...\" contains a space at byte 100001");
+    free(huge);
+    /* A listed test image that is missing: the submission's own line. */
+    assert_int_equal(fl_submission_read(put(t, "ls.csv", "image,predictions\nls.csv,x\n"
+                                                          "nope.jpg,x\n"), &s, &e), 0);
+    EXPECT_FAIL(fl_submission_check_images(&s, t->path, e), "ls.csv:3", "nope.jpg");
+    fl_submission_free(&s);
+
+    /* Fewer than 4 individuals: new_individual and each of them, nothing empty. */
+    assert_int_equal(fl_submission_labels_expected(0), 1);
+    assert_int_equal(fl_submission_labels_expected(2), 3);
+    assert_int_equal(fl_submission_labels_expected(4), 5);
+    assert_int_equal(fl_submission_labels_expected(900), 5);
+    const char *tests[] = {"a.jpg"};
+    const char *few[1][FL_MAP_K] = {{"new_individual", "id1", NULL, NULL, NULL}};
+    char *out = fl_strdupf("%s/few.csv", t->path);
+    assert_int_equal(fl_submission_write(out, 1, tests, (const char *const(*)[FL_MAP_K])few, &e), 0);
+    char *text = fl_read_file(out, NULL, &e);
+    assert_string_equal(text, "image,predictions\na.jpg,new_individual id1\n");
+    free(text);
+    fl_strmap one, many;
+    assert_int_equal(fl_strmap_init(&one, 2, &e), 0);
+    assert_int_equal(fl_strmap_init(&many, 8, &e), 0);
+    fl_strmap_put(&one, "id1", 0);
+    const char *ids[] = {"id1", "id2", "id3", "id4"};
+    for (int i = 0; i < 4; i++) fl_strmap_put(&many, ids[i], i);
+    assert_int_equal(fl_submission_read(out, &s, &e), 0);
+    assert_int_equal(fl_submission_validate(&s, tests, 1, &one, &e), 0);
+    EXPECT_FAIL(fl_submission_validate(&s, tests, 1, &many, e), "few.csv:2", "2 labels, expected 5");
+    fl_submission_free(&s);
+    const char *hole[1][FL_MAP_K] = {{"new_individual", NULL, "id1", NULL, NULL}};
+    EXPECT_FAIL(fl_submission_write(out, 1, tests, (const char *const(*)[FL_MAP_K])hole, e),
+                "a.jpg", "label 2 is empty");
+    const char *none[1][FL_MAP_K] = {{NULL, NULL, NULL, NULL, NULL}};
+    EXPECT_FAIL(fl_submission_write(out, 1, tests, (const char *const(*)[FL_MAP_K])none, e),
+                "a.jpg", "label 1 is empty");
+    fl_strmap_free(&one);
+    fl_strmap_free(&many);
+    free(out);
+}
+
 static void test_strmap(void **state) {
     (void)state;
     fl_err e = {{0}};
@@ -282,6 +364,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_box_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submission_reader_validator_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_solution_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_and_unwritable_inputs, setup, teardown),
         cmocka_unit_test(test_strmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

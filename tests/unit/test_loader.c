@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "runtime/data/loader.h"
@@ -266,6 +267,62 @@ static void test_bad_images(void **state) {
     free_dataset(d);
 }
 
+/* A decompression bomb among the items (issue 19 item 6): a progressive JPEG of a few hundred
+ * bytes whose header claims 11585x11585 is refused before libjpeg allocates its ~0.8 GB
+ * coefficient buffer, as a bad image naming the file; and the workers' decodes hold the
+ * configured shared budget. */
+static void test_decode_bomb_and_budget(void **state) {
+    (void)state;
+    dataset *d = make_dataset();
+    fl_err e = {{0}};
+    fl_image *img = fl_image_new_filled(16, 16, 128, &e);
+    tjhandle tj = tjInitCompress();
+    unsigned char *jb = NULL;
+    unsigned long jn = 0;
+    assert_int_equal(tjCompress2(tj, img->data, 16, 0, 16, TJPF_RGB, &jb, &jn, TJSAMP_444, 90,
+                                 TJFLAG_PROGRESSIVE), 0);
+    for (unsigned long i = 2; i + 9 < jn; i++)
+        if (jb[i] == 0xFF && jb[i + 1] == 0xC2) {
+            jb[i + 5] = 0x2D, jb[i + 6] = 0x41, jb[i + 7] = 0x2D, jb[i + 8] = 0x41; /* 11585 */
+            break;
+        }
+    assert_int_equal(fl_write_file_atomic(d->paths[5], jb, jn, &e), 0);
+    tjFree(jb);
+    tjDestroy(tj);
+    fl_image_free(img);
+
+    fl_loader_config c = base_config(d, FL_TASK_REID);
+    c.sampler = FL_SAMPLER_SEQUENTIAL;
+    c.workers = 3;
+    fl_decode_budget *budget = fl_decode_budget_new(UINT64_C(64) << 20, &e);
+    assert_non_null(budget);
+    c.decode_budget = budget;
+    fl_loader *l = fl_loader_open(&c, &e);
+    assert_non_null(l);
+    const fl_batch *b;
+    int rc;
+    while ((rc = fl_loader_next(l, &b, &e)) == 1) {}
+    assert_int_equal(rc, -1);
+    if (!strstr(e.msg, d->paths[5]) || !strstr(e.msg, "per-image limit"))
+        fail_msg("bomb: \"%s\"", e.msg);
+    fl_loader_close(l);
+    c.on_bad_image = FL_BAD_IMAGE_SKIP;
+    atomic_int warnings;
+    atomic_init(&warnings, 0);
+    c.warn = counting_warn;
+    c.warn_ctx = &warnings;
+    l = fl_loader_open(&c, &e);
+    assert_non_null(l);
+    while ((rc = fl_loader_next(l, &b, &e)) == 1) {}
+    if (rc != 0) fail_msg("%s", e.msg);
+    assert_true(fl_loader_bad_images(l) >= 2); /* once per epoch */
+    fl_loader_close(l);
+    uint64_t peak = fl_decode_budget_peak(budget);
+    assert_true(peak > 0 && peak <= UINT64_C(64) << 20);
+    fl_decode_budget_free(budget);
+    free_dataset(d);
+}
+
 static void test_interrupt_and_early_close(void **state) {
     (void)state;
     dataset *d = make_dataset();
@@ -380,6 +437,7 @@ int main(void) {
         cmocka_unit_test(test_epoch_orders),
         cmocka_unit_test(test_balanced_sampler),
         cmocka_unit_test(test_bad_images),
+        cmocka_unit_test(test_decode_bomb_and_budget),
         cmocka_unit_test(test_interrupt_and_early_close),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_eval_transforms),
