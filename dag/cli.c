@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dag/exec.h"
+#include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
 #define FLUKE_DATADIR "/usr/local/share/fluke"
@@ -150,6 +151,8 @@ static int fault_opts(fl_store_opts *o, fl_err *e) {
 
 int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The executor re-executes this binary for each stage (hidden from --help). */
+    if (argc >= 2 && !strcmp(argv[1], "__stage")) return fl_runner_child_main(argc, argv, reg);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(reg, argc < 2 ? stderr : stdout);
         return argc < 2 ? FL_EXIT_USAGE : FL_EXIT_OK;
@@ -244,7 +247,10 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         int intr = 0;
         if (fl_exec_run(&s, &a.run, &res, &intr, &e)) {
             fprintf(stderr, "%s run: error: %s\n", reg->program, e.msg);
-            rc = intr ? FL_EXIT_INTR : (strstr(e.msg, "no such stage") ? FL_EXIT_USAGE : FL_EXIT_FAILED);
+            rc = intr                                 ? FL_EXIT_INTR
+                 : res.error_kind == FL_RUN_ERR_STORE ? FL_EXIT_STORE
+                 : res.error_kind == FL_RUN_ERR_USAGE ? FL_EXIT_USAGE
+                                                      : FL_EXIT_FAILED;
         } else if (!a.run.dry_run && s.plan.n) {
             printf("%s: outputs in %s/\n", reg->program, s.out_dir);
         }

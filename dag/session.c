@@ -182,16 +182,63 @@ const cJSON *fl_session_prev(fl_session *s, const char *node_id) {
     return cJSON_GetObjectItemCaseSensitive(s->prev, node_id);
 }
 
+/* refs/work/<name>: node id -> key of a started, unfinished run of it. Lines "key node". */
+static char *work_ref_text(fl_session *s, const fl_digest *keys, const unsigned char *have,
+                           int *changed, fl_err *e) {
+    char *name = fl_strdupf("work/%s", s->cfg.name);
+    fl_err ig = {{0}};
+    char *old = name ? fl_store_ref_get(s->store, name, &ig) : NULL;
+    free(name);
+    size_t cap = 1 + (old ? strlen(old) : 0) + (FL_DIGEST_HEX + 2) * s->plan.n, len = 0;
+    for (size_t i = 0; i < s->plan.n; i++) cap += strlen(s->plan.nodes[i]->id);
+    char *text = malloc(cap);
+    if (!text) {
+        free(old);
+        fl_errf(e, "out of memory");
+        return NULL;
+    }
+    text[0] = '\0';
+    for (size_t i = 0; i < s->plan.n; i++) {
+        const char *id = s->plan.nodes[i]->id;
+        if (have[i] == FL_RUN_STARTED) {
+            char hex[FL_DIGEST_HEX];
+            fl_digest_hex(&keys[i], hex);
+            len += (size_t)snprintf(text + len, cap - len, "%s %s\n", hex, id);
+            continue;
+        }
+        if (have[i] == FL_RUN_DONE) continue; /* committed: its work dir is gone */
+        /* Not part of this run: keep what the earlier runs left. */
+        for (char *l = old; l && *l;) {
+            char *nl = strchr(l, '\n');
+            size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+            const char *sp = memchr(l, ' ', ll);
+            if (sp && ll - (size_t)(sp + 1 - l) == strlen(id) && !memcmp(sp + 1, id, strlen(id)) &&
+                (size_t)(sp - l) == FL_DIGEST_HEX - 1 && len + ll + 1 < cap) {
+                memcpy(text + len, l, ll);
+                len += ll;
+                text[len++] = '\n';
+                text[len] = '\0';
+                break;
+            }
+            l = nl ? nl + 1 : l + ll;
+        }
+    }
+    *changed = old ? strcmp(old, text) != 0 : len > 0; /* an unchanged ref is not rewritten */
+    free(old);
+    return text;
+}
+
 int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
                         fl_err *e) {
     if (fl_session_store(s, e)) return -1;
     load_prev(s);
     size_t cap = 64 + 34 * (s->plan.n + (size_t)cJSON_GetArraySize(s->prev)), len = 0;
     char *text = malloc(cap);
+    if (!text) return fl_errf(e, "out of memory");
     text[0] = '\0';
     for (size_t i = 0; i < s->plan.n; i++) {
         char hex[FL_DIGEST_HEX];
-        if (have[i]) {
+        if (have[i] == FL_RUN_DONE) {
             fl_digest_hex(&keys[i], hex);
         } else {
             const cJSON *rec = cJSON_GetObjectItemCaseSensitive(s->prev, s->plan.nodes[i]->id);
@@ -202,10 +249,20 @@ int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned cha
         len += (size_t)snprintf(text + len, cap - len, "%s\n", hex);
     }
     char *ref = run_ref_name(s);
-    int rc = fl_store_ref_set(s->store, ref, text, e);
+    int rc = ref ? fl_store_ref_set(s->store, ref, text, e) : fl_errf(e, "out of memory");
     free(ref);
     free(text);
     cJSON_Delete(s->prev); /* reload on next use */
     s->prev = NULL;
+    if (rc) return -1;
+    int changed = 0;
+    char *work = work_ref_text(s, keys, have, &changed, e);
+    if (!work) return -1;
+    if (changed) {
+        ref = fl_strdupf("work/%s", s->cfg.name);
+        rc = ref ? fl_store_ref_set(s->store, ref, work, e) : fl_errf(e, "out of memory");
+        free(ref);
+    }
+    free(work);
     return rc;
 }

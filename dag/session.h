@@ -36,8 +36,12 @@ void fl_session_close_upstream(const fl_session *s, unsigned char *mark);
 
 /* The previous (latest run) record of a node for this config, or NULL. Loads lazily. */
 const cJSON *fl_session_prev(fl_session *s, const char *node_id);
-/* Records the keys of this run's nodes as the config's latest run (merged with the earlier
- * run's nodes that were not part of this one). */
+/* What a run did with node i, for fl_session_save_run. */
+enum { FL_RUN_NONE = 0, FL_RUN_DONE = 1, FL_RUN_STARTED = 2 /* started, did not finish */ };
+/* Records the keys of this run's finished nodes (have[i] == FL_RUN_DONE) as the config's latest
+ * run, refs/runs/<name> (merged with the earlier run's nodes that were not part of this one),
+ * and the keys of nodes that started and did not finish in refs/work/<name> ("key node" lines,
+ * likewise merged): gc keeps the work dirs of those keys, so a crashed stage can resume. */
 int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
                         fl_err *e);
 

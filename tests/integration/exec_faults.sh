@@ -52,7 +52,7 @@ expect "a symlink in the output is refused" 1 "link" link.json
 printf '{"text": {"a": {"op": "upper", "from": "file:in.txt"}}}' > full.json
 for n in 1 2 3; do # the object, the tree, the record
     rm -rf .fluke
-    FLUKE_FAULT=commit_write:$n expect "disk full at write $n of the commit" 1 'No space left on device' full.json
+    FLUKE_FAULT=commit_write:$n expect "disk full at write $n of the commit: exit 3 (store error)" 3 'No space left on device' full.json
 done
 check "no temporary files left in objects/" [ "$(find .fluke/objects -name '*tmp*' | wc -l)" -eq 0 ]
 $F run full.json > good.log 2>&1

@@ -43,7 +43,10 @@ for trial in $(seq 1 20); do
     $F run k.json > again.log 2>&1
     [ "$(count_runs again.log)" -eq 0 ] || bad "trial $trial: rerun after completion ran stages"
 done
-# no orphaned stage processes survive their killed parent
+# no orphaned stage processes (argv "fluke-teststages __stage ...") or runs survive their killed
+# parent; only this test's own (working directory $T), not other users' of the machine
 sleep 0.3
-check "no orphaned stage processes" sh -c "! pgrep -f 'fluke-teststages run k[.]json' >/dev/null"
+orphans=$(for p in $(pgrep -f 'fluke-teststages (run k[.]json|__stage)'); do
+    [ "$(readlink /proc/"$p"/cwd 2>/dev/null)" = "$T" ] && echo "$p"; done)
+check "no orphaned stage processes" [ -z "$orphans" ]
 finish
