@@ -282,10 +282,11 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
             rc = FL_EXIT_STORE;
         } else {
             printf("gc: kept %llu records, %llu objects (%.1f MB); removed %llu records, %llu objects "
-                   "(%.1f MB freed)\n",
+                   "(%.1f MB freed), %llu work dirs\n",
                    (unsigned long long)r.records_kept, (unsigned long long)r.objects_kept,
                    (double)r.bytes_kept / 1e6, (unsigned long long)r.records_removed,
-                   (unsigned long long)r.objects_removed, (double)r.bytes_freed / 1e6);
+                   (unsigned long long)r.objects_removed, (double)r.bytes_freed / 1e6,
+                   (unsigned long long)r.work_removed);
         }
         if (fd >= 0) fl_store_unlock(fd);
     }

@@ -241,8 +241,10 @@ static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced
     }
     for (int g = 0; g < pl->ngpus; g++) nfree += !pl->gpu_busy[g];
     if (nfree < need) return 0;
-    /* A forced stage starts from scratch: no checkpoint of an earlier (crashed) run. */
+    /* A forced stage starts from scratch: no checkpoint of an earlier (crashed) run. The key is
+     * noted first, so gc keeps its work dir even when this process is killed. */
     if (forced && fl_store_work_dir_remove(s->store, &ns[i].key, e)) return -1;
+    if (fl_session_note_started(s, n->id, &ns[i].key, e)) return -1;
     ns[i].staging = fl_store_staging_dir(s->store, n->id, e);
     ns[i].work = ns[i].staging ? fl_store_work_dir(s->store, &ns[i].key, e) : NULL;
     if (!ns[i].work) return -1;
@@ -652,8 +654,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         fl_errf(&ie, "interrupted (%s)", g_interrupted == SIGINT ? "SIGINT" : "SIGTERM");
         fail_kind(&re, FL_RUN_ERR_STAGE, &ie);
     }
-    /* What finished is remembered even when something failed: status stays informative; the
-     * keys of stages that started and did not finish keep their work dirs from gc. */
+    /* What finished is remembered even when something failed: status stays informative. */
     fl_digest *keys = calloc(N + 1, sizeof *keys);
     unsigned char *have = calloc(N + 1, 1);
     if (!keys || !have) {
@@ -664,17 +665,13 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     for (size_t i = 0; keys && have && i < N; i++) {
         if (ns[i].st == ST_DONE) {
             keys[i] = ns[i].key;
-            have[i] = FL_RUN_DONE;
+            have[i] = 1;
             if (ns[i].cached)
                 res->cached++;
             else
                 res->ran++;
         } else if (ns[i].st == ST_FAILED) {
             res->failed++;
-            if (ns[i].work) { /* it started: its work dir may hold a checkpoint to resume */
-                keys[i] = ns[i].key;
-                have[i] = FL_RUN_STARTED;
-            }
         } else if (sel[i]) {
             res->skipped++;
         }

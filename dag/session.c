@@ -182,50 +182,54 @@ const cJSON *fl_session_prev(fl_session *s, const char *node_id) {
     return cJSON_GetObjectItemCaseSensitive(s->prev, node_id);
 }
 
-/* refs/work/<name>: node id -> key of a started, unfinished run of it. Lines "key node". */
-static char *work_ref_text(fl_session *s, const fl_digest *keys, const unsigned char *have,
-                           int *changed, fl_err *e) {
+/* refs/work/<name>: "key node" lines, one per node that ever started under this config (its
+ * latest key). Rewritten under a lock, and only when the node's line changes. */
+int fl_session_note_started(fl_session *s, const char *node_id, const fl_digest *key, fl_err *e) {
+    if (fl_session_store(s, e)) return -1;
     char *name = fl_strdupf("work/%s", s->cfg.name);
-    fl_err ig = {{0}};
-    char *old = name ? fl_store_ref_get(s->store, name, &ig) : NULL;
-    free(name);
-    size_t cap = 1 + (old ? strlen(old) : 0) + (FL_DIGEST_HEX + 2) * s->plan.n, len = 0;
-    for (size_t i = 0; i < s->plan.n; i++) cap += strlen(s->plan.nodes[i]->id);
-    char *text = malloc(cap);
-    if (!text) {
-        free(old);
+    char *lname = fl_strdupf("ref-work-%s", s->cfg.name);
+    if (!name || !lname) {
+        free(name);
+        free(lname);
+        return fl_errf(e, "out of memory");
+    }
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(key, hex);
+    int rc = -1, fd = fl_store_lock(s->store, lname, 1, 1, e);
+    char *old = NULL, *text = NULL;
+    if (fd < 0) goto out;
+    e->msg[0] = '\0';
+    old = fl_store_ref_get(s->store, name, e);
+    if (!old && e->msg[0]) goto out;
+    size_t idl = strlen(node_id), cap = (old ? strlen(old) : 0) + FL_DIGEST_HEX + idl + 3, len = 0;
+    if (!(text = malloc(cap))) {
         fl_errf(e, "out of memory");
-        return NULL;
+        goto out;
     }
-    text[0] = '\0';
-    for (size_t i = 0; i < s->plan.n; i++) {
-        const char *id = s->plan.nodes[i]->id;
-        if (have[i] == FL_RUN_STARTED) {
-            char hex[FL_DIGEST_HEX];
-            fl_digest_hex(&keys[i], hex);
-            len += (size_t)snprintf(text + len, cap - len, "%s %s\n", hex, id);
-            continue;
+    int same = 0;
+    for (char *l = old; l && *l;) {
+        char *nl = strchr(l, '\n');
+        size_t body = nl ? (size_t)(nl - l) : strlen(l); /* the line without its newline */
+        const size_t h = FL_DIGEST_HEX - 1;
+        int mine = body == h + 1 + idl && l[h] == ' ' && !memcmp(l + h + 1, node_id, idl);
+        if (mine) {
+            same = !memcmp(l, hex, h);
+        } else {
+            memcpy(text + len, l, body);
+            len += body;
+            text[len++] = '\n';
         }
-        if (have[i] == FL_RUN_DONE) continue; /* committed: its work dir is gone */
-        /* Not part of this run: keep what the earlier runs left. */
-        for (char *l = old; l && *l;) {
-            char *nl = strchr(l, '\n');
-            size_t ll = nl ? (size_t)(nl - l) : strlen(l);
-            const char *sp = memchr(l, ' ', ll);
-            if (sp && ll - (size_t)(sp + 1 - l) == strlen(id) && !memcmp(sp + 1, id, strlen(id)) &&
-                (size_t)(sp - l) == FL_DIGEST_HEX - 1 && len + ll + 1 < cap) {
-                memcpy(text + len, l, ll);
-                len += ll;
-                text[len++] = '\n';
-                text[len] = '\0';
-                break;
-            }
-            l = nl ? nl + 1 : l + ll;
-        }
+        l += body + (nl != NULL);
     }
-    *changed = old ? strcmp(old, text) != 0 : len > 0; /* an unchanged ref is not rewritten */
+    len += (size_t)snprintf(text + len, cap - len, "%s %s\n", hex, node_id);
+    rc = same ? 0 : fl_store_ref_set(s->store, name, text, e);
+out:
+    if (fd >= 0) fl_store_unlock(fd);
     free(old);
-    return text;
+    free(text);
+    free(name);
+    free(lname);
+    return rc;
 }
 
 int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
@@ -238,7 +242,7 @@ int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned cha
     text[0] = '\0';
     for (size_t i = 0; i < s->plan.n; i++) {
         char hex[FL_DIGEST_HEX];
-        if (have[i] == FL_RUN_DONE) {
+        if (have[i]) {
             fl_digest_hex(&keys[i], hex);
         } else {
             const cJSON *rec = cJSON_GetObjectItemCaseSensitive(s->prev, s->plan.nodes[i]->id);
@@ -254,15 +258,5 @@ int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned cha
     free(text);
     cJSON_Delete(s->prev); /* reload on next use */
     s->prev = NULL;
-    if (rc) return -1;
-    int changed = 0;
-    char *work = work_ref_text(s, keys, have, &changed, e);
-    if (!work) return -1;
-    if (changed) {
-        ref = fl_strdupf("work/%s", s->cfg.name);
-        rc = ref ? fl_store_ref_set(s->store, ref, work, e) : fl_errf(e, "out of memory");
-        free(ref);
-    }
-    free(work);
     return rc;
 }
