@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -18,11 +17,10 @@
 
 #include "dag/explain.h"
 #include "dag/key.h"
+#include "dag/pools.h"
 #include "dag/publish.h"
 #include "dag/runner.h"
 
-/* resources.threads above this is a config error, not a pool to allocate. */
-#define FL_MAX_THREADS 65536
 
 /* The one piece of process-wide state: set by SIGINT/SIGTERM, read by the loop. */
 static volatile sig_atomic_t g_interrupted;
@@ -73,7 +71,7 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
             continue;
         }
         /* A path several stages declare is walked once per session. */
-        if (!s->external) s->external = cJSON_CreateObject();
+        if (!s->external && !(s->external = cJSON_CreateObject())) return fl_errf(e, "out of memory");
         const cJSON *known = cJSON_GetObjectItemCaseSensitive(s->external, inp->path);
         if (cJSON_IsString(known) && fl_digest_from_hex(known->valuestring, &in[k]) == 0) continue;
         struct stat st;
@@ -124,14 +122,6 @@ static char *reason_line(fl_session *s, nstate *ns, size_t i) {
 
 /* ------------------------------------------------------------------ parent */
 
-typedef struct pools {
-    int jobs, running;
-    int threads_total, threads_used;
-    int ngpus;
-    char **gpu_names;        /* CUDA_VISIBLE_DEVICES entry of each pool slot */
-    unsigned char *gpu_busy;
-} pools;
-
 /* Errors keep the first message and its kind (the exit code depends on it). */
 typedef struct run_err {
     fl_err *e;
@@ -147,24 +137,10 @@ static int fail_kind(run_err *re, int kind, const fl_err *ce) {
     return -1;
 }
 
-/* Joins the pool entries of a stage's GPUs: "3,5". */
-static char *gpu_list(const pools *pl, const int *idx, int n) {
-    size_t len = 1;
-    for (int k = 0; k < n; k++) len += strlen(pl->gpu_names[idx[k]]) + 1;
-    char *s = malloc(len);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int k = 0; k < n; k++) {
-        if (k) strcat(s, ",");
-        strcat(s, pl->gpu_names[idx[k]]);
-    }
-    return s;
-}
-
-static int spawn(fl_session *s, nstate *ns, size_t i, const pools *pl, fl_err *e) {
+static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     const char **paths = calloc(n->ninputs + 1, sizeof *paths);
-    char *gl = gpu_list(pl, ns[i].gpus, ns[i].ngpus);
+    char *gl = fl_pools_gpu_list(pl, ns[i].gpus, ns[i].ngpus);
     if (!paths || !gl) {
         free(paths);
         free(gl);
@@ -193,7 +169,7 @@ static int spawn(fl_session *s, nstate *ns, size_t i, const pools *pl, fl_err *e
 
 /* Starts node i, or finds it cached, or leaves it pending while resources are busy. -1 with
  * *kind set (FL_RUN_ERR_*) on error. */
-static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced, int *kind,
+static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int forced, int *kind,
                       fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     char hex[FL_DIGEST_HEX];
@@ -268,7 +244,7 @@ static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced
     return 0;
 }
 
-static void release(nstate *ns, size_t i, pools *pl) {
+static void release(nstate *ns, size_t i, fl_pools *pl) {
     pl->running--;
     pl->threads_used -= ns[i].threads;
     for (int k = 0; k < ns[i].ngpus; k++) pl->gpu_busy[ns[i].gpus[k]] = 0;
@@ -352,7 +328,7 @@ static const char *signame(int sig) {
 }
 
 /* A child exited: commit or report. Returns 0, or -1 with e and *kind set when it failed. */
-static int reap(fl_session *s, nstate *ns, size_t i, int status, pools *pl, int *kind, fl_err *e) {
+static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, int *kind, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     char msg[FL_ERRLEN] = "";
     ssize_t r = read(ns[i].err_fd, msg, sizeof msg - 1);
@@ -450,68 +426,6 @@ static nstate *new_states(fl_session *s) {
     return ns;
 }
 
-static void free_pools(pools *pl) {
-    for (int g = 0; pl->gpu_names && g < pl->ngpus; g++) free(pl->gpu_names[g]);
-    free(pl->gpu_names);
-    free(pl->gpu_busy);
-}
-
-/* The thread and GPU pools from resources.* and the inherited CUDA_VISIBLE_DEVICES: pool slot g
- * is the g-th entry of that list (ids or UUIDs), or device g when it is unset. Every selected
- * stage must fit: one that needs more GPUs than the pool fails here, before anything runs. */
-static int make_pools(fl_session *s, const unsigned char *sel, pools *pl, fl_err *e) {
-    const cJSON *th = fl_config_get(s->cfg.root, "resources.threads");
-    const cJSON *gp = fl_config_get(s->cfg.root, "resources.gpus");
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    pl->threads_total = (int)(ncpu > 0 ? ncpu : 1);
-    if (th) {
-        double v = th->valuedouble;
-        if (!(v >= 1 && v <= FL_MAX_THREADS) || v != floor(v))
-            return fl_errf(e, "%s: resources.threads is %g: expected an integer 1..%d", s->cfg.file,
-                           v, FL_MAX_THREADS);
-        pl->threads_total = (int)v;
-    }
-    int want = 0;
-    if (gp) {
-        double v = gp->valuedouble;
-        if (!(v >= 0 && v <= FL_MAX_GPUS) || v != floor(v))
-            return fl_errf(e, "%s: resources.gpus is %g: expected an integer 0..%d", s->cfg.file, v,
-                           FL_MAX_GPUS);
-        want = (int)v;
-    }
-    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-    pl->gpu_names = calloc((size_t)want + 1, sizeof *pl->gpu_names);
-    pl->gpu_busy = calloc((size_t)want + 1, 1);
-    if (!pl->gpu_names || !pl->gpu_busy) return fl_errf(e, "out of memory");
-    int have = 0;
-    for (const char *p = cvd; cvd && *p && have < want;) {
-        while (*p == ' ') p++;
-        size_t l = strcspn(p, ",");
-        size_t t = l;
-        while (t && p[t - 1] == ' ') t--;
-        if (t == 0) break; /* CUDA stops at an empty entry too */
-        if (!(pl->gpu_names[have] = strndup(p, t))) return fl_errf(e, "out of memory");
-        have++;
-        p += l + (p[l] == ',');
-    }
-    for (; !cvd && have < want; have++)
-        if (!(pl->gpu_names[have] = fl_strdupf("%d", have))) return fl_errf(e, "out of memory");
-    pl->ngpus = have;
-    if (have < want)
-        return fl_errf(e, "%s: resources.gpus is %d but CUDA_VISIBLE_DEVICES=\"%s\" lists %d device%s",
-                       s->cfg.file, want, cvd, have, have == 1 ? "" : "s");
-    for (size_t i = 0; i < s->plan.n; i++) {
-        const fl_plan_node *n = s->plan.nodes[i];
-        if (!sel[i] || n->gpus <= pl->ngpus) continue;
-        if (pl->ngpus == 0)
-            return fl_errf(e, "stage '%s' needs %d GPU%s but %s has none (resources.gpus is %s)",
-                           n->id, n->gpus, n->gpus == 1 ? "" : "s", s->cfg.file, gp ? "0" : "unset");
-        return fl_errf(e, "stage '%s' needs %d GPUs but %s has %d (resources.gpus)", n->id, n->gpus,
-                       s->cfg.file, pl->ngpus);
-    }
-    return 0;
-}
-
 int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
                 fl_err *e) {
     memset(res, 0, sizeof *res);
@@ -538,14 +452,14 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             return fl_errf(e, "--force %s: no such stage in %s", o->force[k], s->cfg.file);
         }
     }
-    pools pl = {.jobs = o->jobs < 1 ? 1 : o->jobs};
-    if (make_pools(s, sel, &pl, e)) {
-        free_pools(&pl);
+    fl_pools pl = {.jobs = o->jobs < 1 ? 1 : o->jobs};
+    if (fl_pools_make(s, sel, &pl, e)) {
+        fl_pools_free(&pl);
         free(sel);
         return -1;
     }
     if (o->dry_run) {
-        free_pools(&pl);
+        fl_pools_free(&pl);
         free(sel);
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
@@ -557,7 +471,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             fl_store_unlock(gc_fd);
             fl_errf(e, "out of memory");
         }
-        free_pools(&pl);
+        fl_pools_free(&pl);
         free(sel);
         return -1;
     }
@@ -687,7 +601,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
     free_states(s, ns);
-    free_pools(&pl);
+    fl_pools_free(&pl);
     free(sel);
     fl_store_unlock(gc_fd);
     sigaction(SIGINT, &old_int, NULL);

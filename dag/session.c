@@ -13,10 +13,12 @@ static int build_graph(fl_session *s, fl_err *e) {
     for (size_t i = 0; i < n; i++) {
         fl_plan_node *nd = p->nodes[i];
         s->deps[i] = calloc(nd->ninputs + 1, sizeof **s->deps);
+        if (!s->deps[i]) return fl_errf(e, "out of memory");
         for (size_t k = 0; k < nd->ninputs; k++) {
             fl_plan_input *in = &nd->inputs[k];
             if (in->path && in->path[0] != '/') { /* external paths are relative to the config */
                 char *abs = fl_strdupf("%s/%s", p->config_dir, in->path);
+                if (!abs) return fl_errf(e, "out of memory");
                 free(in->path);
                 in->path = abs;
             }
@@ -33,6 +35,11 @@ static int build_graph(fl_session *s, fl_err *e) {
     /* Kahn's algorithm in plan order, so the order is stable. */
     size_t *indeg = calloc(n ? n : 1, sizeof *indeg), done = 0;
     unsigned char *placed = calloc(n ? n : 1, 1);
+    if (!indeg || !placed) {
+        free(indeg);
+        free(placed);
+        return fl_errf(e, "out of memory");
+    }
     for (size_t i = 0; i < n; i++) indeg[i] = s->ndeps[i];
     while (done < n) {
         size_t pick = n;
@@ -51,6 +58,13 @@ static int build_graph(fl_session *s, fl_err *e) {
         while (placed[start]) start++;
         size_t *path = calloc(n + 1, sizeof *path), len = 0, cur = start;
         unsigned char *seen = calloc(n, 1);
+        if (!path || !seen) {
+            free(path);
+            free(seen);
+            free(indeg);
+            free(placed);
+            return fl_errf(e, "out of memory");
+        }
         while (!seen[cur]) {
             seen[cur] = 1;
             path[len++] = cur;
@@ -105,6 +119,7 @@ int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_pa
                                                : fl_strdupf("%s/%s", s->cfg.dir, od->valuestring);
     else
         s->out_dir = fl_strdupf("out/%s", s->cfg.name);
+    if (!s->store_path || !s->out_dir) return fl_errf(e, "out of memory");
     return 0;
 }
 
