@@ -21,12 +21,14 @@ static void usage(const fl_registry *reg, FILE *f) {
             "commands:\n"
             "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run]\n"
             "                      run the pipeline, reusing every still-valid cached stage\n"
+            "                      (--force S: rerun S from scratch, its checkpoints dropped)\n"
             "  status [CONFIG]     each stage: cached / stale / missing, and why\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
             "  config [CONFIG]     the effective config (extends resolved)\n"
             "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
-            "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n",
+            "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n"
+            "                      (records, objects, and work dirs of keys no config started)\n",
             reg->program);
     for (const fl_command *const *c = reg->commands; c && *c; c++)
         fprintf(f, "  %s\n                      %s\n", (*c)->usage, (*c)->summary);
