@@ -108,6 +108,15 @@ char *fl_store_ref_get(fl_store *s, const char *name, fl_err *e);
 int fl_store_lock(fl_store *s, const char *name, int exclusive, int wait, fl_err *e);
 void fl_store_unlock(int fd);
 
+/* The digest of the file at relpath ('/'-separated) inside tree. -1 with e set when a tree on the
+ * way is missing or damaged, or the path is not a file of the tree. */
+int fl_store_tree_lookup(fl_store *s, const fl_digest *tree, const char *relpath, fl_digest *out,
+                         fl_err *e);
+/* Re-hashes objects/<d>: *corrupt = 0 when it matches; otherwise *corrupt = 1 and a present
+ * object is moved to quarantine/ (so the next ingest stores a good copy). Records and checkouts
+ * that reach it are left to the caller and to fl_store_verify. */
+int fl_store_object_recheck(fl_store *s, const fl_digest *d, int *corrupt, fl_err *e);
+
 typedef struct fl_verify_report {
     uint64_t objects, trees, bytes;
     uint64_t corrupt;           /* objects or trees whose content no longer matches the digest */
@@ -124,9 +133,10 @@ typedef struct fl_gc_report {
     uint64_t records_kept, records_removed;
     uint64_t objects_kept, objects_removed;
     uint64_t bytes_kept, bytes_freed;
+    uint64_t work_removed; /* work/<key>/ dirs of keys no ref lists */
 } fl_gc_report;
-/* Keeps every record whose key is listed (one hex key per line) in any ref file, with the trees
- * and objects they reach. max_bytes == 0: everything else is removed. max_bytes > 0: other
+/* Keeps every record whose key is listed (one hex key per line, first word) in any ref file,
+ * with the trees and objects they reach, and the work/<key>/ dirs of listed keys (others go). max_bytes == 0: everything else is removed. max_bytes > 0: other
  * records are also kept, most recently used first, while the kept total stays under max_bytes.
  * The caller holds the exclusive "gc" lock (runs hold it shared). */
 int fl_store_gc(fl_store *s, uint64_t max_bytes, fl_gc_report *r, fl_err *e);

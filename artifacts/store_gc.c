@@ -1,4 +1,5 @@
-/* fl_store_gc: mark and sweep. Roots are the record keys listed in ref files; with a size cap,
+/* fl_store_gc: mark and sweep. Roots are the record keys listed in ref files (they also keep
+ * their work dirs); with a size cap,
  * further records are kept most recently used first (record mtime, touched on every read) while
  * everything kept fits. Records go first (and durably), then unreachable trees and objects, so a
  * crash mid-gc never leaves a record pointing at deleted outputs. */
@@ -110,6 +111,7 @@ static int read_refs(gctx *g, const char *dir, fl_err *e) {
                 size_t l = strlen(line);
                 while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = '\0';
                 while (*line == ' ' || *line == '\t') line++;
+                line[strcspn(line, " \t")] = '\0'; /* "key node-id" lines: the key */
                 fl_digest k;
                 if (fl_digest_from_hex(line, &k) == 0 && !fl__dset_get(&g->roots, &k, 1))
                     rc = fl_errf(e, "out of memory");
@@ -213,6 +215,33 @@ static int sweep_checkouts(gctx *g, fl_err *e) {
     return rc;
 }
 
+/* work/<key>/ holds a started stage's checkpoints until it commits; one whose key no ref lists
+ * (the runs record the keys of stages that started and did not finish) belongs to no config. */
+static int sweep_work(gctx *g, uint64_t *removed, fl_err *e) {
+    char *dir = fl_strdupf("%s/work", g->s->root);
+    if (!dir) return fl_errf(e, "out of memory");
+    DIR *d = opendir(dir);
+    if (!d) {
+        int rc = errno == ENOENT ? 0 : fl_errf(e, "cannot open %s: %s", dir, strerror(errno));
+        free(dir);
+        return rc;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        fl_digest k;
+        if (!fl__is_hex32(de->d_name) || fl_digest_from_hex(de->d_name, &k) != 0) continue;
+        if (fl__dset_get(&g->roots, &k, 0)) continue;
+        char *p = fl_strdupf("%s/%s", dir, de->d_name);
+        rc = p ? fl_remove_tree(p, e) : fl_errf(e, "out of memory");
+        free(p);
+        if (rc == 0) (*removed)++;
+    }
+    closedir(d);
+    free(dir);
+    return rc;
+}
+
 static int run_gc(gctx *g, uint64_t max_bytes, fl_gc_report *r, fl_err *e) {
     char *refs = fl_strdupf("%s/refs", g->s->root);
     if (!refs) return fl_errf(e, "out of memory");
@@ -270,7 +299,7 @@ static int run_gc(gctx *g, uint64_t max_bytes, fl_gc_report *r, fl_err *e) {
         free(sd);
         if (rc != 0) return -1;
     }
-    if (sweep_checkouts(g, e) != 0) return -1;
+    if (sweep_checkouts(g, e) != 0 || sweep_work(g, &r->work_removed, e) != 0) return -1;
     if (sweep(g, &g->trees, "trees", NULL, NULL, &r->bytes_kept, &r->bytes_freed, e) != 0) return -1;
     return sweep(g, &g->objs, "objects", &r->objects_kept, &r->objects_removed, &r->bytes_kept,
                  &r->bytes_freed, e);

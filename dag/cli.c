@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dag/exec.h"
+#include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
 #define FLUKE_DATADIR "/usr/local/share/fluke"
@@ -20,12 +21,14 @@ static void usage(const fl_registry *reg, FILE *f) {
             "commands:\n"
             "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run]\n"
             "                      run the pipeline, reusing every still-valid cached stage\n"
+            "                      (--force S: rerun S from scratch, its checkpoints dropped)\n"
             "  status [CONFIG]     each stage: cached / stale / missing, and why\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
             "  config [CONFIG]     the effective config (extends resolved)\n"
             "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
-            "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n",
+            "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n"
+            "                      (records, objects, and work dirs of keys no config started)\n",
             reg->program);
     for (const fl_command *const *c = reg->commands; c && *c; c++)
         fprintf(f, "  %s\n                      %s\n", (*c)->usage, (*c)->summary);
@@ -150,6 +153,8 @@ static int fault_opts(fl_store_opts *o, fl_err *e) {
 
 int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The executor re-executes this binary for each stage (hidden from --help). */
+    if (argc >= 2 && !strcmp(argv[1], "__stage")) return fl_runner_child_main(argc, argv, reg);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(reg, argc < 2 ? stderr : stdout);
         return argc < 2 ? FL_EXIT_USAGE : FL_EXIT_OK;
@@ -244,7 +249,10 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         int intr = 0;
         if (fl_exec_run(&s, &a.run, &res, &intr, &e)) {
             fprintf(stderr, "%s run: error: %s\n", reg->program, e.msg);
-            rc = intr ? FL_EXIT_INTR : (strstr(e.msg, "no such stage") ? FL_EXIT_USAGE : FL_EXIT_FAILED);
+            rc = intr                                 ? FL_EXIT_INTR
+                 : res.error_kind == FL_RUN_ERR_STORE ? FL_EXIT_STORE
+                 : res.error_kind == FL_RUN_ERR_USAGE ? FL_EXIT_USAGE
+                                                      : FL_EXIT_FAILED;
         } else if (!a.run.dry_run && s.plan.n) {
             printf("%s: outputs in %s/\n", reg->program, s.out_dir);
         }
@@ -276,10 +284,11 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
             rc = FL_EXIT_STORE;
         } else {
             printf("gc: kept %llu records, %llu objects (%.1f MB); removed %llu records, %llu objects "
-                   "(%.1f MB freed)\n",
+                   "(%.1f MB freed), %llu work dirs\n",
                    (unsigned long long)r.records_kept, (unsigned long long)r.objects_kept,
                    (double)r.bytes_kept / 1e6, (unsigned long long)r.records_removed,
-                   (unsigned long long)r.objects_removed, (double)r.bytes_freed / 1e6);
+                   (unsigned long long)r.objects_removed, (double)r.bytes_freed / 1e6,
+                   (unsigned long long)r.work_removed);
         }
         if (fd >= 0) fl_store_unlock(fd);
     }

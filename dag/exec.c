@@ -3,13 +3,13 @@
  * into the store (record last), publish user-facing outputs. */
 #include "dag/exec.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,6 +17,10 @@
 
 #include "dag/explain.h"
 #include "dag/key.h"
+#include "dag/pools.h"
+#include "dag/publish.h"
+#include "dag/runner.h"
+
 
 /* The one piece of process-wide state: set by SIGINT/SIGTERM, read by the loop. */
 static volatile sig_atomic_t g_interrupted;
@@ -37,7 +41,8 @@ typedef struct nstate {
     pid_t pid;
     int err_fd;         /* read end of the child's error pipe */
     char *staging, *work;
-    int gpu;
+    int *gpus;          /* pool slots the running stage holds */
+    int ngpus;
     int threads;
     double t0;
 } nstate;
@@ -66,7 +71,7 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
             continue;
         }
         /* A path several stages declare is walked once per session. */
-        if (!s->external) s->external = cJSON_CreateObject();
+        if (!s->external && !(s->external = cJSON_CreateObject())) return fl_errf(e, "out of memory");
         const cJSON *known = cJSON_GetObjectItemCaseSensitive(s->external, inp->path);
         if (cJSON_IsString(known) && fl_digest_from_hex(known->valuestring, &in[k]) == 0) continue;
         struct stat st;
@@ -89,6 +94,7 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
 static int compute_key(fl_session *s, nstate *ns, size_t i, fl_err *e) {
     if (ns[i].have_key) return 0;
     fl_digest *outs = calloc(s->plan.n + 1, sizeof *outs);
+    if (!outs) return fl_errf(e, "out of memory");
     for (size_t k = 0; k < s->plan.n; k++) outs[k] = ns[k].out;
     int rc = fl_exec_input_digests(s, i, outs, ns[i].in, 0, e);
     free(outs);
@@ -114,62 +120,61 @@ static char *reason_line(fl_session *s, nstate *ns, size_t i) {
     return line ? line : strdup("");
 }
 
-/* ------------------------------------------------------------------ child */
+/* ------------------------------------------------------------------ parent */
 
-static void run_child(fl_session *s, nstate *ns, size_t i, int err_w) {
-    fl_plan_node *n = s->plan.nodes[i];
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    /* Lock descriptors of other stages must not outlive the parent's hold on them. */
-    if (err_w > 3) close_range(3, (unsigned)err_w - 1, 0);
-    close_range((unsigned)err_w + 1, ~0U, 0);
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d", ns[i].threads);
-    setenv("OMP_NUM_THREADS", buf, 1);
-    setenv("OPENBLAS_NUM_THREADS", buf, 1);
-    if (ns[i].gpu >= 0) {
-        snprintf(buf, sizeof buf, "%d", ns[i].gpu);
-        setenv("CUDA_VISIBLE_DEVICES", buf, 1);
+/* Errors keep the first message and its kind (the exit code depends on it). */
+typedef struct run_err {
+    fl_err *e;
+    int kind, set;
+} run_err;
+
+static int fail_kind(run_err *re, int kind, const fl_err *ce) {
+    if (!re->set) {
+        *re->e = *ce;
+        re->kind = kind;
+        re->set = 1;
     }
+    return -1;
+}
+
+static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_err *e) {
+    fl_plan_node *n = s->plan.nodes[i];
     const char **paths = calloc(n->ninputs + 1, sizeof *paths);
+    char *gl = fl_pools_gpu_list(pl, ns[i].gpus, ns[i].ngpus);
+    if (!paths || !gl) {
+        free(paths);
+        free(gl);
+        return fl_errf(e, "out of memory");
+    }
     for (size_t k = 0; k < n->ninputs; k++)
         paths[k] = n->inputs[k].from_node
                        ? ns[fl_plan_find(&s->plan, n->inputs[k].from_node)->index].out_path
                        : n->inputs[k].path;
-    fl_stage_ctx ctx = {.node = n,
+    fl_stage_spec sp = {.program = s->reg->program,
                         .config = s->cfg.root,
+                        .config_dir = s->cfg.dir,
+                        .node_id = n->id,
                         .out_dir = ns[i].staging,
                         .work_dir = ns[i].work,
                         .input_paths = paths,
+                        .ninputs = n->ninputs,
                         .threads = ns[i].threads,
-                        .gpu = ns[i].gpu,
-                        .t_start = fl_now(),
-                        .out_fd = 1};
-    fl_err e = {{0}};
-    int rc = n->def->run(&ctx, &e);
-    if (rc != 0) {
-        if (!e.msg[0]) snprintf(e.msg, sizeof e.msg, "failed without a message");
-        ssize_t w = write(err_w, e.msg, strlen(e.msg));
-        (void)w;
-        _exit(1);
-    }
-    _exit(0);
+                        .gpu_list = gl,
+                        .ngpus = ns[i].ngpus};
+    int rc = fl_runner_spawn(&sp, &ns[i].pid, &ns[i].err_fd, e);
+    free(paths);
+    free(gl);
+    return rc;
 }
 
-/* ------------------------------------------------------------------ parent */
-
-typedef struct pools {
-    int jobs, running;
-    int threads_total, threads_used;
-    int ngpus;
-    unsigned char *gpu_busy;
-} pools;
-
-static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced, fl_err *e) {
+/* Starts node i, or finds it cached, or leaves it pending while resources are busy. -1 with
+ * *kind set (FL_RUN_ERR_*) on error. */
+static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int forced, int *kind,
+                      fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     char hex[FL_DIGEST_HEX];
     fl_digest_hex(&ns[i].key, hex);
+    *kind = FL_RUN_ERR_STORE;
     if (ns[i].lock_fd < 0) {
         char lname[64];
         snprintf(lname, sizeof lname, "key-%s", hex);
@@ -202,70 +207,93 @@ static int start_node(fl_session *s, nstate *ns, size_t i, pools *pl, int forced
             if (fl_store_record_drop(s->store, &ns[i].key, e)) return -1;
         }
     }
-    /* Resources: wait for a GPU and for threads (a lone stage always gets to start). */
+    /* Resources: wait for GPUs and for threads (a lone stage always gets to start). */
     int threads = n->threads > pl->threads_total ? pl->threads_total : n->threads;
     if (pl->running > 0 && pl->threads_used + threads > pl->threads_total) return 0;
-    int gpu = -1;
-    if (n->gpus > 0 && pl->ngpus > 0) {
-        for (int g = 0; g < pl->ngpus && gpu < 0; g++)
-            if (!pl->gpu_busy[g]) gpu = g;
-        if (gpu < 0) return 0;
+    int need = n->gpus, nfree = 0;
+    if (need > pl->ngpus) { /* fl_exec_run checked the plan; never run a GPU stage without one */
+        *kind = FL_RUN_ERR_USAGE;
+        return fl_errf(e, "stage '%s' needs %d GPU(s), the config has %d", n->id, need, pl->ngpus);
     }
-    char *why = forced ? strdup("forced (--force)") : reason_line(s, ns, i);
+    for (int g = 0; g < pl->ngpus; g++) nfree += !pl->gpu_busy[g];
+    if (nfree < need) return 0;
+    /* A forced stage starts from scratch: no checkpoint of an earlier (crashed) run. The key is
+     * noted first, so gc keeps its work dir even when this process is killed. */
+    if (forced && fl_store_work_dir_remove(s->store, &ns[i].key, e)) return -1;
+    if (fl_session_note_started(s, n->id, &ns[i].key, e)) return -1;
     ns[i].staging = fl_store_staging_dir(s->store, n->id, e);
     ns[i].work = ns[i].staging ? fl_store_work_dir(s->store, &ns[i].key, e) : NULL;
-    if (!ns[i].work) {
-        free(why);
-        return -1;
-    }
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0) {
-        free(why);
-        return fl_errf(e, "pipe: %s", strerror(errno));
-    }
-    ns[i].gpu = gpu;
+    if (!ns[i].work) return -1;
+    free(ns[i].gpus);
+    ns[i].gpus = calloc((size_t)need + 1, sizeof *ns[i].gpus);
+    if (!ns[i].gpus) return fl_errf(e, "out of memory");
+    ns[i].ngpus = 0;
+    for (int g = 0; g < pl->ngpus && ns[i].ngpus < need; g++)
+        if (!pl->gpu_busy[g]) ns[i].gpus[ns[i].ngpus++] = g;
     ns[i].threads = threads;
     ns[i].t0 = fl_now();
-    ev("[fluke] run    %s  (%s)", n->id, why);
+    char *why = forced ? strdup("forced (--force): from scratch") : reason_line(s, ns, i);
+    ev("[fluke] run    %s  (%s)", n->id, why ? why : "");
     free(why);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return fl_errf(e, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) run_child(s, ns, i, pfd[1]);
-    close(pfd[1]);
-    ns[i].pid = pid;
-    ns[i].err_fd = pfd[0];
+    *kind = FL_RUN_ERR_STAGE;
+    if (spawn(s, ns, i, pl, e)) return -1;
     ns[i].st = ST_RUNNING;
     pl->running++;
     pl->threads_used += threads;
-    if (gpu >= 0) pl->gpu_busy[gpu] = 1;
+    for (int k = 0; k < ns[i].ngpus; k++) pl->gpu_busy[ns[i].gpus[k]] = 1;
     return 0;
 }
 
-static void release(nstate *ns, size_t i, pools *pl) {
+static void release(nstate *ns, size_t i, fl_pools *pl) {
     pl->running--;
     pl->threads_used -= ns[i].threads;
-    if (ns[i].gpu >= 0) pl->gpu_busy[ns[i].gpu] = 0;
+    for (int k = 0; k < ns[i].ngpus; k++) pl->gpu_busy[ns[i].gpus[k]] = 0;
+    ns[i].ngpus = 0;
     if (ns[i].lock_fd >= 0) fl_store_unlock(ns[i].lock_fd);
     ns[i].lock_fd = -1;
     if (ns[i].err_fd >= 0) close(ns[i].err_fd);
     ns[i].err_fd = -1;
 }
 
-static int commit_node(fl_session *s, nstate *ns, size_t i, fl_err *e) {
+/* The stage's own mistakes in its outputs (a symlink, a FIFO) are its failure, not the store's:
+ * checked before the commit, so any error after this point is a store write error. */
+static int check_outputs(const char *id, const char *dir, fl_err *e) {
+    DIR *d = opendir(dir);
+    if (!d) return fl_errf(e, "stage '%s': cannot open its output %s: %s", id, dir, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *p = fl_strdupf("%s/%s", dir, de->d_name);
+        struct stat st;
+        if (!p) rc = fl_errf(e, "out of memory");
+        else if (lstat(p, &st) != 0) rc = fl_errf(e, "stage '%s': cannot stat %s: %s", id, p, strerror(errno));
+        else if (S_ISDIR(st.st_mode)) rc = check_outputs(id, p, e);
+        else if (!S_ISREG(st.st_mode))
+            rc = fl_errf(e, "stage '%s' wrote %s, which is not a regular file (symlinks, devices "
+                            "and FIFOs cannot be stored)", id, p);
+        free(p);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* -1 with *kind: FL_RUN_ERR_STAGE when the outputs are wrong, FL_RUN_ERR_STORE when storing
+ * them failed (disk full: exit 3). */
+static int commit_node(fl_session *s, nstate *ns, size_t i, int *kind, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
+    *kind = FL_RUN_ERR_STAGE;
     for (size_t k = 0; k < n->outputs.n; k++) {
         char *p = fl_strdupf("%s/%s", ns[i].staging, n->outputs.v[k]);
         struct stat st;
-        int ok = lstat(p, &st) == 0;
+        int ok = p && lstat(p, &st) == 0;
         free(p);
         if (!ok)
             return fl_errf(e, "stage '%s' finished but did not write its declared output '%s'",
                            n->id, n->outputs.v[k]);
     }
+    if (check_outputs(n->id, ns[i].staging, e)) return -1;
+    *kind = FL_RUN_ERR_STORE;
     fl_digest tree;
     if (fl_store_ingest(s->store, ns[i].staging, &tree, e)) return -1;
     char hex[FL_DIGEST_HEX];
@@ -274,6 +302,7 @@ static int commit_node(fl_session *s, nstate *ns, size_t i, fl_err *e) {
     cJSON_AddNumberToObject(ns[i].desc, "seconds", fl_now() - ns[i].t0);
     cJSON_AddNumberToObject(ns[i].desc, "finished", (double)time(NULL));
     char *json = cJSON_PrintUnformatted(ns[i].desc);
+    if (!json) return fl_errf(e, "out of memory");
     int rc = fl_store_record_put(s->store, &ns[i].key, &tree, json, e); /* the record is last */
     free(json);
     if (rc) return -1;
@@ -298,15 +327,16 @@ static const char *signame(int sig) {
     }
 }
 
-/* A child exited: commit or report. Returns 0, or -1 with e set when the stage failed. */
-static int reap(fl_session *s, nstate *ns, size_t i, int status, pools *pl, fl_err *e) {
+/* A child exited: commit or report. Returns 0, or -1 with e and *kind set when it failed. */
+static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, int *kind, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     char msg[FL_ERRLEN] = "";
     ssize_t r = read(ns[i].err_fd, msg, sizeof msg - 1);
     if (r > 0) msg[r] = '\0';
     int rc = 0;
+    *kind = FL_RUN_ERR_STAGE;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        rc = commit_node(s, ns, i, e);
+        rc = commit_node(s, ns, i, kind, e);
         if (rc == 0) {
             ns[i].st = ST_DONE;
             ev("[fluke] done   %s  %.2fs", n->id, fl_now() - ns[i].t0);
@@ -332,8 +362,9 @@ static int reap(fl_session *s, nstate *ns, size_t i, int status, pools *pl, fl_e
     return rc;
 }
 
-static int publish(fl_session *s, nstate *ns, fl_err *e) {
+static int publish(fl_session *s, nstate *ns, int *kind, fl_err *e) {
     int any = 0;
+    *kind = FL_RUN_ERR_STAGE;
     for (size_t i = 0; i < s->plan.n; i++) {
         fl_plan_node *n = s->plan.nodes[i];
         if (ns[i].st != ST_DONE || n->publish.n == 0) continue;
@@ -342,11 +373,16 @@ static int publish(fl_session *s, nstate *ns, fl_err *e) {
         for (size_t k = 0; k < n->publish.n; k++) {
             const char *rel = n->publish.v[k];
             const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-            char *src = fl_strdupf("%s/%s", ns[i].out_path, rel);
             char *dst = fl_strdupf("%s/%s", s->out_dir, base);
-            int rc = fl_copy_file(src, dst, e);
+            if (!dst) return fl_errf(e, "out of memory");
+            fl_publish_item it = {.node_id = n->id,
+                                  .key = &ns[i].key,
+                                  .tree = &ns[i].out,
+                                  .checkout = ns[i].out_path,
+                                  .rel = rel,
+                                  .dst = dst};
+            int rc = fl_publish_file(s->store, &it, kind, e);
             if (rc == 0) ev("[fluke] output %s", dst);
-            free(src);
             free(dst);
             if (rc) return -1;
         }
@@ -368,6 +404,7 @@ static void free_states(fl_session *s, nstate *ns) {
         free(ns[i].out_path);
         free(ns[i].staging);
         free(ns[i].work);
+        free(ns[i].gpus);
         if (ns[i].lock_fd >= 0) fl_store_unlock(ns[i].lock_fd);
         if (ns[i].err_fd >= 0) close(ns[i].err_fd);
     }
@@ -376,11 +413,15 @@ static void free_states(fl_session *s, nstate *ns) {
 
 static nstate *new_states(fl_session *s) {
     nstate *ns = calloc(s->plan.n + 1, sizeof *ns);
+    if (!ns) return NULL;
     for (size_t i = 0; i < s->plan.n; i++) {
-        ns[i].in = calloc(s->plan.nodes[i]->ninputs + 1, sizeof *ns[i].in);
         ns[i].lock_fd = -1;
         ns[i].err_fd = -1;
-        ns[i].gpu = -1;
+        if (!(ns[i].in = calloc(s->plan.nodes[i]->ninputs + 1, sizeof *ns[i].in))) {
+            s->plan.n = i; /* free only what was made */
+            free_states(s, ns);
+            return NULL;
+        }
     }
     return ns;
 }
@@ -389,8 +430,10 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 fl_err *e) {
     memset(res, 0, sizeof *res);
     *interrupted = 0;
+    res->error_kind = FL_RUN_ERR_USAGE;
     size_t N = s->plan.n;
     unsigned char *sel = calloc(N + 1, 1);
+    if (!sel) return fl_errf(e, "out of memory");
     if (o->until) {
         if (!fl_session_select(s, o->until, sel)) {
             free(sel);
@@ -402,43 +445,45 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     }
     for (size_t k = 0; k < o->nforce; k++) {
         unsigned char *m = calloc(N + 1, 1);
-        size_t hits = fl_session_select(s, o->force[k], m);
+        size_t hits = m ? fl_session_select(s, o->force[k], m) : 0;
         free(m);
         if (!hits) {
             free(sel);
             return fl_errf(e, "--force %s: no such stage in %s", o->force[k], s->cfg.file);
         }
     }
+    fl_pools pl = {.jobs = o->jobs < 1 ? 1 : o->jobs};
+    if (fl_pools_make(s, sel, &pl, e)) {
+        fl_pools_free(&pl);
+        free(sel);
+        return -1;
+    }
     if (o->dry_run) {
+        fl_pools_free(&pl);
         free(sel);
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
-    if (fl_session_store(s, e)) {
+    res->error_kind = FL_RUN_ERR_STORE;
+    int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 1, e);
+    nstate *ns = gc_fd < 0 ? NULL : new_states(s);
+    if (!ns) {
+        if (gc_fd >= 0) {
+            fl_store_unlock(gc_fd);
+            fl_errf(e, "out of memory");
+        }
+        fl_pools_free(&pl);
         free(sel);
         return -1;
     }
-    int gc_fd = fl_store_lock(s->store, "gc", 0, 1, e);
-    if (gc_fd < 0) {
-        free(sel);
-        return -1;
-    }
+    res->error_kind = FL_RUN_ERR_STAGE;
     g_interrupted = 0;
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
-    pools pl = {.jobs = o->jobs < 1 ? 1 : o->jobs};
-    const cJSON *th = fl_config_get(s->cfg.root, "resources.threads");
-    const cJSON *gp = fl_config_get(s->cfg.root, "resources.gpus");
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    pl.threads_total = th ? (int)th->valuedouble : (int)(ncpu > 0 ? ncpu : 1);
-    if (pl.threads_total < 1) pl.threads_total = 1;
-    pl.ngpus = gp ? (int)gp->valuedouble : 0;
-    pl.gpu_busy = calloc((size_t)pl.ngpus + 1, 1);
-
-    nstate *ns = new_states(s);
-    int rc = 0, failed = 0;
+    run_err re = {.e = e};
+    int failed = 0;
     double t0 = fl_now();
     for (;;) {
         if (g_interrupted) break;
@@ -463,12 +508,16 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 }
                 remaining++;
                 if (!ready || failed || pl.running >= pl.jobs) continue;
-                int before = ns[i].st;
-                if (compute_key(s, ns, i, e) || start_node(s, ns, i, &pl, forced_node(s, o, i), e)) {
+                int before = ns[i].st, kind = FL_RUN_ERR_STAGE;
+                fl_err ce = {{0}};
+                if (compute_key(s, ns, i, &ce) ||
+                    start_node(s, ns, i, &pl, forced_node(s, o, i), &kind, &ce)) {
                     ns[i].st = ST_FAILED;
-                    ev("[fluke] failed %s: %s", s->plan.nodes[i]->id, e->msg);
+                    ev("[fluke] failed %s: %s", s->plan.nodes[i]->id, ce.msg);
+                    fl_err ignore;
+                    if (ns[i].staging) fl_remove_tree(ns[i].staging, &ignore);
+                    fail_kind(&re, kind, &ce);
                     failed = 1;
-                    rc = -1;
                     progress = 1;
                     continue;
                 }
@@ -490,10 +539,10 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             for (size_t i = 0; i < N; i++)
                 if (ns[i].st == ST_RUNNING && ns[i].pid == pid) {
                     fl_err ce = {{0}};
-                    if (reap(s, ns, i, status, &pl, &ce)) {
-                        if (!failed) *e = ce;
+                    int kind = FL_RUN_ERR_STAGE;
+                    if (reap(s, ns, i, status, &pl, &kind, &ce)) {
+                        fail_kind(&re, kind, &ce);
                         failed = 1;
-                        rc = -1;
                     }
                 }
         } else if (!progress) {
@@ -514,12 +563,20 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 release(ns, i, &pl);
                 ns[i].st = ST_FAILED;
             }
-        rc = fl_errf(e, "interrupted (%s)", g_interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+        re.set = 0; /* the interrupt is what this run reports */
+        fl_err ie;
+        fl_errf(&ie, "interrupted (%s)", g_interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+        fail_kind(&re, FL_RUN_ERR_STAGE, &ie);
     }
     /* What finished is remembered even when something failed: status stays informative. */
     fl_digest *keys = calloc(N + 1, sizeof *keys);
     unsigned char *have = calloc(N + 1, 1);
-    for (size_t i = 0; i < N; i++) {
+    if (!keys || !have) {
+        fl_err oe;
+        fl_errf(&oe, "out of memory");
+        fail_kind(&re, FL_RUN_ERR_STAGE, &oe);
+    }
+    for (size_t i = 0; keys && have && i < N; i++) {
         if (ns[i].st == ST_DONE) {
             keys[i] = ns[i].key;
             have[i] = 1;
@@ -534,21 +591,21 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         }
     }
     fl_err e2 = {{0}};
-    if (fl_session_save_run(s, keys, have, &e2) || fl_store_statcache_save(s->store, &e2) ||
-        (rc == 0 && publish(s, ns, &e2))) {
-        if (rc == 0) *e = e2;
-        rc = -1;
-    }
+    if (keys && have && (fl_session_save_run(s, keys, have, &e2) || fl_store_statcache_save(s->store, &e2)))
+        fail_kind(&re, FL_RUN_ERR_STORE, &e2);
+    int pkind = FL_RUN_ERR_STAGE;
+    if (!re.set && publish(s, ns, &pkind, &e2)) fail_kind(&re, pkind, &e2);
     free(keys);
     free(have);
     ev("[fluke] %d stages: %d ran, %d cached, %d failed, %d skipped (%.1fs)",
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
     free_states(s, ns);
-    free(pl.gpu_busy);
+    fl_pools_free(&pl);
     free(sel);
     fl_store_unlock(gc_fd);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    return rc;
+    res->error_kind = re.kind;
+    return re.set ? -1 : 0;
 }

@@ -13,8 +13,12 @@ typedef struct fl_run_opts {
     int dry_run;
 } fl_run_opts;
 
+/* What kind of error fl_exec_run reports (maps to the exit codes in cli.h). */
+enum { FL_RUN_ERR_STAGE = 0, FL_RUN_ERR_USAGE, FL_RUN_ERR_STORE };
+
 typedef struct fl_run_result {
     int ran, cached, failed, skipped;
+    int error_kind; /* FL_RUN_ERR_*, of the error fl_exec_run returned */
 } fl_run_result;
 
 /* 0 when every selected stage is done; -1 with e set otherwise (a failed stage, a store error,

@@ -25,13 +25,23 @@ int fl_key_compute(const fl_plan_node *n, const cJSON *config, const fl_digest *
     fl_hasher *h = fl_hasher_new();
     if (!h) return fl_errf(e, "out of memory");
     cJSON *d = cJSON_CreateObject(), *cfg = cJSON_CreateObject(), *ins = cJSON_CreateObject();
+    char **secs = malloc((n->sections.n + 1) * sizeof *secs);
+    size_t *idx = malloc((n->ninputs + 1) * sizeof *idx);
+    if (!d || !cfg || !ins || !secs || !idx) {
+        cJSON_Delete(d);
+        cJSON_Delete(cfg);
+        cJSON_Delete(ins);
+        free(secs);
+        free(idx);
+        fl_hasher_free(h);
+        return fl_errf(e, "out of memory");
+    }
     puts_(h, 'V', FL_KEY_SCHEMA);
     puts_(h, 'S', n->def->name);
     puts_(h, 'N', n->id);
     puts_(h, 'C', n->def->code_id ? n->def->code_id : "");
 
     /* sections and inputs in sorted order: declaration order must not matter */
-    char **secs = malloc((n->sections.n + 1) * sizeof *secs);
     if (n->sections.n) memcpy(secs, n->sections.v, n->sections.n * sizeof *secs);
     qsort(secs, n->sections.n, sizeof *secs, cmp_str);
     for (size_t i = 0; i < n->sections.n; i++) {
@@ -44,7 +54,6 @@ int fl_key_compute(const fl_plan_node *n, const cJSON *config, const fl_digest *
     }
     free(secs);
 
-    size_t *idx = malloc((n->ninputs + 1) * sizeof *idx);
     for (size_t i = 0; i < n->ninputs; i++) idx[i] = i;
     for (size_t i = 1; i < n->ninputs; i++) /* insertion sort by name: inputs are few */
         for (size_t j = i; j > 0 && strcmp(n->inputs[idx[j - 1]].name, n->inputs[idx[j]].name) > 0;

@@ -13,10 +13,12 @@ static int build_graph(fl_session *s, fl_err *e) {
     for (size_t i = 0; i < n; i++) {
         fl_plan_node *nd = p->nodes[i];
         s->deps[i] = calloc(nd->ninputs + 1, sizeof **s->deps);
+        if (!s->deps[i]) return fl_errf(e, "out of memory");
         for (size_t k = 0; k < nd->ninputs; k++) {
             fl_plan_input *in = &nd->inputs[k];
             if (in->path && in->path[0] != '/') { /* external paths are relative to the config */
                 char *abs = fl_strdupf("%s/%s", p->config_dir, in->path);
+                if (!abs) return fl_errf(e, "out of memory");
                 free(in->path);
                 in->path = abs;
             }
@@ -33,6 +35,11 @@ static int build_graph(fl_session *s, fl_err *e) {
     /* Kahn's algorithm in plan order, so the order is stable. */
     size_t *indeg = calloc(n ? n : 1, sizeof *indeg), done = 0;
     unsigned char *placed = calloc(n ? n : 1, 1);
+    if (!indeg || !placed) {
+        free(indeg);
+        free(placed);
+        return fl_errf(e, "out of memory");
+    }
     for (size_t i = 0; i < n; i++) indeg[i] = s->ndeps[i];
     while (done < n) {
         size_t pick = n;
@@ -51,6 +58,13 @@ static int build_graph(fl_session *s, fl_err *e) {
         while (placed[start]) start++;
         size_t *path = calloc(n + 1, sizeof *path), len = 0, cur = start;
         unsigned char *seen = calloc(n, 1);
+        if (!path || !seen) {
+            free(path);
+            free(seen);
+            free(indeg);
+            free(placed);
+            return fl_errf(e, "out of memory");
+        }
         while (!seen[cur]) {
             seen[cur] = 1;
             path[len++] = cur;
@@ -105,6 +119,7 @@ int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_pa
                                                : fl_strdupf("%s/%s", s->cfg.dir, od->valuestring);
     else
         s->out_dir = fl_strdupf("out/%s", s->cfg.name);
+    if (!s->store_path || !s->out_dir) return fl_errf(e, "out of memory");
     return 0;
 }
 
@@ -182,12 +197,63 @@ const cJSON *fl_session_prev(fl_session *s, const char *node_id) {
     return cJSON_GetObjectItemCaseSensitive(s->prev, node_id);
 }
 
+/* refs/work/<name>: "key node" lines, one per node that ever started under this config (its
+ * latest key). Rewritten under a lock, and only when the node's line changes. */
+int fl_session_note_started(fl_session *s, const char *node_id, const fl_digest *key, fl_err *e) {
+    if (fl_session_store(s, e)) return -1;
+    char *name = fl_strdupf("work/%s", s->cfg.name);
+    char *lname = fl_strdupf("ref-work-%s", s->cfg.name);
+    if (!name || !lname) {
+        free(name);
+        free(lname);
+        return fl_errf(e, "out of memory");
+    }
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(key, hex);
+    int rc = -1, fd = fl_store_lock(s->store, lname, 1, 1, e);
+    char *old = NULL, *text = NULL;
+    if (fd < 0) goto out;
+    e->msg[0] = '\0';
+    old = fl_store_ref_get(s->store, name, e);
+    if (!old && e->msg[0]) goto out;
+    size_t idl = strlen(node_id), cap = (old ? strlen(old) : 0) + FL_DIGEST_HEX + idl + 3, len = 0;
+    if (!(text = malloc(cap))) {
+        fl_errf(e, "out of memory");
+        goto out;
+    }
+    int same = 0;
+    for (char *l = old; l && *l;) {
+        char *nl = strchr(l, '\n');
+        size_t body = nl ? (size_t)(nl - l) : strlen(l); /* the line without its newline */
+        const size_t h = FL_DIGEST_HEX - 1;
+        int mine = body == h + 1 + idl && l[h] == ' ' && !memcmp(l + h + 1, node_id, idl);
+        if (mine) {
+            same = !memcmp(l, hex, h);
+        } else {
+            memcpy(text + len, l, body);
+            len += body;
+            text[len++] = '\n';
+        }
+        l += body + (nl != NULL);
+    }
+    len += (size_t)snprintf(text + len, cap - len, "%s %s\n", hex, node_id);
+    rc = same ? 0 : fl_store_ref_set(s->store, name, text, e);
+out:
+    if (fd >= 0) fl_store_unlock(fd);
+    free(old);
+    free(text);
+    free(name);
+    free(lname);
+    return rc;
+}
+
 int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
                         fl_err *e) {
     if (fl_session_store(s, e)) return -1;
     load_prev(s);
     size_t cap = 64 + 34 * (s->plan.n + (size_t)cJSON_GetArraySize(s->prev)), len = 0;
     char *text = malloc(cap);
+    if (!text) return fl_errf(e, "out of memory");
     text[0] = '\0';
     for (size_t i = 0; i < s->plan.n; i++) {
         char hex[FL_DIGEST_HEX];
@@ -202,7 +268,7 @@ int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned cha
         len += (size_t)snprintf(text + len, cap - len, "%s\n", hex);
     }
     char *ref = run_ref_name(s);
-    int rc = fl_store_ref_set(s->store, ref, text, e);
+    int rc = ref ? fl_store_ref_set(s->store, ref, text, e) : fl_errf(e, "out of memory");
     free(ref);
     free(text);
     cJSON_Delete(s->prev); /* reload on next use */

@@ -36,9 +36,14 @@ void fl_session_close_upstream(const fl_session *s, unsigned char *mark);
 
 /* The previous (latest run) record of a node for this config, or NULL. Loads lazily. */
 const cJSON *fl_session_prev(fl_session *s, const char *node_id);
-/* Records the keys of this run's nodes as the config's latest run (merged with the earlier
- * run's nodes that were not part of this one). */
+/* Records the keys of this run's finished nodes (have[i] != 0) as the config's latest run,
+ * refs/runs/<name> (merged with the earlier run's nodes that were not part of this one). */
 int fl_session_save_run(fl_session *s, const fl_digest *keys, const unsigned char *have,
                         fl_err *e);
+
+/* Notes, before node_id starts with key, that its work dir belongs to this config: refs/work/<name>
+ * keeps one "key node" line per node (its latest started key), so gc keeps the checkpoints of a
+ * run that crashed, was killed or failed, and drops those of keys the config moved away from. */
+int fl_session_note_started(fl_session *s, const char *node_id, const fl_digest *key, fl_err *e);
 
 #endif

@@ -46,6 +46,11 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
     }
     sstate *ss = calloc(N + 1, sizeof *ss);
     fl_digest *outs = calloc(N + 1, sizeof *outs);
+    if (!ss || !outs) {
+        free(ss);
+        free(outs);
+        return fl_errf(e, "out of memory");
+    }
     int not_cached = 0;
     for (size_t k = 0; k < N; k++) {
         size_t i = s->order[k];
@@ -61,7 +66,8 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         fl_digest *in = calloc(n->ninputs + 1, sizeof *in);
         fl_digest key;
         fl_err le = {{0}};
-        if (fl_exec_input_digests(s, i, outs, in, 1, &le) ||
+        if (!in) fl_errf(&le, "out of memory");
+        if (!in || fl_exec_input_digests(s, i, outs, in, 1, &le) ||
             fl_key_compute(n, s->cfg.root, in, &key, &ss[i].desc, &le)) {
             ss[i].st = S_ERROR;
             ss[i].err = strdup(le.msg);

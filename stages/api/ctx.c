@@ -13,6 +13,7 @@ const char *fl_stage_out_dir(const fl_stage_ctx *c) { return c->out_dir; }
 const char *fl_stage_work_dir(const fl_stage_ctx *c) { return c->work_dir; }
 int fl_stage_threads(const fl_stage_ctx *c) { return c->threads; }
 int fl_stage_gpu(const fl_stage_ctx *c) { return c->gpu; }
+int fl_stage_gpus(const fl_stage_ctx *c) { return c->gpu < 0 ? 0 : c->ngpus > 0 ? c->ngpus : 1; }
 
 const char *fl_stage_input(fl_stage_ctx *c, const char *name, fl_err *e) {
     for (size_t i = 0; i < c->node->ninputs; i++)

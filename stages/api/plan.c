@@ -142,7 +142,7 @@ int fl_plan_node_publish(fl_plan_node *n, const char *relpath, fl_err *e) {
 
 void fl_plan_node_resources(fl_plan_node *n, int threads, int gpus) {
     n->threads = threads < 1 ? 1 : threads;
-    n->gpus = gpus > 0 ? 1 : 0;
+    n->gpus = gpus < 0 ? 0 : gpus > FL_MAX_GPUS ? FL_MAX_GPUS : gpus; /* more fails at run */
 }
 
 int fl_plan_node_reads(const fl_plan_node *n, const char *path) {

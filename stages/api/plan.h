@@ -50,7 +50,8 @@ struct fl_stage_ctx {
     const char *work_dir;
     const char **input_paths; /* parallel to node->inputs */
     int threads;
-    int gpu;
+    int gpu;                  /* first visible GPU (0) or -1 */
+    int ngpus;                /* GPUs the stage was given (CUDA_VISIBLE_DEVICES lists them) */
     double t_start, t_last_progress;
     int out_fd;               /* log lines go here (one write per line) */
 };

@@ -52,7 +52,8 @@ typedef struct fl_stage_def {
     const char *name;    /* "embed_train" */
     const char *code_id; /* FL_CODE_ID from the generated "codeid/<file>.h" */
     const char *summary; /* one line for `fluke dag` and --help */
-    /* Runs in a child process; writes outputs under fl_stage_out_dir(). 0 ok, -1 with e set. */
+    /* Runs in a fresh process of its own (the binary re-executed, budgets in its environment);
+     * writes outputs under fl_stage_out_dir(). 0 ok, -1 with e set. */
     int (*run)(fl_stage_ctx *ctx, fl_err *e);
 } fl_stage_def;
 
@@ -75,7 +76,11 @@ int fl_plan_node_input_path(fl_plan_node *n, const char *name, const char *path,
 int fl_plan_node_output(fl_plan_node *n, const char *relpath, fl_err *e);
 /* An output copied to out/<config name>/ after a successful run (submission.csv, metrics.json). */
 int fl_plan_node_publish(fl_plan_node *n, const char *relpath, fl_err *e);
-/* Resources: CPU threads the stage uses and GPUs it needs (0 or 1). Default 1, 0. */
+/* Resources: CPU threads the stage uses and GPUs it needs (0..FL_MAX_GPUS). Default 1, 0. The
+ * stage runs with OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to its thread budget (at most the
+ * config's resources.threads) and CUDA_VISIBLE_DEVICES listing exactly its GPUs; a stage that
+ * needs more GPUs than the config's resources.gpus fails before anything runs. */
+#define FL_MAX_GPUS 1024
 void fl_plan_node_resources(fl_plan_node *n, int threads, int gpus);
 
 /* An extra CLI command a registry adds (`fluke submit`, `fluke synth --preview`). It gets the
@@ -108,7 +113,10 @@ int fl_stage_instance(const fl_stage_ctx *c);       /* -1 for single-instance st
 const char *fl_stage_out_dir(const fl_stage_ctx *c);/* staging directory: write outputs here */
 const char *fl_stage_work_dir(const fl_stage_ctx *c);/* survives crashes: checkpoints go here */
 int fl_stage_threads(const fl_stage_ctx *c);
-int fl_stage_gpu(const fl_stage_ctx *c);            /* GPU index, or -1 */
+/* The stage's first GPU as CUDA numbers it inside the stage (0: CUDA_VISIBLE_DEVICES lists only
+ * the stage's GPUs), or -1 without one; fl_stage_gpus: how many it has (devices 0..n-1). */
+int fl_stage_gpu(const fl_stage_ctx *c);
+int fl_stage_gpus(const fl_stage_ctx *c);
 /* Path of a declared input (directory of another node's outputs, or the external path).
  * An undeclared name is an error. */
 const char *fl_stage_input(fl_stage_ctx *c, const char *name, fl_err *e);

@@ -50,9 +50,9 @@ expect "a symlink in the output is refused" 1 "link" link.json
 # Disk full during the commit (injected write failure): no record, no partial object; then a
 # clean run succeeds and verify finds nothing wrong.
 printf '{"text": {"a": {"op": "upper", "from": "file:in.txt"}}}' > full.json
-for n in 1 2 3; do # the object, the tree, the record
+for n in 1 2 3 4; do # the work ref (noted before the stage starts), the object, the tree, the record
     rm -rf .fluke
-    FLUKE_FAULT=commit_write:$n expect "disk full at write $n of the commit" 1 'No space left on device' full.json
+    FLUKE_FAULT=commit_write:$n expect "disk full at write $n of the commit: exit 3 (store error)" 3 'No space left on device' full.json
     # temporaries live in tmp/ (staging, copies, trees, records): none may outlive the run
     check "no temporary file left in the store after fault $n" \
         sh -c '[ -d .fluke/tmp ] && [ -z "$(find .fluke/tmp -mindepth 1)" ] && [ -z "$(find .fluke -name "*tmp*" ! -path .fluke/tmp)" ]'

@@ -1,8 +1,10 @@
 /* Test-only stages for the executor tests: small text transforms whose graph comes from the
  * config ("text": {"<id>": {"op": ..., "from": ...}}), with delays, failures and crashes on
  * demand. Built into build/fluke-teststages, never into the shipped fluke. */
+#include <cblas.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +28,8 @@ static const fl_stage_def text_stage = {
 static const fl_cfg_field text_schema[] = {
     {"text", FL_CFG_MAP, 1, "the test graph: node id -> node", 0, 0},
     {"text.*", FL_CFG_OBJ, 0, NULL, 0, 0},
-    {"text.*.op", FL_CFG_STR, 1, "upper | reverse | concat | length | count | fail | crash | peek | noout | symlink",
-     0, 0},
+    {"text.*.op", FL_CFG_STR, 1, "upper | reverse | concat | length | count | fail | crash | peek | noout | symlink | "
+                                          "budget | gpus", 0, 0},
     {"text.*.from", FL_CFG_ANY, 0, "node id, file:PATH, dir:PATH, or an array of them", 0, 0},
     {"text.*.suffix", FL_CFG_STR, 0, "appended to the output", 0, 0},
     {"text.*.delay_ms", FL_CFG_INT, 0, "sleep while writing the output", 0, 3600000},
@@ -132,7 +134,14 @@ static int run_steps(fl_stage_ctx *c, const cJSON *node, fl_err *e) {
         free(text);
         fl_stage_log(c, "resuming at step %ld", start);
     }
+    /* FLUKE_TS_FAIL_AT=K: fail once step K is checkpointed (a crash the key does not see). */
+    const char *fa = getenv("FLUKE_TS_FAIL_AT");
+    long fail_at = fa ? strtol(fa, NULL, 10) : -1;
     for (long i = start; i < n; i++) {
+        if (i == fail_at) {
+            free(ck);
+            return fl_errf(e, "deliberate failure at step %ld (FLUKE_TS_FAIL_AT)", i);
+        }
         sleep_ms(ms);
         char buf[32];
         int len = snprintf(buf, sizeof buf, "%ld", i + 1);
@@ -151,6 +160,53 @@ static int run_steps(fl_stage_ctx *c, const cJSON *node, fl_err *e) {
     return rc;
 }
 
+/* FLUKE_TS_RENDEZVOUS=N:DIR: the stage marks DIR/<id> and waits until N stages have, so a test
+ * knows they ran at the same time (a 60 s guard only turns a hang into a failure). */
+static int rendezvous(fl_stage_ctx *c, fl_err *e) {
+    const char *rv = getenv("FLUKE_TS_RENDEZVOUS");
+    if (!rv) return 0;
+    char *end;
+    long want = strtol(rv, &end, 10);
+    if (*end != ':') return fl_errf(e, "FLUKE_TS_RENDEZVOUS=%s: expected N:DIR", rv);
+    char *mark = fl_strdupf("%s/%s", end + 1, fl_stage_name(c));
+    FILE *f = mark ? fopen(mark, "w") : NULL;
+    free(mark);
+    if (!f) return fl_errf(e, "rendezvous: cannot mark %s", end + 1);
+    fclose(f);
+    for (int t = 0; t < 6000; t++) {
+        DIR *d = opendir(end + 1);
+        long n = 0;
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (de->d_name[0] != '.') n++;
+        if (d) closedir(d);
+        if (n >= want) return 0;
+        sleep_ms(10);
+    }
+    return fl_errf(e, "rendezvous: the other stages never came");
+}
+
+/* What the stage process sees of its budget: op budget writes the thread counts OpenMP and
+ * OpenBLAS report ("omp 1 openblas 1 budget 1"), op gpus the devices it was given
+ * ("gpus 2 first 0 visible 3,5"). */
+static int run_report(fl_stage_ctx *c, const char *op, fl_err *e) {
+    char *text;
+    if (!strcmp(op, "budget")) {
+        text = fl_strdupf("omp %d openblas %d budget %d\n", omp_get_max_threads(),
+                          openblas_get_num_threads(), fl_stage_threads(c));
+    } else {
+        if (rendezvous(c, e)) return -1;
+        const char *v = getenv("CUDA_VISIBLE_DEVICES");
+        text = fl_strdupf("gpus %d first %d visible %s\n", fl_stage_gpus(c), fl_stage_gpu(c),
+                          v ? v : "(unset)");
+    }
+    char *path = fl_strdupf("%s/%s.txt", fl_stage_out_dir(c), fl_stage_name(c));
+    int rc = text && path ? fl_write_file_atomic(path, text, strlen(text), e) : fl_errf(e, "out of memory");
+    free(text);
+    free(path);
+    return rc;
+}
+
 static int run_text(fl_stage_ctx *c, fl_err *e) {
     char sec[300];
     snprintf(sec, sizeof sec, "text.%s", fl_stage_name(c));
@@ -166,6 +222,7 @@ static int run_text(fl_stage_ctx *c, fl_err *e) {
     if (!strcmp(op, "fail")) return fl_errf(e, "deliberate failure (op fail)");
     if (!strcmp(op, "crash")) raise(SIGSEGV);
     if (!strcmp(op, "steps")) return run_steps(c, node, e);
+    if (!strcmp(op, "budget") || !strcmp(op, "gpus")) return run_report(c, op, e);
     if (!strcmp(op, "peek")) {
         long v;
         return fl_stage_cfg_int(c, "globals.secret", &v, e);
