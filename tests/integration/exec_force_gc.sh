@@ -31,7 +31,8 @@ check "the work dir goes with the commit" [ "$(works)" -eq 0 ]
 cfg 40 50
 setsid $F run t.json > k.log 2>&1 &
 pid=$!
-for i in $(seq 1 500); do [ "$(ckpt)" -ge 1 ] 2>/dev/null && break; sleep 0.02; done
+has_ckpt() { [ "$(ckpt)" -ge 1 ] 2>/dev/null; }
+wait_for 30 has_ckpt
 kill -9 -- -"$pid"; wait "$pid" 2>/dev/null
 check "the killed run left a checkpoint" [ "$(ckpt)" -ge 1 ] 2>/dev/null
 $F gc t.json > gc2.log 2>&1

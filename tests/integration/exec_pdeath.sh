@@ -12,7 +12,8 @@ mine() { # stage processes of this test (working directory $T)
         [ "$(readlink /proc/"$p"/cwd 2>/dev/null)" = "$T" ] && echo "$p"; done; }
 setsid $F run s.json > s.log 2>&1 &
 pid=$!
-for i in $(seq 1 1000); do [ -n "$(mine)" ] && break; sleep 0.01; done
+started() { [ -n "$(mine)" ]; }
+wait_for 30 started
 stage=$(mine)
 check "the stage runs as its own process (argv: __stage)" [ -n "$stage" ]
 check "with its budget in its environment" grep -qz '^OMP_NUM_THREADS=1$' /proc/"${stage:-0}"/environ
@@ -20,7 +21,8 @@ check "with its budget in its environment" grep -qz '^OMP_NUM_THREADS=1$' /proc/
 alive() { [ -n "$1" ] && grep -q '^State:[[:space:]]*[^Z]' /proc/"$1"/status 2>/dev/null; }
 kill -9 "$pid"; wait "$pid" 2>/dev/null
 # the 60 s stage must go with its parent; 10 s is only a guard against hanging here
-for i in $(seq 1 1000); do alive "$stage" || break; sleep 0.01; done
+dead() { ! alive "$stage"; }
+wait_for 10 dead
 check "killing the executor alone kills the stage process" sh -c "! grep -q '^State:[[:space:]]*[^Z]' /proc/${stage:-0}/status 2>/dev/null"
 alive "$stage" && kill -9 "$stage"
 finish

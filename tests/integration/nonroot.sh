@@ -17,11 +17,12 @@ fi
 W=$(mktemp -d "${TMPDIR:-/tmp}/fluke-nonroot-XXXXXX")
 trap 'rm -rf "$W"' EXIT
 chmod 755 "$W"
-mkdir -p "$W/bin" "$W/src/tests/integration" "$W/src/tests/kaggle" "$W/home" "$W/tmp"
+mkdir -p "$W/bin" "$W/src/tests/integration" "$W/src/tests/kaggle" "$W/src/tests/fixtures" "$W/home" "$W/tmp"
 cp "$FLUKE" "$FLUKE_TS" "$W/bin/" &&
 cp "$FLUKE_SRC"/tests/integration/_lib.sh "$FLUKE_SRC"/tests/integration/exec_*.sh \
    "$FLUKE_SRC"/tests/integration/pipeline_*.sh "$W/src/tests/integration/" &&
 cp "$FLUKE_SRC"/tests/kaggle/server.py "$W/src/tests/kaggle/" &&
+cp -r "$FLUKE_SRC"/tests/fixtures/image "$W/src/tests/fixtures/" &&
 cp -r "$FLUKE_SRC/configs" "$W/src/" || { echo "FAIL copying the test inputs to $W"; exit 1; }
 chmod -R a+rX "$W"
 chown "$NR_UID:$NR_UID" "$W/home" "$W/tmp"

@@ -12,7 +12,7 @@ $F run "$FLUKE_SRC/configs/tiny.json" --until synth > synth.log 2>&1 || bad "mak
 src=$(cd "$(dirname "$(ls .fluke/checkouts/*/data/train.csv | head -1)")" && pwd)
 TOKEN="fluke-test-token-$$"
 spid=""
-trap '[ -n "$spid" ] && kill $spid 2>/dev/null; rm -rf "$T"' EXIT
+trap '[ -n "$spid" ] && kill $spid 2>/dev/null; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
 
 # case NAME: copies the tiny data to $T/NAME/data (for the caller to mutate) and cds there.
 new_case() {
@@ -26,7 +26,7 @@ serve_and_run() {
     python3 "$FLUKE_SRC/tests/kaggle/server.py" --mode ok --token "$TOKEN" --data-dir data \
         > server.out 2> server.err &
     spid=$!
-    for i in $(seq 1 100); do grep -q PORT server.out && break; sleep 0.05; done
+    wait_for 10 grep -q PORT server.out
     local port
     port=$(sed -n 's/^PORT //p' server.out)
     cat > k.json <<J

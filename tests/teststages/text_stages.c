@@ -36,7 +36,7 @@ static const fl_cfg_field text_schema[] = {
     {"text.*.steps", FL_CFG_INT, 0, "op steps: how many checkpointed steps", 0, 1000000},
     {"text.*.publish", FL_CFG_BOOL, 0, "copy the output to out/<name>/", 0, 0},
     {"text.*.threads", FL_CFG_INT, 0, NULL, 1, 4096},
-    {"text.*.gpus", FL_CFG_INT, 0, NULL, 0, 1},
+    {"text.*.gpus", FL_CFG_INT, 0, NULL, 0, 1024},
     {"text.*.reads", FL_CFG_ARR, 0, "extra config sections the node declares", 0, 0},
     {"text.*.reads[]", FL_CFG_STR, 0, NULL, 0, 0},
     {"globals", FL_CFG_MAP, 0, "shared values nodes may declare through reads", 0, 0},
