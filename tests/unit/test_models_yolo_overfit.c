@@ -3,7 +3,7 @@
  * ellipses of three classes on noise) to mAP@0.5 above 0.9, evaluated through an eval-mode graph
  * (BN running statistics), fl_yolo_detect (validation NMS: conf 0.001, IoU 0.6) and fl_yolo_map. *
  * numeric test: rerun by tests/run.sh under another OPENBLAS_CORETYPE (the trajectory moves with
- * the BLAS kernels: mAP > 0.9 after 125-225 steps on eight kernel sets, 400 allowed). */
+ * the BLAS kernels: mAP > 0.9 after 125-225 steps on eight kernel sets, 800 allowed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,7 +116,7 @@ static void test_overfits_eight_images(void **state) {
     float *grad = malloc(nf * sizeof *grad);
     double t0 = fl_now(), m = 0, first = 0, last = 0;
     int step;
-    const int max_steps = 400;
+    const int max_steps = 800; /* 3.5x the slowest kernel set seen; success stops early */
     for (step = 1; step <= max_steps; step++) {
         memcpy(fl_graph_value(g, x), sc->img, sizeof sc->img);
         assert_int_equal(fl_graph_forward(g, &e), 0);
