@@ -251,7 +251,7 @@ static void test_verify_damaged_records_and_entries(void **state) {
     enum { N = 9 };
     fl_digest k[N], T[N];
     for (int i = 0; i < N; i++) {
-        char name[16], text[32], tag[16];
+        char name[24], text[32], tag[16];
         snprintf(name, sizeof name, "f%d.txt", i);
         snprintf(text, sizeof text, "content of %d", i);
         snprintf(tag, sizeof tag, "s%d", i);
@@ -311,7 +311,7 @@ static void test_verify_damaged_records_and_entries(void **state) {
     assert_int_equal(rv.records_dropped, 0);
     /* The stages recommit. */
     for (int i = 0; i < 8; i++) {
-        char name[16], text[32], tag[16];
+        char name[24], text[32], tag[16];
         snprintf(name, sizeof name, "f%d.txt", i);
         snprintf(text, sizeof text, "content of %d", i);
         snprintf(tag, sizeof tag, "s%d", i);
