@@ -26,7 +26,8 @@ rw() { chmod -R u+w "$@" 2>/dev/null; }
 nocheckouts() { rw .fluke/checkouts; rm -rf .fluke/checkouts/*; } # forces a rebuild from objects
 py() { python3 -c "$@"; }
 # Each scenario: name, kind (rec: a damaged record, to be named by run/status/verify; store:
-# other damage verify must count; quiet: repaired in passing), damage commands (run in $T).
+# other damage verify must count; quiet: repaired in passing; fatal: a top-level directory of the
+# store is not one, which every store command refuses with exit 3 naming it), damage commands.
 damage() {
     local s=$1; cd "$T"; rm -rf .fluke; cp -a pristine .fluke; rw .fluke/records .fluke/trees .fluke/objects
     case $s in
@@ -59,6 +60,8 @@ damage() {
     statcache_zero) rm -f .fluke/statcache; ln -s /dev/zero .fluke/statcache ;;
     ref_dir) rm -rf .fluke/refs/runs/v; mkdir -p .fluke/refs/runs/v/x ;;
     ref_fifo) rm -rf .fluke/refs/runs/v; mkfifo .fluke/refs/runs/v ;;
+    layout_objects_file) rw .fluke/objects; rm -rf .fluke/objects; echo x > .fluke/objects ;;
+    layout_tmp_link) rm -rf .fluke/tmp; ln -s /dev/null .fluke/tmp ;;
     esac
 }
 KINDS="rec_truncated:rec rec_empty:rec rec_garbage:rec rec_tree_swap:rec rec_other_key:rec
@@ -66,7 +69,7 @@ rec_nul_junk:rec rec_huge_len:rec rec_dir:rec rec_symlink_zero:rec rec_symlink_f
 rec_fifo:rec rec_sparse:rec rec_shard_file:rec obj_symlink:store obj_dir:store obj_fifo:store
 obj_shard_file:store tree_fifo:store tree_dotdot:store tree_sparse:store checkout_file:quiet
 checkout_symlink:quiet lock_symlink:quiet lock_dir:quiet lock_fifo:quiet statcache_fifo:quiet
-statcache_zero:quiet ref_dir:quiet ref_fifo:quiet"
+statcache_zero:quiet ref_dir:quiet ref_fifo:quiet layout_objects_file:fatal layout_tmp_link:fatal"
 # cmd LOG ARGS...: runs fluke with a time limit; fails the scenario on a hang or a crash.
 cmd() {
     local log=$1; shift
@@ -78,6 +81,17 @@ right_output() { [ -f out/v/b.txt ] && [ "$(cat out/v/b.txt)" = "$want" ]; }
 n=0
 for entry in $KINDS; do
     sc=${entry%%:*}; kind=${entry##*:}; n=$((n + 1)); f0=$fails
+    if [ "$kind" = fatal ]; then
+        for c in run status verify gc; do
+            damage "$sc"; cmd $c.log $c v.json; rc=$?
+            [ $rc -eq 3 ] && grep -q "\.fluke/\(objects\|tmp\).*Not a directory" $c.log ||
+                { bad "$sc: $c (rc $rc) does not refuse the store naming the damage"; sed 's/^/     /' $c.log; }
+        done
+        damage "$sc"; cmd dag.log dag v.json || bad "$sc: dag failed"
+        cmd config.log config v.json || bad "$sc: config failed"
+        [ $fails -eq $f0 ] && ok "$sc ($kind): run, status, verify, gc exit 3 naming it; dag, config work"
+        continue
+    fi
     # run: completes, publishes the right bytes, names a damaged record.
     damage "$sc"; rm -rf out
     cmd run.log run v.json; rc=$?

@@ -373,6 +373,36 @@ static void test_ref_and_lock_damage(void **state) {
     free(target);
 }
 
+
+/* work/<key> replaced by a file or by a symbolic link (which would send a stage's checkpoints
+ * outside the store): the link itself is removed, never its target, and a real directory made. */
+static void test_work_dir_damage(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest key = key_of("long stage");
+    char *w = fl_store_work_dir(f->s, &key, &e);
+    assert_non_null(w);
+    char *outside = fl_strdupf("%s/outside", f->dir), *keep = fl_strdupf("%s/outside/keep", f->dir);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    put(f->dir, "outside/keep", "precious");
+    for (int k = 0; k < 2; k++) {
+        fl_remove_tree(w, &e);
+        if (k == 0) assert_int_equal(fl_write_file_atomic(w, "x", 1, &e), 0);
+        else assert_int_equal(symlink(outside, w), 0);
+        char *again = fl_store_work_dir(f->s, &key, &e);
+        if (!again) fail_msg("case %d: %s", k, e.msg);
+        struct stat st;
+        assert_int_equal(lstat(again, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        free(again);
+    }
+    struct stat st;
+    assert_int_equal(stat(keep, &st), 0);
+    free(keep);
+    free(outside);
+    free(w);
+}
+
 static void test_refs(void **state) {
     fx *f = *state;
     fl_err e = {0};
@@ -570,6 +600,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_record_damage_and_recency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_damage_kinds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ref_and_lock_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_work_dir_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locks_shared_exclusive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_released_when_holder_killed, setup, teardown),
