@@ -403,6 +403,36 @@ static void test_verify_deep_tree_chain(void **state) {
     assert_int_equal(r.records_dropped, 1);
 }
 
+
+/* A record of the previous format (no key line): dropped and reported, not counted as damage. */
+static void test_verify_old_format_record(void **state) {
+    fx *f = *state;
+    const char *n[] = {"a.txt"}, *t[] = {"alpha"};
+    fl_digest k;
+    fl_digest T = commit(f, "A", 1, n, t, &k);
+    char th[FL_DIGEST_HEX];
+    fl_digest_hex(&T, th);
+    fl_digest sum = digest_of("{}", 2);
+    char sh[FL_DIGEST_HEX];
+    fl_digest_hex(&sum, sh);
+    char *old = fl_strdupf("fluke-record 1\ntree %s\njson 2 %s\n{}", th, sh);
+    char *rp = shard(f, "records", &k);
+    fl_err e = {0};
+    chmod(rp, 0644);
+    assert_int_equal(fl_write_file_atomic(rp, old, strlen(old), &e), 0);
+    assert_int_equal(fl_store_record_peek(f->s, &k, NULL, NULL, &e), FL_RECORD_DAMAGED);
+    assert_non_null(strstr(e.msg, "format 1"));
+    f->nlines = 0;
+    fl_verify_report r;
+    assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+    assert_int_equal(r.corrupt, 0);
+    assert_int_equal(r.records_dropped, 1);
+    assert_true(has_line(f, "older fluke"));
+    assert_false(exists(rp));
+    free(old);
+    free(rp);
+}
+
 static void test_gc_keeps_refs(void **state) {
     fx *f = *state;
     const char *n[] = {"out.bin", "common.txt"};
@@ -498,6 +528,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_verify_damaged_records_and_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_deep_tree_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_old_format_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_size_cap, setup, teardown),
     };
