@@ -190,4 +190,6 @@ int fl__hash_path(const char *path, int nofollow, fl_digest *out, fl_err *e) {
     return rc;
 }
 
-int fl_hash_file(const char *path, fl_digest *out, fl_err *e) { return fl__hash_path(path, 0, out, e); }
+int fl_hash_file(const char *path, fl_digest *out, fl_err *e) {
+    return fl__hash_path(path, 0, out, e);
+}

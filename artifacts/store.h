@@ -117,11 +117,11 @@ void fl_store_unlock(int fd);
 
 typedef struct fl_verify_report {
     uint64_t objects, trees, bytes;
-    uint64_t corrupt;           /* damaged objects, trees and records: content that no longer
-                                   matches its digest or checksum, or anything that is not a
-                                   regular file where one belongs */
-    uint64_t records_dropped;   /* records removed: damaged ones, and those whose outputs
-                                   included a corrupt or missing object or tree */
+    uint64_t corrupt;         /* damaged objects, trees and records: content that no longer
+                                 matches its digest or checksum, or anything that is not a
+                                 regular file where one belongs */
+    uint64_t records_dropped; /* records removed: damaged ones, and those whose outputs
+                                 included a corrupt or missing object or tree */
     uint64_t checkouts_removed;
 } fl_verify_report;
 /* Re-hashes every object and tree and checks every record. A damaged one is reported through

@@ -97,7 +97,8 @@ char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
     if (build(s, tree, tmp, "", e) != 0) goto fail;
     if (rename(tmp, final) != 0) {
         /* A concurrent checkout of the same tree won: theirs is identical, use it. */
-        if ((errno == EEXIST || errno == ENOTEMPTY) && lstat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if ((errno == EEXIST || errno == ENOTEMPTY) && lstat(final, &st) == 0 &&
+            S_ISDIR(st.st_mode)) {
             fl_err ignored;
             fl_remove_tree(tmp, &ignored);
             free(tmp);

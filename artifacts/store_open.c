@@ -161,8 +161,10 @@ int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t le
     if (rc != 0) {
         fl_err keep = *e;
         int b = fl__set_aside_blocker(s, dst, e);
-        if (b == 1) rc = fl__rename_mkdir(tmp, dst, e);
-        else if (b == 0) *e = keep;
+        if (b == 1)
+            rc = fl__rename_mkdir(tmp, dst, e);
+        else if (b == 0)
+            *e = keep;
     }
     if (rc != 0) unlink(tmp);
     free(tmp);

@@ -84,9 +84,11 @@ int fl__record_parse_key(const char *buf, size_t len, const char *path, const fl
         return fl_errf(e, "corrupt record %s: bad header%s", path, len ? "" : " (empty file)");
     const char *p = buf + ML, *end = buf + len;
     fl_digest k, t;
-    if (hex_line(p, end, "key ", &k) != 0) return fl_errf(e, "corrupt record %s: bad key line", path);
+    if (hex_line(p, end, "key ", &k) != 0)
+        return fl_errf(e, "corrupt record %s: bad key line", path);
     p += 37;
-    if (hex_line(p, end, "tree ", &t) != 0) return fl_errf(e, "corrupt record %s: bad tree line", path);
+    if (hex_line(p, end, "tree ", &t) != 0)
+        return fl_errf(e, "corrupt record %s: bad tree line", path);
     p += 38;
     /* "json <decimal, no leading zero> <32 hex>\n", byte by byte: nothing may follow the sum. */
     if (end - p < 5 || memcmp(p, "json ", 5) != 0)
@@ -102,7 +104,8 @@ int fl__record_parse_key(const char *buf, size_t len, const char *path, const fl
     if (p == digits || (*digits == '0' && p - digits > 1))
         return fl_errf(e, "corrupt record %s: bad json length", path);
     fl_digest want;
-    if (hex_line(p, end, " ", &want) != 0) return fl_errf(e, "corrupt record %s: bad json line", path);
+    if (hex_line(p, end, " ", &want) != 0)
+        return fl_errf(e, "corrupt record %s: bad json line", path);
     p += 34;
     if ((uint64_t)(end - p) != jl)
         return fl_errf(e, "corrupt record %s: json is %zu bytes, header says %" PRIu64, path,
@@ -194,7 +197,8 @@ static int record_read(fl_store *s, const fl_digest *key, fl_digest *tree, char 
     if (tree) *tree = t;
     if (json) {
         *json = malloc(jl + 1);
-        if (!*json) rc = fl_errf(e, "out of memory");
+        if (!*json)
+            rc = fl_errf(e, "out of memory");
         else {
             memcpy(*json, j, jl);
             (*json)[jl] = '\0';
@@ -257,7 +261,8 @@ int fl_store_record_put(fl_store *s, const fl_digest *key, const fl_digest *tree
     char *path = fl__shard_path(s, "records", key);
     int rc;
     if (!buf || !path) rc = fl_errf(e, "out of memory");
-    else rc = fl__store_put_file(s, path, buf, len, 0444, 0, "record", NULL, e);
+    else
+        rc = fl__store_put_file(s, path, buf, len, 0444, 0, "record", NULL, e);
     free(buf);
     free(path);
     return rc;

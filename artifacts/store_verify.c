@@ -74,14 +74,16 @@ static int odd_object(const fl_digest *d, const char *path, const struct stat *s
                       fl_err *e) {
     vctx *v = arg;
     char why[64];
-    return odd_entry(v, "object", "objects", "", d, path, kind_of(st, why, sizeof why), &v->objs, e);
+    return odd_entry(v, "object", "objects", "", d, path, kind_of(st, why, sizeof why), &v->objs,
+                     e);
 }
 
 static int odd_tree(const fl_digest *d, const char *path, const struct stat *st, void *arg,
                     fl_err *e) {
     vctx *v = arg;
     char why[64];
-    return odd_entry(v, "tree", "trees", "tree-", d, path, kind_of(st, why, sizeof why), &v->trees, e);
+    return odd_entry(v, "tree", "trees", "tree-", d, path, kind_of(st, why, sizeof why), &v->trees,
+                     e);
 }
 
 static int check_object(const fl_digest *d, const char *path, const struct stat *st, void *arg,
@@ -321,7 +323,8 @@ static int check_checkouts(vctx *v, fl_err *e) {
         if (!p) bad = fl_errf(e, "out of memory");
         else if (bad == 0 && lstat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
             /* A file or a symbolic link (which could lead a stage anywhere) in its place. */
-            report(v, "damaged checkout %s: %s, not a directory", de->d_name, fl_file_kind(st.st_mode));
+            report(v, "damaged checkout %s: %s, not a directory", de->d_name,
+                   fl_file_kind(st.st_mode));
             bad = 1;
         }
         if (bad == 0) {

@@ -99,8 +99,10 @@ char *fl_read_fd_max(int fd, const char *path, size_t *len, size_t max, fl_err *
             size_t nc = cap > (max + 2) / 2 ? max + 2 : cap * 2;
             if (nc <= cap) {
                 free(buf);
-                fl_errf(e, "cannot read %s: larger than the %zu-byte limit (it grew while being "
-                        "read)", path, max);
+                fl_errf(e,
+                        "cannot read %s: larger than the %zu-byte limit (it grew while being "
+                        "read)",
+                        path, max);
                 return NULL;
             }
             char *nb = realloc(buf, nc);

@@ -32,7 +32,8 @@ int fl_mkdirs(const char *path, fl_err *e);
 char *fl_read_file(const char *path, size_t *len, fl_err *e);
 char *fl_read_file_max(const char *path, size_t *len, size_t max, fl_err *e);
 /* flags for fl_read_file_flags */
-#define FL_READ_NOFOLLOW 1u /* a symbolic link is an error (O_NOFOLLOW): for files inside the store */
+#define FL_READ_NOFOLLOW                                                                           \
+    1u /* a symbolic link is an error (O_NOFOLLOW): for files inside the store */
 char *fl_read_file_flags(const char *path, size_t *len, size_t max, unsigned flags, fl_err *e);
 /* "a directory", "a FIFO", "a symbolic link", ... for a st_mode that is not a regular file. */
 const char *fl_file_kind(unsigned mode);

@@ -75,7 +75,8 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
             outs[i] = ss[i].out;
         } else if (rc == FL_RECORD_DAMAGED || rc < 0) {
             ss[i].st = S_ERROR;
-            ss[i].err = rc < 0 ? strdup(le.msg) : fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
+            ss[i].err = rc < 0 ? strdup(le.msg)
+                               : fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
         } else {
             ss[i].st = S_STALE;
             fl_explain_diff(fl_session_prev(s, n->id), ss[i].desc, &ss[i].why);

@@ -116,7 +116,8 @@ static void test_records(void **state) {
     free(rec);
     rec = fl_strdupf("fluke-record 1\ntree %s\njson %zu %s\n%s", th, strlen(json), th, json);
     int old = 0;
-    assert_int_equal(fl__record_parse_key(rec, strlen(rec), "r", NULL, &tree, &j, &jl, &old, &e), -1);
+    assert_int_equal(fl__record_parse_key(rec, strlen(rec), "r", NULL, &tree, &j, &jl, &old, &e),
+                     -1);
     assert_int_equal(old, 1);
     free(rec);
 }

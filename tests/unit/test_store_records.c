@@ -180,7 +180,6 @@ static void test_record_damage_and_recency(void **state) {
     free(rp);
 }
 
-
 /* Writes text to path (replacing a read-only file). */
 static void overwrite(const char *path, const void *data, size_t len) {
     chmod(path, 0644);
@@ -373,7 +372,6 @@ static void test_ref_and_lock_damage(void **state) {
     free(target);
 }
 
-
 /* work/<key> replaced by a file or by a symbolic link (which would send a stage's checkpoints
  * outside the store): the link itself is removed, never its target, and a real directory made. */
 static void test_work_dir_damage(void **state) {
@@ -387,8 +385,10 @@ static void test_work_dir_damage(void **state) {
     put(f->dir, "outside/keep", "precious");
     for (int k = 0; k < 2; k++) {
         fl_remove_tree(w, &e);
-        if (k == 0) assert_int_equal(fl_write_file_atomic(w, "x", 1, &e), 0);
-        else assert_int_equal(symlink(outside, w), 0);
+        if (k == 0)
+            assert_int_equal(fl_write_file_atomic(w, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(outside, w), 0);
         char *again = fl_store_work_dir(f->s, &key, &e);
         if (!again) fail_msg("case %d: %s", k, e.msg);
         struct stat st;

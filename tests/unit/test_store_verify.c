@@ -224,7 +224,6 @@ static void test_verify_damaged_checkout(void **state) {
     free(co);
 }
 
-
 static void replace_with(const char *path, int how, const char *arg) {
     chmod(path, 0644);
     struct stat st;
@@ -276,12 +275,13 @@ static void test_verify_damaged_records_and_entries(void **state) {
         assert_int_equal(fl_write_file_atomic(r0, b, len, &e), 0);
         free(b);
     }
-    replace_with(r1, 'd', NULL);                 /* 1: a directory at the record path */
-    truncate(r2, 20);                            /* 2: truncated */
-    replace_with(r3, 'f', "garbage\n");          /* 3: garbage */
-    replace_with(r4, 'l', "/dev/zero");          /* 4: a symbolic link to /dev/zero */
+    replace_with(r1, 'd', NULL);        /* 1: a directory at the record path */
+    truncate(r2, 20);                   /* 2: truncated */
+    replace_with(r3, 'f', "garbage\n"); /* 3: garbage */
+    replace_with(r4, 'l', "/dev/zero"); /* 4: a symbolic link to /dev/zero */
     fl_digest o5 = digest_of("content of 5", 12), o6 = digest_of("content of 6", 12);
-    char *p5 = shard(f, "objects", &o5), *p6 = shard(f, "objects", &o6), *t7 = shard(f, "trees", &T[7]);
+    char *p5 = shard(f, "objects", &o5), *p6 = shard(f, "objects", &o6),
+         *t7 = shard(f, "trees", &T[7]);
     char *elsewhere = fl_strdupf("%s/copy", f->dir);
     {
         fl_err e = {0};
@@ -296,14 +296,16 @@ static void test_verify_damaged_records_and_entries(void **state) {
     double t0 = fl_now();
     assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
     assert_true(fl_now() - t0 < 10.0);
-    for (int i = 0; i < f->nlines; i++) printf("  verify: %s\n", f->lines[i]);
-    assert_int_equal(r.corrupt, 8);          /* 5 records, 2 objects, 1 tree */
-    assert_int_equal(r.records_dropped, 8);  /* those 5, and stages 5, 6, 7 */
+    for (int i = 0; i < f->nlines; i++)
+        printf("  verify: %s\n", f->lines[i]);
+    assert_int_equal(r.corrupt, 8);         /* 5 records, 2 objects, 1 tree */
+    assert_int_equal(r.records_dropped, 8); /* those 5, and stages 5, 6, 7 */
     assert_true(has_line(f, "checksum mismatch"));
     assert_true(has_line(f, "a directory"));
     assert_true(has_line(f, "a symbolic link"));
     assert_true(has_line(f, "a FIFO"));
-    for (int i = 0; i < 8; i++) assert_int_equal(fl_store_record_get(f->s, &k[i], NULL, NULL, &e), FL_RECORD_ABSENT);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(fl_store_record_get(f->s, &k[i], NULL, NULL, &e), FL_RECORD_ABSENT);
     assert_int_equal(fl_store_record_get(f->s, &k[8], NULL, NULL, &e), FL_RECORD_FOUND);
     fl_verify_report rv;
     assert_int_equal(fl_store_verify(f->s, &rv, NULL, NULL, &e), 0);
@@ -325,7 +327,8 @@ static void test_verify_damaged_records_and_entries(void **state) {
     assert_int_equal(fl_store_verify(f->s, &rv, NULL, NULL, &e), 0);
     assert_int_equal(rv.corrupt, 0);
     char *frees[] = {r0, r1, r2, r3, r4, p5, p6, t7, elsewhere};
-    for (size_t i = 0; i < sizeof frees / sizeof *frees; i++) free(frees[i]);
+    for (size_t i = 0; i < sizeof frees / sizeof *frees; i++)
+        free(frees[i]);
 }
 
 /* A checkout directory replaced by a file or by a symbolic link to another directory: verify
@@ -345,8 +348,10 @@ static void test_checkout_replaced(void **state) {
     for (int i = 0; i < 2; i++) {
         chmod(co, 0755);
         fl_remove_tree(co, &e);
-        if (i == 0) assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
-        else assert_int_equal(symlink(other, co), 0);
+        if (i == 0)
+            assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(other, co), 0);
         f->nlines = 0;
         fl_verify_report r;
         assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
@@ -354,8 +359,10 @@ static void test_checkout_replaced(void **state) {
         assert_true(has_line(f, "not a directory"));
         assert_false(exists(co));
         /* Damage again; this time the run's checkout repairs it itself. */
-        if (i == 0) assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
-        else assert_int_equal(symlink(other, co), 0);
+        if (i == 0)
+            assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(other, co), 0);
         char *again = fl_store_checkout(f->s, &T, &e);
         if (!again) fail_msg("checkout %d: %s", i, e.msg);
         struct stat st;
@@ -402,7 +409,6 @@ static void test_verify_deep_tree_chain(void **state) {
     assert_true(has_line(f, "levels deep"));
     assert_int_equal(r.records_dropped, 1);
 }
-
 
 /* A record of the previous format (no key line): dropped and reported, not counted as damage. */
 static void test_verify_old_format_record(void **state) {
