@@ -171,10 +171,14 @@ int fl__hash_fd(int fd, const char *path, fl_digest *out, uint64_t *bytes, fl_er
     return 0;
 }
 
-int fl_hash_file(const char *path, fl_digest *out, fl_err *e) {
+int fl__hash_path(const char *path, int nofollow, fl_digest *out, fl_err *e) {
     /* O_NONBLOCK: opening a FIFO must not hang; only regular files are hashed. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return fl_errf(e, "cannot open %s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
+    if (fd < 0) {
+        if (nofollow && errno == ELOOP)
+            return fl_errf(e, "cannot hash %s: a symbolic link, not a regular file", path);
+        return fl_errf(e, "cannot open %s: %s", path, strerror(errno));
+    }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -184,4 +188,8 @@ int fl_hash_file(const char *path, fl_digest *out, fl_err *e) {
     int rc = fl__hash_fd(fd, path, out, NULL, e);
     close(fd);
     return rc;
+}
+
+int fl_hash_file(const char *path, fl_digest *out, fl_err *e) {
+    return fl__hash_path(path, 0, out, e);
 }

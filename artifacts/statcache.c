@@ -191,10 +191,12 @@ static char *cache_path(const fl_store *s) { return fl_strdupf("%s/statcache", s
 /* Reads the cache file into sc (see parse_cache for merge). A missing, unreadable or damaged
  * file adds nothing: the cache only saves work, it is never trusted beyond its checksum. */
 static void read_cache_file(const char *path, fl_statcache *sc, int merge) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Never through a symbolic link, never blocking on a FIFO, never more than the limit. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0) return;
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size <= FL_STATCACHE_MAX) {
         size_t len = (size_t)st.st_size, got = 0;
         char *buf = malloc(len);
         while (buf && got < len) {
@@ -237,7 +239,7 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
     /* Another process (a concurrent `fluke run`) saved since we loaded: keep its entries too. */
     char *cpath = cache_path(s);
     struct stat cur;
-    if (cpath && stat(cpath, &cur) == 0 &&
+    if (cpath && lstat(cpath, &cur) == 0 && S_ISREG(cur.st_mode) &&
         (cur.st_ino != sc->file.st_ino || cur.st_dev != sc->file.st_dev ||
          cur.st_size != sc->file.st_size || ts_ns(&cur.st_mtim) != ts_ns(&sc->file.st_mtim)))
         read_cache_file(cpath, sc, 1);
@@ -282,8 +284,15 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
         if (off < len || fsync(fd) != 0)
             rc = fl_errf(e, "cannot write %s: %s", path, strerror(errno));
         close(fd);
-        if (rc == 0 && rename(tmp, path) != 0)
-            rc = fl_errf(e, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (rc == 0 && rename(tmp, path) != 0) {
+            /* A directory in its place (damage) blocks the rename: set it aside, try again. */
+            int err = errno;
+            fl_err keep;
+            if ((err == EISDIR || err == ENOTEMPTY || err == EEXIST) &&
+                fl__set_aside_blocker(s, path, &keep) == 1 && rename(tmp, path) == 0)
+                err = 0;
+            if (err) rc = fl_errf(e, "cannot rename %s to %s: %s", tmp, path, strerror(err));
+        }
         if (rc != 0) unlink(tmp);
     } else {
         rc = -1;
@@ -291,7 +300,7 @@ int fl_store_statcache_save(fl_store *s, fl_err *e) {
     free(tmp);
     if (rc == 0) {
         sc->dirty = 0;
-        if (stat(path, &sc->file) != 0) memset(&sc->file, 0, sizeof sc->file);
+        if (lstat(path, &sc->file) != 0) memset(&sc->file, 0, sizeof sc->file);
     }
     free(path);
     free(buf);

@@ -87,13 +87,20 @@ int fl_store_ingest(fl_store *s, const char *dir, fl_digest *tree, fl_err *e);
  * object is missing (the caller then treats the record as a miss). */
 char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e);
 
-/* Records. get: 1 found (tree and *json filled, json malloc'd; either may be NULL), 0 absent,
- * -1 error. A record damaged on disk is moved to quarantine/ and reported absent (0, with a
- * note in e->msg), so its stage recomputes. get refreshes the record's mtime (recency for gc).
+/* Records. get: FL_RECORD_FOUND (tree and *json filled, json malloc'd; either may be NULL),
+ * FL_RECORD_ABSENT, FL_RECORD_DAMAGED, or -1 on an error (permission denied, out of memory).
+ * Damaged: the file at the record's path is not a valid record of this key (truncated, garbage,
+ * a failed checksum, another key's record, a directory, a symbolic link, a FIFO, too large, a
+ * record of an older format); it has been moved to quarantine/ and e->msg says why, so the
+ * caller can report it and recompute the stage. get refreshes the record's mtime (recency for
+ * gc). peek is get without side effects (no quarantine, no mtime), for read-only commands.
  * put writes atomically and durably, and only for a tree already in the store. drop removes
  * (missing is fine). */
+enum { FL_RECORD_ABSENT = 0, FL_RECORD_FOUND = 1, FL_RECORD_DAMAGED = 2 };
 int fl_store_record_get(fl_store *s, const fl_digest *key, fl_digest *tree, char **json,
                         fl_err *e);
+int fl_store_record_peek(fl_store *s, const fl_digest *key, fl_digest *tree, char **json,
+                         fl_err *e);
 int fl_store_record_put(fl_store *s, const fl_digest *key, const fl_digest *tree,
                         const char *json, fl_err *e);
 int fl_store_record_drop(fl_store *s, const fl_digest *key, fl_err *e);
@@ -119,13 +126,17 @@ int fl_store_object_recheck(fl_store *s, const fl_digest *d, int *corrupt, fl_er
 
 typedef struct fl_verify_report {
     uint64_t objects, trees, bytes;
-    uint64_t corrupt;           /* objects or trees whose content no longer matches the digest */
-    uint64_t records_dropped;   /* records whose outputs included a corrupt object */
+    uint64_t corrupt;         /* damaged objects, trees and records: content that no longer
+                                 matches its digest or checksum, or anything that is not a
+                                 regular file where one belongs */
+    uint64_t records_dropped; /* records removed: damaged ones, and those whose outputs
+                                 included a corrupt or missing object or tree */
     uint64_t checkouts_removed;
 } fl_verify_report;
-/* Re-hashes every object and tree. A corrupt one is reported through on_corrupt (may be NULL)
- * with a human-readable line, moved to quarantine/, every checkout containing it is removed and
- * every record pointing to a tree that contains it is dropped, so those stages recompute. */
+/* Re-hashes every object and tree and checks every record. A damaged one is reported through
+ * on_corrupt (may be NULL) with a human-readable line and moved to quarantine/; every checkout
+ * containing it is removed and every record pointing to a tree that contains it is dropped, so
+ * those stages recompute. Records of an older format are dropped (reported, not corrupt). */
 int fl_store_verify(fl_store *s, fl_verify_report *r,
                     void (*on_corrupt)(const char *line, void *arg), void *arg, fl_err *e);
 

@@ -20,7 +20,7 @@ static int place_file(fl_store *s, const fl_tree_entry *en, const char *dst, con
     if (!obj) return fl_errf(e, "out of memory");
     int rc = 0;
     struct stat st;
-    if (stat(obj, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (lstat(obj, &st) != 0 || !S_ISREG(st.st_mode)) { /* a symbolic link is damage too */
         rc = fl_errf(e, "missing object %s for %s", hex, rel);
         goto out;
     }
@@ -93,7 +93,14 @@ char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
         return NULL;
     }
     struct stat st;
-    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) return seal(final, st.st_mode, e);
+    if (lstat(final, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return seal(final, st.st_mode, e);
+        /* A file or a symbolic link in its place (damage): remove it (not a link's target). */
+        if (fl_remove_tree(final, e) != 0) {
+            free(final);
+            return NULL;
+        }
+    }
     char *tmp = fl__store_tmpdir(s, "checkout", e);
     if (!tmp) {
         free(final);
@@ -102,7 +109,8 @@ char *fl_store_checkout(fl_store *s, const fl_digest *tree, fl_err *e) {
     if (build(s, tree, tmp, "", e) != 0) goto fail;
     if (rename(tmp, final) != 0) {
         /* A concurrent checkout of the same tree won: theirs is identical, use it. */
-        if ((errno == EEXIST || errno == ENOTEMPTY) && stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if ((errno == EEXIST || errno == ENOTEMPTY) && lstat(final, &st) == 0 &&
+            S_ISDIR(st.st_mode)) {
             fl_err ignored;
             fl_remove_tree(tmp, &ignored);
             free(tmp);

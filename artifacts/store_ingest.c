@@ -205,6 +205,10 @@ static int ingest_file(ingest *g, const char *path, fl_digest *d, char *mode, fl
     }
     int rc = 0;
     struct stat ost;
+    if (lstat(dst, &ost) != 0 && errno == ENOTDIR && fl__set_aside_blocker(g->s, dst, e) < 0) {
+        rc = -1; /* objects/<xx> is a file: set aside above, or this error */
+        goto out;
+    }
     if (lstat(dst, &ost) == 0) {
         if (S_ISREG(ost.st_mode) && ost.st_size == st.st_size) {
             /* Already stored: keep the existing object, drop the duplicate. */
@@ -331,6 +335,9 @@ static int sync_store_fs(ingest *g, fl_err *e) {
 
 /* Runs one queued rename; an existing destination wins (identical content). */
 static int run_move(ingest *g, const move *m, fl_err *e) {
+    struct stat st;
+    if (lstat(m->dst, &st) != 0 && errno == ENOTDIR && fl__set_aside_blocker(g->s, m->dst, e) < 0)
+        return -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (renameat2(AT_FDCWD, m->src, AT_FDCWD, m->dst, RENAME_NOREPLACE) == 0) return 0;
         if (errno == EEXIST) {

@@ -32,6 +32,8 @@ void *fl__xxh128_avx2_new(void); /* a reset streaming state, NULL when out of me
 void fl__xxh128_avx2_update(void *st, const void *data, size_t len);
 void fl__xxh128_avx2_digest(const void *st, fl_digest *out);
 void fl__xxh128_avx2_free(void *st);
+/* fl_hash_file, optionally refusing a symbolic link (nofollow: for paths inside the store). */
+int fl__hash_path(const char *path, int nofollow, fl_digest *out, fl_err *e);
 /* 1 if s is exactly 32 lowercase hex digits (a digest file name), else 0. */
 int fl__is_hex32(const char *s);
 
@@ -51,6 +53,18 @@ void fl__hash_jobs_free(fl_hash_job *jobs, size_t n);
 
 /* ------------------------------------------------------------------ layout (store_open.c) */
 
+/* Size limits for the store's own metadata files: far above anything fluke writes (a record is
+ * a stage's JSON description, a tree lists one directory), low enough that a damaged or
+ * replaced file cannot take the machine's memory. */
+#define FL_RECORD_MAX ((size_t)64 << 20)
+#define FL_TREE_MAX ((size_t)1 << 30)
+#define FL_REF_MAX ((size_t)64 << 20)
+#define FL_STATCACHE_MAX ((size_t)2 << 30)
+
+/* Reads a file inside the store: never through a symbolic link, regular files only, at most
+ * max bytes (fl_read_file_flags with FL_READ_NOFOLLOW). */
+char *fl__store_read(const char *path, size_t max, size_t *len, fl_err *e);
+
 /* root/<kind>/ab/cdef... for kind "objects", "trees" or "records" (malloc'd). */
 char *fl__shard_path(const fl_store *s, const char *kind, const fl_digest *d);
 /* Counts one store write and fails it with ENOSPC when fault injection says so. what/path only
@@ -65,6 +79,11 @@ int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t le
  * sync. Not counted: the caller counts the write it is part of. */
 int fl__store_write_tmp(fl_store *s, const void *data, size_t len, mode_t mode, int sync,
                         const char *what, const char *dst, char **tmp, fl_err *e);
+/* Something in the way of a file about to be renamed to dst inside the store (a directory at a
+ * record's path, a file where the shard directory objects/<xx> belongs): damage that would fail
+ * every later write. Moves it to quarantine/ and returns 1 (retry the rename), 0 when nothing is
+ * in the way, -1 on error. */
+int fl__set_aside_blocker(fl_store *s, const char *dst, fl_err *e);
 /* Creates an exclusive temporary file under tmp/ named with the pid; *path is malloc'd. */
 int fl__store_tmpfile(fl_store *s, char **path, fl_err *e);
 /* A fresh directory under tmp/ named "<pid>-<label>-XXXXXX" (malloc'd path). */
@@ -136,13 +155,27 @@ int *fl__dset_get(fl_dset *s, const fl_digest *d, int create);
 typedef int (*fl_scan_fn)(const fl_digest *d, const char *path, const struct stat *st, void *arg,
                           fl_err *e);
 int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_err *e);
+/* Like fl__scan_shards, and calls odd (when not NULL) for every digest-named entry that is not a
+ * regular file (st from lstat; a shard "ab" that is not a directory comes with d == NULL and its
+ * path), so verify can report and set aside what the plain scan skips. */
+int fl__scan_shards_all(fl_store *s, const char *kind, fl_scan_fn fn, fl_scan_fn odd, void *arg,
+                        fl_err *e);
 
 /* ------------------------------------------------------------------ records (store_records.c) */
 
 /* Parses a record file's text; *json points into buf. Returns 0, or -1 with a message naming
- * path ("corrupt record ..."). */
+ * path ("corrupt record <path>: <why>"). fl__record_parse_key also checks that the record is
+ * the one of key (a record copied or renamed to another key's path is corrupt); key NULL skips
+ * that check. *old_format (may be NULL) is set when the text is a record of an earlier format
+ * (rejected too: not damaged, just unreadable by this version). */
 int fl__record_parse(const char *buf, size_t len, const char *path, fl_digest *tree,
                      const char **json, size_t *json_len, fl_err *e);
+int fl__record_parse_key(const char *buf, size_t len, const char *path, const fl_digest *key,
+                         fl_digest *tree, const char **json, size_t *json_len, int *old_format,
+                         fl_err *e);
+/* The encoding fl_store_record_put writes (malloc'd, *len bytes, not NUL-terminated). */
+char *fl__record_encode(const fl_digest *key, const fl_digest *tree, const char *json, size_t jl,
+                        size_t *len);
 
 /* ------------------------------------------------------------------ stat cache (statcache.c) */
 

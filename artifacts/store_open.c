@@ -23,6 +23,10 @@ char *fl__shard_path(const fl_store *s, const char *kind, const fl_digest *d) {
     return fl_strdupf("%s/%s/%.2s/%s", s->root, kind, hex, hex + 2);
 }
 
+char *fl__store_read(const char *path, size_t max, size_t *len, fl_err *e) {
+    return fl_read_file_flags(path, len, max, FL_READ_NOFOLLOW, e);
+}
+
 int fl__fsync_dir(const char *dir, fl_err *e) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return fl_errf(e, "cannot open directory %s: %s", dir, strerror(errno));
@@ -119,6 +123,32 @@ int fl__store_write_tmp(fl_store *s, const void *data, size_t len, mode_t mode, 
     return 0;
 }
 
+int fl__set_aside_blocker(fl_store *s, const char *dst, fl_err *e) {
+    struct stat st;
+    char *p = strdup(dst);
+    if (!p) return fl_errf(e, "out of memory");
+    int rc = 0;
+    if (lstat(p, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) rc = 1;
+    } else if (errno == ENOTDIR) { /* some parent is not a directory: find it */
+        for (char *slash; !rc && (slash = strrchr(p, '/')) && slash > p + strlen(s->root);) {
+            *slash = '\0';
+            if (lstat(p, &st) == 0) rc = S_ISDIR(st.st_mode) ? -2 : 1;
+        }
+        if (rc == -2) rc = 0;
+    }
+    if (rc == 1) {
+        /* quarantine/<path below the root, '/' -> '_'> */
+        char name[512];
+        snprintf(name, sizeof name, "%s", p + strlen(s->root) + 1);
+        for (char *c = name; *c; c++)
+            if (*c == '/') *c = '_';
+        if (fl__quarantine(s, p, "blocked-", name, e) != 0) rc = -1;
+    }
+    free(p);
+    return rc;
+}
+
 int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t len, mode_t mode,
                        int keep_existing, const char *what, int *written, fl_err *e) {
     if (written) *written = 0;
@@ -128,6 +158,14 @@ int fl__store_put_file(fl_store *s, const char *dst, const void *data, size_t le
     char *tmp;
     if (fl__store_write_tmp(s, data, len, mode, 1, what, dst, &tmp, e) != 0) return -1;
     int rc = fl__rename_mkdir(tmp, dst, e);
+    if (rc != 0) {
+        fl_err keep = *e;
+        int b = fl__set_aside_blocker(s, dst, e);
+        if (b == 1)
+            rc = fl__rename_mkdir(tmp, dst, e);
+        else if (b == 0)
+            *e = keep;
+    }
     if (rc != 0) unlink(tmp);
     free(tmp);
     if (rc != 0) return -1;
@@ -268,6 +306,13 @@ char *fl_store_work_dir(fl_store *s, const fl_digest *key, fl_err *e) {
     char *p = fl_strdupf("%s/work/%s", s->root, hex);
     if (!p) {
         fl_errf(e, "out of memory");
+        return NULL;
+    }
+    /* Scratch only: anything but a real directory here (a file, a symbolic link that would send
+     * the stage's checkpoints elsewhere) is damage; remove it (a link, not its target). */
+    struct stat st;
+    if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode) && fl_remove_tree(p, e) != 0) {
+        free(p);
         return NULL;
     }
     if (fl_mkdirs(p, e) != 0) {

@@ -13,7 +13,8 @@ static int is_hex(const char *s, size_t n) {
     return s[n] == '\0';
 }
 
-int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_err *e) {
+int fl__scan_shards_all(fl_store *s, const char *kind, fl_scan_fn fn, fl_scan_fn odd, void *arg,
+                        fl_err *e) {
     char *top = fl_strdupf("%s/%s", s->root, kind);
     if (!top) return fl_errf(e, "out of memory");
     DIR *d = opendir(top);
@@ -27,10 +28,21 @@ int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_
     while (rc == 0 && (de = readdir(d))) {
         if (!is_hex(de->d_name, 2)) continue;
         char *sdir = fl_strdupf("%s/%s", top, de->d_name);
-        DIR *sd = sdir ? opendir(sdir) : NULL;
+        struct stat sst;
+        if (!sdir) {
+            rc = fl_errf(e, "out of memory");
+            break;
+        }
+        /* lstat: a symbolic link in place of a shard must not lead the scan elsewhere. */
+        if (lstat(sdir, &sst) != 0 || !S_ISDIR(sst.st_mode)) {
+            if (odd && lstat(sdir, &sst) == 0) rc = odd(NULL, sdir, &sst, arg, e);
+            free(sdir);
+            continue; /* vanished, or not a directory */
+        }
+        DIR *sd = opendir(sdir);
         if (!sd) {
             free(sdir);
-            continue; /* not a directory, or vanished */
+            continue;
         }
         struct dirent *fe;
         while (rc == 0 && (fe = readdir(sd))) {
@@ -43,7 +55,9 @@ int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_
             char *p = fl_strdupf("%s/%s", sdir, fe->d_name);
             struct stat st;
             if (!p) rc = fl_errf(e, "out of memory");
-            else if (lstat(p, &st) == 0 && S_ISREG(st.st_mode)) rc = fn(&dg, p, &st, arg, e);
+            else if (lstat(p, &st) != 0) rc = 0; /* vanished */
+            else if (S_ISREG(st.st_mode)) rc = fn(&dg, p, &st, arg, e);
+            else if (odd) rc = odd(&dg, p, &st, arg, e);
             free(p);
         }
         closedir(sd);
@@ -52,4 +66,8 @@ int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_
     closedir(d);
     free(top);
     return rc;
+}
+
+int fl__scan_shards(fl_store *s, const char *kind, fl_scan_fn fn, void *arg, fl_err *e) {
+    return fl__scan_shards_all(s, kind, fn, NULL, arg, e);
 }

@@ -13,6 +13,10 @@
 
 #include "artifacts/store_internal.h"
 
+/* Trees nested deeper than this cannot come from a real directory (PATH_MAX is 4096 bytes,
+ * so at most 2048 levels); deeper chains are damage, and must not exhaust the stack. */
+#define MAX_TREE_DEPTH 4096
+
 /* Values in the digest maps. */
 enum { V_OK = 1, V_CORRUPT = 2 };          /* objects / trees seen on disk */
 enum { R_GOOD = 1, R_BAD = 2, R_BUSY = 3 }; /* tree reachability memo */
@@ -36,11 +40,57 @@ static void report(vctx *v, const char *fmt, ...) {
     v->on_corrupt(line, v->arg);
 }
 
+/* A damaged entry that cannot even be read as what it should be (a directory, a symbolic link or
+ * a FIFO where a file belongs, a file where a shard directory belongs, an oversized file):
+ * reported, counted as corrupt, marked in map (may be NULL) and moved to quarantine/. */
+static int odd_entry(vctx *v, const char *what, const char *kind, const char *prefix,
+                     const fl_digest *d, const char *path, const char *why, fl_dset *map,
+                     fl_err *e) {
+    v->r->corrupt++;
+    if (!d) { /* <kind>/<xx> is not a directory */
+        const char *xx = strrchr(path, '/') + 1;
+        report(v, "damaged store: %s/%s is not a directory (%s)", kind, xx, why);
+        char name[16];
+        snprintf(name, sizeof name, "%s-%.2s", kind, xx);
+        return fl__quarantine(v->s, path, "shard-", name, e);
+    }
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    report(v, "corrupt %s %s: %s", what, hex, why);
+    if (map) {
+        int *val = fl__dset_get(map, d, 1);
+        if (!val) return fl_errf(e, "out of memory");
+        *val = V_CORRUPT;
+    }
+    return fl__quarantine(v->s, path, prefix, hex, e);
+}
+
+static const char *kind_of(const struct stat *st, char *buf, size_t n) {
+    snprintf(buf, n, "%s, not a regular file", fl_file_kind(st->st_mode));
+    return buf;
+}
+
+static int odd_object(const fl_digest *d, const char *path, const struct stat *st, void *arg,
+                      fl_err *e) {
+    vctx *v = arg;
+    char why[64];
+    return odd_entry(v, "object", "objects", "", d, path, kind_of(st, why, sizeof why), &v->objs,
+                     e);
+}
+
+static int odd_tree(const fl_digest *d, const char *path, const struct stat *st, void *arg,
+                    fl_err *e) {
+    vctx *v = arg;
+    char why[64];
+    return odd_entry(v, "tree", "trees", "tree-", d, path, kind_of(st, why, sizeof why), &v->trees,
+                     e);
+}
+
 static int check_object(const fl_digest *d, const char *path, const struct stat *st, void *arg,
                         fl_err *e) {
     vctx *v = arg;
     fl_digest got;
-    if (fl_hash_file(path, &got, e) != 0) return -1;
+    if (fl__hash_path(path, 1, &got, e) != 0) return -1;
     v->r->objects++;
     v->r->bytes += (uint64_t)st->st_size;
     int *val = fl__dset_get(&v->objs, d, 1);
@@ -62,14 +112,17 @@ static int check_tree(const fl_digest *d, const char *path, const struct stat *s
                       fl_err *e) {
     vctx *v = arg;
     size_t len;
-    char *buf = fl_read_file(path, &len, e);
-    if (!buf) return -1;
+    fl_err perr;
+    char *buf = fl__store_read(path, FL_TREE_MAX, &len, &perr);
+    if (!buf) {
+        if (strstr(perr.msg, "out of memory")) return fl_errf(e, "%s", perr.msg);
+        return odd_entry(v, "tree", "trees", "tree-", d, path, perr.msg, &v->trees, e);
+    }
     v->r->trees++;
     v->r->bytes += (uint64_t)st->st_size;
     fl_digest got;
     fl__tree_digest(buf, len, &got);
     fl_tree t;
-    fl_err perr;
     int parsed = fl__tree_parse(buf, len, &t, path, &perr) == 0;
     if (parsed) fl__tree_free(&t);
     free(buf);
@@ -90,13 +143,19 @@ static int check_tree(const fl_digest *d, const char *path, const struct stat *s
 }
 
 /* 1 when tree d (or anything below it) is corrupt or missing, 0 when sound, -1 on error. */
-static int tree_bad(vctx *v, const fl_digest *d, fl_err *e) {
+static int tree_bad(vctx *v, const fl_digest *d, int depth, fl_err *e) {
     int *memo = fl__dset_get(&v->memo, d, 1);
     if (!memo) return fl_errf(e, "out of memory");
     if (*memo == R_GOOD) return 0;
     if (*memo == R_BAD || *memo == R_BUSY) return 1; /* a cycle cannot come from real hashes */
     char hex[FL_DIGEST_HEX];
     fl_digest_hex(d, hex);
+    if (depth > MAX_TREE_DEPTH) {
+        report(v, "corrupt tree %s: nested more than %d levels deep", hex, MAX_TREE_DEPTH);
+        v->r->corrupt++;
+        *memo = R_BAD;
+        return 1;
+    }
     int *seen = fl__dset_get(&v->trees, d, 0);
     if (!seen || *seen != V_OK) {
         if (!seen) report(v, "missing tree %s", hex);
@@ -110,7 +169,7 @@ static int tree_bad(vctx *v, const fl_digest *d, fl_err *e) {
     for (size_t i = 0; i < t.n && !bad; i++) {
         const fl_tree_entry *en = &t.v[i];
         if (en->mode == FL_MODE_DIR) {
-            bad = tree_bad(v, &en->d, e);
+            bad = tree_bad(v, &en->d, depth + 1, e);
             if (bad < 0) break;
         } else {
             int *o = fl__dset_get(&v->objs, &en->d, 0);
@@ -131,29 +190,49 @@ static int tree_bad(vctx *v, const fl_digest *d, fl_err *e) {
     return bad;
 }
 
+static int odd_record(const fl_digest *key, const char *path, const struct stat *st, void *arg,
+                      fl_err *e) {
+    vctx *v = arg;
+    char why[64];
+    if (key) v->r->records_dropped++;
+    return odd_entry(v, "record", "records", "record-", key, path, kind_of(st, why, sizeof why),
+                     NULL, e);
+}
+
 static int check_record(const fl_digest *key, const char *path, const struct stat *st, void *arg,
                         fl_err *e) {
     vctx *v = arg;
+    (void)st;
     size_t len;
-    char *buf = fl_read_file(path, &len, e);
-    if (!buf) return -1;
+    fl_err perr;
+    char khex[FL_DIGEST_HEX];
+    fl_digest_hex(key, khex);
+    char *buf = fl__store_read(path, FL_RECORD_MAX, &len, &perr);
+    if (!buf) {
+        if (strstr(perr.msg, "out of memory")) return fl_errf(e, "%s", perr.msg);
+        v->r->records_dropped++;
+        return odd_entry(v, "record", "records", "record-", key, path, perr.msg, NULL, e);
+    }
     fl_digest tree;
     const char *json;
     size_t jl;
-    fl_err perr;
-    int bad;
-    char khex[FL_DIGEST_HEX];
-    fl_digest_hex(key, khex);
-    if (fl__record_parse(buf, len, path, &tree, &json, &jl, &perr) != 0) {
+    int old = 0, bad;
+    if (fl__record_parse_key(buf, len, path, key, &tree, &json, &jl, &old, &perr) != 0) {
+        free(buf);
+        v->r->records_dropped++;
+        if (old) { /* unreachable since its format changed, not damaged */
+            report(v, "dropping record %s: written by an older fluke (format 1)", khex);
+            return fl_store_record_drop(v->s, key, e);
+        }
+        v->r->corrupt++;
         report(v, "%s", perr.msg);
-        bad = 1;
-    } else {
-        bad = tree_bad(v, &tree, e);
-        if (bad > 0) report(v, "dropping record %s: its outputs are damaged", khex);
+        return fl__quarantine(v->s, path, "record-", khex, e);
     }
     free(buf);
+    bad = tree_bad(v, &tree, 0, e);
     if (bad < 0) return -1;
     if (!bad) return 0;
+    report(v, "dropping record %s: its outputs are damaged", khex);
     v->r->records_dropped++;
     return fl_store_record_drop(v->s, key, e);
 }
@@ -238,9 +317,16 @@ static int check_checkouts(vctx *v, fl_err *e) {
     while (rc == 0 && (de = readdir(d))) {
         fl_digest t;
         if (!fl__is_hex32(de->d_name) || fl_digest_from_hex(de->d_name, &t) != 0) continue;
-        int bad = tree_bad(v, &t, e);
+        int bad = tree_bad(v, &t, 0, e);
         char *p = fl_strdupf("%s/%s", dir, de->d_name);
+        struct stat st;
         if (!p) bad = fl_errf(e, "out of memory");
+        else if (bad == 0 && lstat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            /* A file or a symbolic link (which could lead a stage anywhere) in its place. */
+            report(v, "damaged checkout %s: %s, not a directory", de->d_name,
+                   fl_file_kind(st.st_mode));
+            bad = 1;
+        }
         if (bad == 0) {
             char why[600];
             bad = checkout_damaged(v, &t, p, why, sizeof why, e);
@@ -265,10 +351,10 @@ int fl_store_verify(fl_store *s, fl_verify_report *r,
     if (!r) r = &local;
     memset(r, 0, sizeof *r);
     vctx v = {.s = s, .r = r, .on_corrupt = on_corrupt, .arg = arg};
-    int rc = fl__scan_shards(s, "objects", check_object, &v, e);
-    if (rc == 0) rc = fl__scan_shards(s, "trees", check_tree, &v, e);
+    int rc = fl__scan_shards_all(s, "objects", check_object, odd_object, &v, e);
+    if (rc == 0) rc = fl__scan_shards_all(s, "trees", check_tree, odd_tree, &v, e);
     if (rc == 0) rc = check_checkouts(&v, e);
-    if (rc == 0) rc = fl__scan_shards(s, "records", check_record, &v, e);
+    if (rc == 0) rc = fl__scan_shards_all(s, "records", check_record, odd_record, &v, e);
     fl__dset_free(&v.objs);
     fl__dset_free(&v.trees);
     fl__dset_free(&v.memo);

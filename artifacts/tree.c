@@ -136,7 +136,7 @@ int fl__tree_present(fl_store *s, const char *path, const fl_digest *d, const ch
     if (S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
         fl_err ignored;
         size_t got;
-        char *old = fl_read_file(path, &got, &ignored);
+        char *old = fl__store_read(path, FL_TREE_MAX, &got, &ignored);
         int same = old && got == len && memcmp(old, buf, len) == 0;
         free(old);
         if (same) return 1;
@@ -168,16 +168,18 @@ int fl__tree_load(fl_store *s, const fl_digest *d, fl_tree *t, int *missing, fl_
     char *path = fl__shard_path(s, "trees", d);
     if (!path) return fl_errf(e, "out of memory");
     struct stat st;
-    if (stat(path, &st) != 0 && errno == ENOENT) {
+    if (lstat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
         free(path);
         if (missing) *missing = 1;
         return fl_errf(e, "missing tree %s", hex);
     }
     size_t len;
-    char *buf = fl_read_file(path, &len, e);
+    fl_err rerr;
+    char *buf = fl__store_read(path, FL_TREE_MAX, &len, &rerr);
     if (!buf) {
         free(path);
-        return -1;
+        if (strstr(rerr.msg, "out of memory")) return fl_errf(e, "%s", rerr.msg);
+        return fl_errf(e, "corrupt tree %s: %s", hex, rerr.msg);
     }
     fl_digest got;
     fl__tree_digest(buf, len, &got);

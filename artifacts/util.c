@@ -60,52 +60,104 @@ int fl_mkdirs(const char *path, fl_err *e) {
     return 0;
 }
 
-char *fl_read_file(const char *path, size_t *len, fl_err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fl_errf(e, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
+const char *fl_file_kind(unsigned m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISLNK(m)) return "a symbolic link";
+    return "not a regular file";
+}
+
+char *fl_read_fd_max(int fd, const char *path, size_t *len, size_t max, fl_err *e) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
         fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
-        close(fd);
         return NULL;
     }
-    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    if (!S_ISREG(st.st_mode)) {
+        fl_errf(e, "cannot read %s: %s, not a regular file", path, fl_file_kind(st.st_mode));
+        return NULL;
+    }
+    if (max > SIZE_MAX - 2) max = SIZE_MAX - 2;
+    if (st.st_size < 0 || (uint64_t)st.st_size > (uint64_t)max) {
+        fl_errf(e, "cannot read %s: %lld bytes, larger than the %zu-byte limit", path,
+                (long long)st.st_size, max);
+        return NULL;
+    }
+    /* Room for the size fstat gave, one byte to notice growth, and the NUL. */
+    size_t cap = (size_t)st.st_size + 2, n = 0;
+    if (cap < 4096 && max >= 4096) cap = 4096;
     char *buf = malloc(cap);
     if (!buf) {
-        fl_errf(e, "out of memory reading %s", path);
-        close(fd);
+        fl_errf(e, "out of memory reading %s (%zu bytes)", path, cap);
         return NULL;
     }
     for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
+        if (n + 1 >= cap) { /* it grew since fstat: keep going, but never past max + 1 */
+            size_t nc = cap > (max + 2) / 2 ? max + 2 : cap * 2;
+            if (nc <= cap) {
+                free(buf);
+                fl_errf(e,
+                        "cannot read %s: larger than the %zu-byte limit (it grew while being "
+                        "read)",
+                        path, max);
+                return NULL;
+            }
+            char *nb = realloc(buf, nc);
             if (!nb) {
                 free(buf);
-                close(fd);
                 fl_errf(e, "out of memory reading %s", path);
                 return NULL;
             }
             buf = nb;
-            cap *= 2;
+            cap = nc;
         }
         ssize_t r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             fl_errf(e, "cannot read %s: %s", path, strerror(errno));
             free(buf);
-            close(fd);
             return NULL;
         }
         if (r == 0) break;
         n += (size_t)r;
+        if (n > max) {
+            free(buf);
+            fl_errf(e, "cannot read %s: larger than the %zu-byte limit (it grew while being read)",
+                    path, max);
+            return NULL;
+        }
     }
-    close(fd);
     buf[n] = '\0';
     if (len) *len = n;
     return buf;
+}
+
+char *fl_read_file_flags(const char *path, size_t *len, size_t max, unsigned flags, fl_err *e) {
+    /* O_NONBLOCK: opening a FIFO returns at once (and is then refused) instead of waiting for a
+     * writer. It does not change reads of regular files. */
+    int of = O_RDONLY | O_CLOEXEC | O_NONBLOCK | ((flags & FL_READ_NOFOLLOW) ? O_NOFOLLOW : 0);
+    int fd = open(path, of);
+    if (fd < 0) {
+        if (errno == ELOOP && (flags & FL_READ_NOFOLLOW))
+            fl_errf(e, "cannot read %s: a symbolic link, not a regular file", path);
+        else
+            fl_errf(e, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = fl_read_fd_max(fd, path, len, max, e);
+    close(fd);
+    return buf;
+}
+
+char *fl_read_file_max(const char *path, size_t *len, size_t max, fl_err *e) {
+    return fl_read_file_flags(path, len, max, 0, e);
+}
+
+char *fl_read_file(const char *path, size_t *len, fl_err *e) {
+    return fl_read_file_flags(path, len, FL_READ_MAX_DEFAULT, 0, e);
 }
 
 static int write_all(int fd, const void *data, size_t len) {

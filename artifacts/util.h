@@ -20,8 +20,26 @@ int fl_errprefix(fl_err *e, const char *fmt, ...) __attribute__((format(printf, 
 
 /* mkdir -p with mode 0755. */
 int fl_mkdirs(const char *path, fl_err *e);
-/* Whole file into a malloc'd, NUL-terminated buffer; *len gets the size (may be NULL). */
+/* Whole-file reads into a malloc'd, NUL-terminated buffer; *len gets the size (may be NULL).
+ * Only regular files are read: a FIFO, device, socket or directory is an error naming the path
+ * (opened with O_NONBLOCK, so a FIFO cannot hang the open), and so is a file larger than max
+ * bytes ("larger than the N-byte limit"), checked before allocating and again while reading, so
+ * a file that grows cannot take more than max + 1 bytes of memory.
+ * fl_read_file uses FL_READ_MAX_DEFAULT: a backstop sized for the largest legitimate reads (model
+ * weights, checkpoints); callers that know their input is small (configs, records) pass a
+ * tighter max to fl_read_file_max. */
+#define FL_READ_MAX_DEFAULT ((size_t)4 << 30) /* 4 GiB */
 char *fl_read_file(const char *path, size_t *len, fl_err *e);
+char *fl_read_file_max(const char *path, size_t *len, size_t max, fl_err *e);
+/* flags for fl_read_file_flags */
+#define FL_READ_NOFOLLOW                                                                           \
+    1u /* a symbolic link is an error (O_NOFOLLOW): for files inside the store */
+char *fl_read_file_flags(const char *path, size_t *len, size_t max, unsigned flags, fl_err *e);
+/* "a directory", "a FIFO", "a symbolic link", ... for a st_mode that is not a regular file. */
+const char *fl_file_kind(unsigned mode);
+/* The rest of an open descriptor (regular files only, same limit rule); path only names it in
+ * errors. Does not close fd. */
+char *fl_read_fd_max(int fd, const char *path, size_t *len, size_t max, fl_err *e);
 /* Writes data to path via a temporary file in the same directory, fsync, rename, fsync dir. */
 int fl_write_file_atomic(const char *path, const void *data, size_t len, fl_err *e);
 /* fsync of the directory holding path (makes a rename durable). */

@@ -191,6 +191,8 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         fl_digest tree;
         int rc = fl_store_record_get(s->store, &ns[i].key, &tree, NULL, e);
         if (rc < 0) return -1;
+        if (rc == FL_RECORD_DAMAGED)
+            ev("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
         if (rc == 1) {
             char *path = fl_store_checkout(s->store, &tree, e);
             if (path) {

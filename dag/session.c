@@ -180,7 +180,7 @@ static void load_prev(fl_session *s) {
         fl_digest key;
         if (fl_digest_from_hex(line, &key)) continue;
         char *json = NULL;
-        if (fl_store_record_get(s->store, &key, NULL, &json, &e) != 1) continue;
+        if (fl_store_record_peek(s->store, &key, NULL, &json, &e) != FL_RECORD_FOUND) continue;
         cJSON *rec = cJSON_Parse(json);
         free(json);
         const cJSON *id = rec ? cJSON_GetObjectItemCaseSensitive(rec, "node") : NULL;

@@ -75,10 +75,14 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
             continue;
         }
         free(in);
-        int rc = fl_store_record_get(s->store, &key, &ss[i].out, NULL, &le);
-        if (rc == 1) {
+        int rc = fl_store_record_peek(s->store, &key, &ss[i].out, NULL, &le); /* read-only */
+        if (rc == FL_RECORD_FOUND) {
             ss[i].st = S_CACHED;
             outs[i] = ss[i].out;
+        } else if (rc == FL_RECORD_DAMAGED || rc < 0) {
+            ss[i].st = S_ERROR;
+            ss[i].err = rc < 0 ? strdup(le.msg)
+                               : fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
         } else {
             ss[i].st = S_STALE;
             fl_explain_diff(fl_session_prev(s, n->id), ss[i].desc, &ss[i].why);

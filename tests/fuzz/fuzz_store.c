@@ -54,15 +54,22 @@ static void fuzz_record(const char *buf, size_t len) {
         return;
     }
     fz_check(json >= buf && json + jl == buf + len, "the JSON is the rest of the record");
-    char thex[FL_DIGEST_HEX], shex[FL_DIGEST_HEX];
-    fl_digest sum;
-    fl__hash_buf(json, jl, &sum);
-    fl_digest_hex(&tree, thex);
-    fl_digest_hex(&sum, shex);
-    char head[200];
-    int hl = snprintf(head, sizeof head, "fluke-record 1\ntree %s\njson %zu %s\n", thex, jl, shex);
-    fz_check(hl > 0 && (size_t)hl + jl == len && memcmp(head, buf, (size_t)hl) == 0,
-             "an accepted record is canonical");
+    /* Accepted: the key line is "key <hex>\n" right after the 15-byte magic line. */
+    fz_check(len >= 15 + 37 && memcmp(buf + 15, "key ", 4) == 0, "an accepted record has a key");
+    char khex[FL_DIGEST_HEX];
+    memcpy(khex, buf + 19, 32);
+    khex[32] = '\0';
+    fl_digest key;
+    fz_check(fl_digest_from_hex(khex, &key) == 0, "an accepted record's key is hex");
+    fl_digest t2;
+    const char *j2;
+    size_t jl2;
+    fz_check(fl__record_parse_key(buf, len, "fuzz-record", &key, &t2, &j2, &jl2, NULL, &e) == 0,
+             "an accepted record matches its own key");
+    size_t elen = 0;
+    char *enc = fl__record_encode(&key, &tree, json, jl, &elen);
+    fz_check(enc && elen == len && memcmp(enc, buf, len) == 0, "an accepted record is canonical");
+    free(enc);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

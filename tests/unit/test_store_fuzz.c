@@ -82,22 +82,43 @@ static void test_trees(void **state) {
 static void test_records(void **state) {
     (void)state;
     const char *json = "{\"node\":\"crop\",\"output\":\"x\",\"seconds\":1.5}";
-    fl_digest sum, tree;
+    fl_digest tree, key;
     memset(&tree, 0x33, sizeof tree);
-    fl__hash_buf(json, strlen(json), &sum);
-    char th[FL_DIGEST_HEX], sh[FL_DIGEST_HEX];
-    fl_digest_hex(&tree, th);
-    fl_digest_hex(&sum, sh);
-    char *rec = fl_strdupf("fluke-record 1\ntree %s\njson %zu %s\n%s", th, strlen(json), sh, json);
-    run(1, rec, strlen(rec));
-    prefixes_and_mutations(1, rec, strlen(rec), 2);
-    free(rec);
-    /* A leading zero in the length is not the canonical form. */
-    rec = fl_strdupf("fluke-record 1\ntree %s\njson 0%zu %s\n%s", th, strlen(json), sh, json);
+    memset(&key, 0x44, sizeof key);
+    size_t len;
+    char *rec = fl__record_encode(&key, &tree, json, strlen(json), &len);
     fl_err e = {{0}};
     const char *j;
     size_t jl;
+    fl_digest got;
+    assert_int_equal(fl__record_parse(rec, len, "r", &got, &j, &jl, &e), 0); /* valid */
+    assert_true(fl_digest_eq(&got, &tree));
+    run(1, rec, len); /* must round-trip */
+    prefixes_and_mutations(1, rec, len, 2);
+    /* The campaign's finding: a NUL and junk after the checksum on the json line. */
+    char *junk = malloc(len + 8);
+    const char *nl = memchr(rec + 15 + 37 + 38, '\n', len - 90);
+    size_t at = (size_t)(nl - rec);
+    memcpy(junk, rec, at);
+    memcpy(junk + at, "\0junk", 5);
+    memcpy(junk + at + 5, rec + at, len - at);
+    run(1, junk, len + 5);
+    assert_int_equal(fl__record_parse(junk, len + 5, "r", &got, &j, &jl, &e), -1);
+    free(junk);
+    free(rec);
+    /* A leading zero in the length is not the canonical form; a format-1 record is refused. */
+    char th[FL_DIGEST_HEX], kh[FL_DIGEST_HEX];
+    fl_digest_hex(&tree, th);
+    fl_digest_hex(&key, kh);
+    rec = fl_strdupf("fluke-record 2\nkey %s\ntree %s\njson 0%zu %s\n%s", kh, th, strlen(json), th,
+                     json);
     assert_int_equal(fl__record_parse(rec, strlen(rec), "r", &tree, &j, &jl, &e), -1);
+    free(rec);
+    rec = fl_strdupf("fluke-record 1\ntree %s\njson %zu %s\n%s", th, strlen(json), th, json);
+    int old = 0;
+    assert_int_equal(fl__record_parse_key(rec, strlen(rec), "r", NULL, &tree, &j, &jl, &old, &e),
+                     -1);
+    assert_int_equal(old, 1);
     free(rec);
 }
 

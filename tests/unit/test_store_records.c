@@ -161,7 +161,7 @@ static void test_record_damage_and_recency(void **state) {
     off_t end = lseek(fd, -2, SEEK_END);
     assert_int_equal(pwrite(fd, "2", 1, end), 1);
     close(fd);
-    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), 0); /* recompute */
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), FL_RECORD_DAMAGED);
     assert_non_null(strstr(e.msg, "corrupt record"));
     assert_non_null(strstr(e.msg, rp));
     assert_int_equal(stat(rp, &sb), -1);
@@ -171,11 +171,236 @@ static void test_record_damage_and_recency(void **state) {
     /* A record truncated to nothing is damaged the same way. */
     assert_int_equal(fl_store_record_put(f->s, &key, &tree, "{}", &e), 0);
     assert_int_equal(truncate(rp, 0), 0);
-    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), 0);
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), FL_RECORD_DAMAGED);
+    assert_non_null(strstr(e.msg, "empty"));
+    assert_int_equal(fl_store_record_get(f->s, &key, NULL, NULL, &e), FL_RECORD_ABSENT);
     q = fl_strdupf("%s/quarantine/record-%s.1", f->root, hex);
     assert_int_equal(stat(q, &sb), 0);
     free(q);
     free(rp);
+}
+
+/* Writes text to path (replacing a read-only file). */
+static void overwrite(const char *path, const void *data, size_t len) {
+    chmod(path, 0644);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static char *slurp(const char *path, size_t *len) {
+    fl_err e = {0};
+    char *b = fl_read_file(path, len, &e);
+    assert_non_null(b);
+    return b;
+}
+
+/* Every way the campaign (and this test) damaged a record: get says FL_RECORD_DAMAGED with the
+ * reason, sets the damage aside (quick: nothing blocks or reads without bound), and the next put
+ * and get work again. peek reports the same without changing anything. */
+static void test_record_damage_kinds(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest ta, tb, ka = key_of("stage a"), kb = key_of("stage b");
+    assert_int_equal(ingest_files(f->s, 1, &ta, &e), 0);
+    assert_int_equal(ingest_files(f->s, 3, &tb, &e), 0);
+    assert_int_equal(fl_store_record_put(f->s, &kb, &tb, "{\"node\":\"b\"}", &e), 0);
+    char ahex[FL_DIGEST_HEX], bhex[FL_DIGEST_HEX], tbhex[FL_DIGEST_HEX], tahex[FL_DIGEST_HEX];
+    fl_digest_hex(&ka, ahex);
+    fl_digest_hex(&kb, bhex);
+    fl_digest_hex(&ta, tahex);
+    fl_digest_hex(&tb, tbhex);
+    char *ra = fl_strdupf("%s/records/%.2s/%s", f->root, ahex, ahex + 2);
+    char *rb = fl_strdupf("%s/records/%.2s/%s", f->root, bhex, bhex + 2);
+    size_t blen;
+    char *brec = slurp(rb, &blen);
+    enum { N = 11 };
+    for (int k = 0; k < N; k++) {
+        assert_int_equal(fl_store_record_put(f->s, &ka, &ta, "{\"node\":\"a\"}", &e), 0);
+        size_t len;
+        char *rec = slurp(ra, &len), *sub = NULL;
+        const char *why = NULL;
+        switch (k) {
+        case 0: /* truncated in the middle of the JSON */
+            overwrite(ra, rec, len - 3);
+            why = "header says";
+            break;
+        case 1: /* garbage */
+            overwrite(ra, "\x01\x02 not a record at all", 22);
+            why = "bad header";
+            break;
+        case 2: { /* the tree line names another stage's tree */
+            char *t = strstr(rec, tahex);
+            assert_non_null(t);
+            memcpy(t, tbhex, 32);
+            overwrite(ra, rec, len);
+            why = "checksum mismatch";
+            break;
+        }
+        case 3: /* another key's record copied to this key's path */
+            overwrite(ra, brec, blen);
+            why = "misplaced";
+            break;
+        case 4: { /* a NUL and junk after the checksum on the json line */
+            char *nl = memchr(rec + 15 + 37 + 38, '\n', len - 90);
+            size_t at = (size_t)(nl - rec);
+            char *j = malloc(len + 5);
+            memcpy(j, rec, at);
+            memcpy(j + at, "\0junk", 5);
+            memcpy(j + at + 5, rec + at, len - at);
+            overwrite(ra, j, len + 5);
+            free(j);
+            why = "bad json line";
+            break;
+        }
+        case 5: /* a directory at the record's path */
+            chmod(ra, 0644);
+            unlink(ra);
+            assert_int_equal(mkdir(ra, 0755), 0);
+            sub = fl_strdupf("%s/x", ra);
+            overwrite(sub, "x", 1);
+            why = "a directory";
+            break;
+        case 6: /* a symbolic link to /dev/zero: must not be followed (it hung `run`) */
+            chmod(ra, 0644);
+            unlink(ra);
+            assert_int_equal(symlink("/dev/zero", ra), 0);
+            why = "a symbolic link";
+            break;
+        case 7: /* a symbolic link to a valid record elsewhere is still not followed */
+            chmod(ra, 0644);
+            sub = fl_strdupf("%s/elsewhere", f->dir);
+            overwrite(sub, rec, len);
+            unlink(ra);
+            assert_int_equal(symlink(sub, ra), 0);
+            why = "a symbolic link";
+            break;
+        case 8: /* a FIFO: opening it must not wait for a writer */
+            chmod(ra, 0644);
+            unlink(ra);
+            assert_int_equal(mkfifo(ra, 0644), 0);
+            why = "a FIFO";
+            break;
+        case 9: /* a huge (sparse) file: refused by size, not read */
+            overwrite(ra, rec, len);
+            assert_int_equal(truncate(ra, (off_t)1 << 40), 0);
+            why = "limit";
+            break;
+        case 10: { /* the shard directory records/<xx> is a file */
+            char *dir = fl_strdupf("%s/records/%.2s", f->root, ahex);
+            fl_remove_tree(dir, &e);
+            overwrite(dir, "junk", 4);
+            free(dir);
+            why = "not a directory";
+            break;
+        }
+        }
+        free(rec);
+        double t0 = fl_now();
+        e.msg[0] = '\0';
+        fl_digest got;
+        assert_int_equal(fl_store_record_peek(f->s, &ka, &got, NULL, &e), FL_RECORD_DAMAGED);
+        if (!strstr(e.msg, why)) fail_msg("case %d: peek said '%s', wanted '%s'", k, e.msg, why);
+        assert_int_equal(fl_store_record_peek(f->s, &ka, &got, NULL, &e), FL_RECORD_DAMAGED);
+        e.msg[0] = '\0';
+        assert_int_equal(fl_store_record_get(f->s, &ka, &got, NULL, &e), FL_RECORD_DAMAGED);
+        if (!strstr(e.msg, why) || !strstr(e.msg, "quarantine"))
+            fail_msg("case %d: get said '%s', wanted '%s'", k, e.msg, why);
+        assert_true(fl_now() - t0 < 5.0);
+        assert_int_equal(fl_store_record_get(f->s, &ka, &got, NULL, &e), FL_RECORD_ABSENT);
+        if (sub) {
+            unlink(sub);
+            free(sub);
+        }
+        /* The stage reruns and commits again; the other stage's record is untouched. */
+        assert_int_equal(fl_store_record_put(f->s, &ka, &ta, "{\"node\":\"a\"}", &e), 0);
+        assert_int_equal(fl_store_record_get(f->s, &ka, &got, NULL, &e), FL_RECORD_FOUND);
+        assert_true(fl_digest_eq(&got, &ta));
+        if (k != 10) {
+            assert_int_equal(fl_store_record_get(f->s, &kb, &got, NULL, &e), FL_RECORD_FOUND);
+            assert_true(fl_digest_eq(&got, &tb));
+        }
+    }
+    free(brec);
+    free(ra);
+    free(rb);
+}
+
+/* A damaged ref or lock file is set aside or named, never followed or waited on. */
+static void test_ref_and_lock_damage(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    char *ref = fl_strdupf("%s/refs/runs/x", f->root);
+    assert_int_equal(fl_store_ref_set(f->s, "runs/x", "abc\n", &e), 0);
+    unlink(ref);
+    assert_int_equal(mkfifo(ref, 0644), 0);
+    assert_null(fl_store_ref_get(f->s, "runs/x", &e));
+    assert_non_null(strstr(e.msg, "FIFO"));
+    unlink(ref);
+    assert_int_equal(symlink("/dev/zero", ref), 0);
+    assert_null(fl_store_ref_get(f->s, "runs/x", &e));
+    assert_non_null(strstr(e.msg, "damaged ref"));
+    unlink(ref);
+    assert_int_equal(mkdir(ref, 0755), 0); /* a directory blocks the rename: set aside */
+    assert_int_equal(fl_store_ref_set(f->s, "runs/x", "new\n", &e), 0);
+    char *t = fl_store_ref_get(f->s, "runs/x", &e);
+    assert_string_equal(t, "new\n");
+    free(t);
+    free(ref);
+    /* Locks: a symbolic link (even a dangling one, which O_CREAT would follow), a FIFO, a
+     * directory. Each is set aside and a fresh lock file used. */
+    char *lk = fl_strdupf("%s/locks/gc", f->root), *target = fl_strdupf("%s/outside", f->dir);
+    for (int k = 0; k < 3; k++) {
+        unlink(lk);
+        rmdir(lk);
+        if (k == 0) assert_int_equal(symlink(target, lk), 0);
+        if (k == 1) assert_int_equal(mkfifo(lk, 0644), 0);
+        if (k == 2) assert_int_equal(mkdir(lk, 0755), 0);
+        int fd = fl_store_lock(f->s, "gc", 1, 0, &e);
+        if (fd < 0) fail_msg("lock case %d: %s", k, e.msg);
+        struct stat st;
+        assert_int_equal(lstat(lk, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(fl_store_lock(f->s, "gc", 1, 0, &e), -2); /* still a real lock */
+        fl_store_unlock(fd);
+    }
+    struct stat st;
+    assert_int_equal(lstat(target, &st), -1); /* nothing was created through the link */
+    free(lk);
+    free(target);
+}
+
+/* work/<key> replaced by a file or by a symbolic link (which would send a stage's checkpoints
+ * outside the store): the link itself is removed, never its target, and a real directory made. */
+static void test_work_dir_damage(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest key = key_of("long stage");
+    char *w = fl_store_work_dir(f->s, &key, &e);
+    assert_non_null(w);
+    char *outside = fl_strdupf("%s/outside", f->dir), *keep = fl_strdupf("%s/outside/keep", f->dir);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    put(f->dir, "outside/keep", "precious");
+    for (int k = 0; k < 2; k++) {
+        fl_remove_tree(w, &e);
+        if (k == 0)
+            assert_int_equal(fl_write_file_atomic(w, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(outside, w), 0);
+        char *again = fl_store_work_dir(f->s, &key, &e);
+        if (!again) fail_msg("case %d: %s", k, e.msg);
+        struct stat st;
+        assert_int_equal(lstat(again, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        free(again);
+    }
+    struct stat st;
+    assert_int_equal(stat(keep, &st), 0);
+    free(keep);
+    free(outside);
+    free(w);
 }
 
 static void test_refs(void **state) {
@@ -373,6 +598,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_damage_and_recency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_damage_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ref_and_lock_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_work_dir_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locks_shared_exclusive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_released_when_holder_killed, setup, teardown),

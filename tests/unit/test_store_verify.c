@@ -224,6 +224,221 @@ static void test_verify_damaged_checkout(void **state) {
     free(co);
 }
 
+static void replace_with(const char *path, int how, const char *arg) {
+    chmod(path, 0644);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fl_err e = {0};
+        fl_remove_tree(path, &e);
+    }
+    unlink(path);
+    if (how == 'd') assert_int_equal(mkdir(path, 0755), 0);
+    if (how == 'l') assert_int_equal(symlink(arg, path), 0);
+    if (how == 'p') assert_int_equal(mkfifo(path, 0644), 0);
+    if (how == 'f') {
+        fl_err e = {0};
+        assert_int_equal(fl_write_file_atomic(path, arg, strlen(arg), &e), 0);
+    }
+}
+
+/* Damage the campaign found verify blind to (a record naming another stage's tree, a directory
+ * at a record path, truncated or garbage records), and entries that are not regular files where
+ * objects and trees belong. Each is counted as corrupt, set aside, and its stage's record goes,
+ * so the next run recomputes it; a second verify is clean. */
+static void test_verify_damaged_records_and_entries(void **state) {
+    fx *f = *state;
+    enum { N = 9 };
+    fl_digest k[N], T[N];
+    for (int i = 0; i < N; i++) {
+        char name[24], text[32], tag[16];
+        snprintf(name, sizeof name, "f%d.txt", i);
+        snprintf(text, sizeof text, "content of %d", i);
+        snprintf(tag, sizeof tag, "s%d", i);
+        const char *n[] = {name}, *t[] = {text};
+        T[i] = commit(f, tag, 1, n, t, &k[i]);
+    }
+    char *r0 = shard(f, "records", &k[0]), *r1 = shard(f, "records", &k[1]);
+    char *r2 = shard(f, "records", &k[2]), *r3 = shard(f, "records", &k[3]);
+    char *r4 = shard(f, "records", &k[4]);
+    /* 0: tree line swapped for stage 8's tree (same length, valid hex) */
+    {
+        fl_err e = {0};
+        size_t len;
+        char *b = fl_read_file(r0, &len, &e);
+        char h0[FL_DIGEST_HEX], h8[FL_DIGEST_HEX];
+        fl_digest_hex(&T[0], h0);
+        fl_digest_hex(&T[8], h8);
+        char *at = strstr(b, h0);
+        assert_non_null(at);
+        memcpy(at, h8, 32);
+        chmod(r0, 0644);
+        assert_int_equal(fl_write_file_atomic(r0, b, len, &e), 0);
+        free(b);
+    }
+    replace_with(r1, 'd', NULL);        /* 1: a directory at the record path */
+    truncate(r2, 20);                   /* 2: truncated */
+    replace_with(r3, 'f', "garbage\n"); /* 3: garbage */
+    replace_with(r4, 'l', "/dev/zero"); /* 4: a symbolic link to /dev/zero */
+    fl_digest o5 = digest_of("content of 5", 12), o6 = digest_of("content of 6", 12);
+    char *p5 = shard(f, "objects", &o5), *p6 = shard(f, "objects", &o6),
+         *t7 = shard(f, "trees", &T[7]);
+    char *elsewhere = fl_strdupf("%s/copy", f->dir);
+    {
+        fl_err e = {0};
+        assert_int_equal(fl_copy_file(p5, elsewhere, &e), 0);
+    }
+    replace_with(p5, 'l', elsewhere); /* 5: an object replaced by a link to identical content */
+    replace_with(p6, 'd', NULL);      /* 6: an object replaced by a directory */
+    replace_with(t7, 'p', NULL);      /* 7: a tree replaced by a FIFO (must not hang) */
+    f->nlines = 0;
+    fl_verify_report r;
+    fl_err e = {0};
+    double t0 = fl_now();
+    assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+    assert_true(fl_now() - t0 < 10.0);
+    for (int i = 0; i < f->nlines; i++)
+        printf("  verify: %s\n", f->lines[i]);
+    assert_int_equal(r.corrupt, 8);         /* 5 records, 2 objects, 1 tree */
+    assert_int_equal(r.records_dropped, 8); /* those 5, and stages 5, 6, 7 */
+    assert_true(has_line(f, "checksum mismatch"));
+    assert_true(has_line(f, "a directory"));
+    assert_true(has_line(f, "a symbolic link"));
+    assert_true(has_line(f, "a FIFO"));
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(fl_store_record_get(f->s, &k[i], NULL, NULL, &e), FL_RECORD_ABSENT);
+    assert_int_equal(fl_store_record_get(f->s, &k[8], NULL, NULL, &e), FL_RECORD_FOUND);
+    fl_verify_report rv;
+    assert_int_equal(fl_store_verify(f->s, &rv, NULL, NULL, &e), 0);
+    assert_int_equal(rv.corrupt, 0);
+    assert_int_equal(rv.records_dropped, 0);
+    /* The stages recommit. */
+    for (int i = 0; i < 8; i++) {
+        char name[24], text[32], tag[16];
+        snprintf(name, sizeof name, "f%d.txt", i);
+        snprintf(text, sizeof text, "content of %d", i);
+        snprintf(tag, sizeof tag, "s%d", i);
+        const char *n[] = {name}, *t[] = {text};
+        fl_digest kk;
+        commit(f, tag, 1, n, t, &kk);
+        char *co = fl_store_checkout(f->s, &T[i], &e);
+        if (!co) fail_msg("checkout %d: %s", i, e.msg);
+        free(co);
+    }
+    assert_int_equal(fl_store_verify(f->s, &rv, NULL, NULL, &e), 0);
+    assert_int_equal(rv.corrupt, 0);
+    char *frees[] = {r0, r1, r2, r3, r4, p5, p6, t7, elsewhere};
+    for (size_t i = 0; i < sizeof frees / sizeof *frees; i++)
+        free(frees[i]);
+}
+
+/* A checkout directory replaced by a file or by a symbolic link to another directory: verify
+ * removes it, and a checkout rebuilds it instead of failing or following the link. */
+static void test_checkout_replaced(void **state) {
+    fx *f = *state;
+    const char *n[] = {"a.txt"}, *t[] = {"alpha"};
+    fl_digest k;
+    fl_digest T = commit(f, "A", 1, n, t, &k);
+    fl_err e = {0};
+    char *co = fl_store_checkout(f->s, &T, &e);
+    assert_non_null(co);
+    char *other = fl_strdupf("%s/other", f->dir);
+    assert_int_equal(mkdir(other, 0755), 0);
+    char *oa = fl_strdupf("%s/a.txt", other);
+    assert_int_equal(fl_write_file_atomic(oa, "alpha", 5, &e), 0);
+    for (int i = 0; i < 2; i++) {
+        chmod(co, 0755);
+        fl_remove_tree(co, &e);
+        if (i == 0)
+            assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(other, co), 0);
+        f->nlines = 0;
+        fl_verify_report r;
+        assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+        assert_int_equal(r.checkouts_removed, 1);
+        assert_true(has_line(f, "not a directory"));
+        assert_false(exists(co));
+        /* Damage again; this time the run's checkout repairs it itself. */
+        if (i == 0)
+            assert_int_equal(fl_write_file_atomic(co, "x", 1, &e), 0);
+        else
+            assert_int_equal(symlink(other, co), 0);
+        char *again = fl_store_checkout(f->s, &T, &e);
+        if (!again) fail_msg("checkout %d: %s", i, e.msg);
+        struct stat st;
+        assert_int_equal(lstat(again, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        free(again);
+    }
+    assert_true(exists(oa)); /* the link's target was left alone */
+    free(oa);
+    free(other);
+    free(co);
+}
+
+/* A chain of trees nested deeper than any real directory can be: reported, not a stack overflow. */
+static void test_verify_deep_tree_chain(void **state) {
+    fx *f = *state;
+    fl_err e = {0};
+    fl_digest d = digest_of("leaf", 4);
+    /* trees/<d_i> = one directory entry pointing at d_{i-1}; the chain's bottom is missing. */
+    for (int i = 0; i < 20000; i++) {
+        char buf[128];
+        char hex[FL_DIGEST_HEX];
+        fl_digest_hex(&d, hex);
+        int n = snprintf(buf, sizeof buf, "fluke-tree 1\nd %s x", hex);
+        size_t len = (size_t)n + 1; /* with the NUL */
+        fl_hasher *h = fl_hasher_new();
+        fl_hasher_update(h, "tree", 5);
+        fl_hasher_update(h, buf, len);
+        fl_hasher_digest(h, &d);
+        fl_hasher_free(h);
+        char *p = shard(f, "trees", &d);
+        char *dir = strdup(p);
+        *strrchr(dir, '/') = '\0';
+        assert_int_equal(fl_mkdirs(dir, &e), 0);
+        assert_int_equal(fl_write_file_atomic(p, buf, len, &e), 0);
+        free(dir);
+        free(p);
+    }
+    fl_digest key = digest_of("deep", 4);
+    assert_int_equal(fl_store_record_put(f->s, &key, &d, "{}", &e), 0);
+    f->nlines = 0;
+    fl_verify_report r;
+    assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+    assert_true(has_line(f, "levels deep"));
+    assert_int_equal(r.records_dropped, 1);
+}
+
+/* A record of the previous format (no key line): dropped and reported, not counted as damage. */
+static void test_verify_old_format_record(void **state) {
+    fx *f = *state;
+    const char *n[] = {"a.txt"}, *t[] = {"alpha"};
+    fl_digest k;
+    fl_digest T = commit(f, "A", 1, n, t, &k);
+    char th[FL_DIGEST_HEX];
+    fl_digest_hex(&T, th);
+    fl_digest sum = digest_of("{}", 2);
+    char sh[FL_DIGEST_HEX];
+    fl_digest_hex(&sum, sh);
+    char *old = fl_strdupf("fluke-record 1\ntree %s\njson 2 %s\n{}", th, sh);
+    char *rp = shard(f, "records", &k);
+    fl_err e = {0};
+    chmod(rp, 0644);
+    assert_int_equal(fl_write_file_atomic(rp, old, strlen(old), &e), 0);
+    assert_int_equal(fl_store_record_peek(f->s, &k, NULL, NULL, &e), FL_RECORD_DAMAGED);
+    assert_non_null(strstr(e.msg, "format 1"));
+    f->nlines = 0;
+    fl_verify_report r;
+    assert_int_equal(fl_store_verify(f->s, &r, on_line, f, &e), 0);
+    assert_int_equal(r.corrupt, 0);
+    assert_int_equal(r.records_dropped, 1);
+    assert_true(has_line(f, "older fluke"));
+    assert_false(exists(rp));
+    free(old);
+    free(rp);
+}
+
 static void test_gc_keeps_refs(void **state) {
     fx *f = *state;
     const char *n[] = {"out.bin", "common.txt"};
@@ -316,6 +531,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_verify_shared_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_tree_and_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_damaged_checkout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_damaged_records_and_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkout_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_deep_tree_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_old_format_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_size_cap, setup, teardown),
     };
