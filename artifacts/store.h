@@ -123,6 +123,10 @@ int fl_store_tree_lookup(fl_store *s, const fl_digest *tree, const char *relpath
  * object is moved to quarantine/ (so the next ingest stores a good copy). Records and checkouts
  * that reach it are left to the caller and to fl_store_verify. */
 int fl_store_object_recheck(fl_store *s, const fl_digest *d, int *corrupt, fl_err *e);
+/* Read-only and cheap (no object is read): 1 when tree, its subtrees and every object they name
+ * are present (trees load and match their digests, objects are regular files), 0 when something
+ * is missing or damaged (e->msg names it), -1 on an error (out of memory, permission denied). */
+int fl_store_tree_intact(fl_store *s, const fl_digest *tree, fl_err *e);
 
 typedef struct fl_verify_report {
     uint64_t objects, trees, bytes;

@@ -45,6 +45,7 @@ typedef struct gctx {
     pend *pending;
     size_t npend, cappend;
     uint32_t stamp;
+    fl_err ignored; /* collect()'s tree load errors (verify's job): not one per stack frame */
 } gctx;
 
 static int add_item(const fl_digest *d, const char *path, const struct stat *st, void *arg,
@@ -139,19 +140,22 @@ static int push(gctx *g, items *set, size_t i, uint64_t *add, fl_err *e) {
     return 1;
 }
 
-/* Adds to pending (and *add) every tree and object under tree d that is not yet live. */
-static int collect(gctx *g, const fl_digest *d, uint64_t *add, fl_err *e) {
+/* Adds to pending (and *add) every tree and object under tree d that is not yet live. depth is
+ * d's nesting level (the record's tree is 0); a tree nested deeper than any real directory can
+ * be is kept but not descended into, like any other corrupt tree (verify's job), so a crafted
+ * chain cannot overflow the stack. */
+static int collect(gctx *g, const fl_digest *d, int depth, uint64_t *add, fl_err *e) {
     int *ti = fl__dset_get(&g->trees.idx, d, 0);
     if (!ti) return 0; /* missing: nothing to keep */
     int pushed = push(g, &g->trees, (size_t)*ti - 1, add, e);
     if (pushed <= 0) return pushed;
+    if (depth > FL_MAX_TREE_DEPTH) return 0; /* as verify: deeper is damage */
     fl_tree t;
-    fl_err ignored;
-    if (fl__tree_load(g->s, d, &t, NULL, &ignored) != 0) return 0; /* corrupt: verify's job */
+    if (fl__tree_load(g->s, d, &t, NULL, &g->ignored) != 0) return 0; /* corrupt: verify's job */
     int rc = 0;
     for (size_t i = 0; i < t.n && rc == 0; i++) {
         if (t.v[i].mode == FL_MODE_DIR) {
-            rc = collect(g, &t.v[i].d, add, e);
+            rc = collect(g, &t.v[i].d, depth + 1, add, e);
         } else {
             int *oi = fl__dset_get(&g->objs.idx, &t.v[i].d, 0);
             if (oi && push(g, &g->objs, (size_t)*oi - 1, add, e) < 0) rc = -1;
@@ -257,7 +261,7 @@ static int run_gc(gctx *g, uint64_t max_bytes, fl_gc_report *r, fl_err *e) {
         if (!fl__dset_get(&g->roots, &rr->key, 0)) continue;
         rr->keep = 1;
         g->stamp++;
-        if (rr->parsed && collect(g, &rr->tree, &total, e) != 0) return -1;
+        if (rr->parsed && collect(g, &rr->tree, 0, &total, e) != 0) return -1;
         commit_pending(g, 1);
     }
     if (max_bytes > 0) {
@@ -267,7 +271,7 @@ static int run_gc(gctx *g, uint64_t max_bytes, fl_gc_report *r, fl_err *e) {
             if (rr->keep || !rr->parsed) continue;
             uint64_t add = 0;
             g->stamp++;
-            if (collect(g, &rr->tree, &add, e) != 0) return -1;
+            if (collect(g, &rr->tree, 0, &add, e) != 0) return -1;
             int fits = total + add <= max_bytes;
             commit_pending(g, fits);
             if (!fits) break; /* least recently used from here on */

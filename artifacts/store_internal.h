@@ -101,6 +101,11 @@ int fl__check_name(const char *kind, const char *name, fl_err *e);
 
 enum { FL_MODE_FILE = 'f', FL_MODE_EXEC = 'x', FL_MODE_DIR = 'd' };
 
+/* Trees nested deeper than this cannot come from a real directory (PATH_MAX is 4096 bytes, so
+ * at most 2048 levels); deeper chains are damage, and walking them must not exhaust the stack
+ * (verify reports them, gc stops descending). */
+#define FL_MAX_TREE_DEPTH 4096
+
 typedef struct fl_tree_entry {
     char *name;
     char mode; /* FL_MODE_* */

@@ -1,6 +1,6 @@
-/* Point checks outside `verify`: the digest one path has inside a tree, and re-hashing a single
+/* Point checks outside `verify`: the digest one path has inside a tree, re-hashing a single
  * object (quarantined when it no longer matches its name), for callers that find damage on the
- * way (publishing to out/). */
+ * way (publishing to out/), and the read-only presence check of a record's tree (status). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,5 +51,62 @@ int fl_store_object_recheck(fl_store *s, const fl_digest *d, int *corrupt, fl_er
         }
     }
     free(path);
+    return rc;
+}
+
+/* 1 when tree d and everything below it is present, 0 when not (e says what), -1 on error. The
+ * trees are loaded (each re-hashed: they are small); objects are only lstat'ed. seen: trees
+ * already found sound (shared subtrees are checked once). */
+static int tree_intact(fl_store *s, fl_dset *seen, const fl_digest *d, int depth, fl_err *e) {
+    int *v = fl__dset_get(seen, d, 1);
+    if (!v) return fl_errf(e, "out of memory");
+    if (*v) return 1;
+    char hex[FL_DIGEST_HEX];
+    fl_digest_hex(d, hex);
+    if (depth > FL_MAX_TREE_DEPTH) {
+        fl_errf(e, "tree %s is nested more than %d levels deep", hex, FL_MAX_TREE_DEPTH);
+        return 0;
+    }
+    fl_tree t;
+    if (fl__tree_load(s, d, &t, NULL, e) != 0) return strstr(e->msg, "out of memory") ? -1 : 0;
+    int rc = 1;
+    for (size_t i = 0; i < t.n && rc == 1; i++) {
+        const fl_tree_entry *en = &t.v[i];
+        if (en->mode == FL_MODE_DIR) {
+            rc = tree_intact(s, seen, &en->d, depth + 1, e);
+            continue;
+        }
+        char *path = fl__shard_path(s, "objects", &en->d);
+        if (!path) {
+            rc = fl_errf(e, "out of memory");
+            break;
+        }
+        char ohex[FL_DIGEST_HEX];
+        fl_digest_hex(&en->d, ohex);
+        struct stat st;
+        if (lstat(path, &st) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR) {
+                fl_errf(e, "missing object %s (%s in tree %s)", ohex, en->name, hex);
+                rc = 0;
+            } else {
+                rc = fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
+            }
+        } else if (!S_ISREG(st.st_mode)) {
+            fl_errf(e, "object %s (%s in tree %s) is not a regular file", ohex, en->name, hex);
+            rc = 0;
+        }
+        free(path);
+    }
+    fl__tree_free(&t);
+    int *done = rc == 1 ? fl__dset_get(seen, d, 0) : NULL; /* v may have moved as the map grew */
+    if (done) *done = 1;
+    return rc;
+}
+
+int fl_store_tree_intact(fl_store *s, const fl_digest *tree, fl_err *e) {
+    fl_dset seen;
+    memset(&seen, 0, sizeof seen);
+    int rc = tree_intact(s, &seen, tree, 0, e);
+    fl__dset_free(&seen);
     return rc;
 }

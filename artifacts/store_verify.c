@@ -13,10 +13,6 @@
 
 #include "artifacts/store_internal.h"
 
-/* Trees nested deeper than this cannot come from a real directory (PATH_MAX is 4096 bytes,
- * so at most 2048 levels); deeper chains are damage, and must not exhaust the stack. */
-#define MAX_TREE_DEPTH 4096
-
 /* Values in the digest maps. */
 enum { V_OK = 1, V_CORRUPT = 2 };          /* objects / trees seen on disk */
 enum { R_GOOD = 1, R_BAD = 2, R_BUSY = 3 }; /* tree reachability memo */
@@ -150,8 +146,8 @@ static int tree_bad(vctx *v, const fl_digest *d, int depth, fl_err *e) {
     if (*memo == R_BAD || *memo == R_BUSY) return 1; /* a cycle cannot come from real hashes */
     char hex[FL_DIGEST_HEX];
     fl_digest_hex(d, hex);
-    if (depth > MAX_TREE_DEPTH) {
-        report(v, "corrupt tree %s: nested more than %d levels deep", hex, MAX_TREE_DEPTH);
+    if (depth > FL_MAX_TREE_DEPTH) {
+        report(v, "corrupt tree %s: nested more than %d levels deep", hex, FL_MAX_TREE_DEPTH);
         v->r->corrupt++;
         *memo = R_BAD;
         return 1;

@@ -22,7 +22,7 @@ static void usage(const fl_registry *reg, FILE *f) {
             "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run]\n"
             "                      run the pipeline, reusing every still-valid cached stage\n"
             "                      (--force S: rerun S from scratch, its checkpoints dropped)\n"
-            "  status [CONFIG]     each stage: cached / stale / missing, and why\n"
+            "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
             "  config [CONFIG]     the effective config (extends resolved)\n"

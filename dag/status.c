@@ -8,7 +8,7 @@
 #include "dag/explain.h"
 #include "dag/key.h"
 
-enum { S_CACHED, S_STALE, S_PENDING, S_ERROR };
+enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED };
 
 typedef struct sstate {
     int st;
@@ -76,13 +76,24 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         }
         free(in);
         int rc = fl_store_record_peek(s->store, &key, &ss[i].out, NULL, &le); /* read-only */
-        if (rc == FL_RECORD_FOUND) {
+        /* A record is only as good as its outputs: its trees load and its objects are there
+         * (no object is read; verify re-hashes them). */
+        int intact = rc == FL_RECORD_FOUND ? fl_store_tree_intact(s->store, &ss[i].out, &le) : 1;
+        if (rc == FL_RECORD_FOUND && intact == 1) {
             ss[i].st = S_CACHED;
             outs[i] = ss[i].out;
-        } else if (rc == FL_RECORD_DAMAGED || rc < 0) {
+        } else if (rc == FL_RECORD_FOUND && intact == 0) {
+            char hex[FL_DIGEST_HEX];
+            fl_digest_hex(&ss[i].out, hex);
+            ss[i].st = S_DAMAGED;
+            ss[i].err = fl_strdupf("output %.12s damaged (%s): `fluke verify` sets it aside, "
+                                   "the next run then reruns it", hex, le.msg);
+        } else if (rc == FL_RECORD_DAMAGED) {
+            ss[i].st = S_DAMAGED;
+            ss[i].err = fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
+        } else if (rc < 0 || intact < 0) {
             ss[i].st = S_ERROR;
-            ss[i].err = rc < 0 ? strdup(le.msg)
-                               : fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
+            ss[i].err = strdup(le.msg);
         } else {
             ss[i].st = S_STALE;
             fl_explain_diff(fl_session_prev(s, n->id), ss[i].desc, &ss[i].why);
@@ -98,8 +109,9 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
             char hex[FL_DIGEST_HEX];
             fl_digest_hex(&x->out, hex);
             printf("cached   %-24s output %.12s\n", n->id, hex);
-        } else if (x->st == S_ERROR) {
-            printf("error    %-24s %s\n", n->id, x->err);
+        } else if (x->st == S_ERROR || x->st == S_DAMAGED) {
+            printf("%-8s %-24s %s\n", x->st == S_ERROR ? "error" : "damaged", n->id,
+                   x->err ? x->err : "out of memory");
         } else if (x->st == S_STALE) {
             /* A stage whose only change is an input from a re-run upstream stage points there. */
             char *r = join_reasons(&x->why, explain != NULL);

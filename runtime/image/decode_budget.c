@@ -7,6 +7,7 @@
  * scale; a single-scan JPEG needs only an MCU row of them. So a file of a few KB that claims
  * 11585x11585 pixels costs ~0.8 GB before the first byte of image data is read. */
 #include "runtime/image/image.h"
+#include "runtime/image/jpeg_markers.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -100,24 +101,11 @@ int fl_jpeg_cost_estimate(const uint8_t *d, size_t len, const char *name, fl_jpe
     memset(c, 0, sizeof *c);
     if (!name) name = "<memory>";
     int have_sof = 0, nc = 0, w = 0, h = 0, hs[10], vs[10];
-    size_t p = 2;
-    /* The markers up to the first SOS, skipped by their lengths (as jpeg.c's EOI check). */
-    while (p + 4 <= len) {
-        if (d[p] != 0xFF) break;
-        uint8_t m = d[p + 1];
-        if (m == 0xFF) {
-            p++;
-            continue;
-        }
-        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-            p += 2;
-            continue;
-        }
-        if (m == 0xD9) break;
-        size_t seg = (size_t)d[p + 2] << 8 | d[p + 3];
-        if (seg < 2 || p + 2 + seg > len) break;
-        const uint8_t *s = d + p + 4;
-        size_t sl = seg - 2;
+    fl_jpeg_walk wk = fl_jpeg_walk_start(d, len);
+    uint8_t m;
+    const uint8_t *s;
+    size_t sl;
+    while (fl_jpeg_walk_next(&wk, &m, &s, &sl) == FL_JPEG_SEG) {
         if (is_sof(m)) {
             if (have_sof || sl < 6) break;
             h = s[1] << 8 | s[2], w = s[3] << 8 | s[4], nc = s[5];
@@ -151,7 +139,7 @@ int fl_jpeg_cost_estimate(const uint8_t *d, size_t len, const char *name, fl_jpe
             /* Scans: FF DA can only be a marker in entropy-coded data (a data 0xFF is stuffed
              * as FF 00), so counting them is exact. */
             c->n_scans = 1;
-            for (size_t q = p + 2 + seg; q + 1 < len; q++) {
+            for (size_t q = wk.p; q + 1 < len; q++) {
                 const uint8_t *ff = memchr(d + q, 0xFF, len - q - 1);
                 if (!ff) break;
                 q = (size_t)(ff - d);
@@ -159,7 +147,6 @@ int fl_jpeg_cost_estimate(const uint8_t *d, size_t len, const char *name, fl_jpe
             }
             return 0;
         }
-        p += 2 + seg;
     }
     return fl_errf(e, "%s: cannot read the JPEG frame and first scan headers to size the decode",
                    name);

@@ -1,6 +1,7 @@
 /* JPEG decode/encode through the TurboJPEG 2.x API (tjDecompressHeader3 / tjDecompress2), with
  * scaled decode, EXIF orientation, CMYK -> RGB and strict checks on bad input. */
 #include "runtime/image/image.h"
+#include "runtime/image/jpeg_markers.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,27 +26,18 @@ static int is_libjpeg_warning(const char *msg) {
 
 /* Whether an EOI marker follows the first SOS. Segments before the SOS are skipped by their
  * lengths, so an EXIF thumbnail's own EOI does not count; after the SOS, entropy-coded data
- * cannot contain FF D9 (0xFF is stuffed as FF 00), so any FF D9 is a real marker. */
+ * cannot contain FF D9 (0xFF is stuffed as FF 00), so any FF D9 is a real marker. A header that
+ * runs out before any SOS is searched from where the walk stopped. */
 static int has_eoi_after_sos(const uint8_t *d, size_t len) {
-    size_t p = 2;
-    while (p + 4 <= len) {
-        if (d[p] != 0xFF) return 0;
-        uint8_t m = d[p + 1];
-        if (m == 0xFF) {
-            p++;
-            continue;
-        }
-        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-            p += 2;
-            continue;
-        }
-        if (m == 0xD9) return 0; /* EOI before any scan */
-        size_t seg = (size_t)d[p + 2] << 8 | d[p + 3];
-        if (seg < 2) return 0;
-        p += 2 + seg;
-        if (m == 0xDA) break;
+    fl_jpeg_walk w = fl_jpeg_walk_start(d, len);
+    uint8_t m;
+    const uint8_t *s;
+    size_t sl;
+    int r;
+    while ((r = fl_jpeg_walk_next(&w, &m, &s, &sl)) == FL_JPEG_SEG && m != 0xDA) {
     }
-    for (; p + 1 < len; p++) {
+    if (r == FL_JPEG_BAD) return 0;
+    for (size_t p = w.p; p + 1 < len; p++) {
         const uint8_t *f = memchr(d + p, 0xFF, len - p - 1);
         if (!f) return 0;
         p = (size_t)(f - d);
