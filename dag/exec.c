@@ -384,13 +384,34 @@ static int out_dir_owned(const char *dir, fl_err *e) {
     return 0;
 }
 
+/* Whether dir resolves into the store through a link: the session compared the paths before the
+ * store existed; now both can be resolved (dir up to its deepest existing folder, so nothing is
+ * created inside the store before refusing). */
+static int out_dir_in_store(const char *dir, const char *store, fl_err *e) {
+    char d[4096];
+    snprintf(d, sizeof d, "%s", dir);
+    char *rd = NULL, *rs = realpath(store, NULL);
+    for (;;) {
+        if ((rd = realpath(d, NULL)) || errno != ENOENT) break;
+        char *sl = strrchr(d, '/');
+        if (!sl || sl == d) break;
+        *sl = '\0';
+    }
+    size_t l = rs ? strlen(rs) : 0;
+    int inside = rd && rs && !strncmp(rd, rs, l) && (rd[l] == '\0' || rd[l] == '/');
+    free(rd);
+    free(rs);
+    return inside ? fl_errf(e, "not publishing to %s: it is inside the store %s", dir, store) : 0;
+}
+
 static int publish(fl_session *s, nstate *ns, int *kind, fl_err *e) {
     int any = 0;
     *kind = FL_RUN_ERR_STAGE;
     for (size_t i = 0; i < s->plan.n; i++) {
         fl_plan_node *n = s->plan.nodes[i];
         if (ns[i].st != ST_DONE || n->publish.n == 0) continue;
-        if (!any && (fl_mkdirs(s->out_dir, e) || out_dir_owned(s->out_dir, e))) return -1;
+        if (!any && (out_dir_in_store(s->out_dir, s->store_path, e) || fl_mkdirs(s->out_dir, e) ||
+                     out_dir_owned(s->out_dir, e))) return -1;
         any = 1;
         for (size_t k = 0; k < n->publish.n; k++) {
             const char *rel = n->publish.v[k];
