@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int build_graph(fl_session *s, fl_err *e) {
@@ -140,7 +141,12 @@ static int check_out_dir(const fl_session *s, fl_err *e) {
             inside = 1;
     }
     int rc = 0;
+    struct stat sb;
     if (!o || !st) rc = fl_errf(e, "out of memory");
+    else if (strlen(o) >= 4000) /* fl_mkdirs' limit; found only after every stage had run */
+        rc = fl_errf(e, "%s: out_dir is %zu bytes long: at most 4000", s->cfg.file, strlen(o));
+    else if (stat(o, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        rc = fl_errf(e, "%s: out_dir %s exists and is not a folder", s->cfg.file, s->out_dir);
     else if (inside)
         rc = fl_errf(e,
                      "%s: out_dir %s is inside the store %s: published files would mix with the "
