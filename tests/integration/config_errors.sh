@@ -24,8 +24,8 @@ for g in -2 2147483648 3e9; do
 done
 printf '{%s, "resources": {"threads": 0}}' "$node" > threads.json
 ts "resources.threads 0" "key 'resources.threads' is 0, outside its range \[1, 4096\]" threads.json
-printf '{"text": {"a": {"op": "upper", "gpus": 5}}}' > nodegpus.json
-ts "a node's gpus" "'text.a.gpus' is 5, outside its range \[0, 1\]" nodegpus.json
+printf '{"text": {"a": {"op": "upper", "gpus": 5000}}}' > nodegpus.json
+ts "a node's gpus" "'text.a.gpus' is 5000, outside its range \[0, 1024\]" nodegpus.json
 printf '{"pipeline": {"source": "synth", "model": "baseline_knn"},\n "baseline": {"knn": {"thumb": 2147483648}}}' > thumb.json
 pl "thumb 2^31 is not reported as -2^31" "thumb.json:2: key 'baseline.knn.thumb' is 2147483648, outside its range \[2, 256\]" thumb.json
 printf '{"pipeline": {"source": "synth", "model": "baseline_knn", "threads": -1}}' > plthreads.json
