@@ -9,6 +9,7 @@
 # sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
+wipe() { chmod -R u+w .fluke 2> /dev/null; rm -rf .fluke; } # checkouts are read-only
 
 # --- __stage by hand: exit 2, a clear message, no store, no hang on a terminal-like stdin
 mkfifo hold && exec 5<> hold # stdin for __stage: a pipe with a writer that never writes
@@ -34,7 +35,7 @@ exec 5>&-
 # --- CUDA_VISIBLE_DEVICES: the entries CUDA would use, each device once
 printf '{"resources": {"gpus": 2}, "text": {"x": {"op": "gpus", "gpus": 1}, "y": {"op": "gpus", "gpus": 1}}}' > xy.json
 cvd2() { # description, value, pattern
-    rm -rf .fluke
+    wipe
     CUDA_VISIBLE_DEVICES=$2 $F run xy.json -j 2 > g.log 2>&1; local rc=$?
     if [ $rc -eq 2 ] && grep -Eq -- "$3" g.log && ! grep -q '^\[fluke\] run ' g.log; then ok "$1"
     else bad "$1 (rc=$rc)"; sed 's/^/     /' g.log; fi
@@ -46,7 +47,7 @@ cvd2 "NoDevFiles names no device" "NoDevFiles" 'lists 0 devices \(CUDA ignores t
 cvd2 "entries after an invalid one name no device" "0,-1,1" 'lists 1 device \(CUDA ignores the entries from "-1" on\)'
 cvd2 "entries after an empty one name no device" "0,,1" 'lists 1 device \(CUDA ignores an empty entry'
 cvd2 "non-ASCII entries name no device" "ü,ß" 'lists 0 devices'
-rm -rf .fluke
+wipe
 CUDA_VISIBLE_DEVICES=' 3 , GPU-9f00 ' $F run xy.json -j 2 > g.log 2>&1; rc=$?
 check "spaces around valid entries are fine" [ $rc -eq 0 ]
 seen=$(cat .fluke/checkouts/*/[xy].txt 2>/dev/null | sed -n 's/^gpus 1 first 0 visible //p' | sort | tr '\n' ' ')
@@ -58,7 +59,7 @@ printf '{"name": "t", "text": {"a": {"op": "steps", "steps": 3000, "from": "file
 started() { ls .fluke/work/*/ckpt > /dev/null 2>&1; }
 interrupt() { # description, signal, env...: start a run, send the signal once the stage checkpoints
     local d=$1 sig=$2; shift 2
-    rm -rf .fluke
+    wipe
     env "$@" setsid $F run t.json > k.log 2>&1 &
     local pid=$! kid t0
     wait_for 30 started

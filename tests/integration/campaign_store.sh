@@ -8,6 +8,7 @@
 # sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
+wipe() { chmod -R u+w .fluke 2> /dev/null; rm -rf .fluke; } # checkouts are read-only
 echo hello > in.txt
 
 # --- a store in a folder that is not one
@@ -37,7 +38,7 @@ check "and marked now" [ -f fresh/.fluke-store ]
 
 # --- out_dir inside the store
 od2() { # description, out_dir
-    rm -rf .fluke
+    wipe
     printf '{"name": "p", "out_dir": "%s", "text": {"a": {"op": "upper", "from": "file:in.txt", "publish": true}}}' "$2" > p.json
     $F run p.json > p.log 2>&1; local rc=$?
     if [ $rc -eq 2 ] && grep -q "is inside the store" p.log && ! grep -q '^\[fluke\] run ' p.log; then ok "$1"
@@ -48,7 +49,7 @@ od2 "out_dir a store folder" ".fluke/objects"
 od2 "out_dir with a trailing slash" "./.fluke/"
 od2 "out_dir through .." "out/../.fluke/tmp"
 od2 "out_dir absolute" "$T/.fluke/refs"
-rm -rf .fluke && ln -s .fluke lnk
+wipe && ln -s .fluke lnk
 printf '{"name": "p", "out_dir": "lnk/x", "text": {"a": {"op": "upper", "from": "file:in.txt", "publish": true}}}' > l.json
 $F run l.json > l.log 2>&1; rc=$?
 check "out_dir into the store through a link: exit 1" [ $rc -eq 1 ]
