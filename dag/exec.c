@@ -543,7 +543,11 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
     res->error_kind = FL_RUN_ERR_STORE;
-    int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 1, e);
+    int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);
+    if (gc_fd == -2) { /* a gc or verify holds the store: say so rather than hang silently */
+        ev("[fluke] waiting for a gc or verify of the store at %s to finish", fl_store_root(s->store));
+        gc_fd = fl_store_lock(s->store, "gc", 0, 1, e);
+    }
     nstate *ns = gc_fd < 0 ? NULL : new_states(s);
     if (!ns) {
         if (gc_fd >= 0) {

@@ -4,7 +4,8 @@
 # "NoDevFiles", one after an empty entry) name no device and a device listed twice is refused
 # (two stages would share it); SIGHUP stops a run like SIGINT (exit 130, no record, no staging
 # left), and a stage deaf to SIGTERM is killed after a grace period instead of keeping the
-# interrupted run alive; publishing never writes through a symlink: not through out/<name> linked
+# interrupted run alive; gc and verify say that they wait for a run (they waited silently, for
+# hours of training); publishing never writes through a symlink: not through out/<name> linked
 # to a user's folder, not through a link left at its temporary file's name.
 # sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
@@ -77,6 +78,27 @@ interrupt() { # description, signal, env...: start a run, send the signal once t
 }
 interrupt "SIGHUP (terminal closed)" HUP
 interrupt "SIGTERM to a run whose stage ignores SIGTERM" TERM FLUKE_TS_IGNORE_TERM=1
+
+# --- gc during a run: it waits (saying so), and the running stage's checkpoints survive
+printf '{"name": "g", "text": {"a": {"op": "steps", "steps": 3000, "from": "file:in.txt", "delay_ms": 20}}}' > gr.json
+wipe
+setsid $F run gr.json > gr.log 2>&1 &
+rpid=$!
+wait_for 30 started
+$F gc gr.json > gc.log 2>&1 &
+gpid=$!
+says_waiting() { grep -q 'gc: waiting for the runs using the store at .* to finish' gc.log 2> /dev/null; }
+check "gc during a run says it waits for the run" wait_for 30 says_waiting
+check "gc has not finished while the run goes on" [ -e "/proc/$gpid" ]
+check "the running stage's work dir is still there" started
+kill -INT "$rpid"; wait "$rpid"
+wait "$gpid"; rc=$?
+check "gc finishes once the run stopped" [ $rc -eq 0 ]
+check "and keeps the interrupted stage's checkpoint (its work ref)" started
+$F verify gr.json > gv.log 2>&1 &
+vpid=$!
+wait "$vpid"
+check "verify with no run going does not wait" sh -c "! grep -q waiting gv.log"
 
 # --- publishing never writes through a symlink
 printf '{"name": "p", "text": {"a": {"op": "upper", "from": "file:in.txt", "publish": true}}}' > p.json
