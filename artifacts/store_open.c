@@ -244,15 +244,14 @@ static void remove_stale_tmp(fl_store *s) {
 /* A store lives in a folder of its own, marked by MARKER. Opening one in a folder that holds
  * other things ("store": "/", ".", a home directory) would make its tmp/ and work/ sweeps
  * delete files that are not the store's (stale-tmp removal matches "<pid>-*" in tmp/, gc
- * removes hex-named folders in work/), so only an empty folder, a marked store, or an unmarked
- * one made before the marker existed (it has objects/, trees/ and records/) is accepted. */
+ * removes hex-named folders in work/), so only a marked store or a folder holding nothing but
+ * store entries (new, or a store made before the marker existed) is accepted. */
 #define MARKER ".fluke-store"
-static int is_dir_at(const char *root, const char *name) {
-    char *p = fl_strdupf("%s/%s", root, name);
-    struct stat st;
-    int ok = p && lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
-    free(p);
-    return ok;
+static int store_entry(const char *name) {
+    if (!strcmp(name, MARKER) || !strcmp(name, "statcache")) return 1;
+    for (size_t i = 0; i < sizeof LAYOUT / sizeof *LAYOUT; i++)
+        if (!strcmp(name, LAYOUT[i])) return 1;
+    return 0;
 }
 
 static int check_store_dir(const char *real, const char *root, int *marked, fl_err *e) {
@@ -262,23 +261,23 @@ static int check_store_dir(const char *real, const char *root, int *marked, fl_e
     free(m);
     if (!m) return fl_errf(e, "out of memory");
     if (*marked) return 0;
-    if (is_dir_at(real, "objects") && is_dir_at(real, "trees") && is_dir_at(real, "records"))
-        return 0;
+    /* Unmarked: a new folder, or a store made before the marker (or partly removed), holds
+     * nothing but the store's own entries. */
     DIR *d = opendir(real);
     if (!d) return fl_errf(e, "cannot open store at %s: %s", root, strerror(errno));
     struct dirent *de;
-    char first[256] = "";
+    char other[256] = "";
     while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            snprintf(first, sizeof first, "%s", de->d_name);
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !store_entry(de->d_name)) {
+            snprintf(other, sizeof other, "%s", de->d_name);
             break;
         }
     closedir(d);
-    if (!first[0]) return 0;
+    if (!other[0]) return 0;
     return fl_errf(e,
-                   "cannot create store at %s: %s is not empty (it holds '%s') and is not a fluke "
-                   "store; a store needs a folder of its own",
-                   root, real, first);
+                   "cannot create store at %s: %s holds '%s', which is not part of a fluke store; "
+                   "a store needs a folder of its own",
+                   root, real, other);
 }
 
 static int mark_store(const char *real, fl_err *e) {

@@ -17,7 +17,7 @@ printf '{"name": "s", "store": "home", "text": {"a": {"op": "upper", "from": "fi
 $F run h.json > h.log 2>&1; rc=$?
 sed 's/^/     /' h.log
 check "a store in a non-empty folder: exit 3" [ $rc -eq 3 ]
-check "the message says why" grep -q "is not empty (it holds '.*') and is not a fluke store" h.log
+check "the message says why" grep -q "holds '.*', which is not part of a fluke store" h.log
 check "the folder's tmp/ file of a dead pid is untouched" [ "$(cat home/tmp/1999999-notes 2>/dev/null)" = keep ]
 check "no store layout was made in it" [ ! -e home/objects ]
 for cmd in status gc verify; do
