@@ -29,7 +29,7 @@ py() { python3 -c "$@"; }
 # other damage verify must count; quiet: repaired in passing; fatal: a top-level directory of the
 # store is not one, which every store command refuses with exit 3 naming it), damage commands.
 damage() {
-    local s=$1; cd "$T"; rm -rf .fluke; cp -a pristine .fluke; rw .fluke/records .fluke/trees .fluke/objects
+    local s=$1; cd "$T"; rw .fluke; rm -rf .fluke; cp -a pristine .fluke; rw .fluke/records .fluke/trees .fluke/objects
     case $s in
     rec_truncated) truncate -s 40 ".fluke/$RA" ;;
     rec_empty) : > ".fluke/$RA" ;;
