@@ -241,6 +241,58 @@ static void remove_stale_tmp(fl_store *s) {
     free(dir);
 }
 
+/* A store lives in a folder of its own, marked by MARKER. Opening one in a folder that holds
+ * other things ("store": "/", ".", a home directory) would make its tmp/ and work/ sweeps
+ * delete files that are not the store's (stale-tmp removal matches "<pid>-*" in tmp/, gc
+ * removes hex-named folders in work/), so only a marked store or a folder holding nothing but
+ * store entries (new, or a store made before the marker existed) is accepted. */
+#define MARKER ".fluke-store"
+static int store_entry(const char *name) {
+    if (!strcmp(name, MARKER) || !strcmp(name, "statcache")) return 1;
+    for (size_t i = 0; i < sizeof LAYOUT / sizeof *LAYOUT; i++)
+        if (!strcmp(name, LAYOUT[i])) return 1;
+    return 0;
+}
+
+static int check_store_dir(const char *real, const char *root, int *marked, fl_err *e) {
+    char *m = fl_strdupf("%s/" MARKER, real);
+    struct stat st;
+    *marked = m && lstat(m, &st) == 0 && S_ISREG(st.st_mode);
+    free(m);
+    if (!m) return fl_errf(e, "out of memory");
+    if (*marked) return 0;
+    /* Unmarked: a new folder, or a store made before the marker (or partly removed), holds
+     * nothing but the store's own entries. */
+    DIR *d = opendir(real);
+    if (!d) return fl_errf(e, "cannot open store at %s: %s", root, strerror(errno));
+    struct dirent *de;
+    char other[256] = "";
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !store_entry(de->d_name)) {
+            snprintf(other, sizeof other, "%s", de->d_name);
+            break;
+        }
+    closedir(d);
+    if (!other[0]) return 0;
+    return fl_errf(e,
+                   "cannot create store at %s: %s holds '%s', which is not part of a fluke store; "
+                   "a store needs a folder of its own",
+                   root, real, other);
+}
+
+static int mark_store(const char *real, fl_err *e) {
+    char *m = fl_strdupf("%s/" MARKER, real);
+    if (!m) return fl_errf(e, "out of memory");
+    int fd = open(m, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    static const char text[] = "fluke artifact store\n";
+    int rc = 0;
+    if (fd < 0 || write(fd, text, sizeof text - 1) != (ssize_t)sizeof text - 1)
+        rc = fl_errf(e, "cannot write %s: %s", m, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(m);
+    return rc;
+}
+
 fl_store *fl_store_open(const char *root, const fl_store_opts *opts, fl_err *e) {
     if (!root || !*root) {
         fl_errf(e, "cannot open store: empty root path");
@@ -262,6 +314,11 @@ fl_store *fl_store_open(const char *root, const fl_store_opts *opts, fl_err *e) 
         return NULL;
     }
     if (opts) s->fault_after = opts->fault_write_after;
+    int marked = 0;
+    if (check_store_dir(s->root, root, &marked, e) != 0) {
+        fl_store_close(s);
+        return NULL;
+    }
     for (size_t i = 0; i < sizeof LAYOUT / sizeof *LAYOUT; i++) {
         char *p = fl_strdupf("%s/%s", s->root, LAYOUT[i]);
         int rc = p ? fl_mkdirs(p, e) : fl_errf(e, "out of memory");
@@ -283,6 +340,11 @@ fl_store *fl_store_open(const char *root, const fl_store_opts *opts, fl_err *e) 
     close(fd);
     unlink(probe);
     free(probe);
+    if (!marked && mark_store(s->root, e) != 0) {
+        fl_errprefix(e, "cannot create store at %s", root);
+        fl_store_close(s);
+        return NULL;
+    }
     remove_stale_tmp(s);
     return s;
 }

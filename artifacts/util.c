@@ -237,7 +237,10 @@ int fl_copy_file(const char *src, const char *dst, fl_err *e) {
     if (in < 0) return fl_errf(e, "cannot open %s: %s", src, strerror(errno));
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
-    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A fresh file, never through a link someone left at that name (dst may be in a user's
+     * folder, out/): a stale one of ours is removed first, anything racing in is refused. */
+    unlink(tmp);
+    int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (out < 0) {
         close(in);
         return fl_errf(e, "cannot create %s: %s", tmp, strerror(errno));

@@ -85,6 +85,16 @@ typedef struct args {
     unsigned long long max_size;
 } args;
 
+/* gc and verify hold the store alone; a run holds it shared for as long as it runs (hours of
+ * training), so say why nothing happens instead of waiting in silence. */
+static int lock_store_saying(fl_session *s, const fl_registry *reg, const char *cmd, fl_err *e) {
+    int fd = fl_store_lock(s->store, "gc", 1, 0, e);
+    if (fd != -2) return fd;
+    fprintf(stderr, "%s %s: waiting for the runs using the store at %s to finish\n", reg->program,
+            cmd, fl_store_root(s->store));
+    return fl_store_lock(s->store, "gc", 1, 1, e);
+}
+
 static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_err *e) {
     memset(a, 0, sizeof *a);
     a->run.jobs = 1;
@@ -263,7 +273,7 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         }
     } else if (!strcmp(cmd, "verify")) {
         fl_verify_report r = {0};
-        int fd = fl_store_lock(s.store, "gc", 1, 1, &e);
+        int fd = lock_store_saying(&s, reg, "verify", &e);
         if (fd < 0 || fl_store_verify(s.store, &r, on_corrupt, NULL, &e)) {
             fprintf(stderr, "%s verify: error: %s\n", reg->program, e.msg);
             rc = FL_EXIT_STORE;
@@ -278,7 +288,7 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         if (fd >= 0) fl_store_unlock(fd);
     } else if (!strcmp(cmd, "gc")) {
         fl_gc_report r = {0};
-        int fd = fl_store_lock(s.store, "gc", 1, 1, &e);
+        int fd = lock_store_saying(&s, reg, "gc", &e);
         if (fd < 0 || fl_store_gc(s.store, a.max_size, &r, &e)) {
             fprintf(stderr, "%s gc: error: %s\n", reg->program, e.msg);
             rc = FL_EXIT_STORE;

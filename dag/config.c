@@ -198,7 +198,10 @@ static cJSON *load_file(fl_config *c, const char *path, const char *from, int fr
         return NULL;
     }
     fl_cfg_origins mine = {.work = &c->work};
-    cJSON *root = fl_config_parse(text, len, file, &mine, &c->work, e);
+    /* A UTF-8 byte-order mark (Windows editors write one) is not content (RFC 8259 lets a
+     * parser ignore it); refusing it read "malformed JSON near '{'" with the mark invisible. */
+    size_t bom = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    cJSON *root = fl_config_parse(text + bom, len - bom, file, &mine, &c->work, e);
     free(text);
     if (!root) goto fail;
     if (!cJSON_IsObject(root)) {

@@ -22,7 +22,7 @@
 #include "dag/runner.h"
 
 
-/* The one piece of process-wide state: set by SIGINT/SIGTERM, read by the loop. */
+/* The one piece of process-wide state: set by SIGINT/SIGTERM/SIGHUP, read by the loop. */
 static volatile sig_atomic_t g_interrupted;
 static void on_signal(int sig) { g_interrupted = sig; }
 
@@ -39,6 +39,7 @@ typedef struct nstate {
     char *out_path;     /* checkout of the outputs */
     int lock_fd;
     pid_t pid;
+    int reaped;         /* waited for while stopping after an interrupt */
     int err_fd;         /* read end of the child's error pipe */
     char *staging, *work;
     int *gpus;          /* pool slots the running stage holds */
@@ -325,6 +326,8 @@ static const char *signame(int sig) {
     case SIGFPE: return "SIGFPE";
     case SIGILL: return "SIGILL";
     case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
     default: return "a signal";
     }
 }
@@ -364,13 +367,51 @@ static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, i
     return rc;
 }
 
+/* out/<name> is fluke's own folder: a symlink there (to a user's folder) is refused rather than
+ * written through, so publishing never replaces a file outside it. */
+static int out_dir_owned(const char *dir, fl_err *e) {
+    struct stat st;
+    char d[4096];
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--; /* "out/p/" names the link itself, not its target */
+    snprintf(d, sizeof d, "%.*s", (int)n, dir);
+    if (lstat(d, &st) != 0) return fl_errf(e, "cannot publish to %s: %s", d, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return fl_errf(e,
+                       "not publishing to %s: it is a symbolic link, and fluke writes only into a "
+                       "folder of its own there (remove the link or set out_dir)",
+                       d);
+    return 0;
+}
+
+/* Whether dir resolves into the store through a link: the session compared the paths before the
+ * store existed; now both can be resolved (dir up to its deepest existing folder, so nothing is
+ * created inside the store before refusing). */
+static int out_dir_in_store(const char *dir, const char *store, fl_err *e) {
+    char d[4096];
+    snprintf(d, sizeof d, "%s", dir);
+    char *rd = NULL, *rs = realpath(store, NULL);
+    for (;;) {
+        if ((rd = realpath(d, NULL)) || errno != ENOENT) break;
+        char *sl = strrchr(d, '/');
+        if (!sl || sl == d) break;
+        *sl = '\0';
+    }
+    size_t l = rs ? strlen(rs) : 0;
+    int inside = rd && rs && !strncmp(rd, rs, l) && (rd[l] == '\0' || rd[l] == '/');
+    free(rd);
+    free(rs);
+    return inside ? fl_errf(e, "not publishing to %s: it is inside the store %s", dir, store) : 0;
+}
+
 static int publish(fl_session *s, nstate *ns, int *kind, fl_err *e) {
     int any = 0;
     *kind = FL_RUN_ERR_STAGE;
     for (size_t i = 0; i < s->plan.n; i++) {
         fl_plan_node *n = s->plan.nodes[i];
         if (ns[i].st != ST_DONE || n->publish.n == 0) continue;
-        if (!any && fl_mkdirs(s->out_dir, e)) return -1;
+        if (!any && (out_dir_in_store(s->out_dir, s->store_path, e) || fl_mkdirs(s->out_dir, e) ||
+                     out_dir_owned(s->out_dir, e))) return -1;
         any = 1;
         for (size_t k = 0; k < n->publish.n; k++) {
             const char *rel = n->publish.v[k];
@@ -390,6 +431,42 @@ static int publish(fl_session *s, nstate *ns, int *kind, fl_err *e) {
         }
     }
     return 0;
+}
+
+/* On an interrupt: SIGTERM (and SIGCONT, so a stopped stage sees it) to every running stage,
+ * then SIGKILL to those still there after the grace period: a stage that ignores SIGTERM or is
+ * stopped must not keep the interrupted run (and its store locks) alive. Reaps them all. */
+#define STOP_GRACE_MS 5000
+static void stop_children(nstate *ns, size_t n) {
+    size_t left = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ns[i].st == ST_RUNNING) {
+            kill(ns[i].pid, SIGTERM);
+            kill(ns[i].pid, SIGCONT);
+            ns[i].reaped = 0;
+            left++;
+        }
+    double t_end = fl_now() + STOP_GRACE_MS / 1000.0;
+    int killed = 0;
+    while (left) {
+        for (size_t i = 0; i < n; i++) {
+            int status;
+            if (ns[i].st != ST_RUNNING || ns[i].reaped) continue;
+            pid_t r = waitpid(ns[i].pid, &status, WNOHANG);
+            if (r == ns[i].pid || (r < 0 && errno == ECHILD)) {
+                ns[i].reaped = 1;
+                left--;
+            }
+        }
+        if (!left) break;
+        if (!killed && fl_now() >= t_end) {
+            for (size_t i = 0; i < n; i++)
+                if (ns[i].st == ST_RUNNING && !ns[i].reaped) kill(ns[i].pid, SIGKILL);
+            killed = 1;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int forced_node(const fl_session *s, const fl_run_opts *o, size_t i) {
@@ -466,7 +543,11 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
     res->error_kind = FL_RUN_ERR_STORE;
-    int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 1, e);
+    int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);
+    if (gc_fd == -2) { /* a gc or verify holds the store: say so rather than hang silently */
+        ev("[fluke] waiting for a gc or verify of the store at %s to finish", fl_store_root(s->store));
+        gc_fd = fl_store_lock(s->store, "gc", 0, 1, e);
+    }
     nstate *ns = gc_fd < 0 ? NULL : new_states(s);
     if (!ns) {
         if (gc_fd >= 0) {
@@ -479,10 +560,11 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     }
     res->error_kind = FL_RUN_ERR_STAGE;
     g_interrupted = 0;
-    struct sigaction sa = {0}, old_int, old_term;
+    struct sigaction sa = {0}, old_int, old_term, old_hup;
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup); /* a closed terminal: stop as cleanly as on Ctrl-C */
 
     run_err re = {.e = e};
     int failed = 0;
@@ -554,12 +636,9 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     }
     if (g_interrupted) {
         *interrupted = 1;
-        for (size_t i = 0; i < N; i++)
-            if (ns[i].st == ST_RUNNING) kill(ns[i].pid, SIGTERM);
+        stop_children(ns, N);
         for (size_t i = 0; i < N; i++)
             if (ns[i].st == ST_RUNNING) {
-                int status;
-                waitpid(ns[i].pid, &status, 0);
                 fl_err ignore;
                 fl_remove_tree(ns[i].staging, &ignore);
                 release(ns, i, &pl);
@@ -567,7 +646,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             }
         re.set = 0; /* the interrupt is what this run reports */
         fl_err ie;
-        fl_errf(&ie, "interrupted (%s)", g_interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+        fl_errf(&ie, "interrupted (%s)", signame(g_interrupted));
         fail_kind(&re, FL_RUN_ERR_STAGE, &ie);
     }
     /* What finished is remembered even when something failed: status stays informative. */
@@ -608,6 +687,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     fl_store_unlock(gc_fd);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
     res->error_kind = re.kind;
     return re.set ? -1 : 0;
 }

@@ -21,10 +21,14 @@ int fl_publish_file(fl_store *s, const fl_publish_item *it, int *kind, fl_err *e
         goto out;
     }
     /* Hash the copy itself: what lands in out/ is exactly what was checked. */
-    if (fl_copy_file(src, tmp, e) || fl_hash_file(tmp, &got, e)) goto out;
+    if (fl_copy_file(src, tmp, e) || fl_hash_file(tmp, &got, e)) {
+        fl_errprefix(e, "publishing '%s' of stage '%s' to %s", it->rel, it->node_id, it->dst);
+        goto out;
+    }
     if (fl_digest_eq(&want, &got)) {
         if (rename(tmp, it->dst) != 0) {
-            fl_errf(e, "cannot rename %s to %s: %s", tmp, it->dst, strerror(errno));
+            fl_errf(e, "publishing '%s' of stage '%s': cannot replace %s: %s", it->rel,
+                    it->node_id, it->dst, strerror(errno));
             goto out;
         }
         rc = 0;

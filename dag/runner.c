@@ -268,10 +268,32 @@ out:
     return rc;
 }
 
+/* Whether fd is what the executor passes: the spec a sealed-by-name memfd, the error channel a
+ * pipe, both above stdio and distinct. Anything else is a hand-made invocation: refused before
+ * reading, so it can neither block on a terminal nor run a stage from a spec file into a store. */
+static const char *foreign_fds(int spec_fd, int err_w) {
+    if (spec_fd < 3 || err_w < 3) return "its descriptors must not be stdin, stdout or stderr";
+    if (spec_fd == err_w) return "the spec and error descriptors are the same";
+    struct stat st;
+    if (fstat(spec_fd, &st) != 0) return "the spec descriptor is not open";
+    char link[64], target[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", spec_fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    static const char memfd[] = "/memfd:fluke-stage-spec";
+    if (!S_ISREG(st.st_mode) || n < (ssize_t)sizeof memfd - 1 ||
+        memcmp(target, memfd, sizeof memfd - 1) != 0)
+        return "the spec descriptor is not the executor's spec";
+    if (fstat(err_w, &st) != 0) return "the error descriptor is not open";
+    if (!S_ISFIFO(st.st_mode)) return "the error descriptor is not a pipe";
+    return NULL;
+}
+
 int fl_runner_child_main(int argc, char **argv, const fl_registry *reg) {
-    int spec_fd = argc >= 4 ? parse_fd(argv[2]) : -1, err_w = argc >= 4 ? parse_fd(argv[3]) : -1;
-    if (spec_fd < 0 || err_w < 0) {
-        fprintf(stderr, "%s: __stage is internal (run by the executor)\n", reg->program);
+    int spec_fd = argc == 5 ? parse_fd(argv[2]) : -1, err_w = argc == 5 ? parse_fd(argv[3]) : -1;
+    const char *why = spec_fd < 0 || err_w < 0 ? "usage: __stage SPEC_FD ERR_FD NODE"
+                                               : foreign_fds(spec_fd, err_w);
+    if (why) {
+        fprintf(stderr, "%s: __stage is internal (run by the executor): %s\n", reg->program, why);
         return 2;
     }
     fcntl(spec_fd, F_SETFD, FD_CLOEXEC); /* not for grandchildren a stage may start */

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int build_graph(fl_session *s, fl_err *e) {
     fl_plan *p = &s->plan;
@@ -97,6 +99,66 @@ static int build_graph(fl_session *s, fl_err *e) {
     return 0;
 }
 
+/* path made absolute and lexically normal (no ".", "..", "//", trailing "/"); NULL on overflow. */
+static char *abs_normal(const char *path) {
+    char cwd[4096], *buf = NULL;
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) return NULL;
+    char *full = path[0] == '/' ? strdup(path) : fl_strdupf("%s/%s", cwd, path);
+    if (!full || !(buf = malloc(strlen(full) + 2))) {
+        free(full);
+        return NULL;
+    }
+    size_t n = 0;
+    for (char *tok = strtok(full, "/"); tok; tok = strtok(NULL, "/")) {
+        if (!strcmp(tok, ".")) continue;
+        if (!strcmp(tok, "..")) {
+            while (n > 0 && buf[--n] != '/') {}
+            continue;
+        }
+        buf[n++] = '/';
+        size_t l = strlen(tok);
+        memcpy(buf + n, tok, l);
+        n += l;
+    }
+    if (n == 0) buf[n++] = '/';
+    buf[n] = '\0';
+    free(full);
+    return buf;
+}
+
+/* Published files must not land inside the store: they would mix with its objects, refs and
+ * temporaries (gc and tmp cleanup delete there), and a published name could shadow a store
+ * entry. Compared by path, and by the real path where both exist (a link into the store). */
+static int check_out_dir(const fl_session *s, fl_err *e) {
+    char *o = abs_normal(s->out_dir), *st = abs_normal(s->store_path);
+    char *ro = realpath(s->out_dir, NULL), *rs = realpath(s->store_path, NULL);
+    int inside = 0;
+    const char *pairs[2][2] = {{o, st}, {ro, rs}};
+    for (int k = 0; k < 2; k++) {
+        const char *a = pairs[k][0], *b = pairs[k][1];
+        size_t bl = b ? strlen(b) : 0;
+        if (a && b && !strncmp(a, b, bl) && (a[bl] == '\0' || a[bl] == '/' || !strcmp(b, "/")))
+            inside = 1;
+    }
+    int rc = 0;
+    struct stat sb;
+    if (!o || !st) rc = fl_errf(e, "out of memory");
+    else if (strlen(o) >= 4000) /* fl_mkdirs' limit; found only after every stage had run */
+        rc = fl_errf(e, "%s: out_dir is %zu bytes long: at most 4000", s->cfg.file, strlen(o));
+    else if (stat(o, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        rc = fl_errf(e, "%s: out_dir %s exists and is not a folder", s->cfg.file, s->out_dir);
+    else if (inside)
+        rc = fl_errf(e,
+                     "%s: out_dir %s is inside the store %s: published files would mix with the "
+                     "store's own (choose a folder outside it)",
+                     s->cfg.file, s->out_dir, s->store_path);
+    free(o);
+    free(st);
+    free(ro);
+    free(rs);
+    return rc;
+}
+
 int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_path, fl_err *e) {
     memset(s, 0, sizeof *s);
     s->reg = reg;
@@ -120,7 +182,7 @@ int fl_session_open(fl_session *s, const fl_registry *reg, const char *config_pa
     else
         s->out_dir = fl_strdupf("out/%s", s->cfg.name);
     if (!s->store_path || !s->out_dir) return fl_errf(e, "out of memory");
-    return 0;
+    return check_out_dir(s, e);
 }
 
 int fl_session_store(fl_session *s, fl_err *e) {

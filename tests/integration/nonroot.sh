@@ -1,4 +1,4 @@
-# The executor, store and pipeline tests (exec_*.sh, store_*.sh, pipeline_*.sh) once more as an ordinary user
+# The executor, store and pipeline tests (exec_*.sh, store_*.sh, pipeline_*.sh, campaign_*.sh) once more as an ordinary user
 # (uid/gid 65534, no groups, no capabilities): root bypasses every permission check, so a store
 # that only works for root would pass the root run. Everything the scripts need (binaries,
 # scripts, configs, the loopback server) is copied into a world-readable folder first, since the
@@ -20,7 +20,8 @@ chmod 755 "$W"
 mkdir -p "$W/bin" "$W/src/tests/integration" "$W/src/tests/kaggle" "$W/src/tests/fixtures" "$W/home" "$W/tmp"
 cp "$FLUKE" "$FLUKE_TS" "$W/bin/" &&
 cp "$FLUKE_SRC"/tests/integration/_lib.sh "$FLUKE_SRC"/tests/integration/exec_*.sh \
-   "$FLUKE_SRC"/tests/integration/pipeline_*.sh "$FLUKE_SRC"/tests/integration/store_*.sh "$W/src/tests/integration/" &&
+   "$FLUKE_SRC"/tests/integration/pipeline_*.sh "$FLUKE_SRC"/tests/integration/store_*.sh \
+   "$FLUKE_SRC"/tests/integration/campaign_*.sh "$W/src/tests/integration/" &&
 cp "$FLUKE_SRC"/tests/kaggle/server.py "$W/src/tests/kaggle/" &&
 cp -r "$FLUKE_SRC"/tests/fixtures/image "$W/src/tests/fixtures/" &&
 cp -r "$FLUKE_SRC/configs" "$W/src/" || { echo "FAIL copying the test inputs to $W"; exit 1; }
@@ -60,7 +61,8 @@ else
     find "$W/tiny/.fluke/checkouts" -mindepth 1 -perm /222 | head -5 | sed 's/^/     /'
     fails=$((fails + 1))
 fi
-for t in "$W"/src/tests/integration/exec_*.sh "$W"/src/tests/integration/pipeline_*.sh "$W"/src/tests/integration/store_*.sh; do
+for t in "$W"/src/tests/integration/exec_*.sh "$W"/src/tests/integration/pipeline_*.sh "$W"/src/tests/integration/store_*.sh \
+         "$W"/src/tests/integration/campaign_*.sh; do
     [ $san -eq 1 ] && ! grep -q '^# sanitizer: yes' "$t" && continue
     name=$(basename "$t" .sh)
     n=$((n + 1))

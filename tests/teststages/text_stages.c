@@ -134,6 +134,8 @@ static int run_steps(fl_stage_ctx *c, const cJSON *node, fl_err *e) {
         free(text);
         fl_stage_log(c, "resuming at step %ld", start);
     }
+    /* FLUKE_TS_IGNORE_TERM=1: a stage deaf to SIGTERM (the executor must escalate). */
+    if (getenv("FLUKE_TS_IGNORE_TERM")) signal(SIGTERM, SIG_IGN);
     /* FLUKE_TS_FAIL_AT=K: fail once step K is checkpointed (a crash the key does not see). */
     const char *fa = getenv("FLUKE_TS_FAIL_AT");
     long fail_at = fa ? strtol(fa, NULL, 10) : -1;
