@@ -89,7 +89,9 @@ static int add_rec(const fl_digest *key, const char *path, const struct stat *st
     return 0;
 }
 
-/* Every line of every file under dir that is a 32-hex key becomes a root. */
+/* Every line of every file under dir that is a 32-hex key becomes a root. A ref gc cannot read
+ * in full (a link, a FIFO, a line that is not "KEY [node-id]", a NUL byte) is damage: reading it
+ * as "no references" would delete the results and checkpoints it protects, so gc refuses. */
 static int read_refs(gctx *g, const char *dir, fl_err *e) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : fl_errf(e, "cannot open %s: %s", dir, strerror(errno));
@@ -97,25 +99,38 @@ static int read_refs(gctx *g, const char *dir, fl_err *e) {
     struct dirent *de;
     while (rc == 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* NAME.tmp.PID: an atomic write a killed writer left; NAME itself still holds the keys */
+        if (strstr(de->d_name, ".tmp.")) continue;
         char *p = fl_strdupf("%s/%s", dir, de->d_name);
         struct stat st;
         if (!p) rc = fl_errf(e, "out of memory");
         else if (lstat(p, &st) != 0) rc = 0; /* vanished */
         else if (S_ISDIR(st.st_mode)) rc = read_refs(g, p, e);
-        else if (S_ISREG(st.st_mode)) {
-            char *text = fl_read_file(p, NULL, e);
+        else if (!S_ISREG(st.st_mode))
+            rc = fl_errf(e, "gc: the ref %s is %s, not a file of keys: not collecting (remove or repair it)", p,
+                         fl_file_kind(st.st_mode));
+        else {
+            size_t len = 0;
+            char *text = fl_read_file_flags(p, &len, (size_t)64 << 20, FL_READ_NOFOLLOW, e);
             if (!text) rc = -1;
+            else if (strlen(text) != len)
+                rc = fl_errf(e, "gc: the ref %s holds a NUL byte: damaged, not collecting (remove or repair it)", p);
+            int lineno = 0;
             for (char *line = text, *next; rc == 0 && line && *line; line = next) {
+                lineno++;
                 next = strchr(line, '\n');
                 if (next) *next++ = '\0';
                 else next = line + strlen(line);
                 size_t l = strlen(line);
                 while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = '\0';
                 while (*line == ' ' || *line == '\t') line++;
+                if (!*line) continue;
                 line[strcspn(line, " \t")] = '\0'; /* "key node-id" lines: the key */
                 fl_digest k;
-                if (fl_digest_from_hex(line, &k) == 0 && !fl__dset_get(&g->roots, &k, 1))
-                    rc = fl_errf(e, "out of memory");
+                if (fl_digest_from_hex(line, &k) != 0)
+                    rc = fl_errf(e, "gc: %s:%d is not a key: damaged ref, not collecting (remove or repair it)", p,
+                                 lineno);
+                else if (!fl__dset_get(&g->roots, &k, 1)) rc = fl_errf(e, "out of memory");
             }
             free(text);
         }

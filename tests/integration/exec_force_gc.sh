@@ -37,6 +37,22 @@ kill -9 -- -"$pid"; wait "$pid" 2>/dev/null
 check "the killed run left a checkpoint" [ "$(ckpt)" -ge 1 ] 2>/dev/null
 $F gc t.json > gc2.log 2>&1
 check "gc keeps a killed run's work dir" [ "$(works)" -eq 1 ]
+# A damaged work ref is not "no references": gc refuses (exit 3, naming it) and deletes nothing.
+ref=$(ls .fluke/refs/work/* | head -1)
+cp "$ref" ref.bak
+for dmg in zeros garbage symlink fifo; do
+    rm -f "$ref"
+    case $dmg in
+    zeros) head -c 100000 /dev/zero > "$ref" ;;
+    garbage) { cat ref.bak; echo "not a key"; } > "$ref" ;;
+    symlink) ln -s "$T/ref.bak" "$ref" ;;
+    fifo) mkfifo "$ref" ;;
+    esac
+    timeout 20 $F gc t.json > gcd.log 2>&1; rc=$?
+    check "gc with a work ref that is $dmg: exit 3 naming it (rc=$rc)" sh -c "[ $rc -eq 3 ] && grep -q 'refs/work/' gcd.log"
+    check "gc with a work ref that is $dmg keeps the work dir" [ "$(works)" -eq 1 ]
+done
+rm -f "$ref"; cp ref.bak "$ref"
 # The config moves on (another key for a) and finishes: the old key's work dir is garbage.
 cfg 7
 $F run t.json > r2.log 2>&1
