@@ -89,9 +89,10 @@ static int add_rec(const fl_digest *key, const char *path, const struct stat *st
     return 0;
 }
 
-/* Every line of every file under dir that is a 32-hex key becomes a root. A ref gc cannot read
- * in full (a link, a FIFO, a line that is not "KEY [node-id]", a NUL byte) is damage: reading it
- * as "no references" would delete the results and checkpoints it protects, so gc refuses. */
+/* Every line of every file under dir that is a 32-hex key becomes a root (other lines, such as
+ * comments, are ignored). A ref gc cannot read (a link, a FIFO, a NUL byte) or that has text but
+ * no key at all is damage: reading it as "no references" would delete the results and
+ * checkpoints it protects, so gc refuses. */
 static int read_refs(gctx *g, const char *dir, fl_err *e) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : fl_errf(e, "cannot open %s: %s", dir, strerror(errno));
@@ -115,23 +116,24 @@ static int read_refs(gctx *g, const char *dir, fl_err *e) {
             if (!text) rc = -1;
             else if (strlen(text) != len)
                 rc = fl_errf(e, "gc: the ref %s holds a NUL byte: damaged, not collecting (remove or repair it)", p);
-            int lineno = 0;
+            size_t keys = 0, lines = 0;
             for (char *line = text, *next; rc == 0 && line && *line; line = next) {
-                lineno++;
                 next = strchr(line, '\n');
                 if (next) *next++ = '\0';
                 else next = line + strlen(line);
                 size_t l = strlen(line);
                 while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = '\0';
                 while (*line == ' ' || *line == '\t') line++;
-                if (!*line) continue;
+                if (!*line || *line == '#') continue;
+                lines++;
                 line[strcspn(line, " \t")] = '\0'; /* "key node-id" lines: the key */
                 fl_digest k;
-                if (fl_digest_from_hex(line, &k) != 0)
-                    rc = fl_errf(e, "gc: %s:%d is not a key: damaged ref, not collecting (remove or repair it)", p,
-                                 lineno);
-                else if (!fl__dset_get(&g->roots, &k, 1)) rc = fl_errf(e, "out of memory");
+                if (fl_digest_from_hex(line, &k) != 0) continue;
+                keys++;
+                if (!fl__dset_get(&g->roots, &k, 1)) rc = fl_errf(e, "out of memory");
             }
+            if (rc == 0 && lines > 0 && keys == 0)
+                rc = fl_errf(e, "gc: the ref %s has text but no key: damaged, not collecting (remove or repair it)", p);
             free(text);
         }
         free(p);

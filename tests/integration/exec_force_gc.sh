@@ -44,7 +44,7 @@ for dmg in zeros garbage symlink fifo; do
     rm -f "$ref"
     case $dmg in
     zeros) head -c 100000 /dev/zero > "$ref" ;;
-    garbage) { cat ref.bak; echo "not a key"; } > "$ref" ;;
+    garbage) printf 'not a key\ngarbage\n' > "$ref" ;;
     symlink) ln -s "$T/ref.bak" "$ref" ;;
     fifo) mkfifo "$ref" ;;
     esac
