@@ -36,35 +36,9 @@ static void test_gc_deep_tree_chain(void **state) {
     fl_err e = {0};
     fl_digest *chain = calloc(CHAIN, sizeof *chain);
     assert_non_null(chain);
-    /* trees/<chain[i]> = one directory entry pointing at chain[i-1]; chain[0] points at a tree
-     * that does not exist. The record's tree is the top, chain[CHAIN-1]: depth CHAIN-1-i. */
-    fl_hasher *h0 = fl_hasher_new();
-    fl_hasher_update(h0, "leaf", 4);
+    /* chain[i] holds chain[i-1]; the record's tree is the top, chain[CHAIN-1]: depth CHAIN-1-i. */
     fl_digest d;
-    fl_hasher_digest(h0, &d);
-    fl_hasher_free(h0);
-    for (int i = 0; i < CHAIN; i++) {
-        char buf[128], hex[FL_DIGEST_HEX];
-        fl_digest_hex(&d, hex);
-        int n = snprintf(buf, sizeof buf, "fluke-tree 1\nd %s x", hex);
-        size_t len = (size_t)n + 1; /* with the NUL */
-        fl_hasher *h = fl_hasher_new();
-        fl_hasher_update(h, "tree", 5);
-        fl_hasher_update(h, buf, len);
-        fl_hasher_digest(h, &d);
-        fl_hasher_free(h);
-        chain[i] = d;
-        char *p = shard(f, "trees", &d);
-        char *dir = strdup(p);
-        *strrchr(dir, '/') = '\0';
-        assert_int_equal(fl_mkdirs(dir, &e), 0);
-        FILE *fp = fopen(p, "wb"); /* not fl_write_file_atomic: 20000 fsyncs take half a minute */
-        assert_non_null(fp);
-        assert_int_equal(fwrite(buf, 1, len, fp), len);
-        assert_int_equal(fclose(fp), 0);
-        free(dir);
-        free(p);
-    }
+    assert_int_equal(store_fx_tree_chain(f, CHAIN, chain, &d), 0);
     fl_hasher *hk = fl_hasher_new();
     fl_hasher_update(hk, "deep", 4);
     fl_digest key;

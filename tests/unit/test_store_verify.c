@@ -380,27 +380,8 @@ static void test_checkout_replaced(void **state) {
 static void test_verify_deep_tree_chain(void **state) {
     fx *f = *state;
     fl_err e = {0};
-    fl_digest d = digest_of("leaf", 4);
-    /* trees/<d_i> = one directory entry pointing at d_{i-1}; the chain's bottom is missing. */
-    for (int i = 0; i < 20000; i++) {
-        char buf[128];
-        char hex[FL_DIGEST_HEX];
-        fl_digest_hex(&d, hex);
-        int n = snprintf(buf, sizeof buf, "fluke-tree 1\nd %s x", hex);
-        size_t len = (size_t)n + 1; /* with the NUL */
-        fl_hasher *h = fl_hasher_new();
-        fl_hasher_update(h, "tree", 5);
-        fl_hasher_update(h, buf, len);
-        fl_hasher_digest(h, &d);
-        fl_hasher_free(h);
-        char *p = shard(f, "trees", &d);
-        char *dir = strdup(p);
-        *strrchr(dir, '/') = '\0';
-        assert_int_equal(fl_mkdirs(dir, &e), 0);
-        assert_int_equal(fl_write_file_atomic(p, buf, len, &e), 0);
-        free(dir);
-        free(p);
-    }
+    fl_digest d;
+    assert_int_equal(store_fx_tree_chain(f, 20000, NULL, &d), 0);
     fl_digest key = digest_of("deep", 4);
     assert_int_equal(fl_store_record_put(f->s, &key, &d, "{}", &e), 0);
     f->nlines = 0;
