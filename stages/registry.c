@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stages/crop/crop.h"
 #include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
@@ -21,7 +22,7 @@ static const fl_cfg_field pipeline_schema[] = {
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
-    NULL,
+    fl_crop_schema, NULL,
 };
 
 static const char *str_at(const cJSON *config, const char *sec, const char *key) {
@@ -29,6 +30,29 @@ static const char *str_at(const cJSON *config, const char *sec, const char *key)
     const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+/* ---- issue 11, crop (h-crop): the nodes after the detector. `detector` is the id of the node
+ * whose outputs hold detector.safetensors and detector_metrics.json (detector_train); `truth` the
+ * node with truth/test_boxes.csv, or NULL when the truth is unknown (Kaggle data). crop declares
+ * only the "crop" section, so a crop.* edit reruns crop and score, never the detector. The
+ * effnet_dolg branch below calls it once detector_train is wired. */
+__attribute__((unused)) static int plan_crop(fl_plan *p, const char *data, const char *detector,
+                                             const char *truth, int threads, fl_err *e) {
+    fl_plan_node *n;
+    if (!(n = fl_plan_add(p, &fl_stage_crop, -1, e)) || fl_plan_node_section(n, "crop", e) ||
+        fl_plan_node_input(n, "data", data, e) || fl_plan_node_input(n, "detector", detector, e) ||
+        fl_plan_node_output(n, "crops.csv", e) || fl_plan_node_output(n, "crops", e))
+        return -1;
+    fl_plan_node_resources(n, threads, 0);
+    /* No submission yet (issue 12): score reports the detector and crop metrics only. */
+    if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
+        fl_plan_node_input(n, "detector", detector, e) ||
+        (truth && (fl_plan_node_input(n, "crops", "crop", e) || fl_plan_node_input(n, "truth", truth, e))) ||
+        fl_plan_node_output(n, "metrics.json", e) || fl_plan_node_publish(n, "metrics.json", e))
+        return -1;
+    return 0;
+}
+/* ---- end of issue 11, crop */
 
 static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
     (void)config_dir;

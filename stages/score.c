@@ -1,5 +1,13 @@
-/* Stage "score": a submission against the hidden solution -> metrics.json (MAP@5 overall, on
- * the public and private splits, for known and new individuals, and per species). */
+/* Stage "score": what the pipeline built, against the hidden truth -> metrics.json. Every input
+ * is optional, and each one declared adds its part:
+ *
+ *   submission (+ truth)  MAP@5 overall, on the public and private splits, for known and new
+ *                         individuals, and per species (truth/solution.csv)
+ *   crops (+ truth)       crops.test_iou50_recall: share of test images whose crops.csv box has
+ *                         IoU >= 0.5 with the true box (truth/test_boxes.csv), and
+ *                         crops.fallback_share: images cropped as a whole (train and test)
+ *   detector              detector.map50, map50_95, precision, recall: the "final" object of
+ *                         detector_metrics.json (the held-out validation boxes) */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +15,7 @@
 
 #include "codeid/score.h"
 #include "stages/api/stage.h"
+#include "stages/crop/crop.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
 
@@ -25,24 +34,18 @@ static cJSON *group(double map, int n) {
     return o;
 }
 
-static int run_score(fl_stage_ctx *c, fl_err *e) {
-    const char *sub_dir = fl_stage_input(c, "submission", e);
-    if (!sub_dir) return -1;
-    const char *truth_dir = fl_stage_input(c, "truth", e);
-    if (!truth_dir) return -1;
+/* MAP@5 of the submission into j. */
+static int add_map5(fl_stage_ctx *c, const char *sub_dir, const char *truth_dir, cJSON *j,
+                    fl_err *e) {
     char *sub_path = fl_strdupf("%s/submission.csv", sub_dir);
     char *sol_path = find_file(truth_dir, "truth", "solution.csv");
-    char *out = fl_strdupf("%s/metrics.json", fl_stage_out_dir(c));
     fl_submission sub = {0};
     fl_solution sol = {0};
     fl_map5_result r = {0};
-    cJSON *j = NULL;
-    char *text = NULL;
     int rc = -1;
     if (fl_solution_read(sol_path, &sol, e) != 0) goto done;
     if (fl_submission_read(sub_path, &sub, e) != 0) goto done;
     if (fl_map5_score(&sol, &sub, &r, e) != 0) goto done;
-    j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "map5", r.all);
     cJSON_AddNumberToObject(j, "map5_public", r.pub);
     cJSON_AddNumberToObject(j, "map5_private", r.priv);
@@ -55,22 +58,114 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
     for (int k = 0; k < r.n_species; k++)
         cJSON_AddItemToObject(sp, r.species[k].name,
                               group(r.species[k].sum / r.species[k].n, r.species[k].n));
-    text = cJSON_Print(j);
-    if (!text) { fl_errf(e, "score: out of memory"); goto done; }
-    size_t len = strlen(text);
-    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
-    if (fl_write_file_atomic(out, text, len + 1, e) != 0) goto done;
     fl_stage_log(c, "MAP@5 %.5f (public %.5f on %d, private %.5f on %d; known %.5f, new %.5f)",
                  r.all, r.pub, r.n_pub, r.priv, r.n_priv, r.known, r.fresh);
     rc = 0;
 done:
-    cJSON_free(text);
-    cJSON_Delete(j);
     fl_map5_result_free(&r);
     fl_submission_free(&sub);
     fl_solution_free(&sol);
     free(sub_path);
     free(sol_path);
+    return rc;
+}
+
+/* The crops' recall against the true test boxes into j.crops. */
+static int add_crops(fl_stage_ctx *c, const char *crops_dir, const char *truth_dir, cJSON *j,
+                     fl_err *e) {
+    char *csv = fl_strdupf("%s/crops.csv", crops_dir);
+    char *truth = find_file(truth_dir, "truth", "test_boxes.csv");
+    fl_crops_score r;
+    int rc = fl_crops_score_files(csv, truth, &r, e);
+    if (rc == 0) {
+        cJSON *o = cJSON_AddObjectToObject(j, "crops");
+        cJSON_AddNumberToObject(o, "test_iou50_recall", r.test_iou50_recall);
+        cJSON_AddNumberToObject(o, "fallback_share", r.fallback_share);
+        cJSON_AddNumberToObject(o, "n_test", r.n_test);
+        cJSON_AddNumberToObject(o, "n_test_hit", r.n_test_hit);
+        cJSON_AddNumberToObject(o, "n_test_skipped", r.n_test_absent);
+        cJSON_AddNumberToObject(o, "n_images", r.n_images);
+        cJSON_AddNumberToObject(o, "n_fallback", r.n_fallback);
+        fl_stage_log(c, "crops: IoU >= 0.5 on %d of %d test images (recall %.4f, %d skipped as "
+                     "corrupt); %d of %d images fell back to the whole image (%.4f)", r.n_test_hit,
+                     r.n_test, r.test_iou50_recall, r.n_test_absent, r.n_fallback, r.n_images,
+                     r.fallback_share);
+    }
+    free(csv);
+    free(truth);
+    return rc;
+}
+
+/* The detector's held-out metrics (detector_metrics.json "final") into j.detector. */
+static int add_detector(fl_stage_ctx *c, const char *det_dir, cJSON *j, fl_err *e) {
+    char *path = fl_strdupf("%s/detector_metrics.json", det_dir);
+    char *text = fl_read_file_max(path, NULL, 64u << 20, e);
+    cJSON *m = text ? cJSON_Parse(text) : NULL;
+    const cJSON *fin = m ? cJSON_GetObjectItemCaseSensitive(m, "final") : NULL;
+    static const char *const keys[] = {"map50", "map50_95", "precision", "recall"};
+    int rc = 0;
+    if (!text) {
+        rc = -1;
+    } else if (!cJSON_IsObject(fin)) {
+        rc = fl_errf(e, "%s: %s", path, m ? "no \"final\" object" : "not valid JSON");
+    } else {
+        cJSON *o = cJSON_AddObjectToObject(j, "detector");
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(fin, keys[k]);
+            if (!cJSON_IsNumber(v))
+                rc = fl_errf(e, "%s: final.%s is missing or not a number", path, keys[k]);
+            else
+                cJSON_AddNumberToObject(o, keys[k], v->valuedouble);
+        }
+        const cJSON *nv = cJSON_GetObjectItemCaseSensitive(fin, "val_images");
+        if (rc == 0 && cJSON_IsNumber(nv)) cJSON_AddNumberToObject(o, "val_images", nv->valuedouble);
+        if (rc == 0)
+            fl_stage_log(c, "detector: mAP@0.5 %.4f, mAP@0.5:0.95 %.4f, precision %.4f, recall "
+                         "%.4f on the held-out boxes",
+                         cJSON_GetObjectItem(o, "map50")->valuedouble,
+                         cJSON_GetObjectItem(o, "map50_95")->valuedouble,
+                         cJSON_GetObjectItem(o, "precision")->valuedouble,
+                         cJSON_GetObjectItem(o, "recall")->valuedouble);
+    }
+    cJSON_Delete(m);
+    free(text);
+    free(path);
+    return rc;
+}
+
+static int run_score(fl_stage_ctx *c, fl_err *e) {
+    int has_sub = fl_stage_has_input(c, "submission"), has_crops = fl_stage_has_input(c, "crops");
+    int has_det = fl_stage_has_input(c, "detector");
+    if (!has_sub && !has_crops && !has_det)
+        return fl_errf(e, "stage '%s' has nothing to score: declare a submission, crops or "
+                       "detector input", fl_stage_name(c));
+    const char *truth_dir = NULL;
+    if ((has_sub || has_crops) && !(truth_dir = fl_stage_input(c, "truth", e))) return -1;
+    char *out = fl_strdupf("%s/metrics.json", fl_stage_out_dir(c));
+    cJSON *j = cJSON_CreateObject();
+    char *text = NULL;
+    const char *dir;
+    int rc = -1;
+    if (!out || !j) { fl_errf(e, "score: out of memory"); goto done; }
+    if (has_sub && (!(dir = fl_stage_input(c, "submission", e)) || add_map5(c, dir, truth_dir, j, e)))
+        goto done;
+    if (has_det && (!(dir = fl_stage_input(c, "detector", e)) || add_detector(c, dir, j, e)))
+        goto done;
+    if (has_crops && (!(dir = fl_stage_input(c, "crops", e)) || add_crops(c, dir, truth_dir, j, e)))
+        goto done;
+    if (!has_sub)
+        fl_stage_log(c, "no submission to score: the identification stages (EfficientNet + DOLG "
+                     "+ ArcFace, embeddings, kNN; issue 12) are not built yet, so there is no "
+                     "MAP@5; metrics.json holds the detector and crop metrics");
+    text = cJSON_Print(j);
+    if (!text) { fl_errf(e, "score: out of memory"); goto done; }
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
+    if (fl_write_file_atomic(out, text, len + 1, e) != 0) goto done;
+    rc = 0;
+done:
+    cJSON_free(text);
+    cJSON_Delete(j);
     free(out);
     return rc;
 }
@@ -78,6 +173,6 @@ done:
 const fl_stage_def fl_stage_score = {
     .name = "score",
     .code_id = FL_CODE_ID,
-    .summary = "score submission.csv against the hidden solution (MAP@5) into metrics.json",
+    .summary = "score what was built (submission MAP@5, detector mAP, crop recall) into metrics.json",
     .run = run_score,
 };

@@ -22,6 +22,12 @@ const char *fl_stage_input(fl_stage_ctx *c, const char *name, fl_err *e) {
     return NULL;
 }
 
+int fl_stage_has_input(const fl_stage_ctx *c, const char *name) {
+    for (size_t i = 0; i < c->node->ninputs; i++)
+        if (!strcmp(c->node->inputs[i].name, name)) return 1;
+    return 0;
+}
+
 /* Walks a dotted path ("a.b.c") through nested objects. */
 static const cJSON *lookup(const cJSON *root, const char *path) {
     char seg[256];

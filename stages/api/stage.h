@@ -120,6 +120,8 @@ int fl_stage_gpus(const fl_stage_ctx *c);
 /* Path of a declared input (directory of another node's outputs, or the external path).
  * An undeclared name is an error. */
 const char *fl_stage_input(fl_stage_ctx *c, const char *name, fl_err *e);
+/* 1 when the node declared an input of this name: for stages whose inputs are optional. */
+int fl_stage_has_input(const fl_stage_ctx *c, const char *name);
 
 /* Config access, by dotted path. Reading outside the declared sections is a programming error:
  * it fails with a message naming the stage and key, so no undeclared key can cause a false

@@ -5,7 +5,9 @@
  * data_dir/test_images/<image>.jpg
  * data_dir/sample_submission.csv  image,predictions
  * data_dir/train_boxes.csv        image,bbox,conf,width,height with bbox "[[x1 y1 x2 y2]]"
- * truth_dir/solution.csv          image,individual_id,species,Usage (Public/Private) */
+ * truth_dir/solution.csv          image,individual_id,species,Usage (Public/Private)
+ * truth_dir/test_boxes.csv        image,bbox,conf,width,height: the true box of every test image
+ *                                 (same format as train_boxes.csv), for scoring the detector */
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -118,6 +120,17 @@ static int write_csvs(const fl_synth_plan *p, const img_meta *meta, const char *
         const fl_synth_individual *in = &p->ind[im->individual];
         fprintf(f, "%s,%s,%s,%s\n", im->name, in->is_new ? "new_individual" : in->id,
                 fl_synth_species_get(in->species)->name, im->is_public ? "Public" : "Private");
+    }
+    if (close_w(f, path, e) != 0) goto done;
+
+    /* Hidden from the pipeline's data like solution.csv: only the score stage reads it. */
+    if (!(f = open_w(truth_dir, "test_boxes.csv", &path, e))) goto done;
+    fprintf(f, "image,bbox,conf,width,height\n");
+    for (int k = 0; k < p->params.n_test; k++) {
+        const fl_synth_image *im = &p->img[te[k]];
+        const img_meta *m = &meta[te[k]];
+        fprintf(f, "%s,[[%d %d %d %d]],1.0,%d,%d\n", im->name, m->box.x1, m->box.y1, m->box.x2,
+                m->box.y2, m->w, m->h);
     }
     if (close_w(f, path, e) != 0) goto done;
     rc = 0;
