@@ -16,6 +16,7 @@
 
 #include "artifacts/util.h"
 #include "runtime/image/image.h"
+#include "runtime/models/yolo.h"
 #include "stages/api/stage.h"
 
 /* The stage (stages/crop.c) and its config keys, for the registry. */
@@ -47,6 +48,15 @@ fl_image *fl_crop_cut(const fl_image *img, int full_w, int full_h, fl_box r, int
 /* The square output of a whole image (or cut): resize as fl_crop_cut does. */
 fl_image *fl_crop_square(const fl_image *img, int size, int keep_aspect, fl_err *e);
 
+/* ---------------------------------------------------------------- detection */
+
+/* The first detection fl_yolo_detect would return for image b (the highest score passing conf,
+ * the first cell on ties), without its NMS: NMS always keeps the top box, whatever the IoU
+ * threshold. Linear in the cells, where NMS is quadratic in the candidates (every cell of an
+ * undertrained detector). 1 found, 0 none, -1 out of memory. */
+int fl_crop_best_detection(const fl_yolo_cfg *c, const fl_yolo_heads *h, const float *heads,
+                           int64_t b, float conf, fl_yolo_det *out, fl_err *e);
+
 /* ---------------------------------------------------------------- options */
 
 typedef struct fl_crop_opts {
@@ -61,6 +71,7 @@ typedef struct fl_crop_opts {
     int batch;            /* crop.batch: images per detector forward (16) */
     double max_bad_share; /* crop.max_bad_share: corrupt images tolerated (0.001) */
     int imgsz;            /* detector input (0: the detector's training size); not a config key */
+    int forward_threads;  /* the forward's OpenMP team (0: the image threads); not a config key */
 } fl_crop_opts;
 
 fl_crop_opts fl_crop_opts_default(void);

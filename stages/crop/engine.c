@@ -182,6 +182,34 @@ static int emit_crop(slot *s, const fl_crop_opts *o, const char *out_dir, fl_box
     return 0;
 }
 
+int fl_crop_best_detection(const fl_yolo_cfg *c, const fl_yolo_heads *h, const float *heads,
+                           int64_t b, float conf, fl_yolo_det *out, fl_err *e) {
+    const int nc = c->nc;
+    size_t cells = fl_yolo_num_cells(h);
+    float *xywh = malloc(sizeof(float) * 4 * cells), *prob = malloc(sizeof(float) * (1 + nc) * cells);
+    if (!xywh || !prob) {
+        free(xywh), free(prob);
+        return fl_errf(e, "crop: out of memory decoding %zu cells", cells);
+    }
+    fl_yolo_decode(c, h, heads, b, xywh, prob);
+    int found = 0;
+    float top = 0;
+    for (size_t k = 0; k < cells; k++) { /* the candidate rule of fl_yolo_detect */
+        const float *pr = prob + k * (1 + nc);
+        if (!(pr[0] > conf)) continue;
+        int best = 0;
+        float bs = pr[1] * pr[0];
+        for (int j = 1; j < nc; j++)
+            if (pr[1 + j] * pr[0] > bs) bs = pr[1 + j] * pr[0], best = j;
+        if (!(bs > conf) || (found && !(bs > top))) continue;
+        const float *q = xywh + 4 * k;
+        *out = (fl_yolo_det){q[0] - q[2] / 2, q[1] - q[3] / 2, q[0] + q[2] / 2, q[1] + q[3] / 2, bs, best};
+        top = bs, found = 1;
+    }
+    free(xywh), free(prob);
+    return found;
+}
+
 /* Phase 3 for one image. */
 static void phase_crop(slot *s, const fl_crop_opts *o, const fl_detector *det, const float *heads,
                        int b, const char *out_dir) {
@@ -204,7 +232,22 @@ static void phase_crop(slot *s, const fl_crop_opts *o, const fl_detector *det, c
     }
     fl_yolo_det *dets = NULL;
     fl_yolo_nms_cfg nms = {.conf = o->conf, .iou = o->iou, .max_det = o->max_det};
-    int nd = fl_yolo_detect(&det->meta.cfg, &det->heads, heads, b, &nms, &dets, e);
+    int nd;
+    if (o->per_class) { /* the best of each class that NMS keeps within max_det */
+        nd = fl_yolo_detect(&det->meta.cfg, &det->heads, heads, b, &nms, &dets, e);
+    } else if (!(dets = malloc(sizeof *dets))) {
+        nd = fl_errf(e, "crop: out of memory");
+    } else {
+        nd = fl_crop_best_detection(&det->meta.cfg, &det->heads, heads, b, o->conf, dets, e);
+        fl_box full = fl_crop_unletterbox((fl_box){dets->x1, dets->y1, dets->x2, dets->y2, 0},
+                                          &s->lb, s->full_w, s->full_h);
+        if (nd == 1 && !(full.x2 - full.x1 >= 1 && full.y2 - full.y1 >= 1)) {
+            /* the best box lies in the padding: the next ones, as NMS ranks them */
+            free(dets);
+            dets = NULL;
+            nd = fl_yolo_detect(&det->meta.cfg, &det->heads, heads, b, &nms, &dets, e);
+        }
+    }
     if (nd < 0) {
         s->fatal = 1;
         return;
@@ -272,7 +315,7 @@ int fl_crop_run(const fl_crop_opts *o, const char *detector_path, const fl_crop_
     sb_printf(&bad_csv, "image,split,error\n");
     int rc = -1, keep_threads = omp_get_max_threads();
     if (!slots) { fl_errf(e, "crop: out of memory"); goto done; }
-    omp_set_num_threads(threads);
+    omp_set_num_threads(o->forward_threads > 0 ? o->forward_threads : threads);
     for (int start = 0; start < n; start += batch) {
         int nb = n - start < batch ? n - start : batch;
         for (int b = 0; b < batch; b++) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "runtime/graph.h"
+#include "runtime/rng.h"
 #include "stages/api/plan.h"
 #include "stages/crop/crop.h"
 #include "stages/detector/detector_io.h"
@@ -50,15 +51,21 @@ static void save_detector(const char *dir, int imgsz, int nc, int boost) {
     assert_int_equal(fl_yolo_build(g, s, x, &m.cfg, &h, &e), 0);
     if (boost)
         for (int l = 0; l < 3; l++) {
+            /* outputs that vary with the image (larger head weights), objectness mostly above
+             * 0.25, anchor a favouring class a % nc */
             char name[64];
-            snprintf(name, sizeof name, "model.24.m.%d.bias", l);
             size_t ne = 0;
+            snprintf(name, sizeof name, "model.24.m.%d.weight", l);
+            float *w = fl_pstore_data(s, name, &ne);
+            assert_non_null(w);
+            for (size_t i = 0; i < ne; i++) w[i] *= 30.0f;
+            snprintf(name, sizeof name, "model.24.m.%d.bias", l);
             float *b = fl_pstore_data(s, name, &ne);
             assert_non_null(b);
             for (size_t i = 0; i < ne; i++)
-                if (i % (size_t)(nc + 5) == 4) b[i] = 12.0f;
-                else if (i % (size_t)(nc + 5) > 4) /* anchor a favours class a % nc */
-                    b[i] = (int)(i % (size_t)(nc + 5)) - 5 == (int)(i / (size_t)(nc + 5)) % nc ? 12.0f : -12.0f;
+                if (i % (size_t)(nc + 5) == 4) b[i] = 4.0f;
+                else if (i % (size_t)(nc + 5) > 4)
+                    b[i] = (int)(i % (size_t)(nc + 5)) - 5 == (int)(i / (size_t)(nc + 5)) % nc ? 6.0f : -6.0f;
         }
     fl_param_list pl;
     assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
@@ -232,7 +239,7 @@ static char *slurp(runner *r, const char *id, const char *rel, size_t *len) {
 static void test_threads_byte_identical(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
-    const char *cfg = "{\"size\": 96, \"batch\": 5, \"margin\": 0.15, \"keep_aspect\": true}";
+    const char *cfg = "{\"size\": 96, \"batch\": 25, \"margin\": 0.15, \"keep_aspect\": true}";
     if (run_crop(r, "crop_t1", "synth", "det_boost", cfg, 1, &e)) fail_msg("%s", e.msg);
     if (run_crop(r, "crop_t2", "synth", "det_boost", cfg, 2, &e)) fail_msg("%s", e.msg);
     size_t n1, n2;
@@ -242,8 +249,10 @@ static void test_threads_byte_identical(void **state) {
     free(a), free(b);
     fl_csv c = read_csv(r, "crop_t1", "crops.csv");
     assert_int_equal(c.nrows, 168);
+    int distinct = 0;
     for (int k = 1; k <= c.nrows; k++) {
         assert_string_equal(cell(&c, k, "fallback"), "0"); /* boosted: always a detection */
+        distinct += k > 1 && strcmp(cell(&c, k, "x1"), cell(&c, k - 1, "x1"));
         assert_true(atof(cell(&c, k, "conf")) > 0.25);
         assert_string_equal(cell(&c, k, "class"), "class 0");
         assert_true(atof(cell(&c, k, "x2")) > atof(cell(&c, k, "x1")));
@@ -255,6 +264,7 @@ static void test_threads_byte_identical(void **state) {
         free(a), free(b);
         if (k % 50 == 1) check_jpeg_size(r, "crop_t1", rel, 96);
     }
+    assert_true(distinct > 50); /* boxes that depend on the image */
     fl_csv_free(&c);
 }
 
@@ -413,8 +423,55 @@ static void test_score_without_submission(void **state) {
     free(mj);
 }
 
+/* The best detection without NMS is fl_yolo_detect's first, bit for bit, at several thresholds
+ * (every cell passing, some, none). */
+static void test_best_equals_nms_first(void **state) {
+    (void)state;
+    fl_err e = {{0}};
+    const char *dets[] = {"det_boost", "det_boost2", "det_random"};
+    for (int d = 0; d < 3; d++) {
+        char *path = fl_strdupf("%s/%s/%s", g_root, dets[d], FL_DETECTOR_FILE);
+        fl_detector det;
+        if (fl_detector_load(path, 3, 0, &det, &e)) fail_msg("%s", e.msg);
+        float *x = fl_graph_value(det.graph, det.x);
+        fl_rng rng;
+        fl_rng_init(&rng, 3, (uint64_t)d);
+        for (int i = 0; i < 3 * 64 * 64 * 3; i++) x[i] = fl_rng_uniform(&rng);
+        assert_int_equal(fl_graph_forward(det.graph, &e), 0);
+        float *heads = fl_graph_value(det.graph, det.flat);
+        if (d == 0) /* heads of every kind: scores spread over (0, 1), boxes anywhere */
+            for (size_t i = 0; i < fl_yolo_total_numel(&det.heads); i++) heads[i] = 2.5f * fl_rng_normal(&rng);
+        int some = 0;
+        for (int b = 0; b < 3; b++) {
+            /* thresholds: everything, 0.25, half of the kept boxes, the top score (none) */
+            fl_yolo_nms_cfg n0 = {.conf = 0.001f, .iou = 0.45f, .max_det = 300};
+            fl_yolo_det *d0 = NULL;
+            int k0 = fl_yolo_detect(&det.meta.cfg, &det.heads, heads, b, &n0, &d0, &e);
+            assert_true(k0 >= 0);
+            float confs[4] = {0.001f, 0.25f, k0 > 1 ? d0[k0 / 2].score : 0.5f, k0 > 0 ? d0[0].score : 0.5f};
+            if (getenv("CROP_TEST_LOG")) fprintf(stderr, "%s b%d: %d kept, %.9g %.9g\n", dets[d], b, k0, k0 ? d0[0].score : 0, k0 > 1 ? d0[k0/2].score : 0);
+            free(d0);
+            for (int k = 0; k < 4; k++) {
+                fl_yolo_nms_cfg nms = {.conf = confs[k], .iou = 0.45f, .max_det = 300};
+                fl_yolo_det *all = NULL, best;
+                int n = fl_yolo_detect(&det.meta.cfg, &det.heads, heads, b, &nms, &all, &e);
+                int f = fl_crop_best_detection(&det.meta.cfg, &det.heads, heads, b, confs[k], &best, &e);
+                assert_true(n >= 0 && f >= 0);
+                assert_int_equal(f, n > 0);
+                if (n > 0) assert_memory_equal(&best, &all[0], sizeof best);
+                some += k == 2 && n > 0;
+                free(all);
+            }
+        }
+        if (d < 2) assert_true(some > 0);
+        fl_detector_free(&det);
+        free(path);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_best_equals_nms_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_detector_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_byte_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_class, setup, teardown),
