@@ -71,7 +71,9 @@ typedef struct fl_crop_opts {
     int batch;            /* crop.batch: images per detector forward (16) */
     double max_bad_share; /* crop.max_bad_share: corrupt images tolerated (0.001) */
     int imgsz;            /* detector input (0: the detector's training size); not a config key */
-    int forward_threads;  /* the forward's OpenMP team (0: the image threads); not a config key */
+    /* 0 (default): one detector graph per image thread, each forwarded on its own thread;
+     * N > 0: a single graph forwarded on an OpenMP team of N (for measurements). Not a key. */
+    int forward_threads;
 } fl_crop_opts;
 
 fl_crop_opts fl_crop_opts_default(void);

@@ -1,15 +1,17 @@
-/* The crop engine (crop.h): batches of images go through three phases, each over the batch's
- * images in OpenMP threads or in the graph's own OpenMP team:
+/* The crop engine (crop.h): a step of lanes x batch images goes through three phases:
  *
  *   1. read, probe, scaled decode (the smallest scale covering the detector input on the long
- *      side), letterbox into the input slot           (image threads)
- *   2. the detector's eval forward on the batch        (the graph's threads)
- *   3. NMS, the best box (per class), map back, widen, cut from a decode at the scale that keeps
- *      crop.size, resize, JPEG encode, write           (image threads)
+ *      side), letterbox into a lane's input           (image threads)
+ *   2. each lane's detector graph forwarded, the lanes side by side on one thread each: no
+ *      per-op barriers, which cost more than they gain for these small images on 2 cores
+ *   3. the best box (per class: NMS), map back, widen, cut from a decode at the scale that
+ *      keeps crop.size, resize, JPEG encode, write   (image threads)
  *
- * then, in item order on one thread, the batch's crops.csv rows, counts and log lines. Every
- * image's result depends on its own bytes only (a padded last batch, eval-mode batch norm and
- * thread-count independent kernels), so the output is the same bytes for any thread count. */
+ * then, in item order on one thread, the step's crops.csv rows, counts and log lines. Every
+ * image's result depends on its own bytes and its position in a batch (i % batch) only
+ * (a padded last batch, eval-mode batch norm, thread-count independent kernels), so the output
+ * is the same bytes for any thread count. */
+#include <cblas.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <omp.h>
@@ -19,6 +21,8 @@
 
 #include "stages/crop/crop.h"
 #include "stages/detector/detector_io.h"
+
+#define MAX_LANES 64 /* detector graphs side by side */
 
 typedef struct sbuf {
     char *p;
@@ -301,50 +305,73 @@ int fl_crop_run(const fl_crop_opts *o, const char *detector_path, const fl_crop_
     st->n = n;
     if (threads < 1) threads = 1;
     int batch = o->batch < 1 ? 1 : o->batch;
-    if (batch > n && n > 0) batch = n; /* a tiny set needs no larger graph */
+    if (batch > n && n > 0) batch = n; /* a tiny set needs no larger graph (n only, not threads) */
+    /* Lanes: graphs of `batch` images each, forwarded side by side on one thread each (the
+     * default), or one graph on an OpenMP team of forward_threads. Image i always sits at
+     * position i % batch of a batch, so its bits are the same for any lane count. */
+    int nbatches = n > 0 ? (n + batch - 1) / batch : 1;
+    int lanes = o->forward_threads > 0 ? 1 : threads < nbatches ? threads : nbatches;
+    if (lanes > MAX_LANES) lanes = MAX_LANES;
+    int team = o->forward_threads > 0 ? o->forward_threads : 1;
+    int nslots = lanes * batch;
     if (mkdir_out(out_dir, "crops/train", e) || mkdir_out(out_dir, "crops/test", e)) return -1;
-    fl_detector det;
-    if (fl_detector_load(detector_path, batch, o->imgsz, &det, e)) return -1;
-    int64_t shp[FL_MAX_DIMS];
-    fl_graph_shape(det.graph, det.x, shp);
-    int imgsz = (int)shp[1];
-    float *x = fl_graph_value(det.graph, det.x);
-    slot *slots = calloc((size_t)batch, sizeof *slots);
+    fl_detector *det = calloc((size_t)lanes, sizeof *det);
+    slot *slots = calloc((size_t)nslots, sizeof *slots);
     sbuf csv = {0}, bad_csv = {0};
+    int rc = -1, loaded = 0, imgsz = 0;
+    int keep_threads = omp_get_max_threads(), keep_levels = omp_get_max_active_levels();
+    int keep_blas = openblas_get_num_threads();
+    if (!det || !slots) { fl_errf(e, "crop: out of memory"); goto done; }
+    for (; loaded < lanes; loaded++)
+        if (fl_detector_load(detector_path, batch, o->imgsz, &det[loaded], e)) goto done;
+    int64_t shp[FL_MAX_DIMS];
+    fl_graph_shape(det[0].graph, det[0].x, shp);
+    imgsz = (int)shp[1];
+    size_t px = (size_t)imgsz * imgsz * 3;
     sb_printf(&csv, FL_CROPS_CSV_HEADER);
     sb_printf(&bad_csv, "image,split,error\n");
-    int rc = -1, keep_threads = omp_get_max_threads();
-    if (!slots) { fl_errf(e, "crop: out of memory"); goto done; }
-    omp_set_num_threads(o->forward_threads > 0 ? o->forward_threads : threads);
-    for (int start = 0; start < n; start += batch) {
-        int nb = n - start < batch ? n - start : batch;
-        for (int b = 0; b < batch; b++) {
-            slot_clear(&slots[b]);
-            slots[b].it = b < nb ? &items[start + b] : NULL;
+    /* The lanes' forwards run inside a parallel region: their own OpenMP regions then get one
+     * thread, and BLAS stays serial so no two thread pools share the cores. */
+    omp_set_num_threads(team);
+    omp_set_max_active_levels(1);
+    openblas_set_num_threads(1);
+    for (int start = 0; start < n; start += nslots) {
+        int ns = n - start < nslots ? n - start : nslots;
+        for (int k = 0; k < nslots; k++) {
+            slot_clear(&slots[k]);
+            slots[k].it = k < ns ? &items[start + k] : NULL;
         }
         double t0 = fl_now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int b = 0; b < batch; b++) {
-            size_t px = (size_t)imgsz * imgsz * 3;
-            if (slots[b].it) {
-                phase_decode(&slots[b], o, imgsz, x + (size_t)b * px);
+        for (int k = 0; k < nslots; k++) {
+            float *x = (float *)fl_graph_value(det[k / batch].graph, det[k / batch].x) + (size_t)(k % batch) * px;
+            if (slots[k].it) {
+                phase_decode(&slots[k], o, imgsz, x);
             } else {
-                for (size_t i = 0; i < px; i++) x[(size_t)b * px + i] = FL_CROP_FILL / 255.0f;
+                for (size_t i = 0; i < px; i++) x[i] = FL_CROP_FILL / 255.0f;
             }
         }
         double t1 = fl_now();
-        int any = 0;
-        for (int b = 0; b < nb; b++) {
-            if (slots[b].fatal) { *e = slots[b].err; goto done; }
-            any |= slots[b].detect;
+        int busy[MAX_LANES] = {0}, failed = -1;
+        for (int k = 0; k < ns; k++) {
+            if (slots[k].fatal) { *e = slots[k].err; goto done; }
+            if (slots[k].detect) busy[k / batch] = 1;
         }
-        if (any && fl_graph_forward(det.graph, e)) goto done;
+        fl_err ferr[MAX_LANES];
+#pragma omp parallel for schedule(static, 1) num_threads(lanes) if (lanes > 1)
+        for (int l = 0; l < lanes; l++)
+            if (busy[l] && fl_graph_forward(det[l].graph, &ferr[l])) {
+#pragma omp critical(fl_crop_forward_fail)
+                if (failed < 0 || l < failed) failed = l;
+            }
+        if (failed >= 0) { *e = ferr[failed]; goto done; }
         double t2 = fl_now();
-        const float *heads = fl_graph_value(det.graph, det.flat);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int b = 0; b < nb; b++) phase_crop(&slots[b], o, &det, heads, b, out_dir);
+        for (int k = 0; k < ns; k++)
+            phase_crop(&slots[k], o, &det[k / batch], fl_graph_value(det[k / batch].graph, det[k / batch].flat),
+                       k % batch, out_dir);
         st->t_decode += t1 - t0, st->t_forward += t2 - t1, st->t_write += fl_now() - t2;
-        for (int b = 0; b < nb; b++) {
+        for (int b = 0; b < ns; b++) {
             slot *s = &slots[b];
             if (s->fatal) { *e = s->err; goto done; }
             if (s->rows.oom) { fl_errf(e, "crop: out of memory"); goto done; }
@@ -372,7 +399,7 @@ int fl_crop_run(const fl_crop_opts *o, const char *detector_path, const fl_crop_
             st->n_given += s->given && !s->fallback;
             st->n_detected += s->detect && !s->fallback;
         }
-        if (hooks && hooks->progress) hooks->progress(hooks->user, start + nb, n, st);
+        if (hooks && hooks->progress) hooks->progress(hooks->user, start + ns, n, st);
     }
     if (st->n_bad > o->max_bad_share * n) {
         sbuf msg = {0};
@@ -390,10 +417,13 @@ int fl_crop_run(const fl_crop_opts *o, const char *detector_path, const fl_crop_
     rc = 0;
 done:
     omp_set_num_threads(keep_threads);
-    for (int b = 0; slots && b < batch; b++) slot_clear(&slots[b]);
+    omp_set_max_active_levels(keep_levels);
+    openblas_set_num_threads(keep_blas);
+    for (int k = 0; slots && k < nslots; k++) slot_clear(&slots[k]);
     free(slots);
     free(csv.p);
     free(bad_csv.p);
-    fl_detector_free(&det);
+    for (int l = 0; det && l < loaded; l++) fl_detector_free(&det[l]);
+    free(det);
     return rc;
 }
