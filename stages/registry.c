@@ -41,7 +41,8 @@ __attribute__((unused)) static int plan_crop(fl_plan *p, const char *data, const
     fl_plan_node *n;
     if (!(n = fl_plan_add(p, &fl_stage_crop, -1, e)) || fl_plan_node_section(n, "crop", e) ||
         fl_plan_node_input(n, "data", data, e) || fl_plan_node_input(n, "detector", detector, e) ||
-        fl_plan_node_output(n, "crops.csv", e) || fl_plan_node_output(n, "crops", e))
+        fl_plan_node_output(n, "crops.csv", e) || fl_plan_node_output(n, "crops", e) ||
+        fl_plan_node_output(n, "bad_images.csv", e))
         return -1;
     fl_plan_node_resources(n, threads, 0);
     /* No submission yet (issue 12): score reports the detector and crop metrics only. */

@@ -367,9 +367,14 @@ int fl_crop_run(const fl_crop_opts *o, const char *detector_path, const fl_crop_
         if (failed >= 0) { *e = ferr[failed]; goto done; }
         double t2 = fl_now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int k = 0; k < ns; k++)
+        for (int k = 0; k < ns; k++) {
             phase_crop(&slots[k], o, &det[k / batch], fl_graph_value(det[k / batch].graph, det[k / batch].flat),
                        k % batch, out_dir);
+            /* the decodes are done with: only the rows wait for the step's end */
+            fl_image_free(slots[k].img);
+            free(slots[k].bytes);
+            slots[k].img = NULL, slots[k].bytes = NULL;
+        }
         st->t_decode += t1 - t0, st->t_forward += t2 - t1, st->t_write += fl_now() - t2;
         for (int b = 0; b < ns; b++) {
             slot *s = &slots[b];

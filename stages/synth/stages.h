@@ -2,12 +2,14 @@
  *
  * synth            section "synth"; no inputs; outputs "data" (Kaggle layout: train.csv,
  *                  train_images/, test_images/, sample_submission.csv, train_boxes.csv) and
- *                  "truth" (solution.csv). Threads: fl_stage_threads.
+ *                  "truth" (solution.csv, test_boxes.csv). Threads: fl_stage_threads.
  * baseline_new_first  input "data" (a node whose outputs hold the Kaggle layout, directly or
  *                  under data/); no section; output "submission.csv".
  * baseline_knn     input "data"; section "baseline.knn"; output "submission.csv".
- * score            inputs "submission" (a node with submission.csv) and "truth" (a node with
- *                  solution.csv, directly or under truth/); no section; output "metrics.json".
+ * score            optional inputs "submission" (submission.csv), "crops" (the crop stage's
+ *                  crops.csv), "detector" (detector_metrics.json), with "truth" (solution.csv,
+ *                  test_boxes.csv, directly or under truth/) for the first two; no section;
+ *                  output "metrics.json" (stages/score.c).
  *
  * `fluke synth --preview` is FL_SYNTH_COMMAND / fl_synth_command (below). */
 #ifndef FLUKE_SYNTH_STAGES_H
