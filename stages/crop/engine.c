@@ -23,6 +23,7 @@
 #include "stages/detector/detector_io.h"
 
 #define MAX_LANES 64 /* detector graphs side by side */
+#define MAX_JPEG_BYTES ((size_t)256 << 20) /* a larger file is a bad image, not a read */
 
 typedef struct sbuf {
     char *p;
@@ -91,7 +92,7 @@ static void phase_decode(slot *s, const fl_crop_opts *o, int imgsz, float *x) {
     size_t px = (size_t)imgsz * imgsz * 3;
     s->given = o->given_boxes && it->split == FL_CROP_TRAIN && it->has_box;
     fl_decode_info info;
-    if (!(s->bytes = fl_read_file(it->path, &s->len, &s->err)) ||
+    if (!(s->bytes = fl_read_file_max(it->path, &s->len, MAX_JPEG_BYTES, &s->err)) ||
         fl_jpeg_probe((const uint8_t *)s->bytes, s->len, it->path, &info, &s->err)) {
         s->bad = 1;
         goto pad;

@@ -1,8 +1,9 @@
 # Code identity (dag/codeid_gen.c and the Makefile's codeid rules): a stage's id covers the
 # objects the linker pulls in for it, their sources, headers and flags, and nothing else.
-# No detector or embedding stage exists yet, so the existing stages stand in for them: baseline
-# (pixel kNN) links runtime/image/resize.c and stages/labels/baselines.h, which no other stage
-# does; baseline and score share stages/labels/csv.c; no stage links runtime/models/yolo_nms.c.
+# The existing stages stand in for the later ones: baseline (pixel kNN) links
+# stages/labels/baseline_pixel_knn.c and stages/labels/baselines.h, which no other stage does;
+# baseline and score share stages/labels/map5.c; no stage links runtime/models/dolg.c (crop
+# links the YOLO code, resize and the CSV readers since issue 11).
 # The test copies the sources and this build's objects (times kept) to a temp dir and runs
 # the real Makefile there, so each edit recompiles one file and reruns only the id tool.
 . "$(dirname "$0")/_lib.sh"
@@ -38,20 +39,20 @@ check "a second make has nothing to do" [ $? -eq 0 ]
 (D=$B/gen/codeid; ids) > built
 check "the ids are those the build made" cmp -s after built
 
-# A real code change (not a comment) in a source no stage links: today's YOLO code.
-edit runtime/models/yolo_nms.c 'int fl__codeid_probe_nms(void) { return 1; }'
-check "the edited YOLO source was recompiled" grep -q "yolo_nms.o" make.log
+# A real code change (not a comment) in a source no stage links: today's DOLG code.
+edit runtime/models/dolg.c 'int fl__codeid_probe_dolg(void) { return 1; }'
+check "the edited DOLG source was recompiled" grep -q "dolg.o" make.log
 check "a source no stage links changes no id" [ -z "$(changed before after)" ]
 check "... and rewrites no id file" [ -z "$(find "$D" -name '*.c' -newer marker)" ]
 mk -q codeids
 check "... and a second make has nothing to do" [ $? -eq 0 ]
 
-edit runtime/image/resize.c 'int fl__codeid_probe_resize(void) { return 2; }'
+edit stages/labels/baseline_pixel_knn.c 'int fl__codeid_probe_knn(void) { return 2; }'
 check "a source only baseline links changes baseline's id only" [ "$(changed before after)" = baseline ]
 check "... and rewrites only baseline's id file" \
     [ "$(find "$D" -name '*.c' -newer marker | xargs -n1 basename)" = baseline.c ]
 
-edit stages/labels/csv.c 'int fl__codeid_probe_csv(void) { return 3; }'
+edit stages/labels/map5.c 'int fl__codeid_probe_map5(void) { return 3; }'
 check "a source baseline and score share changes both, and only them" \
     [ "$(changed before after)" = "baseline score" ]
 
@@ -64,7 +65,7 @@ check "a test stage's source changes its id only" [ "$(changed before after)" = 
 check "... without rerunning the library's ids" [ ! "$D/lib.stamp" -nt marker ]
 
 edit stages/synth/species.c '/* a comment is part of the source too */'
-check "any byte of a linked source changes the id" [ "$(changed before after)" = "baseline synth" ]
+check "any byte of a linked source changes the id" [ "$(changed before after)" = "baseline crop synth" ]
 
 # The id in the binary is the generated one.
 mk "$BN/fluke" && (cd src && "./$BN/fluke" explain baseline_knn configs/tiny.json) > explain.log 2>&1
