@@ -312,6 +312,32 @@ static void test_given_boxes(void **state) {
     assert_int_equal(matched, bs.n);
     assert_int_equal(fallbacks, 168 - bs.n); /* the rest is detected, and the detector is random */
     fl_csv_free(&c);
+
+    /* a "boxes" input (here a file in the other public format) replaces the data's box file */
+    const char *img = bs.entry[0].image;
+    char *text = fl_strdupf("image,box\n%s,5 6 40 50\n", img);
+    char *custom = fl_strdupf("%s/custom_boxes.csv", r->root);
+    assert_int_equal(fl_write_file_atomic(custom, text, strlen(text), &e), 0);
+    cJSON_Delete(r->config);
+    r->config = cJSON_Parse("{\"crop\": {\"size\": 32, \"train_boxes\": \"given\"}}");
+    fl_plan_node *n = fl_plan_add_as(&r->plan, &fl_stage_crop, "crop_given2", &e);
+    assert_int_equal(fl_plan_node_section(n, "crop", &e), 0);
+    assert_int_equal(fl_plan_node_input(n, "data", "synth", &e), 0);
+    assert_int_equal(fl_plan_node_input(n, "detector", "det_random", &e), 0);
+    assert_int_equal(fl_plan_node_input(n, "boxes", "custom_boxes.csv", &e), 0);
+    if (run_node(r, n, 1, &e)) fail_msg("%s", e.msg);
+    c = read_csv(r, "crop_given2", "crops.csv");
+    int given = 0;
+    for (int k = 1; k <= c.nrows; k++)
+        if (!strcmp(cell(&c, k, "fallback"), "0")) {
+            given++;
+            assert_string_equal(cell(&c, k, "image"), img);
+            assert_true(atof(cell(&c, k, "x1")) == 5 && atof(cell(&c, k, "y2")) == 50);
+        }
+    assert_int_equal(given, 1);
+    fl_csv_free(&c);
+    free(text);
+    free(custom);
     fl_boxes_free(&bs);
     free(bp);
 }
