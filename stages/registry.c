@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stages/detector/stages.h"
 #include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
@@ -21,6 +22,7 @@ static const fl_cfg_field pipeline_schema[] = {
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
+    fl_detector_schema,
     NULL,
 };
 
@@ -28,6 +30,21 @@ static const char *str_at(const cJSON *config, const char *sec, const char *key)
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(config, sec);
     const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* pipeline.model effnet_dolg: the detector and the crops (issue 11); the identification
+ * stages come next (issue 12). */
+static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, int threads, fl_err *e) {
+    fl_plan_node *n;
+    const cJSON *det = cJSON_GetObjectItemCaseSensitive(config, "detector");
+    const cJSON *boxes = det ? cJSON_GetObjectItemCaseSensitive(det, "boxes") : NULL;
+    if (!(n = fl_plan_add(p, &fl_stage_detector_train, -1, e)) || fl_plan_node_section(n, "detector", e) ||
+        fl_plan_node_input(n, "data", data, e) ||
+        (cJSON_IsString(boxes) && fl_plan_node_input_path(n, "boxes", boxes->valuestring, e)) ||
+        fl_plan_node_output(n, "detector.safetensors", e) || fl_plan_node_output(n, "detector_metrics.json", e))
+        return -1;
+    fl_plan_node_resources(n, threads, 0);
+    return 0;
 }
 
 static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
@@ -63,10 +80,7 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
     } else if (!strcmp(model, "baseline_new_first")) {
         def = &fl_stage_baseline_new_first;
     } else if (!strcmp(model, "effnet_dolg")) {
-        return fl_errf(e,
-                       "pipeline.model 'effnet_dolg' is not built yet: the detector, crop, "
-                       "EfficientNet + DOLG + ArcFace training, embedding, pseudo-label and kNN "
-                       "stages are still to come (issue 6 and later); use baseline_knn meanwhile");
+        return plan_effnet_dolg(config, p, data, threads, e);
     } else {
         return fl_errf(e, "pipeline.model: '%s' is not a model (baseline_knn | baseline_new_first "
                           "| effnet_dolg)", model);
