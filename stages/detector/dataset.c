@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,8 +84,9 @@ static int read_test_names(const char *src, name_list *l, fl_err *e) {
     return rc;
 }
 
-/* Reads the JPEG header of path: a bounded prefix first, the whole file when the SOF (or the
- * start of scan that ends the header) lies further in. */
+/* Reads the JPEG header of path from growing prefixes (FL_DETSET_PREFIX, 1 MiB, the whole file):
+ * libjpeg needs everything up to the first start of scan, which a large APP segment (a thumbnail,
+ * an ICC profile) can push past the first read. */
 static int probe_file(const char *path, fl_decode_info *info, fl_err *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fl_errf(e, "%s: %s", path, strerror(errno));
@@ -93,28 +95,34 @@ static int probe_file(const char *path, fl_decode_info *info, fl_err *e) {
         close(fd);
         return fl_errf(e, "%s: not a regular file", path);
     }
-    size_t want = (size_t)st.st_size < FL_DETSET_PREFIX ? (size_t)st.st_size : FL_DETSET_PREFIX;
-    uint8_t *buf = malloc(want ? want : 1);
-    if (!buf) {
+    size_t size = (size_t)st.st_size;
+    if (size > WHOLE_FILE_MAX) {
         close(fd);
-        return fl_errf(e, "%s: out of memory", path);
+        return fl_errf(e, "%s: %zu bytes, more than %zu for one JPEG", path, size, WHOLE_FILE_MAX);
     }
+    static const size_t steps[] = {FL_DETSET_PREFIX, (size_t)1 << 20, WHOLE_FILE_MAX};
+    uint8_t *buf = NULL;
     size_t got = 0;
-    while (got < want) {
-        ssize_t r = read(fd, buf + got, want - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
+    int rc = -1;
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        size_t want = size < steps[k] ? size : steps[k];
+        if (k > 0 && want <= got) break; /* the whole file was read and did not do */
+        uint8_t *nb = realloc(buf, want ? want : 1);
+        if (!nb) {
+            rc = fl_errf(e, "%s: out of memory", path);
+            break;
+        }
+        buf = nb;
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, (off_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if ((rc = fl_jpeg_probe(buf, got, path, info, e)) == 0 || got < want) break;
     }
-    close(fd);
-    int rc = fl_jpeg_probe(buf, got, path, info, e);
     free(buf);
-    if (rc == 0 || (size_t)st.st_size <= got) return rc;
-    size_t len = 0;
-    uint8_t *all = (uint8_t *)fl_read_file_max(path, &len, WHOLE_FILE_MAX, e);
-    if (!all) return -1;
-    rc = fl_jpeg_probe(all, len, path, info, e);
-    free(all);
+    close(fd);
     return rc;
 }
 
@@ -124,6 +132,7 @@ typedef struct cand {
     int row; /* train.csv row (the item order) */
     const fl_box_entry *be;
     int w, h, bad; /* upright size; bad: the header did not read */
+    char *err;     /* why, when bad */
 } cand;
 
 static int cmp_cand(const void *a, const void *b) {
@@ -256,27 +265,43 @@ int fl_detset_build(const fl_detset_opts *o, fl_detset *d, fl_err *e) {
         d->classes[k] = d->class_store[k];
     }
 
-    /* Image sizes; unreadable headers are skipped; boxes checked against the upright size. */
+    /* Image sizes (in parallel; each result lands in its own candidate), then in order: unreadable
+     * headers skipped and counted, boxes checked against the upright size. */
+    int probe_oom = 0;
+    int nthr = o->threads > 0 ? o->threads : omp_get_max_threads();
+    // clang-format off
+#pragma omp parallel for schedule(dynamic, 16) reduction(| : probe_oom) num_threads(nthr)
+    // clang-format on
+    for (int i = 0; i < nc; i++) {
+        cand *c = &cs[i];
+        char *path = fl_strdupf("%s/%s", o->train_dir, c->be->image);
+        fl_decode_info info;
+        fl_err pe = {{0}};
+        if (!path) {
+            probe_oom = 1;
+            continue;
+        }
+        if (probe_file(path, &info, &pe) == 0) {
+            c->w = info.src_width, c->h = info.src_height;
+        } else {
+            c->bad = 1;
+            if (!(c->err = strdup(pe.msg))) probe_oom = 1;
+        }
+        free(path);
+    }
+    if (probe_oom) goto oom;
     char clip_lines[FL_ERRLEN / 2] = "", bad_first[FL_ERRLEN] = "";
     int clip_named = 0, clip_last = 0, clip_more = 0, nused = 0, nboxes = 0;
     for (int i = 0; i < nc; i++) {
         cand *c = &cs[i];
-        char *path = fl_strdupf("%s/%s", o->train_dir, c->be->image);
-        if (!path) goto oom;
-        fl_decode_info info;
-        fl_err pe = {{0}};
-        int prc = probe_file(path, &info, &pe);
-        free(path);
-        if (prc != 0) {
-            c->bad = 1;
-            if (d->n.bad_images++ == 0) snprintf(bad_first, sizeof bad_first, "%s", pe.msg);
+        if (c->bad) {
+            if (d->n.bad_images++ == 0) snprintf(bad_first, sizeof bad_first, "%s", c->err);
             if (d->nbad_names < FL_DETSET_NAMES) {
                 if (!(d->bad_names[d->nbad_names] = strdup(c->be->image))) goto oom;
                 d->nbad_names++;
             }
             continue;
         }
-        c->w = info.src_width, c->h = info.src_height;
         float *b = c->be->xyxy;
         for (int k = 0; k < c->be->nbox; k++, b += 4) {
             if (b[0] >= c->w || b[1] >= c->h || b[2] <= 0 || b[3] <= 0) {
@@ -404,6 +429,8 @@ done:
     fl_boxes_free(&bs);
     names_free(&tests);
     fl_strmap_free(&train_map), fl_strmap_free(&test_map), fl_strmap_free(&ind_map);
+    for (int i = 0; cs && i < nc; i++)
+        free(cs[i].err);
     free(cs), free(inds), free(species);
     if (rc != 0) fl_detset_free(d);
     return rc;

@@ -24,7 +24,8 @@
 
 #define FL_DETSET_ONE_CLASS_NAME "animal"
 #define FL_DETSET_NAMES 5           /* bad images / clipped lines named in the messages */
-#define FL_DETSET_PREFIX (64 << 10) /* bytes read for a JPEG header before the whole file */
+#define FL_DETSET_PREFIX (64 << 10) /* first read for a JPEG header (then 1 MiB, the whole file)   \
+                                     */
 
 typedef enum fl_detset_class_mode {
     FL_DETSET_ONE_CLASS, /* every box is class 0, "animal" */
@@ -40,6 +41,8 @@ typedef struct fl_detset_opts {
     fl_detset_class_mode classes;
     double val_share; /* share of the individuals held out, in (0, 1) */
     uint64_t seed;
+    int threads; /* JPEG header reads in parallel (0: OpenMP's default); the result
+                    does not depend on it */
 } fl_detset_opts;
 
 /* What the build did, for the log. */

@@ -290,8 +290,8 @@ static void test_clipping(void **state) {
     free(bp);
 }
 
-/* Inserts two 64 KiB APP15 segments after SOI, so the SOF lies past the first read. */
-static void write_far_sof(const char *path, int w, int h) {
+/* Inserts nseg 64 KiB APP15 segments after SOI, so the SOF lies past the first read(s). */
+static void write_far_sof(const char *path, int w, int h, int nseg) {
     fl_err e = {{0}};
     fl_image *img = fl_image_new_filled(w, h, 60, &e);
     uint8_t *jpg;
@@ -301,7 +301,7 @@ static void write_far_sof(const char *path, int w, int h) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     fwrite(jpg, 1, 2, f);
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < nseg; s++) {
         uint8_t hdr[4] = {0xFF, 0xEF, 0xFF, 0xFF};
         fwrite(hdr, 1, 4, f);
         for (int k = 0; k < 0xFFFF - 2; k++)
@@ -318,6 +318,7 @@ static void test_headers_exif_far_sof_and_bad_jpegs(void **state) {
     char *fix = fl_strdupf("%s/tests/fixtures/image/orient_6.jpg", src ? src : ".");
     char *p0 = fl_strdupf("%s/t00.jpg", t->train_dir), *p1 = fl_strdupf("%s/t01.jpg", t->train_dir);
     char *p2 = fl_strdupf("%s/t02.jpg", t->train_dir), *p5 = fl_strdupf("%s/t05.jpg", t->train_dir);
+    char *p3 = fl_strdupf("%s/t03.jpg", t->train_dir);
     fl_err e = {{0}};
     if (fl_copy_file(fix, p0, &e) != 0) fail_msg("%s", e.msg);
     size_t len;
@@ -326,7 +327,8 @@ static void test_headers_exif_far_sof_and_bad_jpegs(void **state) {
     assert_int_equal(fl_jpeg_probe(raw, len, "f", &want, &e), 0);
     assert_int_equal(want.orientation, 6);
     free(raw);
-    write_far_sof(p1, 77, 41);
+    write_far_sof(p1, 77, 41, 2);  /* SOF past 64 KiB: the 1 MiB read */
+    write_far_sof(p3, 65, 43, 17); /* past 1 MiB: the whole file */
     put(p2, "not a jpeg at all");
     put(p5, "\xFF\xD8\xFF\xE0 truncated");
     char *bp = pathf(t, "hdr.csv");
@@ -358,13 +360,31 @@ static void test_headers_exif_far_sof_and_bad_jpegs(void **state) {
                 assert_int_equal(inf[i].width, 77);
                 assert_int_equal(inf[i].height, 41);
             }
+            if (!strcmp(inf[i].image, "t03.jpg")) {
+                found++;
+                assert_int_equal(inf[i].width, 65);
+                assert_int_equal(inf[i].height, 43);
+            }
         }
     }
-    assert_int_equal(found, 2);
+    assert_int_equal(found, 3);
+    /* The thread count changes nothing. */
+    unsigned mask = val_mask(&d);
+    char warn[FL_ERRLEN];
+    snprintf(warn, sizeof warn, "%s", d.bad_warning);
     fl_detset_free(&d);
+    for (int th = 1; th <= 4; th += 3) {
+        o.threads = th;
+        build_ok(&o, &d);
+        assert_int_equal(val_mask(&d), mask);
+        assert_string_equal(d.bad_warning, warn);
+        assert_int_equal(d.ntrain + d.nval, 4);
+        fl_detset_free(&d);
+    }
     /* restore the fixture images for the other tests (cmocka runs them in one process) */
     write_jpeg(p0, 40, 30), write_jpeg(p1, 44, 32), write_jpeg(p2, 48, 34), write_jpeg(p5, 60, 30);
-    free(fix), free(p0), free(p1), free(p2), free(p5), free(bp);
+    write_jpeg(p3, 52, 36);
+    free(fix), free(p0), free(p1), free(p2), free(p3), free(p5), free(bp);
 }
 
 /* The letterboxed ground truth equals the boxes the loader's eval transform produces. */
