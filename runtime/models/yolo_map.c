@@ -173,6 +173,8 @@ static int eval_core(const fl_yolo_det *const *dets_per_img, const int *ndets, i
     double *f1 = calloc(NPX, sizeof *f1), *sm = malloc(sizeof *sm * NPX);
     float *iou = NULL;
     unsigned char *taken = NULL;
+    const rec **byc = NULL;
+    size_t *cstart = NULL;
     if (!all || !gstart || !gs || !nt || !best || !cv || !px || !mpx || !f1 || !sm) goto oom;
 
     /* Labels grouped by image, each image's in input order (val.py's labels[targets[:, 0] == si]).
@@ -224,35 +226,49 @@ static int eval_core(const fl_yolo_det *const *dets_per_img, const int *ndets, i
         goto done;
     }
 
-    /* Per class: cumulative TP / FP, recall and precision per threshold, the AP, the curves. */
-    if (!(buf = malloc(sizeof *buf * (3 * (nd + 2) + (size_t)nthr * 2 * (nd + 1))))) goto oom;
-    double *cconf = buf, *mr = cconf + nd + 2, *mp = mr + nd + 2; /* mr, mp: compute_ap's */
-    double *recall = mp + nd + 2, *prec = recall + (size_t)nthr * (nd + 1);
+    /* Per class (its detections contiguous, still by confidence): cumulative TP / FP, recall and
+     * precision one threshold at a time, the AP, and the P / R curves at the first threshold. */
+    if (!(buf = malloc(sizeof *buf * 5 * (nd + 2))) || !(byc = malloc(sizeof *byc * (nd + 1))) ||
+        !(cstart = calloc((size_t)nc + 1, sizeof *cstart)))
+        goto oom;
+    double *cconf = buf, *recall = cconf + nd + 2, *prec = recall + nd + 2;
+    double *mr = prec + nd + 2, *mp = mr + nd + 2; /* compute_ap's scratch */
+    for (size_t k = 0; k < nd; k++)
+        cstart[all[k].cls + 1]++;
+    for (int c = 0; c < nc; c++)
+        cstart[c + 1] += cstart[c];
+    {
+        size_t *pos = malloc(sizeof *pos * ((size_t)nc + 1));
+        if (!pos) goto oom;
+        memcpy(pos, cstart, sizeof *pos * (size_t)nc);
+        for (size_t k = 0; k < nd; k++)
+            byc[pos[all[k].cls]++] = all + k;
+        free(pos);
+    }
     for (int k = 0; k < NPX; k++)
         px[k] = linspace01(k, NPX), mpx[k] = -px[k];
     for (int c = 0; c < nc; c++) {
-        if (nt[c] == 0) continue;
+        int np_ = (int)(cstart[c + 1] - cstart[c]);
+        if (nt[c] == 0 || np_ == 0) continue; /* no detections: AP 0, P 0, R 0 */
         if (!(cv[c].p = calloc(NPX, sizeof *cv[c].p)) || !(cv[c].r = calloc(NPX, sizeof *cv[c].r)))
             goto oom;
-        int np_ = 0;
-        int tpc[FL_YOLO_NIOU] = {0}, fpc[FL_YOLO_NIOU] = {0};
-        for (size_t k = 0; k < nd; k++) {
-            if (all[k].cls != c) continue;
-            cconf[np_] = -(double)all[k].conf; /* np.interp wants increasing x: -conf */
-            for (int t = 0; t < nthr; t++) {
-                int tp = (all[k].tp >> t) & 1;
-                tpc[t] += tp, fpc[t] += !tp;
-                recall[(size_t)t * (nd + 1) + np_] = tpc[t] / (nt[c] + EPS);
-                prec[(size_t)t * (nd + 1) + np_] = tpc[t] / (double)(tpc[t] + fpc[t]);
+        const rec *const *rc_ = byc + cstart[c];
+        for (int k = 0; k < np_; k++)
+            cconf[k] = -(double)rc_[k]->conf; /* np.interp: -conf */
+        for (int t = 0; t < nthr; t++) {
+            int64_t tpc = 0, fpc = 0;
+            for (int k = 0; k < np_; k++) {
+                int tp = (rc_[k]->tp >> t) & 1;
+                tpc += tp, fpc += !tp;
+                recall[k] = (double)tpc / (nt[c] + EPS);
+                prec[k] = (double)tpc / (double)(tpc + fpc);
             }
-            np_++;
+            if (t == 0) {
+                np_interp(mpx, NPX, cconf, recall, np_, 0.0, recall[np_ - 1], cv[c].r);
+                np_interp(mpx, NPX, cconf, prec, np_, 1.0, prec[np_ - 1], cv[c].p);
+            }
+            cv[c].ap[t] = compute_ap(recall, prec, np_, mr, mp);
         }
-        if (np_ == 0) continue; /* AP 0, P 0, R 0 */
-        np_interp(mpx, NPX, cconf, recall, np_, 0.0, recall[np_ - 1], cv[c].r);
-        np_interp(mpx, NPX, cconf, prec, np_, 1.0, prec[np_ - 1], cv[c].p);
-        for (int t = 0; t < nthr; t++)
-            cv[c].ap[t] =
-                compute_ap(recall + (size_t)t * (nd + 1), prec + (size_t)t * (nd + 1), np_, mr, mp);
     }
 
     /* F1 = 2pr / (p + r + eps), its mean over the classes with labels, the box filter, argmax. */
@@ -304,7 +320,7 @@ done:
     for (int c = 0; cv && c < nc; c++)
         free(cv[c].p), free(cv[c].r);
     free(cv), free(all), free(gstart), free(gs), free(nt), free(best), free(buf), free(px);
-    free(mpx), free(f1), free(sm), free(iou), free(taken);
+    free(mpx), free(f1), free(sm), free(iou), free(taken), free(byc), free(cstart);
     return rc;
 }
 

@@ -199,6 +199,34 @@ static void test_hand_cases(void **state) {
     assert_true(o.map == 0 && o.nclasses == 0);
 }
 
+/* Validation at scale: 1000 images x 300 detections (conf 0.001 NMS output), two classes. */
+static void test_scale(void **state) {
+    (void)state;
+    enum { NI = 1000, ND = 300 };
+    fl_yolo_det *d = malloc(sizeof *d * NI * ND);
+    fl_yolo_gt *g = malloc(sizeof *g * NI);
+    const fl_yolo_det **per = malloc(sizeof *per * NI);
+    int *nd = malloc(sizeof *nd * NI);
+    uint32_t x = 12345;
+    for (int i = 0; i < NI; i++) {
+        g[i] = (fl_yolo_gt){i, i % 2, 100, 100, 300, 260};
+        for (int k = 0; k < ND; k++) {
+            x = x * 1664525u + 1013904223u;
+            float j = (float)(x >> 8) / (1 << 24) * 40 * (k % 7 == 0 ? 1 : 8);
+            d[i * ND + k] = (fl_yolo_det){100 + j, 100, 300 + j, 260, 1.0f - k / (float)ND, k % 2};
+        }
+        per[i] = d + i * ND, nd[i] = ND;
+    }
+    fl_err e = {{0}};
+    fl_yolo_eval_out o;
+    double t0 = fl_now();
+    assert_int_equal(fl_yolo_eval(per, nd, NI, g, NI, 2, &o, NULL, &e), 0);
+    printf("  %d detections: %.2f s, P %.4f R %.4f mAP50 %.4f mAP %.4f\n", NI * ND, fl_now() - t0,
+           o.precision, o.recall, o.map50, o.map);
+    assert_true(o.map50 > 0 && o.map50 <= 1 && o.recall > 0);
+    free(d), free(g), free(per), free(nd);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     fl_yolo_gt g = {0, 0, 10, 10, 110, 60};
@@ -229,6 +257,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_numpy_reference),
         cmocka_unit_test(test_hand_cases),
+        cmocka_unit_test(test_scale),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
