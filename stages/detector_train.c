@@ -7,7 +7,7 @@
 
 #include "codeid/detector_train.h"
 #include "stages/api/stage.h"
-#include "stages/detector/detset_shim.h"
+#include "stages/detector/dataset.h"
 #include "stages/detector/stages.h"
 #include "stages/detector/train.h"
 #include "stages/synth/stages.h"
@@ -110,13 +110,35 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
         free(data);
         return fl_errf(e, "detector.classes: '%s' is not one of: one, species", classes);
     }
+    char *train_csv = fl_strdupf("%s/train.csv", data), *train_dir = fl_strdupf("%s/train_images", data);
+    char *sample = fl_strdupf("%s/sample_submission.csv", data);
+    char *own_boxes = boxes ? NULL : fl_strdupf("%s/train_boxes.csv", data);
     fl_detset ds;
-    fl_detset_opts dopt = {.data_dir = data, .boxes = boxes, .species_classes = !strcmp(classes, "species"),
-                           .val_share = num(det, "val_share", 0.15), .seed = (uint64_t)num(det, "seed", 0)};
+    fl_detset_opts dopt = {.train_csv = train_csv, .train_dir = train_dir, .test = sample,
+                           .boxes = boxes ? boxes : own_boxes,
+                           .classes = !strcmp(classes, "species") ? FL_DETSET_SPECIES : FL_DETSET_ONE_CLASS,
+                           .val_share = num(det, "val_share", 0.15), .seed = (uint64_t)num(det, "seed", 0),
+                           .threads = fl_stage_threads(c)};
     int rc = fl_detset_build(&dopt, &ds, e);
     free(data);
+    free(train_csv);
+    free(train_dir);
+    free(sample);
+    free(own_boxes);
     if (rc) return -1;
-    for (int i = 0; i < ds.nwarnings; i++) fl_stage_log(c, "%s", ds.warnings[i]);
+    fl_stage_log(c, "boxes: %d rows, %d used (%d boxes on %d images of %d individuals, %d held out), "
+                 "%d rows of test images and %d empty rows ignored", ds.n.rows, ds.n.rows_used,
+                 ds.n.boxes, ds.n.boxed, ds.n.individuals, ds.n.val_individuals, ds.n.rows_test,
+                 ds.n.rows_empty);
+    if (ds.clip_warning[0]) fl_stage_log(c, "warning: %s", ds.clip_warning);
+    if (ds.bad_warning[0]) fl_stage_log(c, "warning: %s", ds.bad_warning);
+    if (ds.n.bad_images > num(det, "max_bad_share", 0.001) * ds.n.boxed) {
+        rc = fl_errf(e, "detector_train: %d of %d boxed train images do not read, over "
+                     "detector.max_bad_share %g: %s", ds.n.bad_images, ds.n.boxed,
+                     num(det, "max_bad_share", 0.001), ds.bad_warning);
+        fl_detset_free(&ds);
+        return rc;
+    }
 
     fl_dettrain_opts o = {0};
     log_ctx lg = {c};
@@ -171,9 +193,9 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     o.seed = (uint64_t)num(det, "seed", 0);
     o.max_bad_share = num(det, "max_bad_share", 0.001);
     o.train = ds.train;
-    o.ntrain = ds.ntrain;
+    o.ntrain = (size_t)ds.ntrain;
     o.val = ds.val;
-    o.nval = ds.nval;
+    o.nval = (size_t)ds.nval;
     o.progress = on_progress;
     o.log = on_log;
     o.user = &lg;

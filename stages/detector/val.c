@@ -122,12 +122,14 @@ int fl_detval_run(fl_detval_ctx *v, fl_detval *out, fl_err *e) {
     if (rc == 0 && r < 0) rc = -1;
     fl_loader_close(L);
     if (rc) return -1;
-    /* DEV: replaced by the val.py metrics when they land */
-    out->map50 = fl_yolo_map((const fl_yolo_det *const *)v->dets, v->ndets, (int)img, v->gt, v->ngt, v->meta.cfg.nc, 0.5, e);
-    double s = 0;
-    for (int k = 0; k < 10; k++) s += fl_yolo_map((const fl_yolo_det *const *)v->dets, v->ndets, (int)img, v->gt, v->ngt, v->meta.cfg.nc, 0.5 + 0.05 * k, e);
-    out->map50_95 = s / 10;
-    out->precision = out->recall = -1;
+    fl_yolo_eval_out m;
+    if (fl_yolo_eval((const fl_yolo_det *const *)v->dets, v->ndets, (int)img, v->gt, v->ngt,
+                     v->meta.cfg.nc, &m, NULL, e))
+        return -1;
+    out->map50 = m.map50;
+    out->map50_95 = m.map;
+    out->precision = m.precision;
+    out->recall = m.recall;
     out->images = (int)img;
     out->labels = (int)v->ngt;
     return 0;
