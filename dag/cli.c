@@ -25,7 +25,9 @@ static void usage(const fl_registry *reg, FILE *f) {
             "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
-            "  config [CONFIG]     the effective config (extends resolved)\n"
+            "  config [CONFIG] [--keys]\n"
+            "                      the effective config (extends resolved); --keys: every key\n"
+            "                      the config may set, with its type, range and meaning\n"
             "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
             "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n"
             "                      (records, objects, and work dirs of keys no config started)\n",
@@ -82,6 +84,7 @@ typedef struct args {
     fl_run_opts run;
     const char *forces[64];
     int dot;
+    int keys;
     unsigned long long max_size;
 } args;
 
@@ -93,6 +96,26 @@ static int lock_store_saying(fl_session *s, const fl_registry *reg, const char *
     fprintf(stderr, "%s %s: waiting for the runs using the store at %s to finish\n", reg->program,
             cmd, fl_store_root(s->store));
     return fl_store_lock(s->store, "gc", 1, 1, e);
+}
+
+static const char *type_name(fl_cfg_type t) {
+    static const char *names[] = {"int", "number", "string", "bool", "object", "map", "array", "any"};
+    return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+/* `fluke config --keys`: the registry's schema as documentation, one key per line. */
+static void print_keys(const fl_registry *reg) {
+    const fl_cfg_field *const *lists[] = {(const fl_cfg_field *const[]){fl_config_builtin_schema, NULL},
+                                          reg->schemas};
+    for (int l = 0; l < 2; l++)
+        for (int s = 0; lists[l] && lists[l][s]; s++)
+            for (const fl_cfg_field *f = lists[l][s]; f->path; f++) {
+                char range[64] = "";
+                if ((f->type == FL_CFG_INT || f->type == FL_CFG_NUM) && (f->min != 0 || f->max != 0))
+                    snprintf(range, sizeof range, " [%g, %g]", f->min, f->max);
+                printf("%-32s %s%s%s  %s\n", f->path, type_name(f->type), range,
+                       f->required ? " required" : "", f->help ? f->help : "");
+            }
 }
 
 static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_err *e) {
@@ -129,6 +152,8 @@ static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_e
             a->run.dry_run = 1;
         } else if (!strcmp(s, "--dot")) {
             a->dot = 1;
+        } else if (!strcmp(s, "--keys")) {
+            a->keys = 1;
         } else if (!strcmp(s, "--max-size")) {
             NEEDVAL();
             if (parse_size(val, &a->max_size)) return fl_errf(e, "--max-size %s: expected e.g. 50G", val);
@@ -245,7 +270,9 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         fl_session_close(&s);
         return FL_EXIT_USAGE;
     }
-    if (!strcmp(cmd, "config")) {
+    if (!strcmp(cmd, "config") && a.keys) {
+        print_keys(reg);
+    } else if (!strcmp(cmd, "config")) {
         char *txt = cJSON_Print(s.cfg.root);
         printf("%s\n", txt);
         free(txt);

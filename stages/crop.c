@@ -1,12 +1,14 @@
 /* Stage "crop": detects the fin / body on every train and test image with the detector of
  * detector_train and writes the crops the identification model trains on (stages/crop/crop.h).
  *
- * Inputs: "data" (the Kaggle layout, directly or under data/) and "detector" (a node holding
- * detector.safetensors). Section: "crop" only, so a crop.* edit reruns this stage and what
+ * Inputs: "data" (the Kaggle layout, directly or under data/), "detector" (a node holding
+ * detector.safetensors) and, optionally, "boxes" (the box file crop.train_boxes "given" uses:
+ * a CSV or a folder with train_boxes.csv; default the data's train_boxes.csv). Section: "crop" only, so a crop.* edit reruns this stage and what
  * follows, never the detector. Outputs: crops/train/<image>, crops/test/<image>, crops.csv,
  * bad_images.csv. Threads: fl_stage_threads (image workers and the forward's OpenMP team). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "codeid/crop.h"
 #include "stages/api/stage.h"
@@ -26,8 +28,10 @@ const fl_cfg_field fl_crop_schema[] = {
     {"crop.quality", FL_CFG_INT, 0, "JPEG quality of the crops (95)", 1, 100},
     {"crop.conf", FL_CFG_NUM, 0, "detection threshold on obj * cls (0.25, ultralytics detect)", 0,
      1},
-    {"crop.iou", FL_CFG_NUM, 0, "NMS IoU threshold (0.45)", 0, 1},
-    {"crop.max_det", FL_CFG_INT, 0, "detections kept per image after NMS (300)", 1, 30000},
+    {"crop.iou", FL_CFG_NUM, 0,
+     "NMS IoU threshold (0.45); only per_class runs NMS: the best box is NMS's first anyway", 0,
+     1},
+    {"crop.max_det", FL_CFG_INT, 0, "detections NMS keeps per image (300; per_class)", 1, 30000},
     {"crop.per_class", FL_CFG_BOOL, 0,
      "one crop per detected class (<stem>_<class>.jpg) instead of only the best box (false)", 0,
      0},
@@ -57,12 +61,24 @@ static int run_crop(fl_stage_ctx *c, fl_err *e) {
     if (!data_in) return -1;
     const char *det_in = fl_stage_input(c, "detector", e);
     if (!det_in) return -1;
+    const char *boxes_in = NULL;
+    if (fl_stage_has_input(c, "boxes") && !(boxes_in = fl_stage_input(c, "boxes", e))) return -1;
 
     char *data = fl_synth_data_dir(data_in);
     char *train_dir = fl_strdupf("%s/train_images", data), *test_dir = fl_strdupf("%s/test_images", data);
     char *train_csv = fl_strdupf("%s/train.csv", data);
     char *sample_csv = fl_strdupf("%s/sample_submission.csv", data);
-    char *boxes_csv = fl_strdupf("%s/train_boxes.csv", data);
+    /* The given boxes: an optional "boxes" input (a box CSV, or a folder holding
+     * train_boxes.csv: the registry passes detector.boxes, Kaggle data has none of its own),
+     * else the data's own train_boxes.csv (synth). */
+    char *boxes_csv = NULL;
+    struct stat bst;
+    if (boxes_in)
+        boxes_csv = stat(boxes_in, &bst) == 0 && S_ISDIR(bst.st_mode)
+                        ? fl_strdupf("%s/train_boxes.csv", boxes_in)
+                        : strdup(boxes_in);
+    else
+        boxes_csv = fl_strdupf("%s/train_boxes.csv", data);
     char *det_path = fl_strdupf("%s/%s", det_in, FL_DETECTOR_FILE);
     fl_train_set train = {0};
     fl_submission test = {0};

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stages/crop/crop.h"
+#include "stages/detector/stages.h"
 #include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
@@ -22,7 +23,8 @@ static const fl_cfg_field pipeline_schema[] = {
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
-    fl_crop_schema, NULL,
+    fl_detector_schema, fl_crop_schema,
+    NULL,
 };
 
 static const char *str_at(const cJSON *config, const char *sec, const char *key) {
@@ -34,13 +36,14 @@ static const char *str_at(const cJSON *config, const char *sec, const char *key)
 /* ---- issue 11, crop (h-crop): the nodes after the detector. `detector` is the id of the node
  * whose outputs hold detector.safetensors and detector_metrics.json (detector_train); `truth` the
  * node with truth/test_boxes.csv, or NULL when the truth is unknown (Kaggle data). crop declares
- * only the "crop" section, so a crop.* edit reruns crop and score, never the detector. The
- * effnet_dolg branch below calls it once detector_train is wired. */
-__attribute__((unused)) static int plan_crop(fl_plan *p, const char *data, const char *detector,
-                                             const char *truth, int threads, fl_err *e) {
+ * only the "crop" section, so a crop.* edit reruns crop and score, never the detector. boxes: the
+ * external box file (detector.boxes) crop.train_boxes "given" reads, or NULL for the data's own. */
+static int plan_crop(fl_plan *p, const char *data, const char *detector, const char *truth,
+                     const char *boxes, int threads, fl_err *e) {
     fl_plan_node *n;
     if (!(n = fl_plan_add(p, &fl_stage_crop, -1, e)) || fl_plan_node_section(n, "crop", e) ||
         fl_plan_node_input(n, "data", data, e) || fl_plan_node_input(n, "detector", detector, e) ||
+        (boxes && fl_plan_node_input_path(n, "boxes", boxes, e)) ||
         fl_plan_node_output(n, "crops.csv", e) || fl_plan_node_output(n, "crops", e) ||
         fl_plan_node_output(n, "bad_images.csv", e))
         return -1;
@@ -54,6 +57,23 @@ __attribute__((unused)) static int plan_crop(fl_plan *p, const char *data, const
     return 0;
 }
 /* ---- end of issue 11, crop */
+
+/* pipeline.model effnet_dolg: the detector and the crops (issue 11); the identification
+ * stages come next (issue 12). */
+static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, const char *truth,
+                            int threads, fl_err *e) {
+    fl_plan_node *n;
+    const cJSON *det = cJSON_GetObjectItemCaseSensitive(config, "detector");
+    const cJSON *boxes = det ? cJSON_GetObjectItemCaseSensitive(det, "boxes") : NULL;
+    if (!(n = fl_plan_add(p, &fl_stage_detector_train, -1, e)) || fl_plan_node_section(n, "detector", e) ||
+        fl_plan_node_input(n, "data", data, e) ||
+        (cJSON_IsString(boxes) && fl_plan_node_input_path(n, "boxes", boxes->valuestring, e)) ||
+        fl_plan_node_output(n, "detector.safetensors", e) || fl_plan_node_output(n, "detector_metrics.json", e))
+        return -1;
+    fl_plan_node_resources(n, threads, 0);
+    return plan_crop(p, data, "detector_train", truth, cJSON_IsString(boxes) ? boxes->valuestring : NULL,
+                     threads, e);
+}
 
 static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
     (void)config_dir;
@@ -88,10 +108,7 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
     } else if (!strcmp(model, "baseline_new_first")) {
         def = &fl_stage_baseline_new_first;
     } else if (!strcmp(model, "effnet_dolg")) {
-        return fl_errf(e,
-                       "pipeline.model 'effnet_dolg' is not built yet: the detector, crop, "
-                       "EfficientNet + DOLG + ArcFace training, embedding, pseudo-label and kNN "
-                       "stages are still to come (issue 6 and later); use baseline_knn meanwhile");
+        return plan_effnet_dolg(config, p, data, scored ? "synth" : NULL, threads, e);
     } else {
         return fl_errf(e, "pipeline.model: '%s' is not a model (baseline_knn | baseline_new_first "
                           "| effnet_dolg)", model);

@@ -2,7 +2,7 @@
  * multiple and class count with ultralytics parameter names ("model.0.conv.weight",
  * "model.2.m.0.cv1.bn.running_mean", "model.24.m.0.weight"), box decoding, the training loss of
  * utils/loss.py ComputeLoss with its gradient w.r.t. the raw head outputs, batched class-aware
- * NMS with torchvision's keep rule, and a small mAP@0.5 evaluator.
+ * NMS with torchvision's keep rule, and ultralytics val.py's metrics (P, R, mAP@0.5, mAP@0.5:0.95).
  *
  * Layout: the network is NHWC. Head level i is [N, ny, nx, na*(nc+5)] with channel a*(nc+5)+k,
  * which is ultralytics' p[i][b, a, y, x, k] (its view(bs, na, no, ny, nx).permute(0,1,3,4,2)).
@@ -126,17 +126,54 @@ typedef struct fl_yolo_nms_cfg {
 int fl_yolo_detect(const fl_yolo_cfg *c, const fl_yolo_heads *h, const float *heads, int64_t b,
                    const fl_yolo_nms_cfg *nc, fl_yolo_det **dets, fl_err *e);
 
-/* ---- evaluation ----------------------------------------------------------------------------- */
+/* ---- evaluation (yolo_map.c): ultralytics val.py ------------------------------------------- */
 
 typedef struct fl_yolo_gt {
     int img, cls;
     float x1, y1, x2, y2;
 } fl_yolo_gt;
 
-/* mAP@iou_thr over classes that have ground truth: detections of each image are matched greedily
- * (highest IoU first, same class, IoU >= thr, each ground truth and detection once); AP is
- * ultralytics' 101-point interpolated area under the precision envelope. dets_per_img[i] holds
- * ndets[i] detections of image i. */
+#define FL_YOLO_NIOU 10 /* IoU thresholds 0.50, 0.55, ..., 0.95 (torch.linspace(0.5, 0.95, 10)) */
+
+typedef struct fl_yolo_eval_class {
+    int nlabels, ndets;        /* ground truth and detections of the class */
+    double p, r;               /* at the confidence of the best smoothed mean F1 */
+    double ap50, ap;           /* AP@0.5, AP@0.5:0.95 (0 without detections) */
+} fl_yolo_eval_class;
+
+typedef struct fl_yolo_eval_out {
+    double precision, recall;  /* means over the classes with labels */
+    double map50, map;         /* mAP@0.5, mAP@0.5:0.95 */
+    double map_at[FL_YOLO_NIOU]; /* mAP at each threshold */
+    double conf;               /* the confidence where P and R were read (px of the argmax) */
+    int nclasses;              /* classes with labels: the means' denominator */
+    size_t ndets, nlabels;
+} fl_yolo_eval_out;
+
+/* What ultralytics val.py reports (P, R, mAP@0.5, mAP@0.5:0.95), computed its way:
+ * - process_batch per image and threshold: candidate (label, detection) pairs with the same class
+ *   and IoU >= thr (float32 box_iou with eps 1e-7); each detection keeps its highest-IoU label
+ *   (ties: the later label), then each label keeps the first detection (input order, which for
+ *   NMS output is the confidence order) among those that chose it. A detection whose best label
+ *   went to an earlier detection is a false positive even if another label was free: this is
+ *   ultralytics' rule, not a greedy optimum.
+ * - ap_per_class: detections sorted by confidence (descending, stable), per class with labels
+ *   cumulative TP/FP, recall = tp / (n_labels + 1e-16), precision = tp / (tp + fp); AP per
+ *   threshold = np.trapz of np.interp on 101 points of the precision envelope (sentinels
+ *   (0, 1) and (1, 0)); the P and R curves np.interp'ed on 1000 confidences; P and R taken at
+ *   the argmax of the mean-over-classes F1 smoothed by a box filter of 101 points (fraction 0.1).
+ * - means over the classes that have labels (a class with labels and no detections counts 0;
+ *   detections of a class without labels count nowhere); everything 0 when no detection is a
+ *   true positive at any threshold (val.py's `stats[0].any()`).
+ * dets_per_img[i] holds ndets[i] detections of image i (NULL allowed when 0); gt boxes in the
+ * same pixels. per_class (may be NULL) gets nc entries. Errors: bad counts, a class or image
+ * out of range, a NaN score or coordinate. */
+int fl_yolo_eval(const fl_yolo_det *const *dets_per_img, const int *ndets, int nimg,
+                 const fl_yolo_gt *gt, size_t ngt, int nc, fl_yolo_eval_out *out,
+                 fl_yolo_eval_class *per_class, fl_err *e);
+
+/* mAP at one IoU threshold, with fl_yolo_eval's matching and AP (iou_thr = 0.5 gives
+ * fl_yolo_eval's map50). -1 on error. */
 double fl_yolo_map(const fl_yolo_det *const *dets_per_img, const int *ndets, int nimg,
                    const fl_yolo_gt *gt, size_t ngt, int nc, double iou_thr, fl_err *e);
 

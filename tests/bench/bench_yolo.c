@@ -18,29 +18,39 @@
 #include "runtime/rng.h"
 
 #define REPS 3
-#define BATCH 4
-#define IMG 320
+
+/* The cases: yolov5n at 320 px (80 classes), and the smoke detector (configs/base.json's
+ * detector section: width 0.125, one class, 128 px, batch 8). */
+typedef struct bcase {
+    const char *name;
+    int img, batch, nc;
+    double width;
+} bcase;
+static const bcase CASES[] = {
+    {"yolov5n 320 px    ", 320, 4, 80, 0.25},
+    {"smoke det 128 px  ", 128, 8, 1, 0.125},
+};
 
 /* 4 boxes per image: the formula of bench_yolo_torch.py */
-static size_t make_targets(fl_yolo_target *t) {
+static size_t make_targets(fl_yolo_target *t, const bcase *bc) {
     size_t n = 0;
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < bc->batch; b++)
         for (int k = 0; k < 4; k++)
-            t[n++] = (fl_yolo_target){b, (b * 7 + k * 13) % 80, 0.2f + 0.2f * k, 0.3f + 0.1f * ((b + k) % 4),
+            t[n++] = (fl_yolo_target){b, (b * 7 + k * 13) % bc->nc, 0.2f + 0.2f * k, 0.3f + 0.1f * ((b + k) % 4),
                                       0.05f + 0.07f * k, 0.08f + 0.05f * ((b + 2 * k) % 5)};
     return n;
 }
 
-static double bench_fluke(fl_err *e) {
+static double bench_fluke(const bcase *bc, fl_err *e) {
     double best = -1;
     fl_yolo_cfg c;
-    if (fl_yolo_cfg_size(&c, 'n', 80, e) < 0) return -1;
+    if (fl_yolo_cfg_make(&c, 0.33, bc->width, bc->nc, e) < 0) return -1;
     fl_pstore *s = fl_pstore_new(FL_F32, 1, e);
     fl_graph *g = s ? fl_graph_new(s, FL_MODE_TRAIN, e) : NULL;
     fl_optim *o = NULL;
     float *grad = NULL;
     if (!g) goto out;
-    fl_id x = fl_input(g, "x", 4, (int64_t[]){BATCH, IMG, IMG, 3});
+    fl_id x = fl_input(g, "x", 4, (int64_t[]){bc->batch, bc->img, bc->img, 3});
     fl_yolo_heads h;
     if (fl_yolo_build(g, s, x, &c, &h, e) < 0) goto out;
     fl_id flat = fl_yolo_flat_heads(g, &h);
@@ -56,9 +66,9 @@ static double bench_fluke(fl_err *e) {
     fl_rng_init(&r, 1, 0);
     float *xin = fl_graph_value(g, x);
     for (int64_t i = 0; i < fl_graph_numel(g, x); i++) xin[i] = fl_rng_uniform(&r);
-    fl_yolo_target t[BATCH * 4];
-    size_t nt = make_targets(t);
-    fl_yolo_hyp hyp = fl_yolo_hyp_default(IMG);
+    fl_yolo_target t[64];
+    size_t nt = make_targets(t, bc);
+    fl_yolo_hyp hyp = fl_yolo_hyp_default(bc->img);
     grad = malloc(fl_yolo_total_numel(&h) * sizeof *grad);
     if (!grad) goto out;
     best = 1e30;
@@ -76,7 +86,7 @@ static double bench_fluke(fl_err *e) {
         double dt = fl_now() - t0;
         if (rep >= 2 && dt < best) best = dt;
     }
-    best = BATCH / best;
+    best = bc->batch / best;
 out:
     free(grad);
     fl_optim_free(o);
@@ -86,12 +96,12 @@ out:
 }
 
 /* 0 with peer[0..1] (NCHW, channels_last); 1 when torch is absent; -1 when the peer failed. */
-static int run_torch(int threads, double *peer) {
+static int run_torch(int threads, const bcase *bc, double *peer) {
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return 1;
     const char *src = getenv("FLUKE_SRC");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_yolo_torch.py %d %d %d", src ? src : ".",
-             threads, REPS, BATCH);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_yolo_torch.py %d %d %d %d %g %d",
+             src ? src : ".", threads, REPS, bc->batch, bc->img, bc->width, bc->nc);
     FILE *f = popen(cmd, "r");
     if (!f) return -1;
     char line[512];
@@ -106,28 +116,26 @@ static int run_torch(int threads, double *peer) {
  * burst of someone else's load should not land on one side only. */
 #define ROUNDS 2
 
-int main(void) {
-    int threads = omp_get_max_threads();
-    openblas_set_num_threads(threads);
-    printf("YOLOv5n training step at %d px, batch %d, %d thread(s), best of %d x %d rounds\n", IMG, BATCH,
-           threads, REPS, ROUNDS);
+static int run_case(const bcase *bc, int threads) {
+    printf("YOLOv5 (depth 0.33, width %g, %d classes) training step at %d px, batch %d, %d thread(s), "
+           "best of %d x %d rounds\n", bc->width, bc->nc, bc->img, bc->batch, threads, REPS, ROUNDS);
     fl_err e = {{0}};
     double fl = -1, peer[2] = {0, 0};
     int rc = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        double f = bench_fluke(&e);
+        double f = bench_fluke(bc, &e);
         if (f < 0) {
             fprintf(stderr, "bench_yolo: %s\n", e.msg);
             return 1;
         }
         if (f > fl) fl = f;
         double p[2];
-        if (rc == 0) rc = run_torch(threads, p);
+        if (rc == 0) rc = run_torch(threads, bc, p);
         if (rc == 0)
             for (int k = 0; k < 2; k++)
                 if (p[k] > peer[k]) peer[k] = p[k];
     }
-    printf("  fluke  yolov5n train step (SGD)  %8.3f img/s\n", fl);
+    printf("  fluke  %s train step (SGD)  %8.3f img/s\n", bc->name, fl);
     if (rc == 1) {
         printf("skipped: PyTorch not found (/usr/bin/python3 cannot import torch); no ratio\n");
         return 0;
@@ -137,7 +145,15 @@ int main(void) {
         return 0;
     }
     double bp = peer[0] > peer[1] ? peer[0] : peer[1];
-    printf("  torch  yolov5n train step (SGD)  %8.3f img/s NCHW, %8.3f channels_last\n", peer[0], peer[1]);
-    printf("  ratio fluke/torch (best layout): yolov5n train step %.2f\n", fl / bp);
+    printf("  torch  %s train step (SGD)  %8.3f img/s NCHW, %8.3f channels_last\n", bc->name, peer[0], peer[1]);
+    printf("  ratio fluke/torch (best layout): %s train step %.2f\n", bc->name, fl / bp);
     return 0;
+}
+
+int main(void) {
+    int threads = omp_get_max_threads();
+    openblas_set_num_threads(threads);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) rc |= run_case(&CASES[i], threads);
+    return rc;
 }
