@@ -266,9 +266,32 @@ static int pop_mark(vm *m, size_t *base) {
     return 0;
 }
 
+/* Strict UTF-8 as Python decodes it (no overlongs, surrogates or code points past U+10FFFF). */
+static int utf8_ok(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
+        if (k == 9 || n - i <= k) return 0;
+        uint32_t cp = k == 0 ? c : k == 1 ? c & 0x1F : k == 2 ? c & 0x0F : c & 0x07;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + j] & 0x3F);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 static fl_pv *new_str(vm *m, fl_pv_kind k, const unsigned char *s, uint64_t n) {
     if (n > m->pk->lim.max_str) {
         fail(m, "a %" PRIu64 "-byte string (limit %zu)", n, m->pk->lim.max_str);
+        return NULL;
+    }
+    if (k == FL_PV_STR && !utf8_ok(s, (size_t)n)) {
+        fail(m, "string is not valid UTF-8");
         return NULL;
     }
     fl_pv *v = pv_new(m, k);
@@ -390,6 +413,9 @@ static int op_text_global(vm *m) {
 
 static int memo_put(vm *m, uint64_t idx, fl_pv *v) {
     if (idx >= m->pk->lim.max_memo) return fail(m, "memo index %" PRIu64 " (limit %zu)", idx, m->pk->lim.max_memo);
+    /* Picklers number memo entries 0, 1, 2, ...: a far-off index only costs memory. */
+    if (idx > m->memo_cnt + 65536)
+        return fail(m, "memo index %" PRIu64 " far past the %zu entries stored", idx, m->memo_cnt);
     if (idx >= m->memo_n) {
         size_t nn = m->memo_n ? m->memo_n : 64;
         while (nn <= idx) nn *= 2;

@@ -20,6 +20,7 @@
 #include "runtime/models/yolo.h"
 #include "runtime/safetensors.h"
 #include "runtime/torch_pt.h"
+#include "tests/fuzz/fuzz_pt_zip.h"
 
 #define EVIL_MARKER "/tmp/fluke-pt-evil-marker"
 
@@ -246,74 +247,14 @@ static void test_truncated(void **state) {
     free(p);
 }
 
-/* ---- crafted archives: a minimal STORED zip writer -------------------------------------- */
-
-static uint32_t crc32_of(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    }
-    return c ^ 0xFFFFFFFFu;
-}
-
-static void put16(unsigned char **q, uint32_t v) {
-    (*q)[0] = (unsigned char)v;
-    (*q)[1] = (unsigned char)(v >> 8);
-    *q += 2;
-}
-static void put32(unsigned char **q, uint32_t v) {
-    put16(q, v & 0xFFFF);
-    put16(q, v >> 16);
-}
-
-typedef struct zent {
-    const char *name;
-    const void *data;
-    size_t len;
-} zent;
-
-static unsigned char *make_zip(const zent *v, int n, size_t *out_len) {
-    size_t cap = 1024;
-    for (int i = 0; i < n; i++) cap += 2 * (46 + strlen(v[i].name)) + v[i].len;
-    unsigned char *b = calloc(1, cap), *q = b;
-    uint32_t offs[16];
-    for (int i = 0; i < n; i++) {
-        offs[i] = (uint32_t)(q - b);
-        uint32_t crc = crc32_of(v[i].data, v[i].len);
-        put32(&q, 0x04034b50u);
-        put16(&q, 20); put16(&q, 0); put16(&q, 0); put16(&q, 0); put16(&q, 0);
-        put32(&q, crc); put32(&q, (uint32_t)v[i].len); put32(&q, (uint32_t)v[i].len);
-        put16(&q, (uint32_t)strlen(v[i].name)); put16(&q, 0);
-        memcpy(q, v[i].name, strlen(v[i].name));
-        q += strlen(v[i].name);
-        memcpy(q, v[i].data, v[i].len);
-        q += v[i].len;
-    }
-    unsigned char *cd = q;
-    for (int i = 0; i < n; i++) {
-        put32(&q, 0x02014b50u);
-        put16(&q, 20); put16(&q, 20); put16(&q, 0); put16(&q, 0); put16(&q, 0); put16(&q, 0);
-        put32(&q, crc32_of(v[i].data, v[i].len)); put32(&q, (uint32_t)v[i].len); put32(&q, (uint32_t)v[i].len);
-        put16(&q, (uint32_t)strlen(v[i].name)); put16(&q, 0); put16(&q, 0); put16(&q, 0); put16(&q, 0);
-        put32(&q, 0); put32(&q, offs[i]);
-        memcpy(q, v[i].name, strlen(v[i].name));
-        q += strlen(v[i].name);
-    }
-    size_t cdlen = (size_t)(q - cd);
-    put32(&q, 0x06054b50u);
-    put16(&q, 0); put16(&q, 0); put16(&q, (uint32_t)n); put16(&q, (uint32_t)n);
-    put32(&q, (uint32_t)cdlen); put32(&q, (uint32_t)(cd - b)); put16(&q, 0);
-    *out_len = (size_t)(q - b);
-    return b;
-}
+/* ---- crafted archives (tests/fuzz/fuzz_pt_zip.h: a minimal STORED zip writer) ------------ */
 
 /* A torch-like archive around a hand-written data.pkl and one 4-float storage "0". */
 static fl_pt_file *parse_pkl(const char *pkl, size_t len, fl_err *e) {
     float st[4] = {1, 2, 3, 4};
-    zent v[] = {{"archive/data.pkl", pkl, len}, {"archive/data/0", st, sizeof st}, {"archive/version", "3\n", 2}};
+    fz_zent v[] = {{"archive/data.pkl", pkl, len}, {"archive/data/0", st, sizeof st}, {"archive/version", "3\n", 2}};
     size_t zl;
-    unsigned char *z = make_zip(v, 3, &zl);
+    unsigned char *z = fz_make_zip(v, 3, &zl);
     fl_pt_file *f = fl_pt_parse(z, zl, "crafted.pt", e);
     free(z);
     return f;
@@ -351,6 +292,7 @@ static void test_crafted_pickles(void **state) {
         {PKL("\x80\x02\x8b\x10\x00\x00\x00."), "LONG4: a 16-byte integer"},
         {PKL("\x80\x02r\x00\x00\x00\x40."), "LONG_BINPUT: stack underflow"},
         {PKL("\x80\x02Nr\x00\x00\x00\x40."), "memo index 1073741824 (limit"},
+        {PKL("\x80\x02Nr\x00\x00\x10\x00."), "memo index 1048576 far past the 0 entries stored"},
         /* builtins.eval('...') is recorded, never run, and is not a state dict */
         {PKL("\x80\x02" "cbuiltins\neval\nX\x03\x00\x00\x00" "1+1\x85R."), "builtins.eval object without _parameters/_modules"},
         {PKL("\x80\x02}X\x01\x00\x00\x00w" "cposix\nsystem\nX\x02\x00\x00\x00ls\x85Rs."),
@@ -386,14 +328,14 @@ static void test_crafted_pickles(void **state) {
     assert_non_null(strstr(e.msg, "nested MARKs (limit)"));
     free(deep);
     /* Container errors: no data.pkl, a TorchScript archive. */
-    zent v1[] = {{"archive/constants.pkl", "\x80\x02N.", 4}};
+    fz_zent v1[] = {{"archive/constants.pkl", "\x80\x02N.", 4}};
     size_t zl;
-    unsigned char *z = make_zip(v1, 1, &zl);
+    unsigned char *z = fz_make_zip(v1, 1, &zl);
     assert_null(fl_pt_parse(z, zl, "jit.pt", &e));
     assert_non_null(strstr(e.msg, "TorchScript"));
     free(z);
-    zent v2[] = {{"data.pkl", "\x80\x02N.", 4}};
-    z = make_zip(v2, 1, &zl);
+    fz_zent v2[] = {{"data.pkl", "\x80\x02N.", 4}};
+    z = fz_make_zip(v2, 1, &zl);
     assert_null(fl_pt_parse(z, zl, "flat.pt", &e));
     assert_non_null(strstr(e.msg, "not inside an archive directory"));
     free(z);
