@@ -8,14 +8,14 @@
 
 #include "runtime/torch_pt_internal.h"
 
-#define MAX_DEPTH 64     /* module nesting */
-#define MAX_NAME 1024    /* a state-dict key */
+#define MAX_DEPTH 64  /* module nesting */
+#define MAX_NAME 1024 /* a state-dict key */
 #define MAX_TENSORS (1 << 20)
 
 typedef struct ex {
     fl_pt_file *f;
     size_t cap;
-    uint64_t budget;     /* float32 elements still allowed (bounds shared-storage amplification) */
+    uint64_t budget; /* float32 elements still allowed (bounds shared-storage amplification) */
     fl_err *e;
 } ex;
 
@@ -42,33 +42,54 @@ static float elem_f32(const unsigned char *p, fl_st_dtype dt) {
         int16_t i16;
     } u;
     switch (dt) {
-    case FL_ST_F16: memcpy(&u.u16, p, 2); return half_to_f32(u.u16);
+    case FL_ST_F16:
+        memcpy(&u.u16, p, 2);
+        return half_to_f32(u.u16);
     case FL_ST_BF16:
         memcpy(&u.u16, p, 2);
         u.u32 = (uint32_t)u.u16 << 16;
         return u.f;
-    case FL_ST_F32: memcpy(&u.f, p, 4); return u.f;
-    case FL_ST_F64: memcpy(&u.d, p, 8); return (float)u.d;
-    case FL_ST_I64: memcpy(&u.i64, p, 8); return (float)u.i64;
-    case FL_ST_I32: memcpy(&u.i32, p, 4); return (float)u.i32;
-    case FL_ST_I16: memcpy(&u.i16, p, 2); return (float)u.i16;
-    case FL_ST_I8: return (float)(int8_t)p[0];
-    case FL_ST_BOOL: return p[0] ? 1.0f : 0.0f;
-    default: return (float)p[0]; /* U8 */
+    case FL_ST_F32:
+        memcpy(&u.f, p, 4);
+        return u.f;
+    case FL_ST_F64:
+        memcpy(&u.d, p, 8);
+        return (float)u.d;
+    case FL_ST_I64:
+        memcpy(&u.i64, p, 8);
+        return (float)u.i64;
+    case FL_ST_I32:
+        memcpy(&u.i32, p, 4);
+        return (float)u.i32;
+    case FL_ST_I16:
+        memcpy(&u.i16, p, 2);
+        return (float)u.i16;
+    case FL_ST_I8:
+        return (float)(int8_t)p[0];
+    case FL_ST_BOOL:
+        return p[0] ? 1.0f : 0.0f;
+    default:
+        return (float)p[0]; /* U8 */
     }
 }
 
 static int add_tensor(ex *x, const char *name, const fl_pv *tv) {
     fl_pt_file *f = x->f;
-    if (strlen(name) >= MAX_NAME) return fl_errf(x->e, "%s: state-dict key '%.80s...' is too long", f->path, name);
-    if (f->n >= MAX_TENSORS) return fl_errf(x->e, "%s: more than %d tensors (limit)", f->path, MAX_TENSORS);
+    if (strlen(name) >= MAX_NAME)
+        return fl_errf(x->e, "%s: state-dict key '%.80s...' is too long", f->path, name);
+    if (f->n >= MAX_TENSORS)
+        return fl_errf(x->e, "%s: more than %d tensors (limit)", f->path, MAX_TENSORS);
     const fl_pv_tensor *t = tv->u.tensor;
     const fl_pv_storage *st = t->storage->u.storage;
     size_t numel = 1;
-    for (int i = 0; i < t->ndim; i++) numel *= (size_t)t->size[i];
+    for (int i = 0; i < t->ndim; i++)
+        numel *= (size_t)t->size[i];
     if (numel > x->budget)
-        return fl_errf(x->e, "%s: tensor '%s': the state dict holds more elements than the file can (shared "
-                             "storages viewed too often)", f->path, name);
+        return fl_errf(
+            x->e,
+            "%s: tensor '%s': the state dict holds more elements than the file can (shared "
+            "storages viewed too often)",
+            f->path, name);
     x->budget -= numel;
     if (f->n == x->cap) {
         size_t nc = x->cap ? x->cap * 2 : 64;
@@ -96,7 +117,8 @@ static int add_tensor(ex *x, const char *name, const fl_pv *tv) {
     int64_t idx[FL_MAX_DIMS] = {0};
     for (size_t k = 0; k < numel; k++) {
         int64_t at = t->offset;
-        for (int d = 0; d < t->ndim; d++) at += idx[d] * t->stride[d];
+        for (int d = 0; d < t->ndim; d++)
+            at += idx[d] * t->stride[d];
         o->data[k] = elem_f32(st->data + (size_t)at * es, st->dtype);
         for (int d = t->ndim - 1; d >= 0; d--) {
             if (++idx[d] < t->size[d]) break;
@@ -115,8 +137,8 @@ static int dict_of_tensors(ex *x, const fl_pv *d, const char *what) {
             return fl_errf(x->e, "%s: %s has a key that is %s, not a name", x->f->path, what,
                            fl_pv_describe(k, buf, sizeof buf));
         if (v->kind != FL_PV_TENSOR)
-            return fl_errf(x->e, "%s: %s entry '%.200s' is %s, not a tensor", x->f->path, what, k->u.str.s,
-                           fl_pv_describe(v, buf, sizeof buf));
+            return fl_errf(x->e, "%s: %s entry '%.200s' is %s, not a tensor", x->f->path, what,
+                           k->u.str.s, fl_pv_describe(v, buf, sizeof buf));
         if (add_tensor(x, k->u.str.s, v)) return -1;
         nt++;
     }
@@ -128,33 +150,38 @@ static int dict_of_tensors(ex *x, const fl_pv *d, const char *what) {
 static int walk_module(ex *x, const fl_pv *obj, const char *prefix, int depth) {
     char buf[128];
     const char *path = x->f->path;
-    if (depth > MAX_DEPTH) return fl_errf(x->e, "%s: modules nested deeper than %d at '%s'", path, MAX_DEPTH, prefix);
+    if (depth > MAX_DEPTH)
+        return fl_errf(x->e, "%s: modules nested deeper than %d at '%s'", path, MAX_DEPTH, prefix);
     const fl_pv *st = obj->kind == FL_PV_OBJ ? obj->state : NULL;
     const fl_pv *params = fl_pv_dict_get(st, "_parameters"), *bufs = fl_pv_dict_get(st, "_buffers"),
-                *mods = fl_pv_dict_get(st, "_modules"), *np = fl_pv_dict_get(st, "_non_persistent_buffers_set");
+                *mods = fl_pv_dict_get(st, "_modules"),
+                *np = fl_pv_dict_get(st, "_non_persistent_buffers_set");
     if (!st || !params || !mods || params->kind != FL_PV_DICT || mods->kind != FL_PV_DICT ||
         (bufs && bufs->kind != FL_PV_DICT))
         return fl_errf(x->e, "%s: '%s' is %s without _parameters/_modules: not an nn.Module", path,
                        *prefix ? prefix : "model", fl_pv_describe(obj, buf, sizeof buf));
     if (np && np->kind != FL_PV_SET && np->kind != FL_PV_LIST)
-        return fl_errf(x->e, "%s: '%s_non_persistent_buffers_set' is %s", path, prefix, fl_pv_describe(np, buf, sizeof buf));
+        return fl_errf(x->e, "%s: '%s_non_persistent_buffers_set' is %s", path, prefix,
+                       fl_pv_describe(np, buf, sizeof buf));
     char name[MAX_NAME + 8];
     for (int pass = 0; pass < 2; pass++) {
         const fl_pv *d = pass ? bufs : params;
         for (size_t i = 0; d && i + 1 < d->u.seq.n; i += 2) {
             const fl_pv *k = d->u.seq.v[i], *v = d->u.seq.v[i + 1];
             if (k->kind != FL_PV_STR || strlen(k->u.str.s) != k->u.str.len || !k->u.str.len)
-                return fl_errf(x->e, "%s: module '%s' has a %s key that is not a name", path, prefix,
-                               pass ? "buffer" : "parameter");
+                return fl_errf(x->e, "%s: module '%s' has a %s key that is not a name", path,
+                               prefix, pass ? "buffer" : "parameter");
             if (v->kind == FL_PV_NONE) continue;
             int skip = 0;
             for (size_t j = 0; pass && np && j < np->u.seq.n; j++)
-                skip |= np->u.seq.v[j]->kind == FL_PV_STR && !strcmp(np->u.seq.v[j]->u.str.s, k->u.str.s);
+                skip |= np->u.seq.v[j]->kind == FL_PV_STR &&
+                        !strcmp(np->u.seq.v[j]->u.str.s, k->u.str.s);
             if (skip) continue;
             if (snprintf(name, sizeof name, "%s%s", prefix, k->u.str.s) >= MAX_NAME)
                 return fl_errf(x->e, "%s: state-dict key '%.80s...' is too long", path, name);
             if (v->kind != FL_PV_TENSOR)
-                return fl_errf(x->e, "%s: %s '%s' is %s, not a tensor", path, pass ? "buffer" : "parameter", name,
+                return fl_errf(x->e, "%s: %s '%s' is %s, not a tensor", path,
+                               pass ? "buffer" : "parameter", name,
                                fl_pv_describe(v, buf, sizeof buf));
             if (add_tensor(x, name, v)) return -1;
         }
@@ -162,7 +189,8 @@ static int walk_module(ex *x, const fl_pv *obj, const char *prefix, int depth) {
     for (size_t i = 0; i + 1 < mods->u.seq.n; i += 2) {
         const fl_pv *k = mods->u.seq.v[i], *v = mods->u.seq.v[i + 1];
         if (k->kind != FL_PV_STR || strlen(k->u.str.s) != k->u.str.len || !k->u.str.len)
-            return fl_errf(x->e, "%s: module '%s' has a child whose name is not a string", path, prefix);
+            return fl_errf(x->e, "%s: module '%s' has a child whose name is not a string", path,
+                           prefix);
         if (v->kind == FL_PV_NONE) continue;
         if (snprintf(name, sizeof name, "%s%s.", prefix, k->u.str.s) >= MAX_NAME)
             return fl_errf(x->e, "%s: module name '%.80s...' is too long", path, name);
@@ -183,8 +211,9 @@ static int extract(ex *x, const fl_pv *root) {
     if (root->kind == FL_PV_OBJ) /* torch.save(model) */
         return set_where(x, "root", root) || walk_module(x, root, "", 0);
     if (root->kind != FL_PV_DICT)
-        return fl_errf(x->e, "%s: the pickled root is %s, neither a state dict nor a checkpoint dict", path,
-                       fl_pv_describe(root, buf, sizeof buf));
+        return fl_errf(x->e,
+                       "%s: the pickled root is %s, neither a state dict nor a checkpoint dict",
+                       path, fl_pv_describe(root, buf, sizeof buf));
     /* Checkpoints: the weights under a known key (ultralytics: 'ema' when 'model' is None). */
     static const char *const keys[] = {"model", "ema", "state_dict", "model_state_dict"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -196,8 +225,8 @@ static int extract(ex *x, const fl_pv *root) {
             snprintf(what, sizeof what, "the '%s' dict", keys[i]);
             return set_where(x, keys[i], v) || dict_of_tensors(x, v, what);
         }
-        return fl_errf(x->e, "%s: checkpoint entry '%s' is %s, neither a model nor a state dict", path, keys[i],
-                       fl_pv_describe(v, buf, sizeof buf));
+        return fl_errf(x->e, "%s: checkpoint entry '%s' is %s, neither a model nor a state dict",
+                       path, keys[i], fl_pv_describe(v, buf, sizeof buf));
     }
     if (set_where(x, "root", root)) return -1;
     return dict_of_tensors(x, root, "the state dict");
@@ -212,7 +241,8 @@ static int check_unique(const fl_pt_file *f, fl_err *e) {
     if (f->n < 2) return 0;
     const fl_pt_tensor **v = malloc(f->n * sizeof *v);
     if (!v) return fl_errf(e, "%s: out of memory", f->path);
-    for (size_t i = 0; i < f->n; i++) v[i] = &f->t[i];
+    for (size_t i = 0; i < f->n; i++)
+        v[i] = &f->t[i];
     qsort(v, f->n, sizeof *v, cmp_name);
     int rc = 0;
     for (size_t i = 1; i < f->n && !rc; i++)
@@ -250,7 +280,8 @@ fl_pt_file *fl_pt_parse(const void *buf, size_t len, const char *label, fl_err *
     ex x = {.f = f, .budget = 2 * (uint64_t)len + ((uint64_t)1 << 20), .e = e};
     int rc = root ? extract(&x, root) : -1;
     if (rc == 0) rc = check_unique(f, e);
-    if (rc == 0 && f->n == 0) rc = fl_errf(e, "%s: the state dict (%s) holds no tensors", label, f->where);
+    if (rc == 0 && f->n == 0)
+        rc = fl_errf(e, "%s: the state dict (%s) holds no tensors", label, f->where);
     fl_pk_free(&vm);
     fl_ptz_free(&z);
     if (rc) {
@@ -275,8 +306,8 @@ const fl_pt_tensor *fl_pt_find(const fl_pt_file *f, const char *name) {
     return NULL;
 }
 
-int fl_pt_write_safetensors(const fl_pt_file *f, const char *path, const fl_st_kv *meta, size_t nmeta,
-                            fl_err *e) {
+int fl_pt_write_safetensors(const fl_pt_file *f, const char *path, const fl_st_kv *meta,
+                            size_t nmeta, fl_err *e) {
     fl_st_entry *v = calloc(f->n ? f->n : 1, sizeof *v);
     if (!v) return fl_errf(e, "%s: out of memory", path);
     for (size_t i = 0; i < f->n; i++)
@@ -290,7 +321,9 @@ int fl_pt_convert(const char *pt_path, const char *st_path, size_t *ntensors, fl
     fl_pt_file *f = fl_pt_open(pt_path, e);
     if (!f) return -1;
     const char *base = strrchr(pt_path, '/');
-    fl_st_kv meta[] = {{"format", "pt"}, {"source", (char *)(base ? base + 1 : pt_path)}, {"fluke.state_dict", f->where}};
+    fl_st_kv meta[] = {{"format", "pt"},
+                       {"source", (char *)(base ? base + 1 : pt_path)},
+                       {"fluke.state_dict", f->where}};
     int rc = fl_pt_write_safetensors(f, st_path, meta, sizeof meta / sizeof meta[0], e);
     if (rc == 0 && ntensors) *ntensors = f->n;
     fl_pt_close(f);

@@ -33,18 +33,19 @@
 #define FL_PT_MAX_FILE ((size_t)4 << 30)
 
 typedef struct fl_pt_tensor {
-    char *name;             /* state-dict key */
-    const char *src_dtype;  /* dtype in the file: "F16", "F32", "BF16", "F64", "I64", ... */
+    char *name;            /* state-dict key */
+    const char *src_dtype; /* dtype in the file: "F16", "F32", "BF16", "F64", "I64", ... */
     int ndim;
     int64_t shape[FL_MAX_DIMS];
     size_t numel;
-    float *data;            /* numel values, contiguous (row-major) */
+    float *data; /* numel values, contiguous (row-major) */
 } fl_pt_tensor;
 
 typedef struct fl_pt_file {
-    char *path;             /* label used in messages */
-    char *where;            /* how the state dict was found: "root dict", "model (models.yolo.DetectionModel)" */
-    fl_pt_tensor *t;        /* in state-dict order */
+    char *path; /* label used in messages */
+    char *
+        where; /* how the state dict was found: "root dict", "model (models.yolo.DetectionModel)" */
+    fl_pt_tensor *t; /* in state-dict order */
     size_t n;
 } fl_pt_file;
 
@@ -65,13 +66,13 @@ int fl_pt_convert(const char *pt_path, const char *st_path, size_t *ntensors, fl
 /* ---- YOLOv5 pretrained weights (runtime/models/yolo_pretrained.c) ------------------------ */
 
 typedef struct fl_yolo_pretrained_report {
-    size_t loaded;      /* copied: key in both, same shape, not excluded */
-    size_t shape_skip;  /* key in both, other shape (e.g. the Detect convs for another nc) */
-    size_t excluded;    /* key in both but excluded by name ("anchors") */
-    size_t unexpected;  /* in the file only */
-    size_t missing;     /* in the store only (keeps its init) */
-    size_t total;       /* entries in the store (model.state_dict()) */
-    char skipped[512];  /* the first shape-skipped keys, comma-separated ("" when none) */
+    size_t loaded;     /* copied: key in both, same shape, not excluded */
+    size_t shape_skip; /* key in both, other shape (e.g. the Detect convs for another nc) */
+    size_t excluded;   /* key in both but excluded by name ("anchors") */
+    size_t unexpected; /* in the file only */
+    size_t missing;    /* in the store only (keeps its init) */
+    size_t total;      /* entries in the store (model.state_dict()) */
+    char skipped[512]; /* the first shape-skipped keys, comma-separated ("" when none) */
 } fl_yolo_pretrained_report;
 
 /* Loads a safetensors state dict into a YOLOv5 store the way ultralytics train.py does

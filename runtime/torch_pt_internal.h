@@ -22,7 +22,7 @@ typedef struct fl_ptz {
     size_t len;
     fl_ptz_entry *v;
     size_t n;
-    char *prefix;             /* "archive" in "archive/data.pkl" */
+    char *prefix; /* "archive" in "archive/data.pkl" */
 } fl_ptz;
 
 /* Parses the central directory of buf (CRC-checked, bounds-checked, STORED only) and finds the
@@ -39,11 +39,11 @@ typedef enum fl_pv_kind {
     FL_PV_BOOL,
     FL_PV_INT,
     FL_PV_FLOAT,
-    FL_PV_STR,     /* unicode (and protocol-2 py2 str) */
+    FL_PV_STR, /* unicode (and protocol-2 py2 str) */
     FL_PV_BYTES,
     FL_PV_TUPLE,
     FL_PV_LIST,
-    FL_PV_DICT,    /* dict and collections.OrderedDict: items = key, value, key, value ... */
+    FL_PV_DICT, /* dict and collections.OrderedDict: items = key, value, key, value ... */
     FL_PV_SET,
     FL_PV_GLOBAL,  /* an opaque (module, name) */
     FL_PV_OBJ,     /* an opaque call result: callable, args, BUILD state, appended items */
@@ -70,13 +70,13 @@ typedef struct fl_pv_tensor {
 struct fl_pv {
     fl_pv_kind kind;
     union {
-        int64_t i;                 /* BOOL, INT */
-        double f;                  /* FLOAT */
-        struct {                   /* STR, BYTES: NUL-terminated copy */
+        int64_t i; /* BOOL, INT */
+        double f;  /* FLOAT */
+        struct {   /* STR, BYTES: NUL-terminated copy */
             char *s;
             size_t len;
         } str;
-        struct {                   /* TUPLE, LIST, DICT, SET, OBJ (appended items) */
+        struct { /* TUPLE, LIST, DICT, SET, OBJ (appended items) */
             fl_pv **v;
             size_t n, cap;
         } seq;
@@ -104,6 +104,11 @@ typedef struct fl_pk {
 fl_pv *fl_pk_load(fl_pk *vm, const unsigned char *pkl, size_t len, const fl_ptz *z,
                   const char *label, fl_err *e);
 void fl_pk_free(fl_pk *vm);
+
+/* The pickletools name of an opcode, NULL for a byte that is none. */
+const char *fl_pk_op_name(unsigned char op);
+/* 1 when s is strict UTF-8 as Python decodes it (no overlongs, surrogates, > U+10FFFF). */
+int fl_pk_utf8_ok(const unsigned char *s, size_t n);
 
 /* Lookups on values. dict_get: the last item whose key is the string k (Python's overwrite). */
 const fl_pv *fl_pv_dict_get(const fl_pv *d, const char *k);

@@ -28,80 +28,6 @@ typedef struct vm {
     size_t memo_n, memo_cnt; /* slots allocated, slots set (MEMOIZE's len(memo)) */
 } vm;
 
-static const char *op_name(unsigned char op) {
-    switch (op) {
-    case 0x80: return "PROTO";
-    case 0x95: return "FRAME";
-    case '.': return "STOP";
-    case '(': return "MARK";
-    case '0': return "POP";
-    case '1': return "POP_MARK";
-    case '2': return "DUP";
-    case 'N': return "NONE";
-    case 0x88: return "NEWTRUE";
-    case 0x89: return "NEWFALSE";
-    case 'J': return "BININT";
-    case 'K': return "BININT1";
-    case 'M': return "BININT2";
-    case 0x8a: return "LONG1";
-    case 0x8b: return "LONG4";
-    case 'G': return "BINFLOAT";
-    case 'X': return "BINUNICODE";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";
-    case 'T': return "BINSTRING";
-    case 'U': return "SHORT_BINSTRING";
-    case 'B': return "BINBYTES";
-    case 'C': return "SHORT_BINBYTES";
-    case 0x8e: return "BINBYTES8";
-    case 0x96: return "BYTEARRAY8";
-    case ')': return "EMPTY_TUPLE";
-    case 't': return "TUPLE";
-    case 0x85: return "TUPLE1";
-    case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";
-    case ']': return "EMPTY_LIST";
-    case 'a': return "APPEND";
-    case 'e': return "APPENDS";
-    case 'l': return "LIST";
-    case '}': return "EMPTY_DICT";
-    case 'd': return "DICT";
-    case 's': return "SETITEM";
-    case 'u': return "SETITEMS";
-    case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";
-    case 0x91: return "FROZENSET";
-    case 'c': return "GLOBAL";
-    case 0x93: return "STACK_GLOBAL";
-    case 'R': return "REDUCE";
-    case 0x81: return "NEWOBJ";
-    case 0x92: return "NEWOBJ_EX";
-    case 'b': return "BUILD";
-    case 'Q': return "BINPERSID";
-    case 'P': return "PERSID";
-    case 'q': return "BINPUT";
-    case 'r': return "LONG_BINPUT";
-    case 0x94: return "MEMOIZE";
-    case 'p': return "PUT";
-    case 'h': return "BINGET";
-    case 'j': return "LONG_BINGET";
-    case 'g': return "GET";
-    case 'I': return "INT";
-    case 'L': return "LONG";
-    case 'F': return "FLOAT";
-    case 'S': return "STRING";
-    case 'V': return "UNICODE";
-    case 'i': return "INST";
-    case 'o': return "OBJ";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
-    default: return NULL;
-    }
-}
-
 static int fail(vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(vm *m, const char *fmt, ...) {
     char why[768];
@@ -109,7 +35,7 @@ static int fail(vm *m, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    const char *nm = op_name(m->op);
+    const char *nm = fl_pk_op_name(m->op);
     char opbuf[32];
     if (!nm) {
         snprintf(opbuf, sizeof opbuf, "opcode 0x%02x", m->op);
@@ -158,61 +84,6 @@ static int seq_push(vm *m, fl_pv *s, fl_pv *x) {
     return 0;
 }
 
-static void pv_free(fl_pv *v) {
-    switch (v->kind) {
-    case FL_PV_STR:
-    case FL_PV_BYTES: free(v->u.str.s); break;
-    case FL_PV_TUPLE:
-    case FL_PV_LIST:
-    case FL_PV_DICT:
-    case FL_PV_SET:
-    case FL_PV_OBJ: free(v->u.seq.v); break;
-    case FL_PV_STORAGE: free(v->u.storage); break;
-    case FL_PV_TENSOR: free(v->u.tensor); break;
-    default: break;
-    }
-    free(v->mod);
-    free(v->name);
-    free(v);
-}
-
-void fl_pk_free(fl_pk *pk) {
-    for (size_t i = 0; i < pk->nall; i++) pv_free(pk->all[i]);
-    free(pk->all);
-    pk->all = NULL;
-    pk->nall = pk->cap = 0;
-}
-
-const fl_pv *fl_pv_dict_get(const fl_pv *d, const char *k) {
-    if (!d || d->kind != FL_PV_DICT) return NULL;
-    size_t kl = strlen(k);
-    for (size_t i = d->u.seq.n / 2; i-- > 0;) {
-        const fl_pv *key = d->u.seq.v[2 * i];
-        if (key->kind == FL_PV_STR && key->u.str.len == kl && !memcmp(key->u.str.s, k, kl))
-            return d->u.seq.v[2 * i + 1];
-    }
-    return NULL;
-}
-
-int fl_pv_is_global(const fl_pv *g, const char *mod, const char *name) {
-    return g && g->kind == FL_PV_GLOBAL && !strcmp(g->mod, mod) && !strcmp(g->name, name);
-}
-
-const char *fl_pv_describe(const fl_pv *v, char *buf, size_t cap) {
-    static const char *kinds[] = {"None", "bool", "int", "float", "str", "bytes", "tuple", "list",
-                                  "dict", "set", "global", "object", "storage", "tensor"};
-    if (!v) {
-        snprintf(buf, cap, "nothing");
-    } else if (v->kind == FL_PV_GLOBAL) {
-        snprintf(buf, cap, "the global %.50s.%.50s", v->mod, v->name);
-    } else if (v->kind == FL_PV_OBJ && v->callable && v->callable->kind == FL_PV_GLOBAL) {
-        snprintf(buf, cap, "a %.50s.%.50s object", v->callable->mod, v->callable->name);
-    } else {
-        snprintf(buf, cap, "a %s", kinds[v->kind]);
-    }
-    return buf;
-}
-
 /* ---- reading ----------------------------------------------------------------------------- */
 
 static int need(vm *m, size_t n) {
@@ -223,13 +94,15 @@ static int need(vm *m, size_t n) {
 
 static uint64_t le(const unsigned char *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 
 static int push(vm *m, fl_pv *v) {
     if (!v) return -1;
-    if (m->sn >= m->pk->lim.max_stack) return fail(m, "stack deeper than %zu (limit)", m->pk->lim.max_stack);
+    if (m->sn >= m->pk->lim.max_stack)
+        return fail(m, "stack deeper than %zu (limit)", m->pk->lim.max_stack);
     if (m->sn == m->scap) {
         size_t nc = m->scap ? m->scap * 2 : 64;
         fl_pv **nv = realloc(m->stack, nc * sizeof *nv);
@@ -242,7 +115,9 @@ static int push(vm *m, fl_pv *v) {
 }
 
 /* The bottom of the current mark frame: values above the last MARK belong to the frame. */
-static size_t frame_base(vm *m) { return m->mn ? m->marks[m->mn - 1] : 0; }
+static size_t frame_base(vm *m) {
+    return m->mn ? m->marks[m->mn - 1] : 0;
+}
 
 static fl_pv *pop(vm *m) {
     if (m->sn <= frame_base(m)) {
@@ -266,31 +141,12 @@ static int pop_mark(vm *m, size_t *base) {
     return 0;
 }
 
-/* Strict UTF-8 as Python decodes it (no overlongs, surrogates or code points past U+10FFFF). */
-static int utf8_ok(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
-        if (k == 9 || n - i <= k) return 0;
-        uint32_t cp = k == 0 ? c : k == 1 ? c & 0x1F : k == 2 ? c & 0x0F : c & 0x07;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-            cp = cp << 6 | (s[i + j] & 0x3F);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static fl_pv *new_str(vm *m, fl_pv_kind k, const unsigned char *s, uint64_t n) {
     if (n > m->pk->lim.max_str) {
         fail(m, "a %" PRIu64 "-byte string (limit %zu)", n, m->pk->lim.max_str);
         return NULL;
     }
-    if (k == FL_PV_STR && !utf8_ok(s, (size_t)n)) {
+    if (k == FL_PV_STR && !fl_pk_utf8_ok(s, (size_t)n)) {
         fail(m, "string is not valid UTF-8");
         return NULL;
     }
@@ -312,7 +168,8 @@ static int op_str(vm *m, fl_pv_kind k, int lenbytes) {
     uint64_t n = le(m->p + m->pos, lenbytes);
     m->pos += (size_t)lenbytes;
     if (n > m->len - m->pos)
-        return fail(m, "length %" PRIu64 " runs past the end of data.pkl (%zu bytes left)", n, m->len - m->pos);
+        return fail(m, "length %" PRIu64 " runs past the end of data.pkl (%zu bytes left)", n,
+                    m->len - m->pos);
     fl_pv *v = new_str(m, k, m->p + m->pos, n);
     m->pos += (size_t)n;
     return push(m, v);
@@ -364,7 +221,8 @@ static int op_from_mark(vm *m, fl_pv_kind k) {
 
 /* APPEND(S), SETITEM(S), ADDITEMS: items from `base` up onto the target below them. */
 static int add_items(vm *m, size_t base, int pairs) {
-    if (base == 0 || base <= (m->mn ? m->marks[m->mn - 1] : 0)) return fail(m, "no target below the items");
+    if (base == 0 || base <= (m->mn ? m->marks[m->mn - 1] : 0))
+        return fail(m, "no target below the items");
     fl_pv *t = m->stack[base - 1];
     size_t n = m->sn - base;
     if (pairs && n % 2) return fail(m, "odd number of items");
@@ -412,13 +270,15 @@ static int op_text_global(vm *m) {
 }
 
 static int memo_put(vm *m, uint64_t idx, fl_pv *v) {
-    if (idx >= m->pk->lim.max_memo) return fail(m, "memo index %" PRIu64 " (limit %zu)", idx, m->pk->lim.max_memo);
+    if (idx >= m->pk->lim.max_memo)
+        return fail(m, "memo index %" PRIu64 " (limit %zu)", idx, m->pk->lim.max_memo);
     /* Picklers number memo entries 0, 1, 2, ...: a far-off index only costs memory. */
     if (idx > m->memo_cnt + 65536)
         return fail(m, "memo index %" PRIu64 " far past the %zu entries stored", idx, m->memo_cnt);
     if (idx >= m->memo_n) {
         size_t nn = m->memo_n ? m->memo_n : 64;
-        while (nn <= idx) nn *= 2;
+        while (nn <= idx)
+            nn *= 2;
         if (nn > m->pk->lim.max_memo) nn = m->pk->lim.max_memo;
         fl_pv **nv = realloc(m->memo, nn * sizeof *nv);
         if (!nv) return fail(m, "out of memory");
@@ -432,7 +292,8 @@ static int memo_put(vm *m, uint64_t idx, fl_pv *v) {
 }
 
 static int memo_get(vm *m, uint64_t idx) {
-    if (idx >= m->memo_n || !m->memo[idx]) return fail(m, "memo index %" PRIu64 " was never stored", idx);
+    if (idx >= m->memo_n || !m->memo[idx])
+        return fail(m, "memo index %" PRIu64 " was never stored", idx);
     return push(m, m->memo[idx]);
 }
 
@@ -442,10 +303,10 @@ static const struct {
     const char *name;
     fl_st_dtype dt;
 } STORAGES[] = {
-    {"HalfStorage", FL_ST_F16},   {"FloatStorage", FL_ST_F32}, {"DoubleStorage", FL_ST_F64},
-    {"BFloat16Storage", FL_ST_BF16}, {"LongStorage", FL_ST_I64}, {"IntStorage", FL_ST_I32},
-    {"ShortStorage", FL_ST_I16},  {"CharStorage", FL_ST_I8},   {"ByteStorage", FL_ST_U8},
-    {"BoolStorage", FL_ST_BOOL},  {"UntypedStorage", FL_ST_U8},
+    {"HalfStorage", FL_ST_F16},      {"FloatStorage", FL_ST_F32},  {"DoubleStorage", FL_ST_F64},
+    {"BFloat16Storage", FL_ST_BF16}, {"LongStorage", FL_ST_I64},   {"IntStorage", FL_ST_I32},
+    {"ShortStorage", FL_ST_I16},     {"CharStorage", FL_ST_I8},    {"ByteStorage", FL_ST_U8},
+    {"BoolStorage", FL_ST_BOOL},     {"UntypedStorage", FL_ST_U8},
 };
 
 static int item_int(const fl_pv *v, int64_t *out) {
@@ -459,27 +320,34 @@ static int op_persid(vm *m) {
     fl_pv *pid = pop(m);
     if (!pid) return -1;
     const fl_pv *const *it = (const fl_pv *const *)pid->u.seq.v;
-    if (pid->kind != FL_PV_TUPLE || pid->u.seq.n != 5 || it[0]->kind != FL_PV_STR || strcmp(it[0]->u.str.s, "storage"))
+    if (pid->kind != FL_PV_TUPLE || pid->u.seq.n != 5 || it[0]->kind != FL_PV_STR ||
+        strcmp(it[0]->u.str.s, "storage"))
         return fail(m, "persistent id is not ('storage', type, key, location, numel)");
     const fl_pv *ty = it[1];
     int dt = -1;
     for (size_t i = 0; ty->kind == FL_PV_GLOBAL && i < sizeof STORAGES / sizeof STORAGES[0]; i++)
-        if ((!strcmp(ty->mod, "torch") || !strcmp(ty->mod, "torch.storage")) && !strcmp(ty->name, STORAGES[i].name))
+        if ((!strcmp(ty->mod, "torch") || !strcmp(ty->mod, "torch.storage")) &&
+            !strcmp(ty->name, STORAGES[i].name))
             dt = (int)STORAGES[i].dt;
     char d[128];
-    if (dt < 0) return fail(m, "storage type %s is not a known torch storage", fl_pv_describe(ty, d, sizeof d));
+    if (dt < 0)
+        return fail(m, "storage type %s is not a known torch storage",
+                    fl_pv_describe(ty, d, sizeof d));
     int64_t numel;
-    if (it[2]->kind != FL_PV_STR || it[2]->u.str.len == 0 || it[2]->u.str.len >= 64 || item_int(it[4], &numel) || numel < 0)
+    if (it[2]->kind != FL_PV_STR || it[2]->u.str.len == 0 || it[2]->u.str.len >= 64 ||
+        item_int(it[4], &numel) || numel < 0)
         return fail(m, "storage key or size malformed");
     char rel[80];
     snprintf(rel, sizeof rel, "data/%s", it[2]->u.str.s);
     if (strchr(it[2]->u.str.s, '/')) return fail(m, "storage key '%s' has a '/'", it[2]->u.str.s);
     const fl_ptz_entry *en = fl_ptz_find(m->z, rel);
-    if (!en) return fail(m, "storage '%s' has no entry %s/%s in the archive", it[2]->u.str.s, m->z->prefix, rel);
+    if (!en)
+        return fail(m, "storage '%s' has no entry %s/%s in the archive", it[2]->u.str.s,
+                    m->z->prefix, rel);
     size_t es = fl_st_dtype_size((fl_st_dtype)dt);
     if ((uint64_t)numel > SIZE_MAX / es || en->len != (size_t)numel * es)
-        return fail(m, "storage '%s': %" PRId64 " x %zu bytes declared but the entry holds %zu", it[2]->u.str.s,
-                    numel, es, en->len);
+        return fail(m, "storage '%s': %" PRId64 " x %zu bytes declared but the entry holds %zu",
+                    it[2]->u.str.s, numel, es, en->len);
     fl_pv *v = pv_new(m, FL_PV_STORAGE);
     if (!v) return -1;
     if (!(v->u.storage = calloc(1, sizeof *v->u.storage))) return fail(m, "out of memory");
@@ -506,7 +374,9 @@ static fl_pv *rebuild_tensor(vm *m, const fl_pv *args) {
     int ns;
     if (args->u.seq.n < 4 || a[0]->kind != FL_PV_STORAGE || item_int(a[1], &off) || off < 0 ||
         tuple_ints(a[2], t.size, &t.ndim) || tuple_ints(a[3], t.stride, &ns) || ns != t.ndim) {
-        fail(m, "_rebuild_tensor_v2 arguments are not (storage, offset, size <= %d dims, stride, ...)", FL_MAX_DIMS);
+        fail(m,
+             "_rebuild_tensor_v2 arguments are not (storage, offset, size <= %d dims, stride, ...)",
+             FL_MAX_DIMS);
         return NULL;
     }
     const fl_pv_storage *st = a[0]->u.storage;
@@ -514,20 +384,25 @@ static fl_pv *rebuild_tensor(vm *m, const fl_pv *args) {
     for (int i = 0; i < t.ndim; i++) {
         uint64_t span;
         if (t.size[i] < 0 || t.stride[i] < 0 ||
-            __builtin_mul_overflow(numel, (uint64_t)t.size[i], &numel) || numel > (UINT64_C(1) << 40) ||
-            (t.size[i] && (__builtin_mul_overflow((uint64_t)(t.size[i] - 1), (uint64_t)t.stride[i], &span) ||
-                           __builtin_add_overflow(last, span, &last)))) {
-            fail(m, "tensor of storage '%s': bad size %" PRId64 " / stride %" PRId64 " in dim %d", st->key,
-                 t.size[i], t.stride[i], i);
+            __builtin_mul_overflow(numel, (uint64_t)t.size[i], &numel) ||
+            numel > (UINT64_C(1) << 40) ||
+            (t.size[i] &&
+             (__builtin_mul_overflow((uint64_t)(t.size[i] - 1), (uint64_t)t.stride[i], &span) ||
+              __builtin_add_overflow(last, span, &last)))) {
+            fail(m, "tensor of storage '%s': bad size %" PRId64 " / stride %" PRId64 " in dim %d",
+                 st->key, t.size[i], t.stride[i], i);
             return NULL;
         }
     }
     if (numel && last >= st->numel) {
-        fail(m, "tensor reaches element %" PRIu64 " of storage '%s' which has %zu", last, st->key, st->numel);
+        fail(m, "tensor reaches element %" PRIu64 " of storage '%s' which has %zu", last, st->key,
+             st->numel);
         return NULL;
     }
     if (numel > st->numel) {
-        fail(m, "tensor of %" PRIu64 " elements views the %zu of storage '%s' (a broadcast view; not read)",
+        fail(m,
+             "tensor of %" PRIu64
+             " elements views the %zu of storage '%s' (a broadcast view; not read)",
              numel, st->numel, st->key);
         return NULL;
     }
@@ -555,7 +430,8 @@ static fl_pv *reduce(vm *m, fl_pv *fn, fl_pv *args) {
     }
     size_t n = args->u.seq.n;
     fl_pv **a = args->u.seq.v;
-    if (fl_pv_is_global(fn, "torch._utils", "_rebuild_tensor_v2") || fl_pv_is_global(fn, "torch._utils", "_rebuild_tensor"))
+    if (fl_pv_is_global(fn, "torch._utils", "_rebuild_tensor_v2") ||
+        fl_pv_is_global(fn, "torch._utils", "_rebuild_tensor"))
         return rebuild_tensor(m, args);
     if (fl_pv_is_global(fn, "torch._utils", "_rebuild_parameter") ||
         fl_pv_is_global(fn, "torch._utils", "_rebuild_parameter_with_state")) {
@@ -571,7 +447,8 @@ static fl_pv *reduce(vm *m, fl_pv *fn, fl_pv *args) {
             fail(m, "_rebuild_from_type_v2 arguments malformed");
             return NULL;
         }
-        if (fl_pv_is_global(a[0], "torch._utils", "_rebuild_tensor_v2")) return rebuild_tensor(m, a[2]);
+        if (fl_pv_is_global(a[0], "torch._utils", "_rebuild_tensor_v2"))
+            return rebuild_tensor(m, a[2]);
     }
     if (fl_pv_is_global(fn, "collections", "OrderedDict")) {
         if (n == 0) return pv_new(m, FL_PV_DICT);
@@ -625,7 +502,8 @@ static int step(vm *m, fl_pv **result) {
         return 0;
     case 0x95: /* FRAME: a length hint; the frame's opcodes follow inline */
         if (need(m, 8)) return -1;
-        if (le(m->p + m->pos, 8) > m->len - m->pos - 8) return fail(m, "frame runs past the end of data.pkl");
+        if (le(m->p + m->pos, 8) > m->len - m->pos - 8)
+            return fail(m, "frame runs past the end of data.pkl");
         m->pos += 8;
         return 0;
     case '.':
@@ -633,7 +511,8 @@ static int step(vm *m, fl_pv **result) {
         *result = a;
         return 1;
     case '(':
-        if (m->mn >= m->pk->lim.max_marks) return fail(m, "more than %zu nested MARKs (limit)", m->pk->lim.max_marks);
+        if (m->mn >= m->pk->lim.max_marks)
+            return fail(m, "more than %zu nested MARKs (limit)", m->pk->lim.max_marks);
         if (m->mn == m->mcap) {
             size_t nc = m->mcap ? m->mcap * 2 : 16;
             size_t *nv = realloc(m->marks, nc * sizeof *nv);
@@ -643,13 +522,16 @@ static int step(vm *m, fl_pv **result) {
         }
         m->marks[m->mn++] = m->sn;
         return 0;
-    case '0': return pop(m) ? 0 : -1;
+    case '0':
+        return pop(m) ? 0 : -1;
     case '1':
         if (pop_mark(m, &base)) return -1;
         m->sn = base;
         return 0;
-    case '2': return (a = top(m)) ? push(m, a) : -1;
-    case 'N': return push(m, pv_new(m, FL_PV_NONE));
+    case '2':
+        return (a = top(m)) ? push(m, a) : -1;
+    case 'N':
+        return push(m, pv_new(m, FL_PV_NONE));
     case 0x88:
     case 0x89:
         if (!(a = pv_new(m, FL_PV_BOOL))) return -1;
@@ -666,12 +548,15 @@ static int step(vm *m, fl_pv **result) {
         if (need(m, 2)) return -1;
         m->pos += 2;
         return op_int(m, (int64_t)le(m->p + m->pos - 2, 2));
-    case 0x8a: return op_long(m, 1);
-    case 0x8b: return op_long(m, 4);
+    case 0x8a:
+        return op_long(m, 1);
+    case 0x8b:
+        return op_long(m, 4);
     case 'G': {
         if (need(m, 8)) return -1;
         uint64_t u = 0;
-        for (int i = 0; i < 8; i++) u = u << 8 | m->p[m->pos + i]; /* big-endian */
+        for (int i = 0; i < 8; i++)
+            u = u << 8 | m->p[m->pos + i]; /* big-endian */
         m->pos += 8;
         double d;
         memcpy(&d, &u, sizeof d);
@@ -679,39 +564,63 @@ static int step(vm *m, fl_pv **result) {
         a->u.f = d;
         return push(m, a);
     }
-    case 'X': return op_str(m, FL_PV_STR, 4);
-    case 0x8c: return op_str(m, FL_PV_STR, 1);
-    case 0x8d: return op_str(m, FL_PV_STR, 8);
-    case 'T': return op_str(m, FL_PV_STR, 4);
-    case 'U': return op_str(m, FL_PV_STR, 1);
-    case 'B': return op_str(m, FL_PV_BYTES, 4);
-    case 'C': return op_str(m, FL_PV_BYTES, 1);
+    case 'X':
+        return op_str(m, FL_PV_STR, 4);
+    case 0x8c:
+        return op_str(m, FL_PV_STR, 1);
+    case 0x8d:
+        return op_str(m, FL_PV_STR, 8);
+    case 'T':
+        return op_str(m, FL_PV_STR, 4);
+    case 'U':
+        return op_str(m, FL_PV_STR, 1);
+    case 'B':
+        return op_str(m, FL_PV_BYTES, 4);
+    case 'C':
+        return op_str(m, FL_PV_BYTES, 1);
     case 0x8e:
-    case 0x96: return op_str(m, FL_PV_BYTES, 8);
-    case ')': return push(m, pv_new(m, FL_PV_TUPLE));
-    case 't': return op_from_mark(m, FL_PV_TUPLE);
-    case 0x85: return op_tuple_n(m, 1);
-    case 0x86: return op_tuple_n(m, 2);
-    case 0x87: return op_tuple_n(m, 3);
-    case ']': return push(m, pv_new(m, FL_PV_LIST));
-    case 'l': return op_from_mark(m, FL_PV_LIST);
-    case '}': return push(m, pv_new(m, FL_PV_DICT));
-    case 'd': return op_from_mark(m, FL_PV_DICT);
-    case 0x8f: return push(m, pv_new(m, FL_PV_SET));
-    case 0x91: return op_from_mark(m, FL_PV_SET);
+    case 0x96:
+        return op_str(m, FL_PV_BYTES, 8);
+    case ')':
+        return push(m, pv_new(m, FL_PV_TUPLE));
+    case 't':
+        return op_from_mark(m, FL_PV_TUPLE);
+    case 0x85:
+        return op_tuple_n(m, 1);
+    case 0x86:
+        return op_tuple_n(m, 2);
+    case 0x87:
+        return op_tuple_n(m, 3);
+    case ']':
+        return push(m, pv_new(m, FL_PV_LIST));
+    case 'l':
+        return op_from_mark(m, FL_PV_LIST);
+    case '}':
+        return push(m, pv_new(m, FL_PV_DICT));
+    case 'd':
+        return op_from_mark(m, FL_PV_DICT);
+    case 0x8f:
+        return push(m, pv_new(m, FL_PV_SET));
+    case 0x91:
+        return op_from_mark(m, FL_PV_SET);
     case 'a':
         if (m->sn - frame_base(m) < 2) return fail(m, "stack underflow");
         return add_items(m, m->sn - 1, 0);
     case 's':
         if (m->sn - frame_base(m) < 3) return fail(m, "stack underflow");
         return add_items(m, m->sn - 2, 1);
-    case 'e': return op_additems_mark(m, 0);
-    case 'u': return op_additems_mark(m, 1);
-    case 0x90: return op_additems_mark(m, 0);
-    case 'c': return op_text_global(m);
+    case 'e':
+        return op_additems_mark(m, 0);
+    case 'u':
+        return op_additems_mark(m, 1);
+    case 0x90:
+        return op_additems_mark(m, 0);
+    case 'c':
+        return op_text_global(m);
     case 0x93:
         if (!(b = pop(m)) || !(a = pop(m))) return -1;
-        if (a->kind != FL_PV_STR || b->kind != FL_PV_STR) return fail(m, "module or name is not a string");
+        if (a->kind != FL_PV_STR || b->kind != FL_PV_STR)
+            return fail(m, "module or name is not a string");
         return op_global(m, a->u.str.s, a->u.str.len, b->u.str.s, b->u.str.len);
     case 'R':
         if (!(b = pop(m)) || !(a = pop(m))) return -1;
@@ -730,8 +639,10 @@ static int step(vm *m, fl_pv **result) {
         c->callable = a;
         c->args = b;
         return push(m, c);
-    case 'b': return op_build(m);
-    case 'Q': return op_persid(m);
+    case 'b':
+        return op_build(m);
+    case 'Q':
+        return op_persid(m);
     case 'q':
         if (need(m, 1) || !(a = top(m))) return -1;
         return memo_put(m, m->p[m->pos++], a);
@@ -750,16 +661,20 @@ static int step(vm *m, fl_pv **result) {
         m->pos += 4;
         return memo_get(m, le(m->p + m->pos - 4, 4));
     default:
-        if (op_name(m->op)) return fail(m, "opcode not supported by this reader (torch.save does not write it)");
+        if (fl_pk_op_name(m->op))
+            return fail(m, "opcode not supported by this reader (torch.save does not write it)");
         return fail(m, "unknown opcode (not a pickle, or a damaged one)");
     }
 }
 
-fl_pv *fl_pk_load(fl_pk *pk, const unsigned char *pkl, size_t len, const fl_ptz *z, const char *label,
-                  fl_err *e) {
+fl_pv *fl_pk_load(fl_pk *pk, const unsigned char *pkl, size_t len, const fl_ptz *z,
+                  const char *label, fl_err *e) {
     if (!pk->lim.max_objects) {
-        pk->lim = (fl_pk_limits){.max_objects = (size_t)1 << 22, .max_memo = (size_t)1 << 22,
-                                 .max_stack = (size_t)1 << 20, .max_marks = 4096, .max_str = (size_t)64 << 20};
+        pk->lim = (fl_pk_limits){.max_objects = (size_t)1 << 22,
+                                 .max_memo = (size_t)1 << 22,
+                                 .max_stack = (size_t)1 << 20,
+                                 .max_marks = 4096,
+                                 .max_str = (size_t)64 << 20};
     }
     vm m = {.pk = pk, .p = pkl, .len = len, .z = z, .label = label, .e = e};
     fl_pv *result = NULL;

@@ -15,9 +15,15 @@
 #define MAX_ENTRIES (1u << 20)
 #define MAX_NAME 4096
 
-static uint32_t rd16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t rd32(const unsigned char *p) { return rd16(p) | rd16(p + 2) << 16; }
-static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static uint32_t rd16(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+static uint32_t rd32(const unsigned char *p) {
+    return rd16(p) | rd16(p + 2) << 16;
+}
+static uint64_t rd64(const unsigned char *p) {
+    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
 
 static uint32_t crc32_of(const unsigned char *p, size_t n) {
     static uint32_t tab[256];
@@ -25,18 +31,21 @@ static uint32_t crc32_of(const unsigned char *p, size_t n) {
     if (!ready) {
         for (uint32_t i = 0; i < 256; i++) {
             uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
             tab[i] = c;
         }
         ready = 1;
     }
     uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = tab[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    for (size_t i = 0; i < n; i++)
+        c = tab[(c ^ p[i]) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 
 void fl_ptz_free(fl_ptz *z) {
-    for (size_t i = 0; i < z->n; i++) free(z->v[i].name);
+    for (size_t i = 0; i < z->n; i++)
+        free(z->v[i].name);
     free(z->v);
     free(z->prefix);
     memset(z, 0, sizeof *z);
@@ -57,7 +66,8 @@ static int find_eocd(const unsigned char *b, size_t len, size_t *at) {
 
 /* Overrides from a zip64 extra field (id 1): the 64-bit values of the 32-bit fields that are
  * 0xFFFFFFFF, in the order usize, csize, offset. */
-static int zip64_extra(const unsigned char *x, size_t xl, uint64_t *usz, uint64_t *csz, uint64_t *off) {
+static int zip64_extra(const unsigned char *x, size_t xl, uint64_t *usz, uint64_t *csz,
+                       uint64_t *off) {
     size_t i = 0;
     while (i + 4 <= xl) {
         uint32_t id = rd16(x + i), sz = rd16(x + i + 2);
@@ -83,16 +93,21 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
     z->buf = b;
     z->len = len;
     if (len >= 2 && b[0] == 0x80 && b[1] <= 5)
-        return fl_errf(e, "%s: legacy torch format (a bare pickle, not a zip archive): re-save it with "
-                          "torch>=1.6 (torch.save(torch.load(f), f))", label);
+        return fl_errf(
+            e,
+            "%s: legacy torch format (a bare pickle, not a zip archive): re-save it with "
+            "torch>=1.6 (torch.save(torch.load(f), f))",
+            label);
     if (len >= 262 && memcmp(b + 257, "ustar", 5) == 0)
-        return fl_errf(e, "%s: legacy torch format (a tar archive): re-save it with torch>=1.6", label);
+        return fl_errf(e, "%s: legacy torch format (a tar archive): re-save it with torch>=1.6",
+                       label);
     if (len < 4 || rd32(b) != SIG_LOCAL)
         return fl_errf(e, "%s: not a PyTorch checkpoint (no zip signature at the start%s)", label,
                        len < 4 ? ", file too short" : "");
     size_t eo;
     if (find_eocd(b, len, &eo))
-        return fl_errf(e, "%s: truncated or damaged zip archive (no end-of-central-directory record)", label);
+        return fl_errf(
+            e, "%s: truncated or damaged zip archive (no end-of-central-directory record)", label);
     uint64_t n = rd16(b + eo + 10), cd_size = rd32(b + eo + 12), cd_off = rd32(b + eo + 16);
     if (rd16(b + eo + 4) != 0 || rd16(b + eo + 6) != 0 || rd16(b + eo + 8) != n)
         return fl_errf(e, "%s: multi-disk zip archives are not supported", label);
@@ -107,17 +122,22 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
         cd_off = rd64(b + o64 + 48);
     }
     if (n == 0) return fl_errf(e, "%s: empty zip archive", label);
-    if (n > MAX_ENTRIES) return fl_errf(e, "%s: %llu zip entries (limit %u)", label, (unsigned long long)n, MAX_ENTRIES);
+    if (n > MAX_ENTRIES)
+        return fl_errf(e, "%s: %llu zip entries (limit %u)", label, (unsigned long long)n,
+                       MAX_ENTRIES);
     if (cd_off > len || cd_size > len - cd_off)
-        return fl_errf(e, "%s: zip central directory [%llu, +%llu) lies outside the %zu-byte file (truncated?)",
-                       label, (unsigned long long)cd_off, (unsigned long long)cd_size, len);
+        return fl_errf(
+            e,
+            "%s: zip central directory [%llu, +%llu) lies outside the %zu-byte file (truncated?)",
+            label, (unsigned long long)cd_off, (unsigned long long)cd_size, len);
     z->v = calloc(n, sizeof *z->v);
     if (!z->v) return fl_errf(e, "%s: out of memory", label);
     const unsigned char *p = b + cd_off, *end = p + cd_size;
     for (uint64_t i = 0; i < n; i++) {
         if (end - p < 46 || rd32(p) != SIG_CENTRAL) {
             fl_ptz_free(z);
-            return fl_errf(e, "%s: zip central directory entry %llu is damaged", label, (unsigned long long)i);
+            return fl_errf(e, "%s: zip central directory entry %llu is damaged", label,
+                           (unsigned long long)i);
         }
         uint32_t flags = rd16(p + 8), method = rd16(p + 10), crc = rd32(p + 16);
         uint64_t csz = rd32(p + 20), usz = rd32(p + 24), loff = rd32(p + 42);
@@ -125,8 +145,8 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
         if ((size_t)(end - p) < 46 + nl + xl + cl || nl == 0 || nl > MAX_NAME ||
             memchr(p + 46, 0, nl) || zip64_extra(p + 46 + nl, xl, &usz, &csz, &loff)) {
             fl_ptz_free(z);
-            return fl_errf(e, "%s: zip central directory entry %llu has a bad name or extra field", label,
-                           (unsigned long long)i);
+            return fl_errf(e, "%s: zip central directory entry %llu has a bad name or extra field",
+                           label, (unsigned long long)i);
         }
         char *name = malloc(nl + 1);
         if (!name) {
@@ -143,20 +163,26 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
             return -1;
         }
         if (method != 0) {
-            fl_errf(e, "%s: zip entry '%s' is compressed (method %u); torch.save stores entries "
-                       "uncompressed, re-save the file with torch.save", label, name, method);
+            fl_errf(e,
+                    "%s: zip entry '%s' is compressed (method %u); torch.save stores entries "
+                    "uncompressed, re-save the file with torch.save",
+                    label, name, method);
             fl_ptz_free(z);
             return -1;
         }
         if (csz != usz || loff > len || len - loff < 30 || rd32(b + loff) != SIG_LOCAL) {
-            fl_errf(e, "%s: zip entry '%s': local header at %llu missing or sizes inconsistent (truncated?)",
+            fl_errf(e,
+                    "%s: zip entry '%s': local header at %llu missing or sizes inconsistent "
+                    "(truncated?)",
                     label, name, (unsigned long long)loff);
             fl_ptz_free(z);
             return -1;
         }
         uint64_t data = loff + 30 + rd16(b + loff + 26) + rd16(b + loff + 28);
         if (data > len || usz > len - data) {
-            fl_errf(e, "%s: zip entry '%s' ([%llu, +%llu)) extends past the end of the %zu-byte file (truncated?)",
+            fl_errf(e,
+                    "%s: zip entry '%s' ([%llu, +%llu)) extends past the end of the %zu-byte file "
+                    "(truncated?)",
                     label, name, (unsigned long long)data, (unsigned long long)usz, len);
             fl_ptz_free(z);
             return -1;
@@ -173,8 +199,8 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
     /* torch names every entry <prefix>/...; the prefix is the first entry's directory. */
     const char *slash = strchr(z->v[0].name, '/');
     if (!slash || slash == z->v[0].name) {
-        fl_errf(e, "%s: zip entry '%s' is not inside an archive directory: not a torch.save file", label,
-                z->v[0].name);
+        fl_errf(e, "%s: zip entry '%s' is not inside an archive directory: not a torch.save file",
+                label, z->v[0].name);
         fl_ptz_free(z);
         return -1;
     }
@@ -186,7 +212,8 @@ int fl_ptz_open(fl_ptz *z, const unsigned char *b, size_t len, const char *label
     if (!fl_ptz_find(z, "data.pkl")) {
         int jit = fl_ptz_find(z, "constants.pkl") != NULL;
         fl_errf(e, "%s: no %s/data.pkl in the zip archive: %s", label, z->prefix,
-                jit ? "a TorchScript archive (torch.jit.save), not torch.save" : "not a torch.save file");
+                jit ? "a TorchScript archive (torch.jit.save), not torch.save"
+                    : "not a torch.save file");
         fl_ptz_free(z);
         return -1;
     }
@@ -204,7 +231,8 @@ const fl_ptz_entry *fl_ptz_find(const fl_ptz *z, const char *rel) {
     size_t pl = strlen(z->prefix), rl = strlen(rel);
     for (size_t i = 0; i < z->n; i++) {
         const char *nm = z->v[i].name;
-        if (strlen(nm) == pl + 1 + rl && !memcmp(nm, z->prefix, pl) && nm[pl] == '/' && !strcmp(nm + pl + 1, rel))
+        if (strlen(nm) == pl + 1 + rl && !memcmp(nm, z->prefix, pl) && nm[pl] == '/' &&
+            !strcmp(nm + pl + 1, rel))
             return &z->v[i];
     }
     return NULL;

@@ -10,9 +10,11 @@
 
 const fl_cfg_field fl_detector_weights_schema[] = {
     {"detector.weights", FL_CFG_STR, 0,
-     "pretrained ultralytics YOLOv5 weights by release name: yolov5n|yolov5s|yolov5m|yolov5l|yolov5x "
+     "pretrained ultralytics YOLOv5 weights by release name: "
+     "yolov5n|yolov5s|yolov5m|yolov5l|yolov5x "
      "or the P6 variants yolov5n6 ... yolov5x6 ('.pt' optional); downloaded, converted to "
-     "safetensors and loaded by name and shape (the Detect convs only when the class count matches)",
+     "safetensors and loaded by name and shape (the Detect convs only when the class count "
+     "matches)",
      0, 0},
     {"detector.weights_url", FL_CFG_STR, 0,
      "base URL of the release assets (default " FL_DETECTOR_WEIGHTS_URL ")", 0, 0},
@@ -22,11 +24,14 @@ const fl_cfg_field fl_detector_weights_schema[] = {
 int fl_detector_weights_name(const char *v, char *out, size_t cap, fl_err *e) {
     size_t n = v ? strlen(v) : 0;
     if (n > 3 && !strcmp(v + n - 3, ".pt")) n -= 3;
-    int ok = v && (n == 7 || (n == 8 && v[7] == '6')) && !strncmp(v, "yolov5", 6) && strchr("nsmlx", v[6]) && v[6];
+    int ok = v && (n == 7 || (n == 8 && v[7] == '6')) && !strncmp(v, "yolov5", 6) &&
+             strchr("nsmlx", v[6]) && v[6];
     if (!ok || cap < 16)
-        return fl_errf(e, "config key 'detector.weights' is '%s': not a YOLOv5 release name (yolov5n, "
-                          "yolov5s, yolov5m, yolov5l, yolov5x, or yolov5n6 ... yolov5x6; '.pt' optional)",
-                       v ? v : "(not a string)");
+        return fl_errf(
+            e,
+            "config key 'detector.weights' is '%s': not a YOLOv5 release name (yolov5n, "
+            "yolov5s, yolov5m, yolov5l, yolov5x, or yolov5n6 ... yolov5x6; '.pt' optional)",
+            v ? v : "(not a string)");
     snprintf(out, cap, "%.*s.pt", (int)n, v);
     return 0;
 }
@@ -43,7 +48,8 @@ static int run_detector_weights(fl_stage_ctx *c, fl_err *e) {
         return fl_errf(e, "config key 'detector.weights_url' must be a non-empty string (a URL)");
     const char *base = u ? u->valuestring : FL_DETECTOR_WEIGHTS_URL;
     size_t bl = strlen(base);
-    while (bl > 1 && base[bl - 1] == '/') bl--;
+    while (bl > 1 && base[bl - 1] == '/')
+        bl--;
     char *url = fl_strdupf("%.*s/%s", (int)bl, base, name);
     char *src = fl_strdupf("%s/%s", fl_stage_work_dir(c), name);
     char *dst = fl_strdupf("%s/%s", fl_stage_out_dir(c), FL_DETECTOR_PRETRAINED_FILE);
@@ -60,17 +66,19 @@ static int run_detector_weights(fl_stage_ctx *c, fl_err *e) {
     fl_dl_result r;
     if (fl_kaggle_download_url(k, url, src, NULL, &r, e)) {
         if (r.http_status == 404)
-            fl_errf(e, "%s: not found (404): detector.weights '%s' is not a release asset there", url, v);
+            fl_errf(e, "%s: not found (404): detector.weights '%s' is not a release asset there",
+                    url, v);
         goto out;
     }
     if (!(f = fl_pt_open(src, e))) goto out;
     fl_st_kv meta[] = {{"format", "pt"}, {"source", name}, {"fluke.state_dict", f->where}};
     if (fl_pt_write_safetensors(f, dst, meta, sizeof meta / sizeof meta[0], e)) goto out;
     size_t numel = 0;
-    for (size_t i = 0; i < f->n; i++) numel += f->t[i].numel;
+    for (size_t i = 0; i < f->n; i++)
+        numel += f->t[i].numel;
     fl_stage_log(c, "%s: %llu bytes%s; %s: %zu tensors, %zu values (from %s), written as %s", name,
-                 (unsigned long long)r.bytes, r.skipped ? " (already here)" : "", f->where, f->n, numel,
-                 f->n ? f->t[0].src_dtype : "-", FL_DETECTOR_PRETRAINED_FILE);
+                 (unsigned long long)r.bytes, r.skipped ? " (already here)" : "", f->where, f->n,
+                 numel, f->n ? f->t[0].src_dtype : "-", FL_DETECTOR_PRETRAINED_FILE);
     rc = 0;
 out:
     fl_pt_close(f);
@@ -95,9 +103,11 @@ int fl_plan_detector_weights(fl_plan *p, const cJSON *config, fl_plan_node **out
     const cJSON *w = cJSON_IsObject(d) ? cJSON_GetObjectItemCaseSensitive(d, "weights") : NULL;
     if (!w) return 0;
     char name[16];
-    if (fl_detector_weights_name(cJSON_IsString(w) ? w->valuestring : NULL, name, sizeof name, e)) return -1;
+    if (fl_detector_weights_name(cJSON_IsString(w) ? w->valuestring : NULL, name, sizeof name, e))
+        return -1;
     fl_plan_node *n = fl_plan_add(p, &fl_stage_detector_weights, -1, e);
-    if (!n || fl_plan_node_section(n, "detector.weights", e) || fl_plan_node_section(n, "detector.weights_url", e) ||
+    if (!n || fl_plan_node_section(n, "detector.weights", e) ||
+        fl_plan_node_section(n, "detector.weights_url", e) ||
         fl_plan_node_output(n, FL_DETECTOR_PRETRAINED_FILE, e))
         return -1;
     fl_plan_node_resources(n, 1, 0);

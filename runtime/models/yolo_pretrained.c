@@ -49,13 +49,17 @@ int fl_yolo_load_pretrained(fl_pstore *s, const char *st_path, fl_yolo_pretraine
         }
     }
     size_t nfile = 0;
-    for (size_t k = 0; k < set->nfiles; k++) nfile += set->files[k]->n;
+    for (size_t k = 0; k < set->nfiles; k++)
+        nfile += set->files[k]->n;
     r.unexpected = nfile - both;
     r.loaded = ntg;
     int rc = 0;
     if (both == 0)
-        rc = fl_errf(e, "%s: no tensor of the file is named like the YOLOv5 model's (e.g. '%s'): not a "
-                        "YOLOv5 state dict", st_path, pl.n ? pl.v[0].name : "model.0.conv.weight");
+        rc =
+            fl_errf(e,
+                    "%s: no tensor of the file is named like the YOLOv5 model's (e.g. '%s'): not a "
+                    "YOLOv5 state dict",
+                    st_path, pl.n ? pl.v[0].name : "model.0.conv.weight");
     if (rc == 0 && fl_st_load(set, tg, ntg, FL_ST_NONSTRICT, NULL, NULL, e)) rc = -1;
     free(tg);
     fl_st_close_set(set);

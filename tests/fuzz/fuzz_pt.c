@@ -23,7 +23,8 @@
 #include "tests/fuzz/fuzz_pt_zip.h"
 
 #define MAX_STORAGES 1024
-#define MAX_STORAGE_BYTES ((size_t)1 << 18) /* all storages together: the yolo seed needs 147 KB */
+#define MAX_STORAGE_BYTES ((size_t)1 << 18) /* all storages together: the yolo seed needs 147 KB   \
+                                             */
 
 static int fz_pt_accepted; /* inputs accepted so far (the unit test's view) */
 
@@ -60,8 +61,10 @@ static void check_accepted(const fl_pt_file *f) {
         fz_check(g != NULL && g->n == f->n, "the converted file parses with every tensor");
         for (size_t i = 0; i < f->n; i++) {
             const fl_st_tensor *b = fl_st_find(g, f->t[i].name);
-            fz_check(b && b->numel == f->t[i].numel && b->dtype == FL_ST_F32, "conversion keeps each tensor");
-            fz_check(!b->numel || memcmp(b->data, f->t[i].data, b->numel * 4) == 0, "conversion keeps data");
+            fz_check(b && b->numel == f->t[i].numel && b->dtype == FL_ST_F32,
+                     "conversion keeps each tensor");
+            fz_check(!b->numel || memcmp(b->data, f->t[i].data, b->numel * 4) == 0,
+                     "conversion keeps data");
         }
         fl_st_close(g);
         free(img);
@@ -81,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t k = (size_t)(data[1] | data[2] << 8) % (MAX_STORAGES + 1), at = 3, total = 0;
         if (size < at + 4 * k) return 0;
         fz_zent *v = calloc(k + 2, sizeof *v);
-        char (*names)[32] = calloc(k + 1, sizeof *names);
+        char(*names)[32] = calloc(k + 1, sizeof *names);
         unsigned char **bufs = calloc(k + 1, sizeof *bufs);
         fz_check(v && names && bufs, "allocation");
         v[0] = (fz_zent){"archive/version", "3\n", 2};
@@ -92,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             total += sz;
             bufs[i] = malloc(sz ? sz : 1);
             fz_check(bufs[i] != NULL, "allocation");
-            for (size_t j = 0; j < sz; j++) bufs[i][j] = (unsigned char)(j * 37 + i * 11 + 5);
+            for (size_t j = 0; j < sz; j++)
+                bufs[i][j] = (unsigned char)(j * 37 + i * 11 + 5);
             snprintf(names[i], sizeof names[i], "archive/data/%zu", i);
             v[i + 1] = (fz_zent){names[i], bufs[i], sz};
         }
@@ -102,7 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz_check(z != NULL, "allocation");
         f = fl_pt_parse(z, zl, label, &e);
         free(z);
-        for (size_t i = 0; i < k; i++) free(bufs[i]);
+        for (size_t i = 0; i < k; i++)
+            free(bufs[i]);
         free(bufs);
         free(names);
         free(v);

@@ -52,11 +52,13 @@ static void assert_same_as(const fl_pt_file *f, const char *want_name) {
         if (strcmp(p->name, t->name)) fprintf(stderr, "entry %zu: %s vs %s\n", i, p->name, t->name);
         assert_string_equal(p->name, t->name);
         assert_int_equal(p->ndim, t->ndim);
-        for (int d = 0; d < t->ndim; d++) assert_int_equal(p->shape[d], t->shape[d]);
+        for (int d = 0; d < t->ndim; d++)
+            assert_int_equal(p->shape[d], t->shape[d]);
         assert_int_equal(p->numel, t->numel);
         float *ref = fl_st_read_f32(w, t->name, NULL, &e);
         assert_non_null(ref);
-        if (memcmp(ref, p->data, t->numel * sizeof(float))) fprintf(stderr, "%s differs\n", t->name);
+        if (memcmp(ref, p->data, t->numel * sizeof(float)))
+            fprintf(stderr, "%s differs\n", t->name);
         assert_memory_equal(ref, p->data, t->numel * sizeof(float));
         free(ref);
     }
@@ -73,8 +75,8 @@ static void test_yolo_checkpoint_exact(void **state) {
     assert_non_null(w);
     assert_string_equal(w->src_dtype, "F16");
     assert_non_null(fl_pt_find(f, "model.24.anchors"));
-    assert_null(fl_pt_find(f, "scratch"));        /* a non-persistent buffer */
-    assert_null(fl_pt_find(f, "stride"));         /* a plain attribute */
+    assert_null(fl_pt_find(f, "scratch")); /* a non-persistent buffer */
+    assert_null(fl_pt_find(f, "stride"));  /* a plain attribute */
     const fl_pt_tensor *nb = fl_pt_find(f, "model.0.bn.num_batches_tracked");
     assert_non_null(nb);
     assert_int_equal(nb->ndim, 0);
@@ -214,7 +216,8 @@ static void expect_open_error(const char *name, const char *want) {
 static void test_bad_files(void **state) {
     (void)state;
     unlink(EVIL_MARKER);
-    expect_open_error("evil.pt", "posix.system object without _parameters/_modules: not an nn.Module");
+    expect_open_error("evil.pt",
+                      "posix.system object without _parameters/_modules: not an nn.Module");
     expect_open_error("evil_sd.bin", "entry 'x' is a posix.system object, not a tensor");
     assert_int_equal(access(EVIL_MARKER, F_OK), -1); /* nothing was executed */
     expect_open_error("legacy.pt", "legacy torch format");
@@ -252,7 +255,9 @@ static void test_truncated(void **state) {
 /* A torch-like archive around a hand-written data.pkl and one 4-float storage "0". */
 static fl_pt_file *parse_pkl(const char *pkl, size_t len, fl_err *e) {
     float st[4] = {1, 2, 3, 4};
-    fz_zent v[] = {{"archive/data.pkl", pkl, len}, {"archive/data/0", st, sizeof st}, {"archive/version", "3\n", 2}};
+    fz_zent v[] = {{"archive/data.pkl", pkl, len},
+                   {"archive/data/0", st, sizeof st},
+                   {"archive/version", "3\n", 2}};
     size_t zl;
     unsigned char *z = fz_make_zip(v, 3, &zl);
     fl_pt_file *f = fl_pt_parse(z, zl, "crafted.pt", e);
@@ -261,11 +266,15 @@ static fl_pt_file *parse_pkl(const char *pkl, size_t len, fl_err *e) {
 }
 
 #define PKL(s) s, sizeof(s) - 1
-/* {'w': _rebuild_tensor_v2(persid(('storage', torch.FloatStorage, '0', 'cpu', 4)), OFF, (SZ,), (ST,), False, OrderedDict())} */
+/* {'w': _rebuild_tensor_v2(persid(('storage', torch.FloatStorage, '0', 'cpu', 4)), OFF, (SZ,),
+ * (ST,), False, OrderedDict())} */
 #define TENSOR_PKL(OFF, SZ, ST)                                                                    \
-    "\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("                      \
-    "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x04tQ" \
-    "K" OFF "K" SZ "\x85K" ST "\x85\x89" "ccollections\nOrderedDict\n)RtRs."
+    "\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("                         \
+    "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"                             \
+    "0X\x03\x00\x00\x00"                                                                           \
+    "cpuK\x04tQ"                                                                                   \
+    "K" OFF "K" SZ "\x85K" ST "\x85\x89"                                                           \
+    "ccollections\nOrderedDict\n)RtRs."
 
 static void test_crafted_pickles(void **state) {
     (void)state;
@@ -282,8 +291,11 @@ static void test_crafted_pickles(void **state) {
         const char *want;
     } bad[] = {
         {PKL("\x80\x02\xff."), "offset 2: opcode 0xff: unknown opcode"},
-        {PKL("\x80\x02X\xf0\xff\xff\xff" "abc."), "offset 2: BINUNICODE: length 4294967280 runs past the end"},
-        {PKL("\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff."), "BINUNICODE8: length 18446744073709551615 runs past"},
+        {PKL("\x80\x02X\xf0\xff\xff\xff"
+             "abc."),
+         "offset 2: BINUNICODE: length 4294967280 runs past the end"},
+        {PKL("\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff."),
+         "BINUNICODE8: length 18446744073709551615 runs past"},
         {PKL("\x80\x02j\x05\x00\x01\x00."), "LONG_BINGET: memo index 65541 was never stored"},
         {PKL("\x80\x02t."), "TUPLE: no MARK on the stack"},
         {PKL("\x80\x02R."), "REDUCE: stack underflow"},
@@ -294,26 +306,38 @@ static void test_crafted_pickles(void **state) {
         {PKL("\x80\x02Nr\x00\x00\x00\x40."), "memo index 1073741824 (limit"},
         {PKL("\x80\x02Nr\x00\x00\x10\x00."), "memo index 1048576 far past the 0 entries stored"},
         /* builtins.eval('...') is recorded, never run, and is not a state dict */
-        {PKL("\x80\x02" "cbuiltins\neval\nX\x03\x00\x00\x00" "1+1\x85R."), "builtins.eval object without _parameters/_modules"},
-        {PKL("\x80\x02}X\x01\x00\x00\x00w" "cposix\nsystem\nX\x02\x00\x00\x00ls\x85Rs."),
+        {PKL("\x80\x02"
+             "cbuiltins\neval\nX\x03\x00\x00\x00"
+             "1+1\x85R."),
+         "builtins.eval object without _parameters/_modules"},
+        {PKL("\x80\x02}X\x01\x00\x00\x00w"
+             "cposix\nsystem\nX\x02\x00\x00\x00ls\x85Rs."),
          "entry 'w' is a posix.system object, not a tensor"},
         /* tensors outside their storage, or of a storage that is not there */
         {PKL(TENSOR_PKL("\x01", "\x02", "\x03")), "reaches element 4 of storage '0' which has 4"},
         {PKL(TENSOR_PKL("\x00", "\x08", "\x00")), "broadcast view"},
-        {PKL("\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "9X\x03\x00\x00\x00" "cpuK\x04tQ."),
+        {PKL("\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+             "9X\x03\x00\x00\x00"
+             "cpuK\x04tQ."),
          "storage '9' has no entry archive/data/9"},
-        {PKL("\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x05tQ."),
+        {PKL("\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+             "0X\x03\x00\x00\x00"
+             "cpuK\x05tQ."),
          "5 x 4 bytes declared but the entry holds 16"},
-        {PKL("\x80\x02(X\x07\x00\x00\x00storagecos\nsystem\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x04tQ."),
+        {PKL("\x80\x02(X\x07\x00\x00\x00storagecos\nsystem\nX\x01\x00\x00\x00"
+             "0X\x03\x00\x00\x00"
+             "cpuK\x04tQ."),
          "storage type the global os.system is not a known torch storage"},
         {PKL("\x80\x02]."), "the pickled root is a list"},
         {PKL("\x80\x02}."), "holds no tensors"},
-        {PKL("\x80\x02}X\x01\x00\x00\x00wX\x01\x00\x00\x00vs."), "entry 'w' is a str, not a tensor"},
+        {PKL("\x80\x02}X\x01\x00\x00\x00wX\x01\x00\x00\x00vs."),
+         "entry 'w' is a str, not a tensor"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&e, 0, sizeof e);
         f = parse_pkl(bad[i].pkl, bad[i].len, &e);
-        if (f || !strstr(e.msg, bad[i].want)) fprintf(stderr, "case %zu: got '%s'\nwant '%s'\n", i, e.msg, bad[i].want);
+        if (f || !strstr(e.msg, bad[i].want))
+            fprintf(stderr, "case %zu: got '%s'\nwant '%s'\n", i, e.msg, bad[i].want);
         assert_null(f);
         assert_non_null(strstr(e.msg, bad[i].want));
         assert_int_equal(strncmp(e.msg, "crafted.pt: ", 12), 0);
@@ -343,9 +367,12 @@ static void test_crafted_pickles(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_yolo_checkpoint_exact), cmocka_unit_test(test_plain_state_dict_exact),
-        cmocka_unit_test(test_converted_loads_strictly), cmocka_unit_test(test_intersect_other_nc),
-        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_yolo_checkpoint_exact),
+        cmocka_unit_test(test_plain_state_dict_exact),
+        cmocka_unit_test(test_converted_loads_strictly),
+        cmocka_unit_test(test_intersect_other_nc),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_crafted_pickles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

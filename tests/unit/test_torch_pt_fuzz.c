@@ -37,7 +37,8 @@ static int run_one(const unsigned char *b, size_t n) {
 static void test_seeds(void **state) {
     (void)state;
     const char *ok[] = {"file_plain.bin", "pkl_plain.bin", "pkl_yolo_tiny.pt", "pkl_protocol4"};
-    const char *bad[] = {"file_evil.pt", "file_evil_sd.bin", "file_legacy.pt", "file_deflate.pt", "pkl_evil_sd.bin"};
+    const char *bad[] = {"file_evil.pt", "file_evil_sd.bin", "file_legacy.pt", "file_deflate.pt",
+                         "pkl_evil_sd.bin"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         size_t n;
         unsigned char *b = seed(ok[i], &n);
@@ -60,7 +61,8 @@ static void test_truncations(void **state) {
         size_t n;
         unsigned char *b = seed(names[k], &n);
         int acc = 0;
-        for (size_t m = 0; m < n; m++) acc += run_one(b, m);
+        for (size_t m = 0; m < n; m++)
+            acc += run_one(b, m);
         /* a whole file cut anywhere is refused (the zip directory is at the end) */
         if (k == 0) assert_int_equal(acc, 0);
         free(b);
@@ -71,16 +73,18 @@ static void test_substitutions_and_mutations(void **state) {
     (void)state;
     size_t n;
     unsigned char *b = seed("pkl_plain.bin", &n);
-    static const unsigned char subst[] = {0x00, 0xff, '(', ')', '.', 'R', 'b', 'Q', 'q', 'h', 't', 'u', 's',
-                                          0x80, 0x8c, 0x94, 0x95, 'X', 'K', 'J'};
+    static const unsigned char subst[] = {0x00, 0xff, '(', ')',  '.',  'R',  'b',  'Q', 'q', 'h',
+                                          't',  'u',  's', 0x80, 0x8c, 0x94, 0x95, 'X', 'K', 'J'};
     unsigned char *m = malloc(n + 64);
     int acc = 0, rej = 0;
     for (size_t i = 1; i < n; i++)
         for (size_t k = 0; k < sizeof subst; k++) {
             memcpy(m, b, n);
             m[i] = subst[k];
-            if (run_one(m, n)) acc++;
-            else rej++;
+            if (run_one(m, n))
+                acc++;
+            else
+                rej++;
         }
     assert_true(acc > 0 && rej > 0);
     fl_rng r;
