@@ -93,6 +93,13 @@ static void test_plain_state_dict_exact(void **state) {
     assert_string_equal(fl_pt_find(f, "enc.f64")->src_dtype, "F64");
     assert_string_equal(fl_pt_find(f, "enc.steps")->src_dtype, "I64");
     fl_pt_close(f);
+    /* torch.save(model): the root is the module */
+    f = open_fx("module_root.pt");
+    assert_non_null(f);
+    assert_same_as(f, "module_root_expected.safetensors");
+    assert_string_equal(f->t[0].name, "0.weight");
+    assert_non_null(strstr(f->where, "torch.nn.modules.container.Sequential"));
+    fl_pt_close(f);
 }
 
 /* A YOLOv5 of the fixture's size with nc classes, its store and parameter list. */
