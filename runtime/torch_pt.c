@@ -113,7 +113,23 @@ static int add_tensor(ex *x, const char *name, const fl_pv *tv) {
     o->numel = numel;
     memcpy(o->shape, t->size, sizeof(int64_t) * (size_t)t->ndim);
     size_t es = fl_st_dtype_size(st->dtype);
-    /* Row-major walk of the (possibly strided) view; the indices were checked at rebuild. */
+    /* Contiguous (every state dict torch writes itself): one linear pass. */
+    int contiguous = 1;
+    int64_t want = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->size[d] != 1 && t->stride[d] != want) contiguous = 0;
+        want *= t->size[d];
+    }
+    if (contiguous) {
+        const unsigned char *p = st->data + (size_t)t->offset * es;
+        if (st->dtype == FL_ST_F32)
+            memcpy(o->data, p, numel * sizeof(float));
+        else
+            for (size_t k = 0; k < numel; k++)
+                o->data[k] = elem_f32(p + k * es, st->dtype);
+        return 0;
+    }
+    /* Row-major walk of a strided view; the indices were checked at rebuild. */
     int64_t idx[FL_MAX_DIMS] = {0};
     for (size_t k = 0; k < numel; k++) {
         int64_t at = t->offset;
