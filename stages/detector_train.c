@@ -10,6 +10,7 @@
 #include "stages/detector/dataset.h"
 #include "stages/detector/stages.h"
 #include "stages/detector/train.h"
+#include "stages/detector/weights_stage.h"
 #include "stages/synth/stages.h"
 
 #define HYP(key, lo, hi, doc) {"detector.hyp." key, FL_CFG_NUM, 0, doc, lo, hi}
@@ -203,9 +204,15 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     char *wpath = fl_strdupf("%s/%s", fl_stage_out_dir(c), FL_DETECTOR_FILE);
     char *mpath = fl_strdupf("%s/detector_metrics.json", fl_stage_out_dir(c));
     o.ckpt_path = ckpt;
-    if (str(det, "weights", NULL) && !(o.pretrained = fl_stage_input(c, "pretrained", e))) rc = -1;
+    char *pre = NULL;
+    if (str(det, "weights", NULL)) {
+        const char *pdir = fl_stage_input(c, "pretrained", e);
+        if (!pdir) rc = -1;
+        else o.pretrained = pre = fl_strdupf("%s/%s", pdir, FL_DETECTOR_PRETRAINED_FILE);
+    }
     if (rc == 0) rc = fl_dettrain_run(&o, wpath, mpath, e);
     free(ckpt);
+    free(pre);
     free(wpath);
     free(mpath);
     fl_detset_free(&ds);

@@ -8,6 +8,7 @@
 
 #include "stages/crop/crop.h"
 #include "stages/detector/stages.h"
+#include "stages/detector/weights_stage.h"
 #include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
@@ -23,7 +24,7 @@ static const fl_cfg_field pipeline_schema[] = {
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
-    fl_detector_schema, fl_crop_schema,
+    fl_detector_schema, fl_detector_weights_schema, fl_crop_schema,
     NULL,
 };
 
@@ -62,12 +63,14 @@ static int plan_crop(fl_plan *p, const char *data, const char *detector, const c
  * stages come next (issue 12). */
 static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, const char *truth,
                             int threads, fl_err *e) {
-    fl_plan_node *n;
+    fl_plan_node *n, *dw = NULL;
+    if (fl_plan_detector_weights(p, config, &dw, e)) return -1;
     const cJSON *det = cJSON_GetObjectItemCaseSensitive(config, "detector");
     const cJSON *boxes = det ? cJSON_GetObjectItemCaseSensitive(det, "boxes") : NULL;
     if (!(n = fl_plan_add(p, &fl_stage_detector_train, -1, e)) || fl_plan_node_section(n, "detector", e) ||
         fl_plan_node_input(n, "data", data, e) ||
         (cJSON_IsString(boxes) && fl_plan_node_input_path(n, "boxes", boxes->valuestring, e)) ||
+        (dw && fl_plan_node_input(n, "pretrained", "detector_weights", e)) ||
         fl_plan_node_output(n, "detector.safetensors", e) || fl_plan_node_output(n, "detector_metrics.json", e))
         return -1;
     fl_plan_node_resources(n, threads, 0);

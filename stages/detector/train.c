@@ -11,6 +11,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/safetensors.h"
+#include "runtime/torch_pt.h"
 #include "stages/detector/val.h"
 
 #define BIAS_GROUP 1
@@ -58,34 +59,13 @@ static void set_groups(trainer *t) {
     }
 }
 
-/* ultralytics intersect_dicts: every tensor present in both with the same shape, anchors
- * excluded (they come from the config). */
+/* ultralytics intersect_dicts (runtime/torch_pt.h): same name and shape, anchors excluded. */
 static int load_pretrained(trainer *t, const char *path, fl_err *e) {
-    fl_st_set *s = fl_st_open_set(path, e);
-    if (!s) return -1;
-    int loaded = 0, skipped = 0, rc = 0;
-    for (size_t i = 0; i < t->pl.n && rc == 0; i++) {
-        fl_param *p = &t->pl.v[i];
-        const fl_st_tensor *st = fl_st_set_find(s, p->name, NULL);
-        const fl_st_file *f = NULL;
-        if (!st || strstr(p->name, "anchors")) {
-            skipped++;
-            continue;
-        }
-        fl_st_set_find(s, p->name, &f);
-        int same = st->ndim == p->ndim && st->numel == p->numel;
-        for (int k = 0; same && k < p->ndim; k++) same = st->shape[k] == p->shape[k];
-        if (!same) {
-            skipped++;
-            continue;
-        }
-        rc = fl_st_to_f32(f, st, p->data, p->numel, e);
-        loaded++;
-    }
-    fl_st_close_set(s);
-    if (rc) return fl_errprefix(e, "pretrained weights %s", path);
-    if (loaded == 0) return fl_errf(e, "pretrained weights %s: no tensor matches the network by name and shape", path);
-    say(t->o, "pretrained: %d tensors transferred from %s, %d kept from init", loaded, path, skipped);
+    fl_yolo_pretrained_report rep;
+    if (fl_yolo_load_pretrained(t->store, path, &rep, e)) return -1;
+    say(t->o, "pretrained: %zu of %zu tensors transferred from %s (%zu of another shape%s%s kept "
+        "from init, %zu missing)", rep.loaded, rep.total, path, rep.shape_skip,
+        rep.skipped[0] ? ": " : "", rep.skipped, rep.missing);
     return 0;
 }
 

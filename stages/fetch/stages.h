@@ -5,8 +5,10 @@
  *          tree of extracted files, so the same data gives a cache hit after a fresh download.
  *          Downloads live in the stage's work directory (resumed after a crash).
  * weights  section "weights"; no inputs; output "weights": a directory holding the downloaded
- *          file under its hub name (model.safetensors, or pytorch_model.bin when the hub has no
- *          safetensors file and weights.file is not set).
+ *          file under its hub name (model.safetensors); a PyTorch file (the pytorch_model.bin
+ *          fallback when the hub has no safetensors file, or a weights.file ending in .bin/.pt/
+ *          .pth) is converted to safetensors (model.safetensors, x.safetensors) by the safe
+ *          torch.save reader (runtime/torch_pt.h).
  *
  * `fluke submit [CONFIG] [--dry-run] [-m MESSAGE]` calls fl_kaggle_submit_cli (kaggle/kaggle.h)
  * with the competition from fl_kaggle_submit_opts(). */

@@ -3,6 +3,7 @@
 # checkpoint resuming to byte-identical weights, and bad box files named by file and line.
 # sanitizer: no (trains a network: minutes under ASan)
 . "$(dirname "$0")/_lib.sh"
+command -v python3 > /dev/null || skip "python3 not found (the loopback release server needs it)"
 F=$FLUKE
 C=$FLUKE_SRC/configs/tiny.json
 # Small and quick, but slow enough per epoch (~0.5 s) for the kill to land between epochs;
@@ -56,6 +57,28 @@ sed 's/"epochs": 6/"epochs": 5/' det.json > a/det.json
 (cd a && $F run det.json --until detector_train > r3.log 2>&1)
 check "editing detector.epochs reruns detector_train, not synth" \
     sh -c "grep -q 'cached synth' a/r3.log && grep -q 'run    detector_train' a/r3.log"
+
+# Pretrained ultralytics weights by name, from a loopback release server: the fixture YOLOv5
+# (width 0.03125, one class, saved as ultralytics saves it) served as yolov5n.pt.
+{
+    mkdir -p srv && cp "$FLUKE_SRC/tests/fixtures/pt/yolo_tiny.pt" srv/yolov5n.pt
+    python3 "$FLUKE_SRC/tests/kaggle/server.py" --mode ok --serve-dir srv > server.out 2> server.err &
+    spid=$!
+    up() { grep -q '^PORT ' server.out || ! kill -0 $spid 2> /dev/null; }
+    wait_for 60 up
+    port=$(sed -n 's/^PORT //p' server.out)
+    printf '{"extends": "det.json", "name": "pre", "detector": {"width": 0.03125, "epochs": 1, "weights": "yolov5n",
+             "weights_url": "http://127.0.0.1:%s/releases/download/v7.0"}}' "$port" > a/pre.json
+    (cd a && $F run pre.json --until detector_train > pre.log 2>&1); rc=$?
+    check "detector.weights downloads, converts and loads the ultralytics checkpoint (rc=$rc)" \
+        sh -c "grep -q 'done   detector_weights' a/pre.log && grep -Eq 'pretrained: [0-9]+ of [0-9]+ tensors transferred' a/pre.log"
+    check "... all but the anchors transfer (same network)" grep -Eq 'pretrained: ([0-9]+) of \1 tensors|pretrained: [0-9]+ of [0-9]+ tensors .*0 of another shape' a/pre.log
+    printf '{"extends": "pre.json", "name": "pre", "detector": {"epochs": 2}}' > a/pre2.json
+    (cd a && $F run pre2.json --until detector_train > pre2.log 2>&1)
+    check "editing detector.epochs does not download again" \
+        sh -c "grep -q 'cached detector_weights' a/pre2.log && grep -q 'run    detector_train' a/pre2.log"
+    kill $spid 2> /dev/null; wait $spid 2> /dev/null
+}
 
 # Bad box files: each error names the file and line.
 bad_boxes() { # NAME CSV-CONTENT EXPECTED-ERE

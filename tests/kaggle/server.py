@@ -38,6 +38,9 @@ Modes (one per test):
   oddheaders    the first API call is a 503 with an HTTP-date Retry-After; storage sends a
                 malformed x-goog-hash (ignored) and odd header spacing
 With --tls CERT KEY the server speaks HTTPS only.
+With --serve-dir DIR, the files of DIR are storage objects too: a Hugging Face request for one of
+their names gets it (instead of the random blob), and /releases/download/<tag>/<name> (GitHub
+release assets) redirects to it (404 for other names).
 With --size N, /storage/big.bin is an N-byte object (with x-goog-hash) and
 /storage/big-nomd5.bin the same object without it (benchmarks).
 """
@@ -125,6 +128,11 @@ class State:
             "sample_submission.csv": b"image,predictions\nc.jpg,new_individual id1 id2 id3 id4\n",
             "blob.bin": rnd.randbytes(300000),
         }
+        self.served = set()
+        for n in sorted(os.listdir(args.serve_dir)) if args.serve_dir else []:
+            with open(os.path.join(args.serve_dir, n), "rb") as f:
+                self.files[n] = f.read()
+            self.served.add(n)
         # A large object served from disk with sendfile (benchmark, --size).
         self.big_path = None
         if args.size:
@@ -463,11 +471,25 @@ class Handler(BaseHTTPRequestHandler):
             fname = path.rsplit("/", 1)[1]
             if self.st.mode == "hf404safetensors" and fname == "model.safetensors":
                 return self.error(404, "Entry not found")
-            if fname not in ("model.safetensors", "pytorch_model.bin"):
+            if self.st.served and fname not in self.st.served:
+                return self.error(404, "Entry not found")
+            if fname not in ("model.safetensors", "pytorch_model.bin") and fname not in self.st.served:
                 return self.error(404, "Entry not found")
             # Like the hub: a redirect to a content host with a signed URL.
             self.send_response(302)
-            self.send_header("Location", "/storage/files/blob.bin?Signature=xyz")
+            obj = fname if fname in self.st.served else "blob.bin"
+            self.send_header("Location", "/storage/files/%s?Signature=xyz" % obj)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path.startswith("/releases/download/"):  # GitHub release assets
+            self.check_no_auth()
+            self.record(kind="release")
+            fname = path.rsplit("/", 1)[1]
+            if fname not in self.st.served:
+                return self.error(404, "Not Found")
+            self.send_response(302)
+            self.send_header("Location", "/storage/files/%s?X-Amz-Signature=abc" % fname)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -496,6 +518,7 @@ def main():
     ap.add_argument("--file", default="")
     ap.add_argument("--zip-year", type=int, default=0)
     ap.add_argument("--data-dir", default="", help="serve this directory as the competition zip")
+    ap.add_argument("--serve-dir", default="", help="serve these files to HF and release requests")
     ap.add_argument("--max-life", type=float, default=600.0)
     ap.add_argument("--stall-max", type=float, default=60.0)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
