@@ -244,8 +244,10 @@ static void phase_crop(slot *s, const fl_crop_opts *o, const fl_detector *det, c
         nd = fl_errf(e, "crop: out of memory");
     } else {
         nd = fl_crop_best_detection(&det->meta.cfg, &det->heads, heads, b, o->conf, dets, e);
-        fl_box full = fl_crop_unletterbox((fl_box){dets->x1, dets->y1, dets->x2, dets->y2, 0},
-                                          &s->lb, s->full_w, s->full_h);
+        fl_box full = {0, 0, 0, 0, 0};
+        if (nd == 1)
+            full = fl_crop_unletterbox((fl_box){dets->x1, dets->y1, dets->x2, dets->y2, 0}, &s->lb,
+                                       s->full_w, s->full_h);
         if (nd == 1 && !(full.x2 - full.x1 >= 1 && full.y2 - full.y1 >= 1)) {
             /* the best box lies in the padding: the next ones, as NMS ranks them */
             free(dets);
