@@ -397,12 +397,14 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
             break;
         }
         int have_val = t.val != NULL;
+        double tv = fl_now();
         if (have_val && (fl_pstore_copy_from(fl_detval_store(t.val), &t.ema->view, e) ||
                          fl_detval_run(t.val, &v, e))) {
             rc = -1;
             break;
         }
         have_v = have_val;
+        tv = fl_now() - tv;
         cJSON *j = epoch_json(ep, &st, have_val ? &v : NULL, t.opt->lr[0]);
         if (!j) {
             rc = fl_errf(e, "out of memory");
@@ -412,10 +414,12 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
         say(o, "epoch %" PRId64 "/%d: box %.4f obj %.4f cls %.4f, %.1f s%s", ep + 1, o->epochs,
             st.box / fmax(st.steps, 1), st.obj / fmax(st.steps, 1), st.cls / fmax(st.steps, 1), st.seconds, "");
         if (have_val)
-            say(o, "epoch %" PRId64 " val (EMA): P %.3f R %.3f mAP@0.5 %.3f mAP@0.5:0.95 %.3f on %d images",
-                ep + 1, v.precision, v.recall, v.map50, v.map50_95, v.images);
+            say(o, "epoch %" PRId64 " val (EMA): P %.3f R %.3f mAP@0.5 %.3f mAP@0.5:0.95 %.3f on %d images (%.1f s)",
+                ep + 1, v.precision, v.recall, v.map50, v.map50_95, v.images, tv);
         t.epoch_done = ep + 1;
+        double tc = fl_now();
         if (o->ckpt_path && ckpt_save(&t, e)) rc = -1;
+        if (ep == t.epoch_done - 1 && ep == 0) say(o, "checkpoint %s written in %.2f s", o->ckpt_path, fl_now() - tc);
         if (rc == 0 && o->stop_after_epoch && t.epoch_done >= o->stop_after_epoch && t.epoch_done < o->epochs) {
             fl_loader_close(L);
             trainer_free(&t);

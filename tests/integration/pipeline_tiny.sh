@@ -32,5 +32,7 @@ $F synth --preview --preset tiny --out preview.jpg > pv.log 2>&1; rc=$?
 check "synth --preview writes a JPEG (rc=$rc)" sh -c "[ -s preview.jpg ] && head -c 3 preview.jpg | od -An -tx1 | grep -q 'ff d8 ff'"
 printf '{"extends": "%s", "pipeline": {"model": "effnet_dolg"}}' "$C" > effnet.json
 $F run effnet.json > ef.log 2>&1; rc=$?
-check "a model not built yet says so (exit 2)" sh -c "[ $rc -eq 2 ] && grep -q 'not built yet' ef.log"
+check "effnet_dolg runs the detector, the crops and the score (rc=$rc)" \
+    sh -c "[ $rc -eq 0 ] && grep -q 'done   detector_train' ef.log && grep -q 'done   crop' ef.log && grep -q 'done   score' ef.log"
+check "... and says the identification stages are not built yet (no MAP@5)" grep -q 'issue 12) are not built yet' ef.log
 finish
