@@ -292,3 +292,12 @@ double fl_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+int fl_write_file(const char *path, const void *data, size_t len, fl_err *e) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return fl_errf(e, "cannot create %s: %s", path, strerror(errno));
+    size_t n = fwrite(data, 1, len, f);
+    int bad = n != len || ferror(f);
+    if (fclose(f) != 0) bad = 1;
+    return bad ? fl_errf(e, "cannot write %s: %s", path, strerror(errno ? errno : EIO)) : 0;
+}

@@ -40,6 +40,9 @@ const char *fl_file_kind(unsigned mode);
 /* The rest of an open descriptor (regular files only, same limit rule); path only names it in
  * errors. Does not close fd. */
 char *fl_read_fd_max(int fd, const char *path, size_t *len, size_t max, fl_err *e);
+/* Creates (or truncates) path and writes data: for files inside a stage's private output dir,
+ * where the commit protocol, not the write, makes them durable. */
+int fl_write_file(const char *path, const void *data, size_t len, fl_err *e);
 /* Writes data to path via a temporary file in the same directory, fsync, rename, fsync dir. */
 int fl_write_file_atomic(const char *path, const void *data, size_t len, fl_err *e);
 /* fsync of the directory holding path (makes a rename durable). */

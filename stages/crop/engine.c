@@ -119,15 +119,6 @@ pad: /* a slot without detection still gets defined input */
     for (size_t i = 0; i < px; i++) x[i] = FL_CROP_FILL / 255.0f;
 }
 
-static int write_bytes(const char *path, const uint8_t *buf, size_t len, fl_err *e) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return fl_errf(e, "cannot create %s: %s", path, strerror(errno));
-    size_t n = fwrite(buf, 1, len, f);
-    int bad = n != len || ferror(f);
-    if (fclose(f) != 0) bad = 1;
-    return bad ? fl_errf(e, "cannot write %s: %s", path, strerror(errno)) : 0;
-}
-
 /* The crop file's name: the image's own, or <stem>_<class>.jpg for per-class crops. */
 static char *crop_name(const char *image, const char *cls) {
     if (!cls) return strdup(image);
@@ -166,7 +157,7 @@ static int emit_crop(slot *s, const fl_crop_opts *o, const char *out_dir, fl_box
     char *path = name ? fl_strdupf("%s/crops/%s/%s", out_dir, split_name(it->split), name) : NULL;
     int rc = !path ? fl_errf(e, "crop: out of memory")
                    : fl_jpeg_encode(c, o->quality, &jpg, &len, e) ? fl_errprefix(e, "%s", path)
-                   : write_bytes(path, jpg, len, e);
+                   : fl_write_file(path, jpg, len, e);
     fl_image_free(c);
     free(jpg);
     free(path);

@@ -241,7 +241,7 @@ typedef struct epoch_stats {
 } epoch_stats;
 
 static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, const fl_sched *sch,
-                       const fl_yolo_warmup *wu, epoch_stats *st, double t_start, int64_t ni0,
+                       const fl_yolo_warmup *wu, epoch_stats *st, int64_t ni0,
                        fl_err *e) {
     const fl_dettrain_opts *o = t->o;
     double lr_epoch = fl_sched_lr(sch, epoch);
@@ -291,7 +291,6 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
                      st->cls / st->steps, t->opt->lr[0], ips);
             o->progress(o->user, (uint64_t)(ni + 1 - ni0), (uint64_t)(total - ni0), line);
         }
-        (void)t_start;
     }
     st->seconds = fl_now() - t0;
     return 0;
@@ -306,7 +305,6 @@ static cJSON *epoch_json(int64_t epoch, const epoch_stats *st, const fl_detval *
     cJSON_AddNumberToObject(j, "obj", st->obj / n);
     cJSON_AddNumberToObject(j, "cls", st->cls / n);
     cJSON_AddNumberToObject(j, "lr", lr);
-    cJSON_AddNumberToObject(j, "seconds", st->seconds);
     if (v) {
         cJSON_AddNumberToObject(j, "map50", v->map50);
         cJSON_AddNumberToObject(j, "map50_95", v->map50_95);
@@ -379,13 +377,12 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
             "of %" PRId64 " batches of %d (nominal %d), warmup %" PRId64 " iterations",
             o->meta.cfg.depth, o->meta.cfg.width, o->meta.cfg.nc, o->meta.imgsz, o->ntrain, o->nval,
             o->epochs, nb, o->batch, o->nbs, wu.nw);
-    double t_start = fl_now();
     int64_t ni0 = nb * t.epoch_done;
     fl_detval v = {0};
     int have_v = 0;
     for (int64_t ep = t.epoch_done; rc == 0 && ep < o->epochs; ep++) {
         epoch_stats st;
-        if (train_epoch(&t, L, ep, nb, &sch, &wu, &st, t_start, ni0, e)) {
+        if (train_epoch(&t, L, ep, nb, &sch, &wu, &st, ni0, e)) {
             rc = -1;
             break;
         }
@@ -411,20 +408,15 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
             break;
         }
         cJSON_AddItemToArray(t.epochs, j);
-        say(o, "epoch %" PRId64 "/%d: box %.4f obj %.4f cls %.4f, %.1f s%s", ep + 1, o->epochs,
-            st.box / fmax(st.steps, 1), st.obj / fmax(st.steps, 1), st.cls / fmax(st.steps, 1), st.seconds, "");
+        say(o, "epoch %" PRId64 "/%d: box %.4f obj %.4f cls %.4f, %.1f s", ep + 1, o->epochs,
+            st.box / fmax(st.steps, 1), st.obj / fmax(st.steps, 1), st.cls / fmax(st.steps, 1), st.seconds);
         if (have_val)
             say(o, "epoch %" PRId64 " val (EMA): P %.3f R %.3f mAP@0.5 %.3f mAP@0.5:0.95 %.3f on %d images (%.1f s)",
                 ep + 1, v.precision, v.recall, v.map50, v.map50_95, v.images, tv);
         t.epoch_done = ep + 1;
         double tc = fl_now();
         if (o->ckpt_path && ckpt_save(&t, e)) rc = -1;
-        if (ep == t.epoch_done - 1 && ep == 0) say(o, "checkpoint %s written in %.2f s", o->ckpt_path, fl_now() - tc);
-        if (rc == 0 && o->stop_after_epoch && t.epoch_done >= o->stop_after_epoch && t.epoch_done < o->epochs) {
-            fl_loader_close(L);
-            trainer_free(&t);
-            return fl_errf(e, "detector_train: stopped after epoch %d as asked", o->stop_after_epoch);
-        }
+        if (ep == 0) say(o, "checkpoint %s written in %.2f s", o->ckpt_path, fl_now() - tc);
     }
     fl_loader_close(L);
     /* The final figures are the last epoch's validation of the EMA weights (recomputed when

@@ -39,7 +39,6 @@ typedef struct fl_dettrain_opts {
     double max_bad_share;    /* unreadable images allowed, as a share of images read */
     const char *pretrained;  /* safetensors state dict loaded by shape (intersect), or NULL */
     const char *ckpt_path;   /* checkpoint in the work dir (resumed from when valid) */
-    int stop_after_epoch;    /* tests: return after this epoch (0: run all) */
     /* Progress and log lines (may be NULL). */
     void (*progress)(void *user, uint64_t step, uint64_t total, const char *line);
     void (*log)(void *user, const char *line);

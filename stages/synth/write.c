@@ -51,15 +51,6 @@ static int close_w(FILE *f, char *path, fl_err *e) {
     return rc;
 }
 
-static int write_image(const char *path, const unsigned char *buf, unsigned long len, fl_err *e) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return fl_errf(e, "cannot create %s: %s", path, strerror(errno));
-    size_t n = fwrite(buf, 1, len, f);
-    int bad = n != len || ferror(f);
-    if (fclose(f) != 0) bad = 1;
-    return bad ? fl_errf(e, "cannot write %s: %s", path, strerror(errno)) : 0;
-}
-
 static int cmp_count_desc(const void *a, const void *b, void *ctx) {
     const fl_synth_plan *p = ctx;
     int ia = *(const int *)a, ib = *(const int *)b;
@@ -171,7 +162,7 @@ int fl_synth_write(const fl_synth_plan *plan, const char *data_dir, const char *
         if (ok) {
             char *path = fl_strdupf("%s/%s", plan->img[i].is_test ? te_dir : tr_dir,
                                     plan->img[i].name);
-            ok = write_image(path, jpg, len, &le) == 0;
+            ok = fl_write_file(path, jpg, len, &le) == 0;
             free(path);
         }
         free(jpg);
