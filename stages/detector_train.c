@@ -35,6 +35,8 @@ const fl_cfg_field fl_detector_schema[] = {
     {"detector.max_bad_share", FL_CFG_NUM, 0, "unreadable images tolerated, as a share (default 0.001)", 0, 1},
     {"detector.ema_decay", FL_CFG_NUM, 0, "model EMA decay (default 0.9999)", 0, 1},
     {"detector.ema_tau", FL_CFG_NUM, 0, "model EMA ramp in updates (default 2000)", 1e-3, 1e12},
+    {"detector.close_mosaic", FL_CFG_INT, 0,
+     "train the last N epochs without mosaic (ultralytics v8's close_mosaic; default 0 as YOLOv5)", 0, 100000},
     {"detector.clip", FL_CFG_NUM, 0, "gradient norm clip (default 10)", 1e-6, 1e12},
     {"detector.hyp", FL_CFG_OBJ, 0, "ultralytics hyp.scratch-low keys (defaults as there)", 0, 0},
     HYP("lr0", 0, 10, "initial learning rate (0.01)"),
@@ -188,6 +190,7 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     o.aug.perspective = (float)num(hyp, "perspective", o.aug.perspective);
     o.aug.flip_lr = (float)num(hyp, "fliplr", o.aug.flip_lr);
     o.aug.mosaic = (float)num(hyp, "mosaic", o.aug.mosaic);
+    o.close_mosaic = (int)num(det, "close_mosaic", 0);
     o.ema_decay = num(det, "ema_decay", 0.9999);
     o.ema_tau = num(det, "ema_tau", 2000);
     o.clip = num(det, "clip", 10);

@@ -363,6 +363,12 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     lc.first_epoch = t.epoch_done;
     lc.epochs = o->epochs - t.epoch_done;
     lc.yolo = o->aug;
+    /* close_mosaic: the last epochs train on single letterboxed-scale images, the distribution
+     * detection sees (a second loader from that epoch on; batches stay pure functions of
+     * (seed, epoch, position), so resuming inside either phase is exact). */
+    int64_t mosaic_end = o->close_mosaic > 0 && o->aug.mosaic > 0 ? o->epochs - o->close_mosaic : o->epochs;
+    if (mosaic_end < 0) mosaic_end = 0;
+    if (t.epoch_done >= mosaic_end) lc.yolo.mosaic = 0;
     lc.on_bad_image = FL_BAD_IMAGE_SKIP;
     lc.max_boxes = 64;
     fl_sched sch = {.kind = FL_SCHED_YOLO_LINEAR, .base_lr = o->lr0, .epochs = o->epochs, .lrf = o->lrf};
@@ -380,13 +386,26 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     int64_t ni0 = nb * t.epoch_done;
     fl_detval v = {0};
     int have_v = 0;
+    uint64_t bad_before = 0;
     for (int64_t ep = t.epoch_done; rc == 0 && ep < o->epochs; ep++) {
         epoch_stats st;
+        if (ep == mosaic_end && lc.yolo.mosaic > 0) {
+            bad_before += fl_loader_bad_images(L);
+            fl_loader_close(L);
+            lc.yolo.mosaic = 0;
+            lc.first_epoch = ep;
+            lc.epochs = o->epochs - ep;
+            if (!(L = fl_loader_open(&lc, e))) {
+                rc = -1;
+                break;
+            }
+            say(o, "mosaic closed for the last %d epochs", o->close_mosaic);
+        }
         if (train_epoch(&t, L, ep, nb, &sch, &wu, &st, ni0, e)) {
             rc = -1;
             break;
         }
-        uint64_t bad = fl_loader_bad_images(L);
+        uint64_t bad = bad_before + fl_loader_bad_images(L);
         double seen = (double)(ep + 1 - ni0 / (nb ? nb : 1)) * nb * o->batch * (o->aug.mosaic > 0 ? 4 : 1);
         if (bad && bad > o->max_bad_share * seen) {
             rc = fl_errf(e, "detector_train: %" PRIu64 " unreadable images in about %.0f reads, over the "

@@ -32,6 +32,7 @@ typedef struct fl_dettrain_opts {
     double warmup_epochs, warmup_momentum, warmup_bias_lr;
     fl_yolo_hyp hyp;         /* loss gains (box, cls, obj), anchor_t */
     fl_yolo_aug aug;
+    int close_mosaic;        /* last epochs without mosaic (ultralytics v8's close_mosaic; 0: v5) */
     double ema_decay, ema_tau, clip;
     uint64_t seed;
     const fl_loader_item *train, *val;
