@@ -266,11 +266,17 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
             fl_yolo_loss(&o->meta.cfg, &o->hyp, &t->h, fl_graph_value(t->g, t->flat), t->targets, nt,
                          t->grad, &lo, e) < 0)
             return -1;
-        if (!isfinite(lo.loss))
-            return fl_errf(e, "detector_train: loss is %g at epoch %" PRId64 " step %" PRId64
-                           " (box %g obj %g cls %g); stopped, the last good checkpoint (epoch %" PRId64
-                           ") is kept; lower detector.hyp.lr0 or check the boxes",
-                           lo.loss, epoch + 1, i + 1, lo.lbox, lo.lobj, lo.lcls, t->epoch_done);
+        if (!isfinite(lo.loss)) {
+            char kept[96];
+            if (t->epoch_done > 0)
+                snprintf(kept, sizeof kept, "the last good checkpoint (epoch %" PRId64 ") is kept", t->epoch_done);
+            else
+                snprintf(kept, sizeof kept, "no epoch finished, so there is no checkpoint");
+            return fl_errf(e, "detector_train: the loss is %s at epoch %" PRId64 " step %" PRId64
+                           " (box %g obj %g cls %g); stopped, %s; lower detector.hyp.lr0, or check "
+                           "the boxes and the pretrained weights", isnan(lo.loss) ? "NaN" : "infinite",
+                           epoch + 1, i + 1, lo.lbox, lo.lobj, lo.lcls, kept);
+        }
         if (fl_graph_backward(t->g, t->grad, e) < 0) return -1;
         if (ni - t->last_opt_step >= accumulate) {
             fl_clip_grad_norm(&t->pl, o->clip);
