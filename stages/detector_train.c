@@ -13,30 +13,40 @@
 #include "stages/detector/weights_stage.h"
 #include "stages/synth/stages.h"
 
-#define HYP(key, lo, hi, doc) {"detector.hyp." key, FL_CFG_NUM, 0, doc, lo, hi}
+#define HYP(key, lo, hi, doc)                                                                      \
+    { "detector.hyp." key, FL_CFG_NUM, 0, doc, lo, hi }
 
 const fl_cfg_field fl_detector_schema[] = {
     {"detector", FL_CFG_OBJ, 0, "the YOLOv5 fin/body detector and its training", 0, 0},
-    {"detector.size", FL_CFG_STR, 0, "n | s | m | l | x (default n); depth/width override it", 0, 0},
+    {"detector.size", FL_CFG_STR, 0, "n | s | m | l | x (default n); depth/width override it", 0,
+     0},
     {"detector.depth", FL_CFG_NUM, 0, "depth multiple (yolov5n 0.33)", 0.01, 4},
     {"detector.width", FL_CFG_NUM, 0, "width multiple (yolov5n 0.25)", 0.01, 4},
-    {"detector.imgsz", FL_CFG_INT, 0, "training and detection input size, a multiple of 32 (default 640)", 32, 4096},
+    {"detector.imgsz", FL_CFG_INT, 0,
+     "training and detection input size, a multiple of 32 (default 640)", 32, 4096},
     {"detector.epochs", FL_CFG_INT, 0, "training epochs (default 100)", 1, 100000},
     {"detector.batch", FL_CFG_INT, 0, "batch size (default 16)", 1, 1024},
-    {"detector.nbs", FL_CFG_INT, 0, "nominal batch reached by gradient accumulation (default 64)", 1, 65536},
+    {"detector.nbs", FL_CFG_INT, 0, "nominal batch reached by gradient accumulation (default 64)",
+     1, 65536},
     {"detector.workers", FL_CFG_INT, 0, "image loader threads (default 2)", 1, 64},
     {"detector.classes", FL_CFG_STR, 0, "one (a single 'animal' class, default) | species", 0, 0},
     {"detector.boxes", FL_CFG_STR, 0,
-     "box CSV (image,bbox \"[[x1 y1 x2 y2]]\" or image,box \"x1 y1 x2 y2\"), relative to the config; "
-     "default: the data's train_boxes.csv", 0, 0},
-    {"detector.val_share", FL_CFG_NUM, 0, "share of boxed individuals held out for validation (default 0.15)", 0, 0.9},
-    {"detector.seed", FL_CFG_INT, 0, "seed of the split, the init and the augmentation (default 0)", 0, FL_CFG_INT_MAX},
+     "box CSV (image,bbox \"[[x1 y1 x2 y2]]\" or image,box \"x1 y1 x2 y2\"), relative to the "
+     "config; "
+     "default: the data's train_boxes.csv",
+     0, 0},
+    {"detector.val_share", FL_CFG_NUM, 0,
+     "share of boxed individuals held out for validation (default 0.15)", 0, 0.9},
+    {"detector.seed", FL_CFG_INT, 0, "seed of the split, the init and the augmentation (default 0)",
+     0, FL_CFG_INT_MAX},
     {"detector.optimizer", FL_CFG_STR, 0, "sgd (nesterov, default) | adam | adamw", 0, 0},
-    {"detector.max_bad_share", FL_CFG_NUM, 0, "unreadable images tolerated, as a share (default 0.001)", 0, 1},
+    {"detector.max_bad_share", FL_CFG_NUM, 0,
+     "unreadable images tolerated, as a share (default 0.001)", 0, 1},
     {"detector.ema_decay", FL_CFG_NUM, 0, "model EMA decay (default 0.9999)", 0, 1},
     {"detector.ema_tau", FL_CFG_NUM, 0, "model EMA ramp in updates (default 2000)", 1e-3, 1e12},
     {"detector.close_mosaic", FL_CFG_INT, 0,
-     "train the last N epochs without mosaic (ultralytics v8's close_mosaic; default 0 as YOLOv5)", 0, 100000},
+     "train the last N epochs without mosaic (ultralytics v8's close_mosaic; default 0 as YOLOv5)",
+     0, 100000},
     {"detector.clip", FL_CFG_NUM, 0, "gradient norm clip (default 10)", 1e-6, 1e12},
     {"detector.hyp", FL_CFG_OBJ, 0, "ultralytics hyp.scratch-low keys (defaults as there)", 0, 0},
     HYP("lr0", 0, 10, "initial learning rate (0.01)"),
@@ -82,7 +92,9 @@ int fl_detector_cfg_from_json(const cJSON *det, int nc, fl_yolo_cfg *cfg, int *i
     double depth = num(det, "depth", cfg->depth), width = num(det, "width", cfg->width);
     if (fl_yolo_cfg_make(cfg, depth, width, nc, e)) return fl_errprefix(e, "detector");
     *imgsz = (int)num(det, "imgsz", 640);
-    if (*imgsz % 32) return fl_errf(e, "detector.imgsz: %d is not a multiple of 32 (the network's largest stride)", *imgsz);
+    if (*imgsz % 32)
+        return fl_errf(
+            e, "detector.imgsz: %d is not a multiple of 32 (the network's largest stride)", *imgsz);
     return 0;
 }
 
@@ -93,7 +105,9 @@ typedef struct log_ctx {
 static void on_progress(void *u, uint64_t step, uint64_t total, const char *line) {
     fl_stage_progress(((log_ctx *)u)->c, step, total, "step", "%s", line);
 }
-static void on_log(void *u, const char *line) { fl_stage_log(((log_ctx *)u)->c, "%s", line); }
+static void on_log(void *u, const char *line) {
+    fl_stage_log(((log_ctx *)u)->c, "%s", line);
+}
 
 static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     fl_err none = {{0}};
@@ -113,14 +127,19 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
         free(data);
         return fl_errf(e, "detector.classes: '%s' is not one of: one, species", classes);
     }
-    char *train_csv = fl_strdupf("%s/train.csv", data), *train_dir = fl_strdupf("%s/train_images", data);
+    char *train_csv = fl_strdupf("%s/train.csv", data),
+         *train_dir = fl_strdupf("%s/train_images", data);
     char *sample = fl_strdupf("%s/sample_submission.csv", data);
     char *own_boxes = boxes ? NULL : fl_strdupf("%s/train_boxes.csv", data);
     fl_detset ds;
-    fl_detset_opts dopt = {.train_csv = train_csv, .train_dir = train_dir, .test = sample,
+    fl_detset_opts dopt = {.train_csv = train_csv,
+                           .train_dir = train_dir,
+                           .test = sample,
                            .boxes = boxes ? boxes : own_boxes,
-                           .classes = !strcmp(classes, "species") ? FL_DETSET_SPECIES : FL_DETSET_ONE_CLASS,
-                           .val_share = num(det, "val_share", 0.15), .seed = (uint64_t)num(det, "seed", 0),
+                           .classes = !strcmp(classes, "species") ? FL_DETSET_SPECIES
+                                                                  : FL_DETSET_ONE_CLASS,
+                           .val_share = num(det, "val_share", 0.15),
+                           .seed = (uint64_t)num(det, "seed", 0),
                            .threads = fl_stage_threads(c)};
     int rc = fl_detset_build(&dopt, &ds, e);
     free(data);
@@ -129,16 +148,18 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     free(sample);
     free(own_boxes);
     if (rc) return -1;
-    fl_stage_log(c, "boxes: %d rows, %d used (%d boxes on %d images of %d individuals, %d held out), "
-                 "%d rows of test images and %d empty rows ignored", ds.n.rows, ds.n.rows_used,
-                 ds.n.boxes, ds.n.boxed, ds.n.individuals, ds.n.val_individuals, ds.n.rows_test,
-                 ds.n.rows_empty);
+    fl_stage_log(c,
+                 "boxes: %d rows, %d used (%d boxes on %d images of %d individuals, %d held out), "
+                 "%d rows of test images and %d empty rows ignored",
+                 ds.n.rows, ds.n.rows_used, ds.n.boxes, ds.n.boxed, ds.n.individuals,
+                 ds.n.val_individuals, ds.n.rows_test, ds.n.rows_empty);
     if (ds.clip_warning[0]) fl_stage_log(c, "warning: %s", ds.clip_warning);
     if (ds.bad_warning[0]) fl_stage_log(c, "warning: %s", ds.bad_warning);
     if (ds.n.bad_images > num(det, "max_bad_share", 0.001) * ds.n.boxed) {
-        rc = fl_errf(e, "detector_train: %d of %d boxed train images do not read, over "
-                     "detector.max_bad_share %g: %s", ds.n.bad_images, ds.n.boxed,
-                     num(det, "max_bad_share", 0.001), ds.bad_warning);
+        rc = fl_errf(e,
+                     "detector_train: %d of %d boxed train images do not read, over "
+                     "detector.max_bad_share %g: %s",
+                     ds.n.bad_images, ds.n.boxed, num(det, "max_bad_share", 0.001), ds.bad_warning);
         fl_detset_free(&ds);
         return rc;
     }
@@ -157,8 +178,10 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
         return -1;
     }
     const char *optname = str(det, "optimizer", "sgd");
-    o.optimizer = !strcmp(optname, "sgd") ? FL_OPTIM_SGD : !strcmp(optname, "adam") ? FL_OPTIM_ADAM
-                : !strcmp(optname, "adamw") ? FL_OPTIM_ADAMW : (fl_optim_kind)-1;
+    o.optimizer = !strcmp(optname, "sgd")     ? FL_OPTIM_SGD
+                  : !strcmp(optname, "adam")  ? FL_OPTIM_ADAM
+                  : !strcmp(optname, "adamw") ? FL_OPTIM_ADAMW
+                                              : (fl_optim_kind)-1;
     if ((int)o.optimizer < 0) {
         fl_detset_free(&ds);
         return fl_errf(e, "detector.optimizer: '%s' is not one of: sgd, adam, adamw", optname);
@@ -210,8 +233,10 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
     char *pre = NULL;
     if (str(det, "weights", NULL)) {
         const char *pdir = fl_stage_input(c, "pretrained", e);
-        if (!pdir) rc = -1;
-        else o.pretrained = pre = fl_strdupf("%s/%s", pdir, FL_DETECTOR_PRETRAINED_FILE);
+        if (!pdir)
+            rc = -1;
+        else
+            o.pretrained = pre = fl_strdupf("%s/%s", pdir, FL_DETECTOR_PRETRAINED_FILE);
     }
     if (rc == 0) rc = fl_dettrain_run(&o, wpath, mpath, e);
     free(ckpt);

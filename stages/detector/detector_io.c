@@ -18,15 +18,18 @@ int fl_detector_save(const char *path, const fl_detector_meta *m, const fl_param
     snprintf(imgsz, sizeof imgsz, "%d", m->imgsz);
     classes[0] = 0;
     if (m->nclasses != m->cfg.nc || m->nclasses < 1 || m->nclasses > FL_DETECTOR_MAX_CLASSES)
-        return fl_errf(e, "%s: %d class names for a %d-class detector", path, m->nclasses, m->cfg.nc);
+        return fl_errf(e, "%s: %d class names for a %d-class detector", path, m->nclasses,
+                       m->cfg.nc);
     for (int i = 0; i < m->nclasses; i++) {
-        if (strchr(m->classes[i], ',')) return fl_errf(e, "%s: class name '%s' has a comma", path, m->classes[i]);
+        if (strchr(m->classes[i], ','))
+            return fl_errf(e, "%s: class name '%s' has a comma", path, m->classes[i]);
         if (i) strcat(classes, ",");
         strcat(classes, m->classes[i]);
     }
     fl_st_kv meta[] = {
-        {"fluke.detector", "1"}, {"format", "pt"},       {"yolo.depth", depth}, {"yolo.width", width},
-        {"yolo.nc", nc},         {"yolo.imgsz", imgsz}, {"yolo.classes", classes},
+        {"fluke.detector", "1"},   {"format", "pt"}, {"yolo.depth", depth},
+        {"yolo.width", width},     {"yolo.nc", nc},  {"yolo.imgsz", imgsz},
+        {"yolo.classes", classes},
     };
     return fl_st_write_params(path, weights, meta, sizeof meta / sizeof meta[0], e);
 }
@@ -39,7 +42,8 @@ static int meta_num(const fl_st_file *f, const char *key, double lo, double hi, 
     errno = 0;
     double d = strtod(v, &end);
     if (end == v || *end || errno || !(d >= lo && d <= hi))
-        return fl_errf(e, "%s: metadata %s = '%s' is not a number in [%g, %g]", f->path, key, v, lo, hi);
+        return fl_errf(e, "%s: metadata %s = '%s' is not a number in [%g, %g]", f->path, key, v, lo,
+                       hi);
     *out = d;
     return 0;
 }
@@ -51,12 +55,14 @@ static int read_meta(const fl_st_file *f, fl_detector_meta *m, fl_err *e) {
         return fl_errf(e, "%s: not a fluke detector (metadata fluke.detector is %s)", f->path,
                        tag ? tag : "missing");
     double depth, width, nc, imgsz;
-    if (meta_num(f, "yolo.depth", 1e-3, 16, &depth, e) || meta_num(f, "yolo.width", 1e-3, 16, &width, e) ||
+    if (meta_num(f, "yolo.depth", 1e-3, 16, &depth, e) ||
+        meta_num(f, "yolo.width", 1e-3, 16, &width, e) ||
         meta_num(f, "yolo.nc", 1, FL_DETECTOR_MAX_CLASSES, &nc, e) ||
         meta_num(f, "yolo.imgsz", 32, 8192, &imgsz, e))
         return -1;
     if ((int)nc != nc || (int)imgsz != imgsz || (int)imgsz % 32)
-        return fl_errf(e, "%s: yolo.nc %g / yolo.imgsz %g must be integers (imgsz a multiple of 32)",
+        return fl_errf(e,
+                       "%s: yolo.nc %g / yolo.imgsz %g must be integers (imgsz a multiple of 32)",
                        f->path, nc, imgsz);
     if (fl_yolo_cfg_make(&m->cfg, depth, width, (int)nc, e)) return fl_errprefix(e, "%s", f->path);
     m->imgsz = (int)imgsz;
@@ -67,7 +73,8 @@ static int read_meta(const fl_st_file *f, fl_detector_meta *m, fl_err *e) {
         const char *q = strchr(p, ',');
         size_t len = q ? (size_t)(q - p) : strlen(p);
         if (m->nclasses >= FL_DETECTOR_MAX_CLASSES || len == 0 || len >= sizeof m->classes[0])
-            return fl_errf(e, "%s: metadata yolo.classes '%.60s' is not %d names", f->path, cl, (int)nc);
+            return fl_errf(e, "%s: metadata yolo.classes '%.60s' is not %d names", f->path, cl,
+                           (int)nc);
         memcpy(m->classes[m->nclasses], p, len);
         m->nclasses++;
         if (!q) break;

@@ -1,7 +1,8 @@
 /* The detector artifact shared by detector_train (writes it) and crop (reads it):
  *
  *   detector.safetensors   EMA weights and buffers under ultralytics names ("model.0.conv.weight",
- *                          "model.24.anchors"), F32, loadable by ultralytics' own state-dict loaders
+ *                          "model.24.anchors"), F32, loadable by ultralytics' own state-dict
+ * loaders
  *   __metadata__           fluke.detector = "1", yolo.depth / yolo.width (C99 hex floats),
  *                          yolo.nc, yolo.imgsz (the training input size), yolo.classes (class
  *                          names joined by ','), format = "pt" (what ultralytics tools expect)

@@ -38,7 +38,8 @@ typedef struct trainer {
     fl_param_list ck;
 } trainer;
 
-static void say(const fl_dettrain_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const fl_dettrain_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void say(const fl_dettrain_opts *o, const char *fmt, ...) {
     char line[1024];
     va_list ap;
@@ -63,9 +64,11 @@ static void set_groups(trainer *t) {
 static int load_pretrained(trainer *t, const char *path, fl_err *e) {
     fl_yolo_pretrained_report rep;
     if (fl_yolo_load_pretrained(t->store, path, &rep, e)) return -1;
-    say(t->o, "pretrained: %zu of %zu tensors transferred from %s (%zu of another shape%s%s kept "
-        "from init, %zu missing)", rep.loaded, rep.total, path, rep.shape_skip,
-        rep.skipped[0] ? ": " : "", rep.skipped, rep.missing);
+    say(t->o,
+        "pretrained: %zu of %zu tensors transferred from %s (%zu of another shape%s%s kept "
+        "from init, %zu missing)",
+        rep.loaded, rep.total, path, rep.shape_skip, rep.skipped[0] ? ": " : "", rep.skipped,
+        rep.missing);
     return 0;
 }
 
@@ -106,10 +109,14 @@ static int ckpt_save(trainer *t, fl_err *e) {
     if (rc) return -1;
     char *metrics = cJSON_PrintUnformatted(t->epochs);
     if (!metrics) return fl_errf(e, "detector_train: out of memory");
-    fl_st_kv extra[] = {{"detector.epoch", ep}, {"detector.last_opt_step", last},
-                        {"detector.metrics", metrics}};
-    fl_ckpt c = {.params = &t->pl, .optim = t->opt, .ema = t->ema, .step = t->epoch_done,
-                 .extra = extra, .nextra = 3};
+    fl_st_kv extra[] = {
+        {"detector.epoch", ep}, {"detector.last_opt_step", last}, {"detector.metrics", metrics}};
+    fl_ckpt c = {.params = &t->pl,
+                 .optim = t->opt,
+                 .ema = t->ema,
+                 .step = t->epoch_done,
+                 .extra = extra,
+                 .nextra = 3};
     rc = fl_ckpt_save(t->o->ckpt_path, &c, e);
     free(metrics);
     return rc;
@@ -122,8 +129,9 @@ static int grads_load(trainer *t, int64_t epoch, fl_err *e) {
     free(gp);
     if (!s) return -1;
     const char *ep = fl_st_meta(s->files[0], "detector.epoch");
-    int rc = ep && strtoll(ep, NULL, 10) == epoch ? fl_st_load_params(s, &t->ck, FL_ST_STRICT, NULL, e)
-                                                   : fl_errf(e, "gradients of another epoch");
+    int rc = ep && strtoll(ep, NULL, 10) == epoch
+                 ? fl_st_load_params(s, &t->ck, FL_ST_STRICT, NULL, e)
+                 : fl_errf(e, "gradients of another epoch");
     fl_st_close_set(s);
     return rc;
 }
@@ -156,7 +164,8 @@ static int ckpt_resume(trainer *t, fl_err *e) {
         t->epochs = arr;
         if (grads_load(t, t->epoch_done, &le)) {
             /* The model was loaded already: start over from a fresh init rather than mix. */
-            rc = fl_errf(e, "%s: the pending gradients of epoch %" PRId64 " do not load (%s); "
+            rc = fl_errf(e,
+                         "%s: the pending gradients of epoch %" PRId64 " do not load (%s); "
                          "remove the work dir's detector_last.ckpt* files to start over",
                          path, t->epoch_done, le.msg);
         }
@@ -174,7 +183,8 @@ static void trainer_free(trainer *t) {
     free(t->grad);
     free(t->targets);
     if (t->ck_names)
-        for (size_t i = 0; i < t->pl.n; i++) free(t->ck_names[i]);
+        for (size_t i = 0; i < t->pl.n; i++)
+            free(t->ck_names[i]);
     free(t->ck_names);
     free(t->ck_v);
     cJSON_Delete(t->epochs);
@@ -201,7 +211,8 @@ static int trainer_init(trainer *t, const fl_dettrain_opts *o, fl_err *e) {
     t->targets = malloc(t->max_targets * sizeof *t->targets);
     if (!t->grad || !t->targets) return fl_errf(e, "detector_train: out of memory");
 
-    /* train.py: weight_decay *= batch_size * accumulate / nbs, accumulate = max(round(nbs / bs), 1) */
+    /* train.py: weight_decay *= batch_size * accumulate / nbs, accumulate = max(round(nbs / bs), 1)
+     */
     int accumulate = (int)nearbyint((double)o->nbs / o->batch);
     if (accumulate < 1) accumulate = 1;
     fl_optim_cfg oc = fl_optim_defaults(o->optimizer, o->lr0);
@@ -228,8 +239,8 @@ static size_t make_targets(trainer *t, const fl_batch *b) {
             const fl_box *bx = &b->boxes[(size_t)i * b->max_boxes + k];
             float w = bx->x2 - bx->x1, h = bx->y2 - bx->y1;
             if (!(w > 0 && h > 0)) continue;
-            t->targets[n++] = (fl_yolo_target){i, bx->cls, (bx->x1 + bx->x2) / 2 / s,
-                                               (bx->y1 + bx->y2) / 2 / s, w / s, h / s};
+            t->targets[n++] = (fl_yolo_target){
+                i, bx->cls, (bx->x1 + bx->x2) / 2 / s, (bx->y1 + bx->y2) / 2 / s, w / s, h / s};
         }
     return n;
 }
@@ -241,8 +252,7 @@ typedef struct epoch_stats {
 } epoch_stats;
 
 static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, const fl_sched *sch,
-                       const fl_yolo_warmup *wu, epoch_stats *st, int64_t ni0,
-                       fl_err *e) {
+                       const fl_yolo_warmup *wu, epoch_stats *st, int64_t ni0, fl_err *e) {
     const fl_dettrain_opts *o = t->o;
     double lr_epoch = fl_sched_lr(sch, epoch);
     fl_optim_set_lr(t->opt, lr_epoch);
@@ -252,7 +262,10 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
     for (int64_t i = 0; i < nb; i++) {
         const fl_batch *b;
         int r = fl_loader_next(L, &b, e);
-        if (r <= 0) return r == 0 ? fl_errf(e, "detector_train: loader ended early in epoch %" PRId64, epoch + 1) : -1;
+        if (r <= 0)
+            return r == 0 ? fl_errf(e, "detector_train: loader ended early in epoch %" PRId64,
+                                    epoch + 1)
+                          : -1;
         int64_t ni = i + nb * epoch;
         int accumulate = fl_yolo_accumulate(ni, wu->nw, o->nbs, o->batch);
         fl_yolo_warmup_apply(t->opt, wu, ni, lr_epoch);
@@ -263,19 +276,22 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
         size_t nt = make_targets(t, b);
         fl_yolo_loss_out lo;
         if (fl_graph_forward(t->g, e) < 0 ||
-            fl_yolo_loss(&o->meta.cfg, &o->hyp, &t->h, fl_graph_value(t->g, t->flat), t->targets, nt,
-                         t->grad, &lo, e) < 0)
+            fl_yolo_loss(&o->meta.cfg, &o->hyp, &t->h, fl_graph_value(t->g, t->flat), t->targets,
+                         nt, t->grad, &lo, e) < 0)
             return -1;
         if (!isfinite(lo.loss)) {
             char kept[96];
             if (t->epoch_done > 0)
-                snprintf(kept, sizeof kept, "the last good checkpoint (epoch %" PRId64 ") is kept", t->epoch_done);
+                snprintf(kept, sizeof kept, "the last good checkpoint (epoch %" PRId64 ") is kept",
+                         t->epoch_done);
             else
                 snprintf(kept, sizeof kept, "no epoch finished, so there is no checkpoint");
-            return fl_errf(e, "detector_train: the loss is %s at epoch %" PRId64 " step %" PRId64
+            return fl_errf(e,
+                           "detector_train: the loss is %s at epoch %" PRId64 " step %" PRId64
                            " (box %g obj %g cls %g); stopped, %s; lower detector.hyp.lr0, or check "
-                           "the boxes and the pretrained weights", isnan(lo.loss) ? "NaN" : "infinite",
-                           epoch + 1, i + 1, lo.lbox, lo.lobj, lo.lcls, kept);
+                           "the boxes and the pretrained weights",
+                           isnan(lo.loss) ? "NaN" : "infinite", epoch + 1, i + 1, lo.lbox, lo.lobj,
+                           lo.lcls, kept);
         }
         if (fl_graph_backward(t->g, t->grad, e) < 0) return -1;
         if (ni - t->last_opt_step >= accumulate) {
@@ -291,7 +307,8 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
         if (o->progress && ((i + 1) % 10 == 0 || i + 1 == nb)) {
             char line[256];
             double ips = (double)st->steps * o->batch / fmax(now - t0, 1e-9);
-            snprintf(line, sizeof line, "epoch %" PRId64 "/%d step %" PRId64 "/%" PRId64
+            snprintf(line, sizeof line,
+                     "epoch %" PRId64 "/%d step %" PRId64 "/%" PRId64
                      " box %.4f obj %.4f cls %.4f lr %.5f %.1f img/s",
                      epoch + 1, o->epochs, i + 1, nb, st->box / st->steps, st->obj / st->steps,
                      st->cls / st->steps, t->opt->lr[0], ips);
@@ -355,7 +372,8 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     int resumed = rc == 0 ? ckpt_resume(&t, e) : 0;
     if (resumed < 0) rc = -1;
     if (rc == 0 && resumed)
-        say(o, "resuming from %s after epoch %" PRId64 " of %d", o->ckpt_path, t.epoch_done, o->epochs);
+        say(o, "resuming from %s after epoch %" PRId64 " of %d", o->ckpt_path, t.epoch_done,
+            o->epochs);
 
     fl_loader_config lc = fl_loader_config_defaults();
     lc.items = o->train;
@@ -372,20 +390,26 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     /* close_mosaic: the last epochs train on single letterboxed-scale images, the distribution
      * detection sees (a second loader from that epoch on; batches stay pure functions of
      * (seed, epoch, position), so resuming inside either phase is exact). */
-    int64_t mosaic_end = o->close_mosaic > 0 && o->aug.mosaic > 0 ? o->epochs - o->close_mosaic : o->epochs;
+    int64_t mosaic_end =
+        o->close_mosaic > 0 && o->aug.mosaic > 0 ? o->epochs - o->close_mosaic : o->epochs;
     if (mosaic_end < 0) mosaic_end = 0;
     if (t.epoch_done >= mosaic_end) lc.yolo.mosaic = 0;
     lc.on_bad_image = FL_BAD_IMAGE_SKIP;
     lc.max_boxes = 64;
-    fl_sched sch = {.kind = FL_SCHED_YOLO_LINEAR, .base_lr = o->lr0, .epochs = o->epochs, .lrf = o->lrf};
+    fl_sched sch = {
+        .kind = FL_SCHED_YOLO_LINEAR, .base_lr = o->lr0, .epochs = o->epochs, .lrf = o->lrf};
     int64_t nb = 0;
     if (rc == 0 && lc.epochs > 0 && !(L = fl_loader_open(&lc, e))) rc = -1;
     if (rc == 0 && L) nb = fl_loader_batches_per_epoch(L);
     fl_yolo_warmup wu = {.nw = fl_yolo_warmup_iters(o->warmup_epochs, nb ? nb : 1),
-                         .warmup_bias_lr = o->warmup_bias_lr, .warmup_momentum = o->warmup_momentum,
-                         .momentum = o->momentum, .bias_group = BIAS_GROUP};
+                         .warmup_bias_lr = o->warmup_bias_lr,
+                         .warmup_momentum = o->warmup_momentum,
+                         .momentum = o->momentum,
+                         .bias_group = BIAS_GROUP};
     if (rc == 0 && t.epoch_done == 0)
-        say(o, "YOLOv5 depth %.2f width %.3f, %d class(es), %d px: %zu train / %zu val images, %d epochs "
+        say(o,
+            "YOLOv5 depth %.2f width %.3f, %d class(es), %d px: %zu train / %zu val images, %d "
+            "epochs "
             "of %" PRId64 " batches of %d (nominal %d), warmup %" PRId64 " iterations",
             o->meta.cfg.depth, o->meta.cfg.width, o->meta.cfg.nc, o->meta.imgsz, o->ntrain, o->nval,
             o->epochs, nb, o->batch, o->nbs, wu.nw);
@@ -412,10 +436,14 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
             break;
         }
         uint64_t bad = bad_before + fl_loader_bad_images(L);
-        double seen = (double)(ep + 1 - ni0 / (nb ? nb : 1)) * nb * o->batch * (o->aug.mosaic > 0 ? 4 : 1);
+        double seen =
+            (double)(ep + 1 - ni0 / (nb ? nb : 1)) * nb * o->batch * (o->aug.mosaic > 0 ? 4 : 1);
         if (bad && bad > o->max_bad_share * seen) {
-            rc = fl_errf(e, "detector_train: %" PRIu64 " unreadable images in about %.0f reads, over the "
-                         "limit detector.max_bad_share %g (they are listed above)", bad, seen, o->max_bad_share);
+            rc = fl_errf(e,
+                         "detector_train: %" PRIu64
+                         " unreadable images in about %.0f reads, over the "
+                         "limit detector.max_bad_share %g (they are listed above)",
+                         bad, seen, o->max_bad_share);
             break;
         }
         int have_val = t.val != NULL;
@@ -434,9 +462,12 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
         }
         cJSON_AddItemToArray(t.epochs, j);
         say(o, "epoch %" PRId64 "/%d: box %.4f obj %.4f cls %.4f, %.1f s", ep + 1, o->epochs,
-            st.box / fmax(st.steps, 1), st.obj / fmax(st.steps, 1), st.cls / fmax(st.steps, 1), st.seconds);
+            st.box / fmax(st.steps, 1), st.obj / fmax(st.steps, 1), st.cls / fmax(st.steps, 1),
+            st.seconds);
         if (have_val)
-            say(o, "epoch %" PRId64 " val (EMA): P %.3f R %.3f mAP@0.5 %.3f mAP@0.5:0.95 %.3f on %d images (%.1f s)",
+            say(o,
+                "epoch %" PRId64
+                " val (EMA): P %.3f R %.3f mAP@0.5 %.3f mAP@0.5:0.95 %.3f on %d images (%.1f s)",
                 ep + 1, v.precision, v.recall, v.map50, v.map50_95, v.images, tv);
         t.epoch_done = ep + 1;
         double tc = fl_now();
@@ -446,8 +477,9 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     fl_loader_close(L);
     /* The final figures are the last epoch's validation of the EMA weights (recomputed when
      * everything was resumed from a finished checkpoint). */
-    if (rc == 0 && t.val && !have_v && (fl_pstore_copy_from(fl_detval_store(t.val), &t.ema->view, e) ||
-                             fl_detval_run(t.val, &v, e)))
+    if (rc == 0 && t.val && !have_v &&
+        (fl_pstore_copy_from(fl_detval_store(t.val), &t.ema->view, e) ||
+         fl_detval_run(t.val, &v, e)))
         rc = -1;
     if (rc == 0 && fl_detector_save(weights_path, &o->meta, &t.ema->view, e)) rc = -1;
     if (rc == 0 && write_metrics(&t, &v, metrics_path, e)) rc = -1;

@@ -25,21 +25,21 @@
 #include "stages/detector/detector_io.h"
 
 typedef struct fl_dettrain_opts {
-    fl_detector_meta meta;   /* network (cfg, imgsz, class names) */
+    fl_detector_meta meta; /* network (cfg, imgsz, class names) */
     int epochs, batch, nbs, workers;
     fl_optim_kind optimizer;
     double lr0, lrf, momentum, weight_decay;
     double warmup_epochs, warmup_momentum, warmup_bias_lr;
-    fl_yolo_hyp hyp;         /* loss gains (box, cls, obj), anchor_t */
+    fl_yolo_hyp hyp; /* loss gains (box, cls, obj), anchor_t */
     fl_yolo_aug aug;
-    int close_mosaic;        /* last epochs without mosaic (ultralytics v8's close_mosaic; 0: v5) */
+    int close_mosaic; /* last epochs without mosaic (ultralytics v8's close_mosaic; 0: v5) */
     double ema_decay, ema_tau, clip;
     uint64_t seed;
     const fl_loader_item *train, *val;
     size_t ntrain, nval;
-    double max_bad_share;    /* unreadable images allowed, as a share of images read */
-    const char *pretrained;  /* safetensors state dict loaded by shape (intersect), or NULL */
-    const char *ckpt_path;   /* checkpoint in the work dir (resumed from when valid) */
+    double max_bad_share;   /* unreadable images allowed, as a share of images read */
+    const char *pretrained; /* safetensors state dict loaded by shape (intersect), or NULL */
+    const char *ckpt_path;  /* checkpoint in the work dir (resumed from when valid) */
     /* Progress and log lines (may be NULL). */
     void (*progress)(void *user, uint64_t step, uint64_t total, const char *line);
     void (*log)(void *user, const char *line);

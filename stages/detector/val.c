@@ -45,7 +45,9 @@ fl_detval_ctx *fl_detval_new(const fl_detector_meta *m, const fl_loader_item *it
     return v;
 }
 
-fl_pstore *fl_detval_store(fl_detval_ctx *v) { return v->store; }
+fl_pstore *fl_detval_store(fl_detval_ctx *v) {
+    return v->store;
+}
 
 static void clear(fl_detval_ctx *v) {
     for (size_t i = 0; i < v->n; i++) {
@@ -103,7 +105,8 @@ int fl_detval_run(fl_detval_ctx *v, fl_detval *out, fl_err *e) {
         float *xin = fl_graph_value(v->g, v->x);
         memcpy(xin, b->images, (size_t)b->n * per * sizeof *xin);
         if (b->n < FL_DETVAL_BATCH)
-            memset(xin + (size_t)b->n * per, 0, (size_t)(FL_DETVAL_BATCH - b->n) * per * sizeof *xin);
+            memset(xin + (size_t)b->n * per, 0,
+                   (size_t)(FL_DETVAL_BATCH - b->n) * per * sizeof *xin);
         if (fl_graph_forward(v->g, e) < 0) {
             rc = -1;
             break;
@@ -111,8 +114,10 @@ int fl_detval_run(fl_detval_ctx *v, fl_detval *out, fl_err *e) {
         const float *heads = fl_graph_value(v->g, v->flat);
         for (int i = 0; i < b->n && rc == 0; i++, img++) {
             int nd = fl_yolo_detect(&v->meta.cfg, &v->h, heads, i, &nc, &v->dets[img], e);
-            if (nd < 0) rc = -1;
-            else v->ndets[img] = nd;
+            if (nd < 0)
+                rc = -1;
+            else
+                v->ndets[img] = nd;
             for (int k = 0; rc == 0 && k < b->nboxes[i]; k++) {
                 const fl_box *bx = &b->boxes[(size_t)i * b->max_boxes + k];
                 rc = push_gt(v, (fl_yolo_gt){(int)img, bx->cls, bx->x1, bx->y1, bx->x2, bx->y2}, e);

@@ -41,12 +41,14 @@ static int setup(void **state) {
         assert_non_null(img);
         int x1 = 8 + 4 * i, y1 = 12 + i, x2 = x1 + 40, y2 = y1 + 30;
         for (int y = y1; y < y2; y++)
-            for (int x = x1; x < x2; x++) memset(fl_image_px(img, x, y), 220, 3);
+            for (int x = x1; x < x2; x++)
+                memset(fl_image_px(img, x, y), 220, 3);
         f->paths[i] = fl_strdupf("%s/i%d.jpg", f->dir, i);
         assert_int_equal(fl_jpeg_write(img, 90, f->paths[i], &e), 0);
         fl_image_free(img);
         f->boxes[i] = (fl_box){(float)x1, (float)y1, (float)x2, (float)y2, 0};
-        f->items[i] = (fl_loader_item){.path = f->paths[i], .label = -1, .boxes = &f->boxes[i], .nboxes = 1};
+        f->items[i] =
+            (fl_loader_item){.path = f->paths[i], .label = -1, .boxes = &f->boxes[i], .nboxes = 1};
     }
     *state = f;
     return 0;
@@ -57,7 +59,8 @@ static int teardown(void **state) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     if (system(cmd) != 0) return -1;
-    for (int i = 0; i < NIMG; i++) free(f->paths[i]);
+    for (int i = 0; i < NIMG; i++)
+        free(f->paths[i]);
     free(f);
     return 0;
 }
