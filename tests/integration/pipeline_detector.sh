@@ -64,7 +64,7 @@ check "editing detector.epochs reruns detector_train, not synth" \
     mkdir -p srv && cp "$FLUKE_SRC/tests/fixtures/pt/yolo_tiny.pt" srv/yolov5n.pt
     python3 "$FLUKE_SRC/tests/kaggle/server.py" --mode ok --serve-dir srv > server.out 2> server.err &
     spid=$!
-    up() { grep -q '^PORT ' server.out || ! kill -0 $spid 2> /dev/null; }
+    up() { grep -qs '^PORT ' server.out || ! kill -0 $spid 2> /dev/null; }
     wait_for 60 up
     port=$(sed -n 's/^PORT //p' server.out)
     printf '{"extends": "det.json", "name": "pre", "detector": {"width": 0.03125, "epochs": 1, "weights": "yolov5n",
