@@ -83,8 +83,8 @@ static const char *str(const cJSON *o, const char *key, const char *def) {
     return cJSON_IsString(v) ? v->valuestring : def;
 }
 
-/* The network from detector.size / depth / width (shared with crop's plan checks). */
-int fl_detector_cfg_from_json(const cJSON *det, int nc, fl_yolo_cfg *cfg, int *imgsz, fl_err *e) {
+/* The network from detector.size / depth / width and imgsz. */
+static int detector_cfg_from_json(const cJSON *det, int nc, fl_yolo_cfg *cfg, int *imgsz, fl_err *e) {
     const char *size = str(det, "size", "n");
     if (strlen(size) != 1 || !strchr("nsmlx", size[0]))
         return fl_errf(e, "detector.size: '%s' is not a YOLOv5 size (n, s, m, l, x)", size);
@@ -173,7 +173,7 @@ static int run_detector_train(fl_stage_ctx *c, fl_err *e) {
         fl_detset_free(&ds);
         return fl_errf(e, "detector: %d classes, at most %d", ds.nclasses, FL_DETECTOR_MAX_CLASSES);
     }
-    if (fl_detector_cfg_from_json(det, ds.nclasses, &o.meta.cfg, &o.meta.imgsz, e)) {
+    if (detector_cfg_from_json(det, ds.nclasses, &o.meta.cfg, &o.meta.imgsz, e)) {
         fl_detset_free(&ds);
         return -1;
     }

@@ -67,6 +67,10 @@ static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, c
     if (fl_plan_detector_weights(p, config, &dw, e)) return -1;
     const cJSON *det = cJSON_GetObjectItemCaseSensitive(config, "detector");
     const cJSON *boxes = det ? cJSON_GetObjectItemCaseSensitive(det, "boxes") : NULL;
+    const cJSON *imgsz = det ? cJSON_GetObjectItemCaseSensitive(det, "imgsz") : NULL;
+    if (cJSON_IsNumber(imgsz) && (int)imgsz->valuedouble % 32)
+        return fl_errf(e, "detector.imgsz: %d is not a multiple of 32 (the network's largest stride)",
+                       (int)imgsz->valuedouble);
     if (!(n = fl_plan_add(p, &fl_stage_detector_train, -1, e)) || fl_plan_node_section(n, "detector", e) ||
         fl_plan_node_input(n, "data", data, e) ||
         (cJSON_IsString(boxes) && fl_plan_node_input_path(n, "boxes", boxes->valuestring, e)) ||

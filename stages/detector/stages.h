@@ -10,7 +10,4 @@
 extern const fl_stage_def fl_stage_detector_train;
 extern const fl_cfg_field fl_detector_schema[];
 
-/* The network of the `detector` section (size or depth/width multiples, imgsz) for nc classes. */
-int fl_detector_cfg_from_json(const cJSON *det, int nc, fl_yolo_cfg *cfg, int *imgsz, fl_err *e);
-
 #endif

@@ -383,6 +383,9 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     lc.batch_size = o->batch;
     lc.workers = o->workers;
     lc.augment = 1;
+    /* A short last batch would be padded with black images, which then enter the batch-norm
+     * statistics and the loss; drop it, as long as a full batch exists. */
+    lc.drop_last = o->ntrain >= (size_t)o->batch;
     lc.seed = o->seed;
     lc.first_epoch = t.epoch_done;
     lc.epochs = o->epochs - t.epoch_done;
