@@ -263,17 +263,18 @@ int main(int argc, char **argv) {
            "dropout %s, drop path %s, Adam), %d threads\n",
            strcmp(b.s.variant, "tf") == 0 ? "tf" : "native", b.s.width, b.s.depth, b.s.dim,
            b.s.dilations, b.s.emb, b.s.classes, b.s.dropout, b.s.drop_path, threads);
-    char size[32];
+    char size[32], model[96];
     snprintf(size, sizeof size, "%dpx", b.res);
-    printf("%-12s %-8s %5s %12s %12s %7s\n", "model", "size", "batch", "fluke img/s", "torch img/s",
+    snprintf(model, sizeof model, "embed-%s-w%s-d%s", b.s.variant, b.s.width, b.s.depth);
+    printf("%-20s %-6s %5s %12s %12s %7s\n", "model", "size", "batch", "fluke img/s", "torch img/s",
            "ratio");
     if (!peer) {
-        printf("%-12s %-8s %5d %12.2f %12s %7s\n", "embed", size, b.batch, f, "-", "-");
+        printf("%-20s %-6s %5d %12.2f %12s %7s\n", model, size, b.batch, f, "-", "-");
         printf("parameters: fluke %lld\nskipped: %s; no ratio\n", fparams, skip);
         return 0;
     }
     double best = ta > tb ? ta : tb;
-    printf("%-12s %-8s %5d %12.2f %12.2f %7.3f\n", "embed", size, b.batch, f, best, f / best);
+    printf("%-20s %-6s %5d %12.2f %12.2f %7.3f\n", model, size, b.batch, f, best, f / best);
     printf("torch layouts: %.2f img/s NCHW, %.2f img/s channels_last\n", ta, tb);
     printf("parameters: fluke %lld, torch %lld\n", fparams, tparams);
     if (fparams != tparams) {
