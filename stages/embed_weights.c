@@ -16,19 +16,18 @@ const fl_cfg_field fl_embed_weights_schema[] = {
      "tf_efficientnet_b7.ns_jft_in1k; downloaded from the hub (timm/<name>) and loaded by name "
      "without the classifier (default: random init)",
      0, 0},
-    {"embed.backbone.weights_url", FL_CFG_STR, 0,
-     "hub base URL (default " FL_EMBED_WEIGHTS_URL ")", 0, 0},
+    {"embed.backbone.weights_url", FL_CFG_STR, 0, "hub base URL (default " FL_EMBED_WEIGHTS_URL ")",
+     0, 0},
     {NULL, 0, 0, NULL, 0, 0},
 };
 
 int fl_embed_weights_name(const char *v, fl_err *e) {
     const char *p = v;
     if (p && !strncmp(p, "tf_", 3)) p += 3;
-    int ok = p && !strncmp(p, "efficientnet_b", 14) && p[14] >= '0' && p[14] <= '7' &&
-             p[15] == '.';
+    int ok = p && !strncmp(p, "efficientnet_b", 14) && p[14] >= '0' && p[14] <= '7' && p[15] == '.';
     const char *tag = ok ? p + 16 : NULL;
-    ok = ok && tag[0] && strlen(tag) <= 64 && strspn(tag, "abcdefghijklmnopqrstuvwxyz0123456789_") ==
-                                                  strlen(tag) && tag[0] != '_';
+    ok = ok && tag[0] && strlen(tag) <= 64 &&
+         strspn(tag, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(tag) && tag[0] != '_';
     if (!ok)
         return fl_errf(e,
                        "config key 'embed.backbone.weights' is '%.80s': not timm EfficientNet "
@@ -43,12 +42,15 @@ static int check_file(fl_stage_ctx *c, const char *path, const char *name, fl_er
     fl_st_file *f = fl_st_open(path, e);
     if (!f) return fl_errprefix(e, "embed.backbone.weights '%s'", name);
     size_t numel = 0, nt = f->n;
-    for (size_t i = 0; i < f->n; i++) numel += f->t[i].numel;
+    for (size_t i = 0; i < f->n; i++)
+        numel += f->t[i].numel;
     int ok = fl_st_find(f, "conv_stem.weight") != NULL;
     fl_st_close(f);
     if (!ok)
-        return fl_errf(e, "embed.backbone.weights '%s': the hub's file has no conv_stem.weight "
-                          "(%zu tensors): not a timm EfficientNet checkpoint", name, nt);
+        return fl_errf(e,
+                       "embed.backbone.weights '%s': the hub's file has no conv_stem.weight "
+                       "(%zu tensors): not a timm EfficientNet checkpoint",
+                       name, nt);
     fl_stage_log(c, "timm/%s: %zu tensors, %zu values, written as %s", name, nt, numel,
                  FL_EMBED_PRETRAINED_FILE);
     return 0;
@@ -61,7 +63,8 @@ static int run_embed_weights(fl_stage_ctx *c, fl_err *e) {
     fl_err ignore; /* the section is always declared: NULL means the key is absent */
     const cJSON *u = fl_stage_cfg(c, "embed.backbone.weights_url", &ignore);
     if (u && (!cJSON_IsString(u) || !u->valuestring[0]))
-        return fl_errf(e, "config key 'embed.backbone.weights_url' must be a non-empty string (a URL)");
+        return fl_errf(
+            e, "config key 'embed.backbone.weights_url' must be a non-empty string (a URL)");
     const char *base = u ? u->valuestring : FL_EMBED_WEIGHTS_URL;
     char *repo = fl_strdupf("timm/%s", v);
     char *dir = fl_strdupf("%s/weights", fl_stage_out_dir(c));
@@ -80,7 +83,8 @@ static int run_embed_weights(fl_stage_ctx *c, fl_err *e) {
     if (fl_hf_download(k, base, repo, NULL, fl_stage_work_dir(c), NULL, &name, &r, e) < 0) {
         fl_errprefix(e, "embed.backbone.weights '%s'%s", v,
                      r.http_status == 404 ? " (neither model.safetensors nor pytorch_model.bin "
-                                            "on the hub)" : "");
+                                            "on the hub)"
+                                          : "");
         goto out;
     }
     if (!(src = fl_strdupf("%s/%s", fl_stage_work_dir(c), name))) {
@@ -126,7 +130,8 @@ int fl_plan_embed_weights(fl_plan *p, const cJSON *config, fl_plan_node **out, f
     if (fl_embed_weights_name(cJSON_IsString(w) ? w->valuestring : NULL, e)) return -1;
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(bb, "weights_url");
     if (u && (!cJSON_IsString(u) || !u->valuestring[0]))
-        return fl_errf(e, "config key 'embed.backbone.weights_url' must be a non-empty string (a URL)");
+        return fl_errf(
+            e, "config key 'embed.backbone.weights_url' must be a non-empty string (a URL)");
     fl_plan_node *n = fl_plan_add_as(p, &fl_stage_embed_weights, FL_EMBED_WEIGHTS_NODE, e);
     if (!n || fl_plan_node_section(n, "embed.backbone.weights", e) ||
         fl_plan_node_section(n, "embed.backbone.weights_url", e) ||

@@ -38,7 +38,8 @@ int fl_folds_cfg(const cJSON *sec, int *k, uint64_t *seed, fl_folds_by *by, fl_e
         *seed = (uint64_t)v->valuedouble;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(sec, "by"))) {
-        if (!cJSON_IsString(v)) return fl_errf(e, "folds.by: must be a string (individual | image)");
+        if (!cJSON_IsString(v))
+            return fl_errf(e, "folds.by: must be a string (individual | image)");
         if (fl_folds_by_parse(v->valuestring, by, e)) return -1;
     }
     return 0;
@@ -53,7 +54,8 @@ static int log_folds(fl_stage_ctx *c, const fl_folds *f, fl_err *e) {
         free(is_new), free(img), free(nw);
         return fl_errf(e, "folds: out of memory");
     }
-    for (int r = 0; r < f->n; r++) img[f->fold[r]]++, nw[f->fold[r]] += is_new[r];
+    for (int r = 0; r < f->n; r++)
+        img[f->fold[r]]++, nw[f->fold[r]] += is_new[r];
     for (int g = 0; g < f->k; g++)
         fl_stage_log(c, "fold %d: %d images, %d new_individual in validation (%.1f%%)", g, img[g],
                      nw[g], 100.0 * nw[g] / (img[g] ? img[g] : 1));

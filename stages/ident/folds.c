@@ -62,7 +62,8 @@ static int row_cmp(const void *a, const void *b) {
  * where the next image of this individual goes. Insertion sort: k <= 100. */
 static void rank_folds(int k, const int *spc, const int *tot, uint64_t h, int *order,
                        uint64_t *tie) {
-    for (int f = 0; f < k; f++) tie[f] = mix64(h ^ mix64((uint64_t)f + 1));
+    for (int f = 0; f < k; f++)
+        tie[f] = mix64(h ^ mix64((uint64_t)f + 1));
     for (int i = 0; i < k; i++) {
         int f = i, j = i;
         for (; j > 0; j--) {
@@ -83,7 +84,8 @@ static char **dup_column(const char *const *v, int n) {
     if (!out) return NULL;
     for (int i = 0; i < n; i++)
         if (!(out[i] = strdup(v[i]))) {
-            for (int j = 0; j < i; j++) free(out[j]);
+            for (int j = 0; j < i; j++)
+                free(out[j]);
             free(out);
             return NULL;
         }
@@ -93,8 +95,10 @@ static char **dup_column(const char *const *v, int n) {
 int fl_folds_by_parse(const char *s, fl_folds_by *out, fl_err *e) {
     if (s && !strcmp(s, "individual")) return *out = FL_FOLDS_BY_INDIVIDUAL, 0;
     if (s && !strcmp(s, "image")) return *out = FL_FOLDS_BY_IMAGE, 0;
-    return fl_errf(e, "folds.by: '%s' is not a fold mode (individual: an individual's images in "
-                      "one fold | image: StratifiedKFold on individual_id)", s ? s : "(none)");
+    return fl_errf(e,
+                   "folds.by: '%s' is not a fold mode (individual: an individual's images in "
+                   "one fold | image: StratifiedKFold on individual_id)",
+                   s ? s : "(none)");
 }
 
 /* The assignment proper: fold[r] for every row, given the individuals (sorted) and, per row,
@@ -109,7 +113,8 @@ static void assign(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, 
         rank_folds(k, spc, tot, hf, order, tie);
         const int *r = rows + row_start[i];
         if (by == FL_FOLDS_BY_INDIVIDUAL) {
-            for (int j = 0; j < d->m; j++) fold[r[j]] = order[0];
+            for (int j = 0; j < d->m; j++)
+                fold[r[j]] = order[0];
             spc[order[0]] += d->m, tot[order[0]] += d->m;
             continue;
         }
@@ -119,8 +124,10 @@ static void assign(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, 
             keys[j] = (row_key){str_hash(seed, SALT_IMAGE, t->image[r[j]]), r[j]};
         qsort(keys, (size_t)d->m, sizeof *keys, row_cmp);
         int full = d->m / k * k, start = (int)(str_hash(seed, SALT_START, d->name) % (uint64_t)k);
-        for (int j = 0; j < full; j++) fold[keys[j].row] = (start + j) % k;
-        for (int f = 0; f < k; f++) spc[f] += full / k, tot[f] += full / k;
+        for (int j = 0; j < full; j++)
+            fold[keys[j].row] = (start + j) % k;
+        for (int f = 0; f < k; f++)
+            spc[f] += full / k, tot[f] += full / k;
         for (int j = full; j < d->m; j++) {
             int f = order[j - full];
             fold[keys[j].row] = f;
@@ -162,7 +169,9 @@ int fl_folds_make(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, f
         }
         if (i == -1) {
             i = nind++;
-            iv[i] = (ind){.name = t->individual[r], .species = s, .first = r,
+            iv[i] = (ind){.name = t->individual[r],
+                          .species = s,
+                          .first = r,
                           .h = str_hash(seed, SALT_ORDER, t->individual[r])};
         }
         iv[i].m++;
@@ -187,11 +196,13 @@ int fl_folds_make(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, f
         }
         memcpy(sorted, iv, (size_t)nind * sizeof *iv);
         qsort(sorted, (size_t)nind, sizeof *sorted, ind_cmp);
-        for (int i = 0; i < nind; i++) pos[row_ind[sorted[i].first]] = i;
+        for (int i = 0; i < nind; i++)
+            pos[row_ind[sorted[i].first]] = i;
         memcpy(iv, sorted, (size_t)nind * sizeof *iv);
         free(sorted);
     }
-    for (int i = 0; i < nind; i++) row_start[i + 1] = row_start[i] + iv[i].m;
+    for (int i = 0; i < nind; i++)
+        row_start[i + 1] = row_start[i] + iv[i].m;
     {
         int *fill = calloc((size_t)nind + 1, sizeof *fill);
         if (!fill) {
@@ -207,8 +218,10 @@ int fl_folds_make(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, f
     assign(t, k, seed, by, iv, nind, rows, row_start, spc, tot, fold, keys, order, tie);
     for (int g = 0; g < k; g++)
         if (tot[g] == 0) {
-            fl_errf(e, "folds: fold %d of %d would be empty (train.csv %s: %d images of %d "
-                       "individuals)", g, k, path, n, nind);
+            fl_errf(e,
+                    "folds: fold %d of %d would be empty (train.csv %s: %d images of %d "
+                    "individuals)",
+                    g, k, path, n, nind);
             goto out;
         }
     f->n = n, f->k = k, f->fold = fold, fold = NULL;
@@ -239,7 +252,8 @@ static void sb_put(sbuf *b, const char *s, size_t len) {
     if (b->oom) return;
     if (b->n + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + len + 1) cap *= 2;
+        while (cap < b->n + len + 1)
+            cap *= 2;
         char *q = realloc(b->p, cap);
         if (!q) {
             b->oom = 1;
@@ -280,8 +294,8 @@ int fl_folds_write(const char *path, const fl_folds *f, fl_err *e) {
         snprintf(num, sizeof num, ",%d\n", (int)f->fold[r]);
         sb_put(&b, num, strlen(num));
     }
-    int rc = b.oom ? fl_errf(e, "%s: out of memory", path)
-                   : fl_write_file_atomic(path, b.p, b.n, e);
+    int rc =
+        b.oom ? fl_errf(e, "%s: out of memory", path) : fl_write_file_atomic(path, b.p, b.n, e);
     free(b.p);
     return rc;
 }
@@ -317,7 +331,8 @@ int fl_folds_read(const char *path, fl_folds *f, fl_err *e) {
     int *lines = NULL;
     const char **names = NULL;
     int hdr_ok = c.ncols == 4;
-    for (int j = 0; hdr_ok && j < 4; j++) hdr_ok = !strcmp(c.header[j], cols[j]);
+    for (int j = 0; hdr_ok && j < 4; j++)
+        hdr_ok = !strcmp(c.header[j], cols[j]);
     if (!hdr_ok) {
         fl_errf(e, "%s:%d: the header must be image,individual_id,species,fold", path,
                 c.rows[0].line);
@@ -394,8 +409,10 @@ int fl_folds_val_new(const fl_folds *f, uint8_t *is_new, fl_err *e) {
     for (int r = 0; r < f->n; r++) {
         int i = fl_strmap_put(&m, f->individual[r], nind);
         if (i == -2) goto out;
-        if (i == -1) first[i = nind++] = f->fold[r];
-        else if (first[i] != f->fold[r]) multi[i] = 1;
+        if (i == -1)
+            first[i = nind++] = f->fold[r];
+        else if (first[i] != f->fold[r])
+            multi[i] = 1;
     }
     count = 0;
     for (int r = 0; r < f->n; r++) {

@@ -44,8 +44,13 @@ static void run_init(run *r, const char *dir, const char *cfg_json, const char *
     assert_int_equal(fl_mkdirs(r->out, &e), 0);
     assert_int_equal(fl_mkdirs(r->work, &e), 0);
     r->logfd = open(r->logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    r->ctx = (fl_stage_ctx){.node = r->node, .config = r->cfg, .out_dir = r->out,
-                            .work_dir = r->work, .threads = 1, .gpu = -1, .t_start = fl_now(),
+    r->ctx = (fl_stage_ctx){.node = r->node,
+                            .config = r->cfg,
+                            .out_dir = r->out,
+                            .work_dir = r->work,
+                            .threads = 1,
+                            .gpu = -1,
+                            .t_start = fl_now(),
                             .out_fd = r->logfd};
 }
 
@@ -64,7 +69,8 @@ static void test_plan(void **state) {
     fl_plan_init(&p, "/tmp");
     fl_err e;
     fl_plan_node *n = (fl_plan_node *)1;
-    const char *none[] = {"{}", "{\"embed\":{\"lr\":0.001}}", "{\"embed\":{\"backbone\":{\"name\":\"efficientnet_b0\"}}}"};
+    const char *none[] = {"{}", "{\"embed\":{\"lr\":0.001}}",
+                          "{\"embed\":{\"backbone\":{\"name\":\"efficientnet_b0\"}}}"};
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
         cJSON *c = cJSON_Parse(none[i]);
         assert_int_equal(fl_plan_embed_weights(&p, c, &n, &e), 0);
@@ -90,11 +96,17 @@ static void test_plan(void **state) {
                           "tf_efficientnet_b7.ap_in1k", "efficientnet_b3.ra2_in1k"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (fl_embed_weights_name(good[i], &e)) fail_msg("%s: %s", good[i], e.msg);
-    const char *bad[] = {"\"tf_efficientnet_b7\"", "\"efficientnet_b8.ra_in1k\"",
-                         "\"resnet50.a1_in1k\"", "\"timm/tf_efficientnet_b0.ns_jft_in1k\"",
-                         "\"tf_efficientnet_b0.NS\"", "\"tf_efficientnet_b0.\"",
-                         "\"tf_efficientnet_b0.ns/../x\"", "\"tf_efficientnet_b0._x\"",
-                         "\"efficientnet_b10.x\"", "3", "\"\""};
+    const char *bad[] = {"\"tf_efficientnet_b7\"",
+                         "\"efficientnet_b8.ra_in1k\"",
+                         "\"resnet50.a1_in1k\"",
+                         "\"timm/tf_efficientnet_b0.ns_jft_in1k\"",
+                         "\"tf_efficientnet_b0.NS\"",
+                         "\"tf_efficientnet_b0.\"",
+                         "\"tf_efficientnet_b0.ns/../x\"",
+                         "\"tf_efficientnet_b0._x\"",
+                         "\"efficientnet_b10.x\"",
+                         "3",
+                         "\"\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *js = fl_strdupf("{\"embed\":{\"backbone\":{\"weights\":%s}}}", bad[i]);
         fl_plan_init(&p, "/tmp");
@@ -121,10 +133,13 @@ static void test_plan(void **state) {
 /* A tiny EfficientNet-named checkpoint: conv_stem.weight [4,3,3,3] and bn1.weight [4]. */
 static void write_tiny(const char *path) {
     float w[108], b[4];
-    for (int i = 0; i < 108; i++) w[i] = (float)i * 0.01f - 0.5f;
-    for (int i = 0; i < 4; i++) b[i] = 1.0f + (float)i;
+    for (int i = 0; i < 108; i++)
+        w[i] = (float)i * 0.01f - 0.5f;
+    for (int i = 0; i < 4; i++)
+        b[i] = 1.0f + (float)i;
     const int64_t sw[] = {4, 3, 3, 3}, sb[] = {4};
-    fl_st_entry v[] = {{"conv_stem.weight", FL_ST_F32, 4, sw, w}, {"bn1.weight", FL_ST_F32, 1, sb, b}};
+    fl_st_entry v[] = {{"conv_stem.weight", FL_ST_F32, 4, sw, w},
+                       {"bn1.weight", FL_ST_F32, 1, sb, b}};
     fl_err e;
     if (fl_st_write(path, v, 2, NULL, 0, &e)) fail_msg("%s", e.msg);
 }
@@ -148,8 +163,10 @@ static void test_run(void **state) {
     write_tiny(served);
     const char *extra[] = {"--serve-dir", srv, NULL};
     ts_fx *f = ts_fx_new("ok", NULL, extra);
-    char *cfg = fl_strdupf("{\"embed\":{\"backbone\":{\"weights\":\"tf_efficientnet_b0.ns_jft_in1k\","
-                           "\"weights_url\":\"%s/\"}}}", f->srv.base);
+    char *cfg =
+        fl_strdupf("{\"embed\":{\"backbone\":{\"weights\":\"tf_efficientnet_b0.ns_jft_in1k\","
+                   "\"weights_url\":\"%s/\"}}}",
+                   f->srv.base);
     run r;
     run_init(&r, f->dir, cfg, "ew");
     free(cfg);
@@ -163,10 +180,14 @@ static void test_run(void **state) {
     assert_int_equal(lg, lw);
     assert_memory_equal(a, b, lw);
     free(a), free(b), free(got);
-    assert_int_equal(hf_requests_for(&f->srv, "/timm/tf_efficientnet_b0.ns_jft_in1k/resolve/main/model.safetensors"), 1);
+    assert_int_equal(
+        hf_requests_for(&f->srv,
+                        "/timm/tf_efficientnet_b0.ns_jft_in1k/resolve/main/model.safetensors"),
+        1);
     assert_int_equal(ts_server_violations(&f->srv), 0);
     char *log = fl_read_file(r.logp, NULL, &e);
-    if (!strstr(log, "[weights] timm/tf_efficientnet_b0.ns_jft_in1k: 2 tensors, 112 values, written as " FL_EMBED_PRETRAINED_FILE))
+    if (!strstr(log, "[weights] timm/tf_efficientnet_b0.ns_jft_in1k: 2 tensors, 112 values, "
+                     "written as " FL_EMBED_PRETRAINED_FILE))
         fail_msg("log:\n%s", log);
     free(log);
     run_free(&r);
@@ -175,12 +196,14 @@ static void test_run(void **state) {
      * message names the key and both candidates. */
     f = ts_fx_new("hf404safetensors", NULL, extra);
     cfg = fl_strdupf("{\"embed\":{\"backbone\":{\"weights\":\"efficientnet_b1.nope\","
-                     "\"weights_url\":\"%s\"}}}", f->srv.base);
+                     "\"weights_url\":\"%s\"}}}",
+                     f->srv.base);
     run_init(&r, f->dir, cfg, "ew404");
     free(cfg);
     assert_int_equal(fl_stage_embed_weights.run(&r.ctx, &e), -1);
     if (!strstr(e.msg, "embed.backbone.weights 'efficientnet_b1.nope' (neither model.safetensors "
-                       "nor pytorch_model.bin on the hub)") || !strstr(e.msg, "404"))
+                       "nor pytorch_model.bin on the hub)") ||
+        !strstr(e.msg, "404"))
         fail_msg("%s", e.msg);
     run_free(&r);
     ts_fx_free(f);
@@ -194,7 +217,8 @@ static void test_run(void **state) {
     assert_int_equal(fl_copy_file(bin, to, &e), 0);
     f = ts_fx_new("hf404safetensors", NULL, extra);
     cfg = fl_strdupf("{\"embed\":{\"backbone\":{\"weights\":\"efficientnet_b0.ra_in1k\","
-                     "\"weights_url\":\"%s\"}}}", f->srv.base);
+                     "\"weights_url\":\"%s\"}}}",
+                     f->srv.base);
     run_init(&r, f->dir, cfg, "ewbin");
     free(cfg);
     assert_int_equal(fl_stage_embed_weights.run(&r.ctx, &e), -1);

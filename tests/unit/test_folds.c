@@ -51,9 +51,12 @@ static char *write_train(const char *tag, int nind, uint64_t gen, int shuffle) {
     uint64_t s = gen;
     for (int i = 0; i < nind; i++) {
         int r = (int)(lcg(&s) % 100);
-        int m = r < 33 ? 1 : r < 80 ? 2 + (int)(lcg(&s) % 3) : r < 95 ? 5 + (int)(lcg(&s) % 6)
-                                                               : 11 + (int)(lcg(&s) % 20);
-        for (int j = 0; j < m; j++) who[n] = i, num[n] = j, n++;
+        int m = r < 33   ? 1
+                : r < 80 ? 2 + (int)(lcg(&s) % 3)
+                : r < 95 ? 5 + (int)(lcg(&s) % 6)
+                         : 11 + (int)(lcg(&s) % 20);
+        for (int j = 0; j < m; j++)
+            who[n] = i, num[n] = j, n++;
     }
     /* interleave: a fixed permutation; shuffle: another one */
     uint64_t ps = shuffle ? 99 : 7;
@@ -117,7 +120,8 @@ static void species_spread(const fl_folds *f, const char *sp, int *spread, int *
     for (int r = 0; r < f->n; r++)
         if (!strcmp(f->species[r], sp)) cnt[f->fold[r]]++;
     int lo = cnt[0], hi = cnt[0];
-    for (int g = 1; g < f->k; g++) lo = cnt[g] < lo ? cnt[g] : lo, hi = cnt[g] > hi ? cnt[g] : hi;
+    for (int g = 1; g < f->k; g++)
+        lo = cnt[g] < lo ? cnt[g] : lo, hi = cnt[g] > hi ? cnt[g] : hi;
     *spread = hi - lo;
     stat_ind *v = stats(f, &nind);
     *largest = 0;
@@ -128,9 +132,11 @@ static void species_spread(const fl_folds *f, const char *sp, int *spread, int *
 
 static int total_spread(const fl_folds *f) {
     int cnt[FL_FOLDS_MAX_K] = {0};
-    for (int r = 0; r < f->n; r++) cnt[f->fold[r]]++;
+    for (int r = 0; r < f->n; r++)
+        cnt[f->fold[r]]++;
     int lo = cnt[0], hi = cnt[0];
-    for (int g = 1; g < f->k; g++) lo = cnt[g] < lo ? cnt[g] : lo, hi = cnt[g] > hi ? cnt[g] : hi;
+    for (int g = 1; g < f->k; g++)
+        lo = cnt[g] < lo ? cnt[g] : lo, hi = cnt[g] > hi ? cnt[g] : hi;
     return hi - lo;
 }
 
@@ -148,13 +154,15 @@ static void test_grouped_by_individual(void **state) {
         stat_ind *v = stats(&f, &nind);
         for (int i = 0; i < nind; i++) {
             int folds = 0;
-            for (int g = 0; g < k; g++) folds += v[i].in[g];
+            for (int g = 0; g < k; g++)
+                folds += v[i].in[g];
             assert_int_equal(folds, 1); /* never straddles train and validation */
             nsum += v[i].m;
         }
         assert_int_equal(nsum, f.n);
         /* the fix was applied: species are the canonical names */
-        for (int r = 0; r < f.n; r++) assert_string_not_equal(f.species[r], "globis");
+        for (int r = 0; r < f.n; r++)
+            assert_string_not_equal(f.species[r], "globis");
         /* every validation image is new_individual to its fold's training part */
         uint8_t *isn = malloc((size_t)f.n);
         fl_err e;
@@ -176,7 +184,8 @@ static void test_by_image_every_fold(void **state) {
     stat_ind *v = stats(&f, &nind);
     for (int i = 0; i < nind; i++) {
         int folds = 0;
-        for (int g = 0; g < k; g++) folds += v[i].in[g];
+        for (int g = 0; g < k; g++)
+            folds += v[i].in[g];
         /* m >= k: in every fold; m < k: its images in m distinct folds */
         assert_int_equal(folds, v[i].m < k ? v[i].m : k);
         big += v[i].m >= k;
@@ -195,7 +204,8 @@ static void test_by_image_every_fold(void **state) {
         int cnt[FL_FOLDS_MAX_K] = {0};
         for (int r = 0; r < f.n; r++)
             if (!strcmp(f.individual[r], v[i].name)) cnt[f.fold[r]]++;
-        for (int g = 0; g < k; g++) assert_true(cnt[g] == v[i].m / k || cnt[g] == v[i].m / k + 1);
+        for (int g = 0; g < k; g++)
+            assert_true(cnt[g] == v[i].m / k || cnt[g] == v[i].m / k + 1);
     }
     free(isn);
     free(v);
@@ -222,16 +232,20 @@ static void test_species_balance_and_sizes(void **state) {
                 int spread, largest;
                 species_spread(&f, SPECIES[s], &spread, &largest);
                 assert_true(largest > 0);
-                if (mode) assert_in_range(spread, 0, 1);
-                else assert_in_range(spread, 0, largest);
+                if (mode)
+                    assert_in_range(spread, 0, 1);
+                else
+                    assert_in_range(spread, 0, largest);
                 sum_largest += largest;
             }
             int ts = total_spread(&f);
             if (getenv("FOLDS_VERBOSE"))
                 fprintf(stderr, "by %s k %d: %d images, total spread %d, sum of largest %d\n",
                         mode ? "image" : "individual", k, f.n, ts, sum_largest);
-            if (mode) assert_in_range(ts, 0, 4);
-            else assert_in_range(ts, 0, sum_largest);
+            if (mode)
+                assert_in_range(ts, 0, 4);
+            else
+                assert_in_range(ts, 0, sum_largest);
             /* measured on this data: within 2% of the mean fold size plus one image */
             assert_true(ts <= 1 + f.n / k / 50); /* 1242 images: measured 0..2 */
             fl_folds_free(&f);
@@ -239,8 +253,8 @@ static void test_species_balance_and_sizes(void **state) {
     free(p);
 }
 
-static char *folds_bytes(const char *train, int k, uint64_t seed, fl_folds_by by,
-                         const char *tag, size_t *len) {
+static char *folds_bytes(const char *train, int k, uint64_t seed, fl_folds_by by, const char *tag,
+                         size_t *len) {
     fl_folds f;
     make(train, k, seed, by, &f);
     char *out = fl_strdupf("%s/%s.folds.csv", g_dir, tag);
@@ -262,7 +276,8 @@ static int fold_of(const fl_folds *f, const char *image) {
 
 static uint64_t fnv(const char *b, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)b[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -290,7 +305,8 @@ static void test_determinism(void **state) {
         make(q, 5, 42, by, &g);
         assert_int_equal(f.n, g.n);
         assert_string_not_equal(f.image[0], g.image[0]);
-        for (int r = 0; r < g.n; r++) assert_int_equal(fold_of(&f, g.image[r]), g.fold[r]);
+        for (int r = 0; r < g.n; r++)
+            assert_int_equal(fold_of(&f, g.image[r]), g.fold[r]);
         fl_folds_free(&f);
         fl_folds_free(&g);
     }
@@ -325,7 +341,8 @@ static void test_make_errors(void **state) {
     const char *five = "image,species,individual_id\na.jpg,beluga,i1\nb.jpg,beluga,i2\n"
                        "c.jpg,beluga,i3\nd.jpg,beluga,i4\ne.jpg,beluga,i5\nf.jpg,beluga,i5\n";
     char *want = fl_strdupf("folds.k is 7 but train.csv (%s/err_train.csv) has only 5 "
-                            "individuals", g_dir);
+                            "individuals",
+                            g_dir);
     expect_make_error(five, 7, FL_FOLDS_BY_INDIVIDUAL, want);
     expect_make_error(five, 6, FL_FOLDS_BY_IMAGE, "folds.k is 6 but train.csv");
     free(want);
@@ -336,15 +353,17 @@ static void test_make_errors(void **state) {
     fl_folds f;
     make(p, 5, 1, FL_FOLDS_BY_INDIVIDUAL, &f);
     int cnt[5] = {0};
-    for (int r = 0; r < f.n; r++) cnt[f.fold[r]]++;
-    for (int g = 0; g < 5; g++) assert_true(cnt[g] >= 1);
+    for (int r = 0; r < f.n; r++)
+        cnt[f.fold[r]]++;
+    for (int g = 0; g < 5; g++)
+        assert_true(cnt[g] >= 1);
     fl_folds_free(&f);
     free(p);
     /* individual ids that are not usable labels: fl_train_read's checks, named by line */
     expect_make_error("image,species,individual_id\na.jpg,beluga,\n", 2, 0,
                       "err_train.csv:2: empty individual_id");
-    expect_make_error("image,species,individual_id\na.jpg,beluga,i1\nb.jpg,beluga,\"x y\"\n", 2,
-                      0, "err_train.csv:3: individual_id \"x y\" contains a space");
+    expect_make_error("image,species,individual_id\na.jpg,beluga,i1\nb.jpg,beluga,\"x y\"\n", 2, 0,
+                      "err_train.csv:3: individual_id \"x y\" contains a space");
     expect_make_error("image,species,individual_id\na.jpg,beluga,new_individual\n", 2, 0,
                       "err_train.csv:2: \"new_individual\" is not an individual_id");
     fl_folds_by by;
@@ -360,8 +379,9 @@ static void test_make_errors(void **state) {
 static void test_csv_round_trip(void **state) {
     (void)state;
     /* a species with a comma and a quote survives (quoted on write) */
-    char *p = write_text("rt_train.csv", "image,species,individual_id\na.jpg,\"odd, \"\"x\"\"\",i1\n"
-                                         "b.jpg,beluga,i2\nc.jpg,beluga,i2\n");
+    char *p =
+        write_text("rt_train.csv", "image,species,individual_id\na.jpg,\"odd, \"\"x\"\"\",i1\n"
+                                   "b.jpg,beluga,i2\nc.jpg,beluga,i2\n");
     fl_folds f, g;
     make(p, 2, 5, FL_FOLDS_BY_IMAGE, &f);
     char *out = fl_strdupf("%s/rt.folds.csv", g_dir);
@@ -392,8 +412,10 @@ static void test_read_errors(void **state) {
         {"image,individual_id,species,fold\n", "bad.csv:1: no folds rows"},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,x\n",
          "bad.csv:3: fold \"x\" is not an integer in 0..99"},
-        {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,-1\n", "bad.csv:3: fold \"-1\""},
-        {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,100\n", "bad.csv:3: fold \"100\""},
+        {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,-1\n",
+         "bad.csv:3: fold \"-1\""},
+        {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,100\n",
+         "bad.csv:3: fold \"100\""},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,\n", "bad.csv:3: fold \"\""},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,1\na.jpg,i3,s,1\n",
          "bad.csv:4: duplicate image \"a.jpg\" (first on line 2)"},
@@ -401,11 +423,14 @@ static void test_read_errors(void **state) {
          "bad.csv: fold 1 has no rows (the file has folds 0..2)"},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s,0\n",
          "bad.csv: every row is in fold 0"},
-        {"image,individual_id,species,fold\na.jpg,,s,0\nb.jpg,i2,s,1\n", "bad.csv:2: empty individual_id"},
+        {"image,individual_id,species,fold\na.jpg,,s,0\nb.jpg,i2,s,1\n",
+         "bad.csv:2: empty individual_id"},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,new_individual,s,1\n",
          "bad.csv:3: \"new_individual\" is not an individual_id"},
-        {"image,individual_id,species,fold\na.jpg,i1,,0\nb.jpg,i2,s,1\n", "bad.csv:2: empty species"},
-        {"image,individual_id,species,fold\nx/a.jpg,i1,s,0\nb.jpg,i2,s,1\n", "bad.csv:2: image name"},
+        {"image,individual_id,species,fold\na.jpg,i1,,0\nb.jpg,i2,s,1\n",
+         "bad.csv:2: empty species"},
+        {"image,individual_id,species,fold\nx/a.jpg,i1,s,0\nb.jpg,i2,s,1\n",
+         "bad.csv:2: image name"},
         {"image,individual_id,species,fold\na.jpg,i1,s,0\nb.jpg,i2,s\n", "bad.csv:3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -455,9 +480,15 @@ static void run_init(run *r, const char *cfg_json, const char *data_dir, const c
     assert_int_equal(fl_mkdirs(r->work, &e), 0);
     r->logfd = open(r->logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     r->inputs[0] = r->data;
-    r->ctx = (fl_stage_ctx){.node = r->node, .config = r->cfg, .out_dir = r->out,
-                            .work_dir = r->work, .input_paths = r->inputs, .threads = 1,
-                            .gpu = -1, .t_start = fl_now(), .out_fd = r->logfd};
+    r->ctx = (fl_stage_ctx){.node = r->node,
+                            .config = r->cfg,
+                            .out_dir = r->out,
+                            .work_dir = r->work,
+                            .input_paths = r->inputs,
+                            .threads = 1,
+                            .gpu = -1,
+                            .t_start = fl_now(),
+                            .out_fd = r->logfd};
 }
 
 static void run_free(run *r) {
@@ -486,7 +517,8 @@ static void test_stage(void **state) {
     make(dst, 3, 9, FL_FOLDS_BY_IMAGE, &g);
     assert_int_equal(f.k, 3);
     assert_int_equal(f.n, g.n);
-    for (int i = 0; i < f.n; i++) assert_int_equal(f.fold[i], g.fold[i]);
+    for (int i = 0; i < f.n; i++)
+        assert_int_equal(f.fold[i], g.fold[i]);
     fl_folds_free(&f);
     fl_folds_free(&g);
     char *log = fl_read_file(r.logp, NULL, &e);
