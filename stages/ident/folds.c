@@ -34,8 +34,8 @@ enum { SALT_ORDER = 1, SALT_FOLD = 2, SALT_START = 3, SALT_IMAGE = 4 };
 typedef struct ind {
     const char *name;
     int m;       /* images */
-    int species; /* stratum: the species of its first row */
-    int first;   /* first row in rows[] */
+    int species; /* stratum: the smallest species name among its rows */
+    int first;   /* a row of it (with that species) */
     uint64_t h;  /* seeded order hash */
 } ind;
 
@@ -174,6 +174,9 @@ int fl_folds_make(const fl_train_set *t, int k, uint64_t seed, fl_folds_by by, f
                           .first = r,
                           .h = str_hash(seed, SALT_ORDER, t->individual[r])};
         }
+        /* Stratum of an individual whose rows disagree: the smallest species name, so the
+         * assignment does not depend on the row order. */
+        if (strcmp(t->species[r], t->species[iv[i].first]) < 0) iv[i].species = s, iv[i].first = r;
         iv[i].m++;
         row_ind[r] = i;
     }

@@ -17,7 +17,8 @@
  *    m mod k left over (all of a small individual's images) go to distinct folds with the fewest
  *    images of its species (same ties). Per species the fold counts differ by at most 1.
  *    Individuals absent from a fold's training part (singletons, ...) are new_individual in its
- *    validation: fl_folds_val_new says which rows. */
+ *    validation: fl_folds_val_new says which rows.
+ * An individual whose rows name different species is stratified under the smallest name. */
 #ifndef FLUKE_IDENT_FOLDS_H
 #define FLUKE_IDENT_FOLDS_H
 
