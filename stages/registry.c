@@ -10,6 +10,8 @@
 #include "stages/detector/stages.h"
 #include "stages/detector/weights_stage.h"
 #include "stages/fetch/stages.h"
+#include "stages/ident/folds_stage.h"
+#include "stages/ident/weights_stage.h"
 #include "stages/synth/stages.h"
 
 static const fl_cfg_field pipeline_schema[] = {
@@ -25,6 +27,7 @@ static const fl_cfg_field pipeline_schema[] = {
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
     fl_detector_schema, fl_detector_weights_schema, fl_crop_schema,
+    fl_folds_schema, fl_embed_weights_schema,
     NULL,
 };
 
