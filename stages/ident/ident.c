@@ -33,7 +33,7 @@ static int has(const int32_t *lab, int n, int32_t v) {
 int fl_ident_answer(const fl_ident_cand *c, double t, const int32_t *fill, int nfill,
                     int32_t out[FL_MAP_K]) {
     int n = 0;
-    if (c->n == 0 || (double)c->conf[0] < t) out[n++] = FL_IDENT_NEW;
+    if (c->n == 0 || c->conf[0] < (float)t) out[n++] = FL_IDENT_NEW;
     for (int i = 0; i < c->n && n < FL_MAP_K; i++) {
         out[n++] = c->ind[i];
         if (n == 1) out[n++] = FL_IDENT_NEW;

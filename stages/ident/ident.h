@@ -58,9 +58,10 @@ typedef struct fl_ident_q {
 
 void fl_ident_query(const fl_ident_cand *c, int32_t truth, const int32_t *fill, int nfill,
                     fl_ident_q *q);
-/* AP of the query at threshold t. */
+/* AP of the query at threshold t. Similarities are float32: t is compared as a float, so a
+ * grid point 0.9 and a similarity 0.9f are equal (not below). */
 static inline double fl_ident_q_ap(const fl_ident_q *q, double t) {
-    return (double)q->top1 < t ? q->ap_first : q->ap_second;
+    return q->top1 < (float)t ? q->ap_first : q->ap_second;
 }
 
 /* Number of grid points 0, step, ..., 1 (1 included when step divides it up to rounding). */
