@@ -29,16 +29,18 @@ static void sift_down(float *hs, int32_t *hi, int n, int p) {
 
 /* Scans one row of similarities (gallery rows g0 .. g0+n-1) into the heap. Columns are visited
  * in increasing gallery order, so a value equal to the heap's worst comes from a higher index
- * and loses: only strictly greater values enter. Chunks of 16 are first tested by their max
- * (a loop the compiler vectorizes): nearly every chunk is rejected without a branch per value. */
+ * and loses: only strictly greater values enter. Chunks of 16 are first tested as a whole (an
+ * integer or-reduction of the comparisons, which the compiler vectorizes): nearly every chunk
+ * of a long row is rejected without a branch per value. */
 static void scan_row(const float *s, int64_t n, int64_t g0, int64_t skip, float *hs, int32_t *hi,
                      int k) {
     float thr = hs[0];
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        float m = s[j];
-        for (int t = 1; t < 16; t++) m = s[j + t] > m ? s[j + t] : m;
-        if (!(m > thr)) continue;
+        int any = 0;
+        for (int t = 0; t < 16; t++)
+            any |= s[j + t] > thr;
+        if (!any) continue;
         for (int t = 0; t < 16; t++)
             if (s[j + t] > thr && g0 + j + t != skip) {
                 hs[0] = s[j + t], hi[0] = (int32_t)(g0 + j + t);
@@ -77,7 +79,8 @@ int fl_knn_topk_multi(const float *const *Q, const float *const *G, int npairs, 
     if (ng > INT32_MAX || d > INT32_MAX)
         return fl_errf(e, "kNN: %lld gallery rows of width %lld exceed the 32-bit index",
                        (long long)ng, (long long)d);
-    for (int64_t i = 0; i < nq * k; i++) sim[i] = -INFINITY, idx[i] = -1;
+    for (int64_t i = 0; i < nq * k; i++)
+        sim[i] = -INFINITY, idx[i] = -1;
     if (nq == 0 || ng == 0) return 0;
     int64_t bq = a->block_q > 0 ? a->block_q : FL_KNN_BLOCK_Q;
     int64_t bg = a->block_g > 0 ? a->block_g : FL_KNN_BLOCK_G;
@@ -85,8 +88,8 @@ int fl_knn_topk_multi(const float *const *Q, const float *const *G, int npairs, 
     if (bg > ng) bg = ng;
     float *S = malloc((size_t)bq * (size_t)bg * sizeof *S);
     if (!S)
-        return fl_errf(e, "kNN: out of memory for a %lld x %lld similarity block",
-                       (long long)bq, (long long)bg);
+        return fl_errf(e, "kNN: out of memory for a %lld x %lld similarity block", (long long)bq,
+                       (long long)bg);
     int threads = a->threads > 0 ? a->threads : omp_get_max_threads();
     int keep_blas = openblas_get_num_threads();
     if (a->threads > 0) openblas_set_num_threads(a->threads);
@@ -98,8 +101,7 @@ int fl_knn_topk_multi(const float *const *Q, const float *const *G, int npairs, 
             for (int p = 0; p < npairs; p++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)d,
                             npairs == 1 ? 1.0f : alpha, Q[p] + (size_t)q0 * (size_t)d, (int)d,
-                            G[p] + (size_t)g0 * (size_t)d, (int)d, p == 0 ? 0.0f : 1.0f, S,
-                            (int)n);
+                            G[p] + (size_t)g0 * (size_t)d, (int)d, p == 0 ? 0.0f : 1.0f, S, (int)n);
 #pragma omp parallel for schedule(static) num_threads(threads)
             for (int64_t r = 0; r < m; r++) {
                 int64_t q = q0 + r;
@@ -109,7 +111,8 @@ int fl_knn_topk_multi(const float *const *Q, const float *const *G, int npairs, 
         }
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t q = 0; q < nq; q++) heap_to_sorted(sim + (size_t)q * k, idx + (size_t)q * k, k);
+    for (int64_t q = 0; q < nq; q++)
+        heap_to_sorted(sim + (size_t)q * k, idx + (size_t)q * k, k);
     if (a->threads > 0) openblas_set_num_threads(keep_blas);
     free(S);
     return 0;
@@ -124,10 +127,12 @@ int64_t fl_knn_normalize_rows(float *x, int64_t n, int64_t d) {
     for (int64_t i = 0; i < n; i++) {
         float *r = x + (size_t)i * (size_t)d;
         double s = 0;
-        for (int64_t j = 0; j < d; j++) s += (double)r[j] * r[j];
+        for (int64_t j = 0; j < d; j++)
+            s += (double)r[j] * r[j];
         if (!(s > 0) || !isfinite(s)) return i;
         double inv = 1.0 / sqrt(s);
-        for (int64_t j = 0; j < d; j++) r[j] = (float)(r[j] * inv);
+        for (int64_t j = 0; j < d; j++)
+            r[j] = (float)(r[j] * inv);
     }
     return -1;
 }

@@ -25,11 +25,13 @@
 #define KNN_MAX_FOLDS 64
 
 const fl_cfg_field fl_knn_schema[] = {
-    {"knn", FL_CFG_OBJ, 0, "cosine kNN on the folds' embeddings, new_individual calibrated OOF", 0, 0},
+    {"knn", FL_CFG_OBJ, 0, "cosine kNN on the folds' embeddings, new_individual calibrated OOF", 0,
+     0},
     {"knn.k", FL_CFG_INT, 0, "neighbours per query (default 100)", 1, 100000},
     {"knn.ensemble", FL_CFG_STR, 0,
      "fold ensemble for the test: embeddings (mean of normalized embeddings, renormalized; "
-     "default) or similarity (mean of the per-fold cosine similarities)", 0, 0},
+     "default) or similarity (mean of the per-fold cosine similarities)",
+     0, 0},
     {"knn.grid_step", FL_CFG_NUM, 0, "threshold grid step over [0, 1] (default 0.01)", 1e-4, 1},
     {"knn.per_species", FL_CFG_BOOL, 0, "a threshold per species (default false)", 0, 0},
     {"knn.species_min", FL_CFG_INT, 0,
@@ -55,10 +57,10 @@ typedef struct knn_in {
     const char **ids, **spn; /* individual and species names */
     fl_submission sample;
     fl_emb E[KNN_MAX_FOLDS];
-    int64_t ntr, nte;      /* embedding rows of each split */
+    int64_t ntr, nte;         /* embedding rows of each split */
     int64_t *tr_row, *te_row; /* embedding row of the i-th train / test row */
-    int32_t *tr_f;         /* folds.csv row of train row i */
-    int32_t *te_s;         /* sample row of test row i */
+    int32_t *tr_f;            /* folds.csv row of train row i */
+    int32_t *te_s;            /* sample row of test row i */
     int32_t fill[FL_MAP_K];
     int nfill;
 } knn_in;
@@ -68,7 +70,8 @@ static void in_free(knn_in *in) {
     free(in->img), free(in->fold), free(in->ind), free(in->sp), free(in->ids), free(in->spn);
     fl_csv_free(&in->folds);
     fl_submission_free(&in->sample);
-    for (int k = 0; k < KNN_MAX_FOLDS; k++) fl_emb_free(&in->E[k]);
+    for (int k = 0; k < KNN_MAX_FOLDS; k++)
+        fl_emb_free(&in->E[k]);
     free(in->tr_row), free(in->te_row), free(in->tr_f), free(in->te_s);
 }
 
@@ -185,10 +188,14 @@ static int read_folds(knn_in *in, fl_err *e) {
         in->ind[i] = a, in->sp[i] = b;
         cnt[a].id = in->ids[a], cnt[a].ind = a, cnt[a].n++;
     }
-    if (n == 0) { fl_errf(e, "%s: no train rows", in->folds_path); goto done; }
+    if (n == 0) {
+        fl_errf(e, "%s: no train rows", in->folds_path);
+        goto done;
+    }
     qsort(cnt, (size_t)in->nind, sizeof *cnt, by_count);
     in->nfill = in->nind < FL_MAP_K ? in->nind : FL_MAP_K;
-    for (int j = 0; j < in->nfill; j++) in->fill[j] = cnt[j].ind;
+    for (int j = 0; j < in->nfill; j++)
+        in->fill[j] = cnt[j].ind;
     rc = 0;
 done:
     free(cnt);
@@ -212,14 +219,16 @@ static int read_embeddings(fl_stage_ctx *c, knn_in *in, fl_err *e) {
         const fl_emb *A = &in->E[0], *B = &in->E[k];
         if (k == 0) continue;
         if (B->n != A->n || B->d != A->d)
-            return fl_errf(e, "embed[%d] holds %lld rows of width %lld but embed[0] %lld of width "
-                           "%lld: every fold must embed the same images", k, (long long)B->n,
-                           (long long)B->d, (long long)A->n, (long long)A->d);
+            return fl_errf(e,
+                           "embed[%d] holds %lld rows of width %lld but embed[0] %lld of width "
+                           "%lld: every fold must embed the same images",
+                           k, (long long)B->n, (long long)B->d, (long long)A->n, (long long)A->d);
         for (int64_t r = 0; r < A->n; r++)
             if (A->test[r] != B->test[r] || strcmp(A->image[r], B->image[r]))
-                return fl_errf(e, "embed[%d] rows.csv row %lld is '%s' (%s) but embed[0] has '%s' "
-                               "(%s): every fold must embed the same rows in the same order", k,
-                               (long long)r, B->image[r], B->test[r] ? "test" : "train",
+                return fl_errf(e,
+                               "embed[%d] rows.csv row %lld is '%s' (%s) but embed[0] has '%s' "
+                               "(%s): every fold must embed the same rows in the same order",
+                               k, (long long)r, B->image[r], B->test[r] ? "test" : "train",
                                A->image[r], A->test[r] ? "test" : "train");
     }
     const fl_emb *E = &in->E[0];
@@ -228,22 +237,33 @@ static int read_embeddings(fl_stage_ctx *c, knn_in *in, fl_err *e) {
     in->tr_f = malloc(sz * sizeof *in->tr_f), in->te_s = malloc(sz * sizeof *in->te_s);
     fl_strmap mf = {0}, msam = {0};
     int rc = -1;
-    if (!in->tr_row || !in->te_row || !in->tr_f || !in->te_s) { fl_errf(e, "knn: out of memory"); goto done; }
-    if (fl_strmap_init(&mf, (size_t)in->nf, e) || fl_strmap_init(&msam, (size_t)in->sample.n, e)) goto done;
-    for (int i = 0; i < in->nf; i++) fl_strmap_put(&mf, in->img[i], i);
-    for (int i = 0; i < in->sample.n; i++) fl_strmap_put(&msam, in->sample.image[i], i);
+    if (!in->tr_row || !in->te_row || !in->tr_f || !in->te_s) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    if (fl_strmap_init(&mf, (size_t)in->nf, e) || fl_strmap_init(&msam, (size_t)in->sample.n, e))
+        goto done;
+    for (int i = 0; i < in->nf; i++)
+        fl_strmap_put(&mf, in->img[i], i);
+    for (int i = 0; i < in->sample.n; i++)
+        fl_strmap_put(&msam, in->sample.image[i], i);
     for (int64_t r = 0; r < E->n; r++) {
         int j = fl_strmap_get(E->test[r] ? &msam : &mf, E->image[r]);
         if (j < 0) {
-            fl_errf(e, "embed[0] embeddings/rows.csv row %lld: %s image '%s' is not in %s", (long long)r,
-                    E->test[r] ? "test" : "train", E->image[r],
+            fl_errf(e, "embed[0] embeddings/rows.csv row %lld: %s image '%s' is not in %s",
+                    (long long)r, E->test[r] ? "test" : "train", E->image[r],
                     E->test[r] ? in->sample_path : in->folds_path);
             goto done;
         }
-        if (E->test[r]) in->te_row[in->nte] = r, in->te_s[in->nte++] = j;
-        else in->tr_row[in->ntr] = r, in->tr_f[in->ntr++] = j;
+        if (E->test[r])
+            in->te_row[in->nte] = r, in->te_s[in->nte++] = j;
+        else
+            in->tr_row[in->ntr] = r, in->tr_f[in->ntr++] = j;
     }
-    if (in->ntr == 0) { fl_errf(e, "embed[0]: no train embeddings"); goto done; }
+    if (in->ntr == 0) {
+        fl_errf(e, "embed[0]: no train embeddings");
+        goto done;
+    }
     rc = 0;
 done:
     fl_strmap_free(&mf), fl_strmap_free(&msam);
@@ -271,14 +291,19 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
     int k = o->k;
     out->q = malloc(((size_t)ntr + 1) * sizeof *out->q);
     out->sp = malloc(((size_t)ntr + 1) * sizeof *out->sp);
-    int64_t *qr = malloc(((size_t)ntr + 1) * sizeof *qr), *gr = malloc(((size_t)ntr + 1) * sizeof *gr);
-    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind), *qf = malloc(((size_t)ntr + 1) * sizeof *qf);
+    int64_t *qr = malloc(((size_t)ntr + 1) * sizeof *qr),
+            *gr = malloc(((size_t)ntr + 1) * sizeof *gr);
+    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind),
+            *qf = malloc(((size_t)ntr + 1) * sizeof *qf);
     uint8_t *in_gal = malloc((size_t)in->nind + 1);
     int32_t *idx = NULL;
     float *sim = NULL, *Q = NULL, *G = NULL;
     fl_ident_cand *cand = NULL;
     int rc = -1;
-    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !in_gal) { fl_errf(e, "knn: out of memory"); goto done; }
+    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !in_gal) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
     out->n = 0;
     for (int f = 0; f < in->K; f++) {
         out->off[f] = out->n;
@@ -286,8 +311,10 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
         memset(in_gal, 0, (size_t)in->nind + 1);
         for (int64_t i = 0; i < ntr; i++) {
             int32_t fr = in->tr_f[i];
-            if (in->fold[fr] == f) qr[nq] = in->tr_row[i], qf[nq++] = fr;
-            else gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr], in_gal[in->ind[fr]] = 1;
+            if (in->fold[fr] == f)
+                qr[nq] = in->tr_row[i], qf[nq++] = fr;
+            else
+                gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr], in_gal[in->ind[fr]] = 1;
         }
         if (nq == 0) {
             fl_stage_log(c, "fold %d: no embedded validation images", f);
@@ -297,7 +324,10 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
         Q = gather(in->E[f].m, d, qr, nq), G = gather(in->E[f].m, d, gr, ng);
         idx = malloc((size_t)nq * k * sizeof *idx), sim = malloc((size_t)nq * k * sizeof *sim);
         cand = malloc((size_t)nq * sizeof *cand);
-        if (!Q || !G || !idx || !sim || !cand) { fl_errf(e, "knn: out of memory"); goto done; }
+        if (!Q || !G || !idx || !sim || !cand) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
         fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
         if (fl_knn_topk(Q, nq, G, ng, d, &a, idx, sim, e) != 0) goto done;
         fl_ident_candidates(idx, sim, nq, k, gind, cand);
@@ -326,20 +356,31 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
     float *sim = malloc(((size_t)nte * k + 1) * sizeof *sim), *mean = NULL;
     float *Qs[KNN_MAX_FOLDS] = {0}, *Gs[KNN_MAX_FOLDS] = {0};
     int np = o->sim_ensemble ? K : 1, rc = -1;
-    if (!gind || !idx || !sim) { fl_errf(e, "knn: out of memory"); goto done; }
-    for (int64_t i = 0; i < ntr; i++) gind[i] = in->ind[in->tr_f[i]];
+    if (!gind || !idx || !sim) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < ntr; i++)
+        gind[i] = in->ind[in->tr_f[i]];
     if (o->sim_ensemble) {
         for (int f = 0; f < K; f++) {
             Qs[f] = gather(in->E[f].m, d, in->te_row, nte);
             Gs[f] = gather(in->E[f].m, d, in->tr_row, ntr);
-            if (!Qs[f] || !Gs[f]) { fl_errf(e, "knn: out of memory"); goto done; }
+            if (!Qs[f] || !Gs[f]) {
+                fl_errf(e, "knn: out of memory");
+                goto done;
+            }
         }
     } else {
         size_t nm = (size_t)in->E[0].n * (size_t)d;
         mean = calloc(nm + 1, sizeof *mean);
-        if (!mean) { fl_errf(e, "knn: out of memory"); goto done; }
+        if (!mean) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
         for (int f = 0; f < K; f++)
-            for (size_t j = 0; j < nm; j++) mean[j] += in->E[f].m[j];
+            for (size_t j = 0; j < nm; j++)
+                mean[j] += in->E[f].m[j];
         int64_t z = fl_knn_normalize_rows(mean, in->E[0].n, d);
         if (z >= 0) {
             fl_errf(e, "knn: the folds' embeddings of '%s' (row %lld) cancel out: their mean is 0",
@@ -347,7 +388,10 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
             goto done;
         }
         Qs[0] = gather(mean, d, in->te_row, nte), Gs[0] = gather(mean, d, in->tr_row, ntr);
-        if (!Qs[0] || !Gs[0]) { fl_errf(e, "knn: out of memory"); goto done; }
+        if (!Qs[0] || !Gs[0]) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
     }
     fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
     if (fl_knn_topk_multi((const float *const *)Qs, (const float *const *)Gs, np, nte, ntr, d, &a,
@@ -356,7 +400,8 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
     fl_ident_candidates(idx, sim, nte, k, gind, cand);
     rc = 0;
 done:
-    for (int f = 0; f < KNN_MAX_FOLDS; f++) free(Qs[f]), free(Gs[f]);
+    for (int f = 0; f < KNN_MAX_FOLDS; f++)
+        free(Qs[f]), free(Gs[f]);
     free(gind), free(idx), free(sim), free(mean);
     return rc;
 }
@@ -369,7 +414,8 @@ static int write_checked(const knn_in *in, const char *path, const char *(*ans)[
         return fl_errprefix(e, "internal check of the answer (a bug, not bad input)");
     fl_strmap known;
     if (fl_strmap_init(&known, (size_t)in->nind + 1, e) != 0) return -1;
-    for (int i = 0; i < in->nind; i++) fl_strmap_put(&known, in->ids[i], i);
+    for (int i = 0; i < in->nind; i++)
+        fl_strmap_put(&known, in->ids[i], i);
     fl_submission back;
     int rc = fl_submission_read(path, &back, e);
     if (rc == 0) {
@@ -403,45 +449,65 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     char *sub_path = NULL, *cv_path = NULL;
     cJSON *j = NULL;
     int rc = -1;
-    const char *data = fl_stage_input(c, "data", e), *fdir = data ? fl_stage_input(c, "folds", e) : NULL;
+    const char *data = fl_stage_input(c, "data", e),
+               *fdir = data ? fl_stage_input(c, "folds", e) : NULL;
     if (!fdir) goto done;
     char *ddir = fl_synth_data_dir(data);
     in.sample_path = ddir ? fl_strdupf("%s/sample_submission.csv", ddir) : NULL;
     free(ddir);
     in.folds_path = fl_strdupf("%s/folds.csv", fdir);
-    if (!in.sample_path || !in.folds_path) { fl_errf(e, "knn: out of memory"); goto done; }
+    if (!in.sample_path || !in.folds_path) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
     if (read_folds(&in, e) || fl_submission_read(in.sample_path, &in.sample, e) ||
         read_embeddings(c, &in, e))
         goto done;
     int64_t missing = 0;
     {
         uint8_t *seen = calloc((size_t)in.nf + 1, 1);
-        if (!seen) { fl_errf(e, "knn: out of memory"); goto done; }
-        for (int64_t i = 0; i < in.ntr; i++) seen[in.tr_f[i]] = 1;
-        for (int i = 0; i < in.nf; i++) missing += !seen[i];
+        if (!seen) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < in.ntr; i++)
+            seen[in.tr_f[i]] = 1;
+        for (int i = 0; i < in.nf; i++)
+            missing += !seen[i];
         free(seen);
     }
-    fl_stage_log(c, "%d folds, %lld train and %lld test embeddings of width %lld; %lld train "
-                 "images of folds.csv have no embedding (left out of the OOF)", in.K,
-                 (long long)in.ntr, (long long)in.nte, (long long)in.E[0].d, (long long)missing);
+    fl_stage_log(c,
+                 "%d folds, %lld train and %lld test embeddings of width %lld; %lld train "
+                 "images of folds.csv have no embedding (left out of the OOF)",
+                 in.K, (long long)in.ntr, (long long)in.nte, (long long)in.E[0].d,
+                 (long long)missing);
 
     /* ---- out of fold: thresholds and CV */
     if (run_oof(c, &in, &o, &oo, e) != 0) goto done;
     thr_of = malloc(((size_t)oo.n + 1) * sizeof *thr_of);
     sp_thr = malloc(((size_t)in.nsp + 1) * sizeof *sp_thr);
     sp_own = calloc((size_t)in.nsp + 1, 1);
-    if (!thr_of || !sp_thr || !sp_own) { fl_errf(e, "knn: out of memory"); goto done; }
-    double global = o.has_threshold ? o.threshold : fl_ident_grid_search(oo.q, NULL, oo.n, o.grid_step, NULL);
-    int use_sp = o.per_species && !o.has_threshold;
-    for (int s = 0; s < in.nsp; s++) sp_thr[s] = global;
-    if (use_sp && fl_ident_species_thresholds(oo.q, oo.sp, oo.n, in.nsp, o.species_min,
-                                              o.grid_step, global, sp_thr, sp_own, e) != 0)
+    if (!thr_of || !sp_thr || !sp_own) {
+        fl_errf(e, "knn: out of memory");
         goto done;
-    for (int64_t i = 0; i < oo.n; i++) thr_of[i] = sp_thr[oo.sp[i]];
+    }
+    double global =
+        o.has_threshold ? o.threshold : fl_ident_grid_search(oo.q, NULL, oo.n, o.grid_step, NULL);
+    int use_sp = o.per_species && !o.has_threshold;
+    for (int s = 0; s < in.nsp; s++)
+        sp_thr[s] = global;
+    if (use_sp && fl_ident_species_thresholds(oo.q, oo.sp, oo.n, in.nsp, o.species_min, o.grid_step,
+                                              global, sp_thr, sp_own, e) != 0)
+        goto done;
+    for (int64_t i = 0; i < oo.n; i++)
+        thr_of[i] = sp_thr[oo.sp[i]];
     fl_ident_map all;
     fl_ident_score(oo.q, thr_of, oo.n, &all);
     j = cJSON_CreateObject();
-    if (!j) { fl_errf(e, "knn: out of memory"); goto done; }
+    if (!j) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
     cJSON_AddNumberToObject(j, "map5", all.map5);
     cJSON_AddNumberToObject(j, "map5_known", all.map5_known);
     cJSON_AddNumberToObject(j, "map5_new", all.map5_new);
@@ -452,8 +518,10 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         int nown = 0;
         for (int s = 0; s < in.nsp; s++)
             if (sp_own[s]) cJSON_AddNumberToObject(st, in.spn[s], sp_thr[s]), nown++;
-        fl_stage_log(c, "per-species thresholds for %d of %d species (>= %d validation images), "
-                     "the global one for the rest", nown, in.nsp, o.species_min);
+        fl_stage_log(c,
+                     "per-species thresholds for %d of %d species (>= %d validation images), "
+                     "the global one for the rest",
+                     nown, in.nsp, o.species_min);
     }
     cJSON *folds = cJSON_AddArrayToObject(j, "folds");
     for (int f = 0; f < in.K; f++) {
@@ -479,7 +547,10 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     /* ---- test: the fold ensemble against the whole train gallery */
     cand = malloc(((size_t)in.nte + 1) * sizeof *cand);
     ans = calloc((size_t)in.sample.n + 1, sizeof *ans);
-    if (!cand || !ans) { fl_errf(e, "knn: out of memory"); goto done; }
+    if (!cand || !ans) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
     if (in.nte > 0 && run_test(c, &in, &o, cand, e) != 0) goto done;
     int32_t *lab = malloc(((size_t)in.sample.n + 1) * FL_MAP_K * sizeof *lab);
     uint8_t *done_s = calloc((size_t)in.sample.n + 1, 1);
@@ -494,7 +565,8 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         /* A test image's species is its nearest train image's. */
         double t = cand[i].top1 >= 0 ? sp_thr[in.sp[in.tr_f[cand[i].top1]]] : global;
         int n = fl_ident_answer(&cand[i], t, in.fill, in.nfill, l);
-        for (int q = n; q < FL_MAP_K; q++) l[q] = -2;
+        for (int q = n; q < FL_MAP_K; q++)
+            l[q] = -2;
         done_s[s] = 1;
     }
     fl_ident_cand none = {.n = 0, .top1 = -1};
@@ -502,7 +574,8 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         int32_t *l = lab + (size_t)s * FL_MAP_K;
         if (!done_s[s]) { /* no crop, no embedding: new_individual + the most frequent */
             int n = fl_ident_answer(&none, global, in.fill, in.nfill, l);
-            for (int q = n; q < FL_MAP_K; q++) l[q] = -2;
+            for (int q = n; q < FL_MAP_K; q++)
+                l[q] = -2;
             n_fallback++;
         }
         n_new_first += l[0] == FL_IDENT_NEW;
@@ -510,9 +583,11 @@ static int run(fl_stage_ctx *c, fl_err *e) {
             ans[s][q] = l[q] == FL_IDENT_NEW ? FL_NEW_INDIVIDUAL : l[q] >= 0 ? in.ids[l[q]] : NULL;
     }
     free(done_s);
-    fl_stage_log(c, "test: %d images, %lld without an embedding (answered new_individual and the "
+    fl_stage_log(c,
+                 "test: %d images, %lld without an embedding (answered new_individual and the "
                  "most frequent individuals), new_individual first on %lld (%.1f%%); ensemble of "
-                 "%d folds by %s", in.sample.n, (long long)n_fallback, (long long)n_new_first,
+                 "%d folds by %s",
+                 in.sample.n, (long long)n_fallback, (long long)n_new_first,
                  in.sample.n ? 100.0 * (double)n_new_first / in.sample.n : 0.0, in.K,
                  o.sim_ensemble ? "similarity" : "embeddings");
     cJSON_AddNumberToObject(j, "test_new_first_share",
@@ -523,7 +598,11 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     cJSON_AddStringToObject(j, "ensemble", o.sim_ensemble ? "similarity" : "embeddings");
     sub_path = fl_strdupf("%s/submission.csv", fl_stage_out_dir(c));
     cv_path = fl_strdupf("%s/cv.json", fl_stage_out_dir(c));
-    if (!sub_path || !cv_path) { free(lab); fl_errf(e, "knn: out of memory"); goto done; }
+    if (!sub_path || !cv_path) {
+        free(lab);
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
     rc = write_checked(&in, sub_path, ans, e);
     free(lab);
     if (rc == 0) rc = write_json(cv_path, j, e);

@@ -18,7 +18,8 @@ void fl_ident_candidates(const int32_t *idx, const float *sim, int64_t nq, int k
         /* Neighbours come best first: an individual's first appearance is its max. */
         for (int j = 0; j < k && ix[j] >= 0 && c->n < FL_MAP_K; j++) {
             int32_t id = gind[ix[j]], dup = 0;
-            for (int t = 0; t < c->n; t++) dup |= c->ind[t] == id;
+            for (int t = 0; t < c->n; t++)
+                dup |= c->ind[t] == id;
             if (!dup) c->ind[c->n] = id, c->conf[c->n] = sv[j], c->n++;
         }
     }
@@ -60,14 +61,17 @@ void fl_ident_query(const fl_ident_cand *c, int32_t truth, const int32_t *fill, 
     q->is_new = truth == FL_IDENT_NEW;
 }
 
-int fl_ident_grid_n(double step) { return (int)floor(1.0 / step + 1e-9) + 1; }
+int fl_ident_grid_n(double step) {
+    return (int)floor(1.0 / step + 1e-9) + 1;
+}
 
 double fl_ident_grid_search(const fl_ident_q *q, const uint8_t *sel, int64_t n, double step,
                             double *best_map) {
     int ng = fl_ident_grid_n(step);
     double best = -1, best_t = 0;
     int64_t cnt = 0;
-    for (int64_t i = 0; i < n; i++) cnt += !sel || sel[i];
+    for (int64_t i = 0; i < n; i++)
+        cnt += !sel || sel[i];
     for (int g = 0; g < ng && cnt > 0; g++) {
         double t = g * step, s = 0;
         for (int64_t i = 0; i < n; i++)
@@ -80,8 +84,8 @@ double fl_ident_grid_search(const fl_ident_q *q, const uint8_t *sel, int64_t n, 
 }
 
 int fl_ident_species_thresholds(const fl_ident_q *q, const int32_t *sp, int64_t n, int nsp,
-                                int min_n, double step, double global, double *thr,
-                                uint8_t *own, fl_err *e) {
+                                int min_n, double step, double global, double *thr, uint8_t *own,
+                                fl_err *e) {
     uint8_t *sel = malloc((size_t)(n > 0 ? n : 1));
     int64_t *cnt = calloc((size_t)(nsp > 0 ? nsp : 1), sizeof *cnt);
     if (!sel || !cnt) {
@@ -93,7 +97,8 @@ int fl_ident_species_thresholds(const fl_ident_q *q, const int32_t *sp, int64_t 
     for (int s = 0; s < nsp; s++) {
         thr[s] = global, own[s] = 0;
         if (cnt[s] < min_n || cnt[s] == 0) continue;
-        for (int64_t i = 0; i < n; i++) sel[i] = sp[i] == s;
+        for (int64_t i = 0; i < n; i++)
+            sel[i] = sp[i] == s;
         thr[s] = fl_ident_grid_search(q, sel, n, step, NULL);
         own[s] = 1;
     }
@@ -107,8 +112,10 @@ void fl_ident_score(const fl_ident_q *q, const double *thr_of, int64_t n, fl_ide
     for (int64_t i = 0; i < n; i++) {
         double ap = fl_ident_q_ap(&q[i], thr_of[i]);
         s += ap;
-        if (q[i].is_new) sn += ap, m->n_new++;
-        else sk += ap, m->n_known++;
+        if (q[i].is_new)
+            sn += ap, m->n_new++;
+        else
+            sk += ap, m->n_known++;
     }
     m->n = n;
     m->map5 = n ? s / (double)n : 0;
@@ -117,21 +124,22 @@ void fl_ident_score(const fl_ident_q *q, const double *thr_of, int64_t n, fl_ide
 }
 
 int fl_ident_oof_eval(const float *emb, int64_t n, int64_t d, const int32_t *ind,
-                      const uint8_t *query, int k, double grid_step, fl_ident_oof *out,
-                      fl_err *e) {
+                      const uint8_t *query, int k, double grid_step, fl_ident_oof *out, fl_err *e) {
     memset(out, 0, sizeof *out);
     if (!(grid_step > 0 && grid_step <= 1))
         return fl_errf(e, "OOF evaluation: grid step %g outside (0, 1]", grid_step);
     int32_t nind = 0;
     int64_t nq = 0;
     for (int64_t r = 0; r < n; r++) {
-        if (ind[r] < 0) return fl_errf(e, "OOF evaluation: row %lld has individual %d", (long long)r, ind[r]);
+        if (ind[r] < 0)
+            return fl_errf(e, "OOF evaluation: row %lld has individual %d", (long long)r, ind[r]);
         if (ind[r] + 1 > nind) nind = ind[r] + 1;
         nq += query[r] != 0;
     }
     if (nq == 0) return 0;
     int64_t *cnt = calloc((size_t)nind + 1, sizeof *cnt), *ex = malloc((size_t)nq * sizeof *ex);
-    float *Q = malloc((size_t)nq * (size_t)d * sizeof *Q), *sim = malloc((size_t)nq * k * sizeof *sim);
+    float *Q = malloc((size_t)nq * (size_t)d * sizeof *Q),
+          *sim = malloc((size_t)nq * k * sizeof *sim);
     int32_t *idx = malloc((size_t)nq * k * sizeof *idx);
     fl_ident_cand *c = malloc((size_t)nq * sizeof *c);
     fl_ident_q *qs = malloc((size_t)nq * sizeof *qs);
@@ -156,7 +164,8 @@ int fl_ident_oof_eval(const float *emb, int64_t n, int64_t d, const int32_t *ind
         fl_ident_query(&c[j], cnt[i] > 1 ? i : FL_IDENT_NEW, NULL, 0, &qs[j]);
     }
     double t = fl_ident_grid_search(qs, NULL, nq, grid_step, NULL);
-    for (j = 0; j < nq; j++) thr[j] = t;
+    for (j = 0; j < nq; j++)
+        thr[j] = t;
     fl_ident_map m;
     fl_ident_score(qs, thr, nq, &m);
     out->map5 = m.map5, out->map5_known = m.map5_known, out->map5_new = m.map5_new;

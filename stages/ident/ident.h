@@ -29,10 +29,10 @@ int fl_ident_oof_eval(const float *emb, int64_t n, int64_t d, const int32_t *ind
 
 /* A query's best distinct individuals, best first. */
 typedef struct fl_ident_cand {
-    int n;                  /* 0..FL_MAP_K */
+    int n; /* 0..FL_MAP_K */
     int32_t ind[FL_MAP_K];
-    float conf[FL_MAP_K];   /* the individual's max similarity among the neighbours */
-    int32_t top1;           /* gallery row of the nearest neighbour, -1 when there is none */
+    float conf[FL_MAP_K]; /* the individual's max similarity among the neighbours */
+    int32_t top1;         /* gallery row of the nearest neighbour, -1 when there is none */
 } fl_ident_cand;
 
 /* From fl_knn_topk's output (nq x k, best first, -1 padding) and gallery labels gind. */
@@ -75,8 +75,8 @@ double fl_ident_grid_search(const fl_ident_q *q, const uint8_t *sel, int64_t n, 
  * with at least min_n queries gets its own grid threshold (own[s] = 1), the others the global
  * one (own[s] = 0). thr and own have nsp entries. */
 int fl_ident_species_thresholds(const fl_ident_q *q, const int32_t *sp, int64_t n, int nsp,
-                                int min_n, double step, double global, double *thr,
-                                uint8_t *own, fl_err *e);
+                                int min_n, double step, double global, double *thr, uint8_t *own,
+                                fl_err *e);
 
 /* MAP@5 summary of queries at their thresholds: thr_of[i] is query i's threshold. */
 typedef struct fl_ident_map {

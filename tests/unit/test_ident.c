@@ -25,7 +25,6 @@
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
 
-
 static char g_root[64];
 
 static void put(const char *path, const char *text) {
@@ -47,8 +46,8 @@ static void test_candidates_and_answer(void **state) {
     /* gallery rows 0..5 belong to individuals 7 7 3 9 3 4 */
     int32_t gind[6] = {7, 7, 3, 9, 3, 4};
     int32_t idx[2 * 6] = {1, 0, 4, 2, 3, 5, /* q0 */ 5, -1, -1, -1, -1, -1 /* q1: one neighbour */};
-    float sim[2 * 6] = {0.9f, 0.8f, 0.7f, 0.6f, 0.5f, 0.4f, 0.3f, -INFINITY, -INFINITY,
-                        -INFINITY, -INFINITY, -INFINITY};
+    float sim[2 * 6] = {0.9f, 0.8f,      0.7f,      0.6f,      0.5f,      0.4f,
+                        0.3f, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
     fl_ident_cand c[2];
     fl_ident_candidates(idx, sim, 2, 6, gind, c);
     assert_int_equal(c[0].n, 4);
@@ -83,10 +82,13 @@ static void test_candidates_and_answer(void **state) {
  * MAP(t): t <= 0.3: 0.75; 0.4, 0.5: 0.875; 0.6: 0.75; 0.7 .. 0.9: 0.875; 1.0: 0.75. Best 0.875,
  * first reached at t = 0.4 (ties go to the smallest t). */
 static void make_case(fl_ident_q *q) {
-    fl_ident_cand c[4] = {{.n = 1, .ind = {5}, .conf = {0.3f}}, {.n = 1, .ind = {0}, .conf = {0.9f}},
-                          {.n = 1, .ind = {0}, .conf = {0.5f}}, {.n = 1, .ind = {1}, .conf = {0.6f}}};
+    fl_ident_cand c[4] = {{.n = 1, .ind = {5}, .conf = {0.3f}},
+                          {.n = 1, .ind = {0}, .conf = {0.9f}},
+                          {.n = 1, .ind = {0}, .conf = {0.5f}},
+                          {.n = 1, .ind = {1}, .conf = {0.6f}}};
     int32_t truth[4] = {FL_IDENT_NEW, 0, 0, FL_IDENT_NEW};
-    for (int i = 0; i < 4; i++) fl_ident_query(&c[i], truth[i], NULL, 0, &q[i]);
+    for (int i = 0; i < 4; i++)
+        fl_ident_query(&c[i], truth[i], NULL, 0, &q[i]);
 }
 
 static void test_map5_and_threshold(void **state) {
@@ -143,9 +145,11 @@ static float *clustered(int n_ind, int per, int n_single, int64_t d, int32_t *in
     fl_rng_init(&r, seed, 0);
     int row = 0;
     for (int i = 0; i < n_ind + n_single; i++) {
-        for (int64_t j = 0; j < d; j++) ctr[j] = fl_rng_normal(&r);
+        for (int64_t j = 0; j < d; j++)
+            ctr[j] = fl_rng_normal(&r);
         for (int p = 0; p < (i < n_ind ? per : 1); p++, row++) {
-            for (int64_t j = 0; j < d; j++) x[row * d + j] = ctr[j] + 0.1f * fl_rng_normal(&r);
+            for (int64_t j = 0; j < d; j++)
+                x[row * d + j] = ctr[j] + 0.1f * fl_rng_normal(&r);
             ind[row] = i;
         }
     }
@@ -160,7 +164,8 @@ static void test_oof_eval(void **state) {
     int32_t ind[40];
     float *x = clustered(10, 3, 5, 64, ind, 7);
     uint8_t query[35];
-    for (int i = 0; i < 35; i++) query[i] = 1;
+    for (int i = 0; i < 35; i++)
+        query[i] = 1;
     fl_ident_oof o;
     if (fl_ident_oof_eval(x, 35, 64, ind, query, 100, 0.01, &o, &e)) fail_msg("%s", e.msg);
     assert_true(o.map5 == 1.0);
@@ -188,7 +193,8 @@ static void make_emb(fl_emb *E, int n, int d, int ntest, uint64_t seed) {
     E->test = calloc((size_t)n, 1);
     fl_rng r;
     fl_rng_init(&r, seed, 0);
-    for (int i = 0; i < n * d; i++) E->m[i] = fl_rng_normal(&r);
+    for (int i = 0; i < n * d; i++)
+        E->m[i] = fl_rng_normal(&r);
     fl_knn_normalize_rows(E->m, n, d);
     for (int i = 0; i < n; i++) {
         E->test[i] = i >= n - ntest;
@@ -209,7 +215,8 @@ static void test_embeddings_io(void **state) {
     for (int i = 0; i < 12; i++) {
         assert_string_equal(B.image[i], E.image[i]);
         assert_int_equal(B.test[i], E.test[i]);
-        for (int j = 0; j < 8; j++) assert_true(fabsf(B.m[i * 8 + j] - E.m[i * 8 + j]) < 1e-6f);
+        for (int j = 0; j < 8; j++)
+            assert_true(fabsf(B.m[i * 8 + j] - E.m[i * 8 + j]) < 1e-6f);
     }
     fl_emb_free(&B);
     char *rows = fl_strdupf("%s/rows.csv", dir), *st = fl_strdupf("%s/embeddings.safetensors", dir);
@@ -259,7 +266,8 @@ static void test_embeddings_io(void **state) {
     fl_emb Z = {.n = 0, .d = 0};
     assert_int_equal(fl_emb_write(dir, &Z, &e), -1);
     int64_t shape[2] = {3, 0};
-    fl_st_entry ent = {.name = "embeddings", .dtype = FL_ST_F32, .ndim = 2, .shape = shape, .data = E.m};
+    fl_st_entry ent = {
+        .name = "embeddings", .dtype = FL_ST_F32, .ndim = 2, .shape = shape, .data = E.m};
     fl_st_kv meta[] = {{"fluke.kind", "embeddings"}};
     assert_int_equal(fl_st_write(st, &ent, 1, meta, 1, &e), 0);
     assert_int_equal(fl_emb_read(dir, "embed[3]", &B, &e), -1);
@@ -285,11 +293,18 @@ static int run_node(runner *r, fl_plan_node *n, fl_err *e) {
     char *owned[16] = {0};
     for (size_t k = 0; k < n->ninputs; k++)
         paths[k] = owned[k] = fl_strdupf("%s/%s", g_root, n->inputs[k].from_node);
-    fl_stage_ctx c = {.node = n, .config = r->config, .out_dir = out, .work_dir = work,
-                      .input_paths = paths, .threads = 2, .gpu = -1, .t_start = fl_now(),
+    fl_stage_ctx c = {.node = n,
+                      .config = r->config,
+                      .out_dir = out,
+                      .work_dir = work,
+                      .input_paths = paths,
+                      .threads = 2,
+                      .gpu = -1,
+                      .t_start = fl_now(),
                       .out_fd = getenv("KNN_TEST_LOG") ? 2 : r->devnull};
     int rc = n->def->run(&c, e);
-    for (size_t k = 0; k < n->ninputs; k++) free(owned[k]);
+    for (size_t k = 0; k < n->ninputs; k++)
+        free(owned[k]);
     free(out), free(work);
     return rc;
 }
@@ -324,16 +339,19 @@ static void write_dataset(void) {
     fl_err e = {{0}};
     char *d = fl_strdupf("%s/data", g_root), *f = fl_strdupf("%s/folds", g_root);
     fl_mkdirs(d, &e), fl_mkdirs(f, &e);
-    char *sample = fl_strdupf("%s/sample_submission.csv", d), *folds = fl_strdupf("%s/folds.csv", f);
+    char *sample = fl_strdupf("%s/sample_submission.csv", d),
+         *folds = fl_strdupf("%s/folds.csv", f);
     char buf[8192];
     int l = sprintf(buf, "image,predictions\n");
-    for (int i = 0; i < N_TE; i++) l += sprintf(buf + l, "t%d.jpg,new_individual\n", i);
+    for (int i = 0; i < N_TE; i++)
+        l += sprintf(buf + l, "t%d.jpg,new_individual\n", i);
     put(sample, buf);
     l = sprintf(buf, "image,individual_id,species,fold\n");
     for (int i = 0; i < N_TR; i++) {
         int who = i < N_IND * 3 ? i / 3 : N_IND + (i - N_IND * 3);
         int fold = i < N_IND * 3 ? (i % 3 == 2) : i % 2;
-        l += sprintf(buf + l, "i%d.jpg,id%02d,%s,%d\n", i, who, who % 2 ? "whale" : "dolphin", fold);
+        l +=
+            sprintf(buf + l, "i%d.jpg,id%02d,%s,%d\n", i, who, who % 2 ? "whale" : "dolphin", fold);
     }
     put(folds, buf);
     int64_t dim = 32;
@@ -341,7 +359,8 @@ static void write_dataset(void) {
     fl_rng_init(&r, 99, 0);
     float ctr[N_IND + 4 + 2][32];
     for (int i = 0; i < N_IND + 6; i++)
-        for (int j = 0; j < dim; j++) ctr[i][j] = fl_rng_normal(&r);
+        for (int j = 0; j < dim; j++)
+            ctr[i][j] = fl_rng_normal(&r);
     for (int k = 0; k < 2; k++) {
         fl_emb E = {.n = N_TR - 1 + N_TE - 1, .d = dim};
         E.m = malloc((size_t)E.n * dim * sizeof *E.m);
@@ -373,10 +392,13 @@ static void write_dataset(void) {
 static void test_knn_stage(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
-    if (run_knn(r, "knn_a", "folds", "embed0", "embed1", "{\"k\": 10, \"per_species\": true, "
-                "\"species_min\": 5}", &e))
+    if (run_knn(r, "knn_a", "folds", "embed0", "embed1",
+                "{\"k\": 10, \"per_species\": true, "
+                "\"species_min\": 5}",
+                &e))
         fail_msg("%s", e.msg);
-    char *sp = fl_strdupf("%s/knn_a/submission.csv", g_root), *cvp = fl_strdupf("%s/knn_a/cv.json", g_root);
+    char *sp = fl_strdupf("%s/knn_a/submission.csv", g_root),
+         *cvp = fl_strdupf("%s/knn_a/cv.json", g_root);
     fl_submission s;
     if (fl_submission_read(sp, &s, &e)) fail_msg("%s", e.msg);
     assert_int_equal(s.n, N_TE);
@@ -389,13 +411,14 @@ static void test_knn_stage(void **state) {
     /* t9 has no embedding: new_individual + the most frequent (the 3-image individuals, by id:
      * id00 id01 id02 id03) */
     const char *fb[5] = {FL_NEW_INDIVIDUAL, "id00", "id01", "id02", "id03"};
-    for (int j = 0; j < 5; j++) assert_string_equal(s.pred[9][j], fb[j]);
+    for (int j = 0; j < 5; j++)
+        assert_string_equal(s.pred[9][j], fb[j]);
     fl_submission_free(&s);
     char *text = slurp(cvp);
     cJSON *j = cJSON_Parse(text);
     assert_non_null(j);
-    const char *keys[] = {"map5", "map5_known", "map5_new", "threshold", "n_query", "new_share",
-                          "test_new_first_share", "k"};
+    const char *keys[] = {"map5",      "map5_known",           "map5_new", "threshold", "n_query",
+                          "new_share", "test_new_first_share", "k"};
     for (size_t q = 0; q < sizeof keys / sizeof *keys; q++)
         assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, keys[q])));
     assert_string_equal(cJSON_GetObjectItem(j, "ensemble")->valuestring, "embeddings");
@@ -440,8 +463,10 @@ static void test_knn_stage(void **state) {
     free(text), free(mp);
 
     /* the similarity ensemble and a given threshold: no species thresholds, threshold kept */
-    if (run_knn(r, "knn_b", "folds", "embed0", "embed1", "{\"ensemble\": \"similarity\", "
-                "\"threshold\": 0.8}", &e))
+    if (run_knn(r, "knn_b", "folds", "embed0", "embed1",
+                "{\"ensemble\": \"similarity\", "
+                "\"threshold\": 0.8}",
+                &e))
         fail_msg("%s", e.msg);
     /* at 0.8 (known test images: cosine ~0.94 to their individual; t8, new: < 0.6) */
     char *spb = fl_strdupf("%s/knn_b/submission.csv", g_root);
@@ -464,8 +489,10 @@ static void test_knn_stage(void **state) {
     cJSON_Delete(j);
     free(text), free(cvb);
     /* the same config twice: the same bytes */
-    if (run_knn(r, "knn_c", "folds", "embed0", "embed1", "{\"k\": 10, \"per_species\": true, "
-                "\"species_min\": 5}", &e))
+    if (run_knn(r, "knn_c", "folds", "embed0", "embed1",
+                "{\"k\": 10, \"per_species\": true, "
+                "\"species_min\": 5}",
+                &e))
         fail_msg("%s", e.msg);
     char *sc = fl_strdupf("%s/knn_c/submission.csv", g_root);
     char *t1 = slurp(sp), *t2 = slurp(sc);
@@ -483,7 +510,8 @@ static void test_knn_stage_errors(void **state) {
     assert_non_null(strstr(e.msg, "2 folds"));
     /* embed2: embed0 with one train image renamed */
     fl_emb E;
-    char *src = fl_strdupf("%s/embed0/embeddings", g_root), *dst = fl_strdupf("%s/embed2/embeddings", g_root);
+    char *src = fl_strdupf("%s/embed0/embeddings", g_root),
+         *dst = fl_strdupf("%s/embed2/embeddings", g_root);
     if (fl_emb_read(src, "embed[0]", &E, &e)) fail_msg("%s", e.msg);
     free(E.image[3]);
     E.image[3] = strdup("stranger.jpg");
@@ -503,7 +531,8 @@ static void test_knn_stage_errors(void **state) {
     assert_non_null(strstr(e.msg, "test image 't99.jpg' is not in"));
     assert_non_null(strstr(e.msg, "sample_submission.csv"));
     fl_emb_free(&E);
-    assert_int_equal(run_knn(r, "knn_e5", "folds", "embed0", "embed1", "{\"ensemble\": \"vote\"}", &e), -1);
+    assert_int_equal(
+        run_knn(r, "knn_e5", "folds", "embed0", "embed1", "{\"ensemble\": \"vote\"}", &e), -1);
     assert_non_null(strstr(e.msg, "knn.ensemble"));
     free(src), free(dst);
 }

@@ -21,7 +21,8 @@ static float *random_rows(int64_t n, int64_t d, uint64_t seed) {
     assert_non_null(x);
     fl_rng r;
     fl_rng_init(&r, seed, 0);
-    for (int64_t i = 0; i < n * d; i++) x[i] = fl_rng_normal(&r);
+    for (int64_t i = 0; i < n * d; i++)
+        x[i] = fl_rng_normal(&r);
     assert_int_equal(fl_knn_normalize_rows(x, n, d), -1);
     return x;
 }
@@ -88,12 +89,14 @@ static int check(const float *const *Q, const float *const *G, int np, int64_t n
             if (excl) assert_true(g != excl[q]);
             double exact = 0;
             for (int p = 0; p < np; p++)
-                for (int64_t t = 0; t < d; t++) exact += (double)Q[p][q * d + t] * G[p][g * d + t] / np;
+                for (int64_t t = 0; t < d; t++)
+                    exact += (double)Q[p][q * d + t] * G[p][g * d + t] / np;
             assert_true(fabs(sim[q * k + j] - exact) <= tol);
             if (fabs(sim[q * k + j] - exact) > maxerr) maxerr = fabs(sim[q * k + j] - exact);
             if (j > 0) {
                 float ps = sim[q * k + j - 1];
-                assert_true(ps > sim[q * k + j] || (ps == sim[q * k + j] && idx[q * k + j - 1] < g));
+                assert_true(ps > sim[q * k + j] ||
+                            (ps == sim[q * k + j] && idx[q * k + j - 1] < g));
             }
         }
         int tie = want < nelig[q] && r[want - 1].s - r[want].s <= 2 * maxerr;
@@ -101,7 +104,8 @@ static int check(const float *const *Q, const float *const *G, int np, int64_t n
         if (tie) continue;
         for (int j = 0; j < want; j++) { /* same set: every reference top-k index is returned */
             int found = 0;
-            for (int t = 0; t < want; t++) found |= idx[q * k + t] == r[j].i;
+            for (int t = 0; t < want; t++)
+                found |= idx[q * k + t] == r[j].i;
             assert_true(found);
         }
     }
@@ -114,12 +118,16 @@ static void test_matches_reference(void **state) {
     (void)state;
     fl_err e = {{0}};
     /* block sizes that do not divide n (and one larger than n), k below, at and above ng */
-    const struct { int64_t nq, ng, d, bq, bg; int k; } cs[] = {
-        {37, 211, 64, 8, 50, 5},   {37, 211, 64, 0, 0, 100}, {64, 64, 33, 64, 64, 5},
-        {5, 300, 128, 2, 17, 20},  {9, 7, 16, 4, 3, 10},    {200, 513, 512, 64, 128, 100},
+    const struct {
+        int64_t nq, ng, d, bq, bg;
+        int k;
+    } cs[] = {
+        {37, 211, 64, 8, 50, 5},  {37, 211, 64, 0, 0, 100}, {64, 64, 33, 64, 64, 5},
+        {5, 300, 128, 2, 17, 20}, {9, 7, 16, 4, 3, 10},     {200, 513, 512, 64, 128, 100},
     };
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
-        float *q = random_rows(cs[c].nq, cs[c].d, 10 + c), *g = random_rows(cs[c].ng, cs[c].d, 50 + c);
+        float *q = random_rows(cs[c].nq, cs[c].d, 10 + c),
+              *g = random_rows(cs[c].ng, cs[c].d, 50 + c);
         int k = cs[c].k;
         int32_t *idx = malloc((size_t)(cs[c].nq * k) * sizeof *idx);
         float *sim = malloc((size_t)(cs[c].nq * k) * sizeof *sim);
@@ -137,7 +145,8 @@ static void test_matches_reference(void **state) {
             assert_int_equal(check(Q, G, 1, cs[c].nq, cs[c].ng, cs[c].d, 5, NULL, i5, s5), 0);
             /* and the first 5 of the top-k list are the top-5 (same blocks or not) */
             for (int64_t i = 0; i < cs[c].nq; i++)
-                for (int j = 0; j < 5 && j < cs[c].ng; j++) assert_int_equal(i5[i * 5 + j], idx[i * k + j]);
+                for (int j = 0; j < 5 && j < cs[c].ng; j++)
+                    assert_int_equal(i5[i * 5 + j], idx[i * k + j]);
             free(i5), free(s5);
         }
         free(q), free(g), free(idx), free(sim);
@@ -153,7 +162,8 @@ static void test_exclude_self(void **state) {
     int k = 7;
     float *x = random_rows(n, d, 3);
     int64_t *ex = malloc((size_t)n * sizeof *ex);
-    for (int64_t i = 0; i < n; i++) ex[i] = i % 10 == 9 ? -1 : i;
+    for (int64_t i = 0; i < n; i++)
+        ex[i] = i % 10 == 9 ? -1 : i;
     int32_t *idx = malloc((size_t)(n * k) * sizeof *idx);
     float *sim = malloc((size_t)(n * k) * sizeof *sim);
     fl_knn_args a = {.k = k, .threads = 2, .block_q = 16, .block_g = 41, .exclude = ex};
@@ -161,8 +171,10 @@ static void test_exclude_self(void **state) {
     const float *Q[1] = {x};
     assert_true(check(Q, Q, 1, n, n, d, k, ex, idx, sim) <= 2);
     for (int64_t i = 0; i < n; i++) {
-        if (ex[i] < 0) assert_int_equal(idx[i * k], i); /* not excluded: itself, sim 1 */
-        else assert_true(idx[i * k] != i);
+        if (ex[i] < 0)
+            assert_int_equal(idx[i * k], i); /* not excluded: itself, sim 1 */
+        else
+            assert_true(idx[i * k] != i);
     }
     free(x), free(ex), free(idx), free(sim);
 }
@@ -174,7 +186,8 @@ static void test_ties_and_padding(void **state) {
     fl_err e = {{0}};
     int64_t ng = 23, d = 4;
     float *g = calloc((size_t)(ng * d), sizeof *g);
-    for (int64_t i = 0; i < ng; i++) g[i * d + (i % 3 == 0 ? 0 : 1)] = 1.0f; /* 0,3,6,..: e0 */
+    for (int64_t i = 0; i < ng; i++)
+        g[i * d + (i % 3 == 0 ? 0 : 1)] = 1.0f; /* 0,3,6,..: e0 */
     float q[4] = {1, 0, 0, 0};
     int32_t idx[5];
     float sim[5];
