@@ -455,6 +455,7 @@ static void test_knn_stage(void **state) {
     text = slurp(mp);
     j = cJSON_Parse(text);
     const cJSON *cv = cJSON_GetObjectItem(j, "cv");
+    assert_non_null(cv);
     assert_true(cJSON_GetObjectItem(cv, "map5")->valuedouble > 0.9);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cv, "folds")), 2);
     assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cv, "threshold")));
