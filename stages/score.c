@@ -7,7 +7,9 @@
  *                         IoU >= 0.5 with the true box (truth/test_boxes.csv), and
  *                         crops.fallback_share: images cropped as a whole (train and test)
  *   detector              detector.map50, map50_95, precision, recall: the "final" object of
- *                         detector_metrics.json (the held-out validation boxes) */
+ *                         detector_metrics.json (the held-out validation boxes)
+ *   cv                    cv.map5, cv.folds (OOF MAP@5 per fold), cv.threshold and
+ *                         cv.species_thresholds: the knn stage's cv.json */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,12 +135,49 @@ static int add_detector(fl_stage_ctx *c, const char *det_dir, cJSON *j, fl_err *
     return rc;
 }
 
+/* The knn stage's out-of-fold CV (cv.json) into j.cv. */
+static int add_cv(fl_stage_ctx *c, const char *cv_dir, cJSON *j, fl_err *e) {
+    char *path = fl_strdupf("%s/cv.json", cv_dir);
+    char *text = path ? fl_read_file_max(path, NULL, 64u << 20, e) : NULL;
+    cJSON *m = text ? cJSON_Parse(text) : NULL;
+    int rc = -1;
+    if (!text) goto done;
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(m, "map5");
+    const cJSON *thr = cJSON_GetObjectItemCaseSensitive(m, "threshold");
+    const cJSON *folds = cJSON_GetObjectItemCaseSensitive(m, "folds");
+    if (!m) { fl_errf(e, "%s: not valid JSON", path); goto done; }
+    if (!cJSON_IsNumber(map) || !cJSON_IsNumber(thr) || !cJSON_IsArray(folds)) {
+        fl_errf(e, "%s: map5, threshold (numbers) and folds (array) are required", path);
+        goto done;
+    }
+    cJSON *o = cJSON_AddObjectToObject(j, "cv");
+    cJSON_AddNumberToObject(o, "map5", map->valuedouble);
+    cJSON *fa = cJSON_AddArrayToObject(o, "folds");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, folds) {
+        const cJSON *fm = cJSON_GetObjectItemCaseSensitive(f, "map5");
+        if (!cJSON_IsNumber(fm)) { fl_errf(e, "%s: a fold without a numeric map5", path); goto done; }
+        cJSON_AddItemToArray(fa, cJSON_CreateNumber(fm->valuedouble));
+    }
+    cJSON_AddNumberToObject(o, "threshold", thr->valuedouble);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "species_thresholds");
+    if (cJSON_IsObject(st)) cJSON_AddItemToObject(o, "species_thresholds", cJSON_Duplicate(st, 1));
+    fl_stage_log(c, "cv: OOF MAP@5 %.5f over %d folds at threshold %.4f", map->valuedouble,
+                 cJSON_GetArraySize(folds), thr->valuedouble);
+    rc = 0;
+done:
+    cJSON_Delete(m);
+    free(text);
+    free(path);
+    return rc;
+}
+
 static int run_score(fl_stage_ctx *c, fl_err *e) {
     int has_sub = fl_stage_has_input(c, "submission"), has_crops = fl_stage_has_input(c, "crops");
-    int has_det = fl_stage_has_input(c, "detector");
-    if (!has_sub && !has_crops && !has_det)
-        return fl_errf(e, "stage '%s' has nothing to score: declare a submission, crops or "
-                       "detector input", fl_stage_name(c));
+    int has_det = fl_stage_has_input(c, "detector"), has_cv = fl_stage_has_input(c, "cv");
+    if (!has_sub && !has_crops && !has_det && !has_cv)
+        return fl_errf(e, "stage '%s' has nothing to score: declare a submission, crops, "
+                       "detector or cv input", fl_stage_name(c));
     const char *truth_dir = NULL;
     if ((has_sub || has_crops) && !(truth_dir = fl_stage_input(c, "truth", e))) return -1;
     char *out = fl_strdupf("%s/metrics.json", fl_stage_out_dir(c));
@@ -153,6 +192,7 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
         goto done;
     if (has_crops && (!(dir = fl_stage_input(c, "crops", e)) || add_crops(c, dir, truth_dir, j, e)))
         goto done;
+    if (has_cv && (!(dir = fl_stage_input(c, "cv", e)) || add_cv(c, dir, j, e))) goto done;
     if (!has_sub)
         fl_stage_log(c, "no submission to score: the identification stages (EfficientNet + DOLG "
                      "+ ArcFace, embeddings, kNN; issue 12) are not built yet, so there is no "

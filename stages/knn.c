@@ -1,0 +1,623 @@
+/* Stage "knn": the folds' embeddings -> out-of-fold calibration of new_individual -> the fold
+ * ensemble's submission.
+ *
+ * Inputs: data (Kaggle layout: sample_submission.csv lists the test images), folds (folds.csv)
+ * and embed0 .. embed{K-1} (K = folds.csv's fold count; each holds embeddings/). For fold k the
+ * queries are the train images of fold k, the gallery every other train image, both embedded by
+ * fold k's model (which never saw fold k): a query whose individual is not in the gallery plays
+ * new_individual. The pooled OOF picks the threshold (global, per species when configured);
+ * the test images are then ranked against the whole train gallery with the folds ensembled.
+ * Outputs submission.csv (validated) and cv.json. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codeid/knn.h"
+#include "runtime/knn.h"
+#include "stages/api/stage.h"
+#include "stages/ident/embeddings.h"
+#include "stages/ident/ident.h"
+#include "stages/ident/stages.h"
+#include "stages/labels/labels.h"
+#include "stages/synth/stages.h"
+
+#define KNN_MAX_FOLDS 64
+
+const fl_cfg_field fl_knn_schema[] = {
+    {"knn", FL_CFG_OBJ, 0, "cosine kNN on the folds' embeddings, new_individual calibrated OOF", 0,
+     0},
+    {"knn.k", FL_CFG_INT, 0, "neighbours per query (default 100)", 1, 100000},
+    {"knn.ensemble", FL_CFG_STR, 0,
+     "fold ensemble for the test: embeddings (mean of normalized embeddings, renormalized; "
+     "default) or similarity (mean of the per-fold cosine similarities)",
+     0, 0},
+    {"knn.grid_step", FL_CFG_NUM, 0, "threshold grid step over [0, 1] (default 0.01)", 1e-4, 1},
+    {"knn.per_species", FL_CFG_BOOL, 0, "a threshold per species (default false)", 0, 0},
+    {"knn.species_min", FL_CFG_INT, 0,
+     "validation images a species needs for its own threshold (default 50)", 1, 1e9},
+    {"knn.threshold", FL_CFG_NUM, 0,
+     "fixed new_individual threshold for the submission (default: calibrated OOF)", -1, 1},
+    {NULL, 0, 0, NULL, 0, 0},
+};
+
+typedef struct knn_cfg {
+    int k, per_species, species_min, has_threshold, sim_ensemble;
+    double grid_step, threshold;
+} knn_cfg;
+
+/* Everything the stage reads, with the mapping of embedding rows to folds/sample rows. */
+typedef struct knn_in {
+    char *folds_path, *sample_path;
+    fl_csv folds;
+    int nf, K;
+    const char **img;
+    int32_t *fold, *ind, *sp; /* per folds.csv row */
+    int nind, nsp;
+    const char **ids, **spn; /* individual and species names */
+    fl_submission sample;
+    fl_emb E[KNN_MAX_FOLDS];
+    int64_t ntr, nte;         /* embedding rows of each split */
+    int64_t *tr_row, *te_row; /* embedding row of the i-th train / test row */
+    int32_t *tr_f;            /* folds.csv row of train row i */
+    int32_t *te_s;            /* sample row of test row i */
+    int32_t fill[FL_MAP_K];
+    int nfill;
+} knn_in;
+
+static void in_free(knn_in *in) {
+    free(in->folds_path), free(in->sample_path);
+    free(in->img), free(in->fold), free(in->ind), free(in->sp), free(in->ids), free(in->spn);
+    fl_csv_free(&in->folds);
+    fl_submission_free(&in->sample);
+    for (int k = 0; k < KNN_MAX_FOLDS; k++)
+        fl_emb_free(&in->E[k]);
+    free(in->tr_row), free(in->te_row), free(in->tr_f), free(in->te_s);
+}
+
+static int read_cfg(fl_stage_ctx *c, knn_cfg *o, fl_err *e) {
+    *o = (knn_cfg){.k = FL_KNN_DEFAULT_K, .grid_step = 0.01, .species_min = 50};
+    fl_err none = {{0}};
+    const cJSON *sec = fl_stage_cfg(c, "knn", &none); /* absent: defaults */
+    if (!sec && strstr(none.msg, "programming error")) return fl_errf(e, "%s", none.msg);
+    if (!sec) return 0;
+    const cJSON *v;
+    /* The loader checks types and ranges; checked again for contexts built without it. */
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "k"))) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+            v->valuedouble > 100000)
+            return fl_errf(e, "knn.k: must be an integer in [1, 100000]");
+        o->k = (int)v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "species_min"))) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+            v->valuedouble > 1e9)
+            return fl_errf(e, "knn.species_min: must be an integer >= 1");
+        o->species_min = (int)v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "grid_step"))) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1e-4 && v->valuedouble <= 1))
+            return fl_errf(e, "knn.grid_step: must be a number in [0.0001, 1]");
+        o->grid_step = v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "threshold"))) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= -1 && v->valuedouble <= 1))
+            return fl_errf(e, "knn.threshold: must be a number in [-1, 1]");
+        o->has_threshold = 1, o->threshold = v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "per_species"))) {
+        if (!cJSON_IsBool(v)) return fl_errf(e, "knn.per_species: must be true or false");
+        o->per_species = cJSON_IsTrue(v);
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "ensemble"))) {
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "embeddings") && strcmp(v->valuestring, "similarity")))
+            return fl_errf(e, "knn.ensemble: must be \"embeddings\" or \"similarity\"");
+        o->sim_ensemble = v->valuestring[0] == 's';
+    }
+    return 0;
+}
+
+/* Interns s into names (map m): its index. */
+static int intern(fl_strmap *m, const char **names, int *n, const char *s, fl_err *e) {
+    int j = fl_strmap_get(m, s);
+    if (j >= 0) return j;
+    names[*n] = s;
+    if (fl_strmap_put(m, s, *n) == -2) return fl_errf(e, "knn: out of memory"), -2;
+    return (*n)++;
+}
+
+typedef struct id_count {
+    const char *id;
+    int32_t ind;
+    int64_t n;
+} id_count;
+
+static int by_count(const void *a, const void *b) { /* most first, ties by id */
+    const id_count *x = a, *y = b;
+    if (x->n != y->n) return x->n > y->n ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* folds.csv: image,individual_id,species,fold (the folds stage's artifact). */
+static int read_folds(knn_in *in, fl_err *e) {
+    static const char *const cols[] = {"image", "individual_id", "species", "fold"};
+    int ci[4];
+    if (fl_csv_read(in->folds_path, &in->folds, e) != 0) return -1;
+    if (fl_csv_require(&in->folds, cols, 4, ci, e) != 0) return -1;
+    int n = in->nf = in->folds.nrows;
+    size_t sz = (size_t)n + 1;
+    in->img = calloc(sz, sizeof *in->img), in->ids = calloc(sz, sizeof *in->ids);
+    in->spn = calloc(sz, sizeof *in->spn);
+    in->fold = calloc(sz, sizeof *in->fold), in->ind = calloc(sz, sizeof *in->ind);
+    in->sp = calloc(sz, sizeof *in->sp);
+    id_count *cnt = calloc(sz, sizeof *cnt);
+    fl_strmap mi = {0}, ms = {0}, mimg = {0};
+    int rc = -1;
+    if (!in->img || !in->ids || !in->spn || !in->fold || !in->ind || !in->sp || !cnt) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    if (fl_strmap_init(&mi, sz, e) || fl_strmap_init(&ms, 64, e) || fl_strmap_init(&mimg, sz, e))
+        goto done;
+    for (int i = 0; i < n; i++) {
+        const fl_csv_row *r = &in->folds.rows[i + 1];
+        char *end;
+        long f = strtol(r->f[ci[3]], &end, 10);
+        if (end == r->f[ci[3]] || *end || f < 0 || f >= KNN_MAX_FOLDS) {
+            fl_errf(e, "%s:%d: fold '%s' is not an integer in [0, %d)", in->folds_path, r->line,
+                    r->f[ci[3]], KNN_MAX_FOLDS);
+            goto done;
+        }
+        if (!*r->f[ci[0]] || !*r->f[ci[1]]) {
+            fl_errf(e, "%s:%d: empty image or individual_id", in->folds_path, r->line);
+            goto done;
+        }
+        in->img[i] = r->f[ci[0]];
+        int prev = fl_strmap_put(&mimg, in->img[i], i);
+        if (prev >= 0) {
+            fl_errf(e, "%s:%d: image '%s' listed twice (also line %d)", in->folds_path, r->line,
+                    in->img[i], in->folds.rows[prev + 1].line);
+            goto done;
+        }
+        in->fold[i] = (int32_t)f;
+        if (f + 1 > in->K) in->K = (int)f + 1;
+        int a = intern(&mi, in->ids, &in->nind, r->f[ci[1]], e);
+        int b = a < 0 ? -2 : intern(&ms, in->spn, &in->nsp, r->f[ci[2]], e);
+        if (a < 0 || b < 0) goto done;
+        in->ind[i] = a, in->sp[i] = b;
+        cnt[a].id = in->ids[a], cnt[a].ind = a, cnt[a].n++;
+    }
+    if (n == 0) {
+        fl_errf(e, "%s: no train rows", in->folds_path);
+        goto done;
+    }
+    qsort(cnt, (size_t)in->nind, sizeof *cnt, by_count);
+    in->nfill = in->nind < FL_MAP_K ? in->nind : FL_MAP_K;
+    for (int j = 0; j < in->nfill; j++)
+        in->fill[j] = cnt[j].ind;
+    rc = 0;
+done:
+    free(cnt);
+    fl_strmap_free(&mi), fl_strmap_free(&ms), fl_strmap_free(&mimg);
+    return rc;
+}
+
+/* Every fold's embeddings: the same rows in the same order; each train row in folds.csv and
+ * each test row in sample_submission.csv. */
+static int read_embeddings(fl_stage_ctx *c, knn_in *in, fl_err *e) {
+    for (int k = 0; k < in->K; k++) {
+        char name[32], what[32];
+        snprintf(name, sizeof name, "embed%d", k);
+        snprintf(what, sizeof what, "embed[%d]", k);
+        const char *dir = fl_stage_input(c, name, e);
+        if (!dir) return fl_errprefix(e, "%s has %d folds", in->folds_path, in->K);
+        char *sub = fl_strdupf("%s/embeddings", dir);
+        int rc = sub ? fl_emb_read(sub, what, &in->E[k], e) : fl_errf(e, "knn: out of memory");
+        free(sub);
+        if (rc) return -1;
+        const fl_emb *A = &in->E[0], *B = &in->E[k];
+        if (k == 0) continue;
+        if (B->n != A->n || B->d != A->d)
+            return fl_errf(e,
+                           "embed[%d] holds %lld rows of width %lld but embed[0] %lld of width "
+                           "%lld: every fold must embed the same images",
+                           k, (long long)B->n, (long long)B->d, (long long)A->n, (long long)A->d);
+        for (int64_t r = 0; r < A->n; r++)
+            if (A->test[r] != B->test[r] || strcmp(A->image[r], B->image[r]))
+                return fl_errf(e,
+                               "embed[%d] rows.csv row %lld is '%s' (%s) but embed[0] has '%s' "
+                               "(%s): every fold must embed the same rows in the same order",
+                               k, (long long)r, B->image[r], B->test[r] ? "test" : "train",
+                               A->image[r], A->test[r] ? "test" : "train");
+    }
+    const fl_emb *E = &in->E[0];
+    size_t sz = (size_t)E->n + 1;
+    in->tr_row = malloc(sz * sizeof *in->tr_row), in->te_row = malloc(sz * sizeof *in->te_row);
+    in->tr_f = malloc(sz * sizeof *in->tr_f), in->te_s = malloc(sz * sizeof *in->te_s);
+    fl_strmap mf = {0}, msam = {0};
+    int rc = -1;
+    if (!in->tr_row || !in->te_row || !in->tr_f || !in->te_s) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    if (fl_strmap_init(&mf, (size_t)in->nf, e) || fl_strmap_init(&msam, (size_t)in->sample.n, e))
+        goto done;
+    for (int i = 0; i < in->nf; i++)
+        fl_strmap_put(&mf, in->img[i], i);
+    for (int i = 0; i < in->sample.n; i++)
+        fl_strmap_put(&msam, in->sample.image[i], i);
+    for (int64_t r = 0; r < E->n; r++) {
+        int j = fl_strmap_get(E->test[r] ? &msam : &mf, E->image[r]);
+        if (j < 0) {
+            fl_errf(e, "embed[0] embeddings/rows.csv row %lld: %s image '%s' is not in %s",
+                    (long long)r, E->test[r] ? "test" : "train", E->image[r],
+                    E->test[r] ? in->sample_path : in->folds_path);
+            goto done;
+        }
+        if (E->test[r])
+            in->te_row[in->nte] = r, in->te_s[in->nte++] = j;
+        else
+            in->tr_row[in->ntr] = r, in->tr_f[in->ntr++] = j;
+    }
+    if (in->ntr == 0) {
+        fl_errf(e, "embed[0]: no train embeddings");
+        goto done;
+    }
+    rc = 0;
+done:
+    fl_strmap_free(&mf), fl_strmap_free(&msam);
+    return rc;
+}
+
+/* Copies rows rows[0..n-1] of m (d wide) into a fresh matrix. */
+static float *gather(const float *m, int64_t d, const int64_t *rows, int64_t n) {
+    float *x = malloc(((size_t)n + 1) * (size_t)d * sizeof *x);
+    if (x)
+        for (int64_t i = 0; i < n; i++)
+            memcpy(x + (size_t)i * d, m + (size_t)rows[i] * d, (size_t)d * sizeof *x);
+    return x;
+}
+
+/* The OOF queries of all folds, fold by fold: q[off[k] .. off[k+1]-1] belong to fold k. */
+typedef struct oof {
+    fl_ident_q *q;
+    int32_t *sp;
+    int64_t n, off[KNN_MAX_FOLDS + 1];
+} oof;
+
+static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out, fl_err *e) {
+    int64_t ntr = in->ntr, d = in->E[0].d;
+    int k = o->k;
+    out->q = malloc(((size_t)ntr + 1) * sizeof *out->q);
+    out->sp = malloc(((size_t)ntr + 1) * sizeof *out->sp);
+    int64_t *qr = malloc(((size_t)ntr + 1) * sizeof *qr),
+            *gr = malloc(((size_t)ntr + 1) * sizeof *gr);
+    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind),
+            *qf = malloc(((size_t)ntr + 1) * sizeof *qf);
+    uint8_t *in_gal = malloc((size_t)in->nind + 1);
+    int32_t *idx = NULL;
+    float *sim = NULL, *Q = NULL, *G = NULL;
+    fl_ident_cand *cand = NULL;
+    int rc = -1;
+    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !in_gal) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    out->n = 0;
+    for (int f = 0; f < in->K; f++) {
+        out->off[f] = out->n;
+        int64_t nq = 0, ng = 0;
+        memset(in_gal, 0, (size_t)in->nind + 1);
+        for (int64_t i = 0; i < ntr; i++) {
+            int32_t fr = in->tr_f[i];
+            if (in->fold[fr] == f)
+                qr[nq] = in->tr_row[i], qf[nq++] = fr;
+            else
+                gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr], in_gal[in->ind[fr]] = 1;
+        }
+        if (nq == 0) {
+            fl_stage_log(c, "fold %d: no embedded validation images", f);
+            continue;
+        }
+        free(Q), free(G), free(idx), free(sim), free(cand);
+        Q = gather(in->E[f].m, d, qr, nq), G = gather(in->E[f].m, d, gr, ng);
+        idx = malloc((size_t)nq * k * sizeof *idx), sim = malloc((size_t)nq * k * sizeof *sim);
+        cand = malloc((size_t)nq * sizeof *cand);
+        if (!Q || !G || !idx || !sim || !cand) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
+        fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
+        if (fl_knn_topk(Q, nq, G, ng, d, &a, idx, sim, e) != 0) goto done;
+        fl_ident_candidates(idx, sim, nq, k, gind, cand);
+        for (int64_t j = 0; j < nq; j++) {
+            int32_t t = in->ind[qf[j]];
+            fl_ident_query(&cand[j], in_gal[t] ? t : FL_IDENT_NEW, in->fill, in->nfill,
+                           &out->q[out->n]);
+            out->sp[out->n++] = in->sp[qf[j]];
+        }
+    }
+    out->off[in->K] = out->n;
+    rc = 0;
+done:
+    free(qr), free(gr), free(gind), free(qf), free(in_gal), free(idx), free(sim), free(Q), free(G);
+    free(cand);
+    return rc;
+}
+
+/* The test images' candidates with the folds ensembled, against every embedded train image. */
+static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_ident_cand *cand,
+                    fl_err *e) {
+    int64_t d = in->E[0].d, nte = in->nte, ntr = in->ntr;
+    int K = in->K, k = o->k;
+    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind);
+    int32_t *idx = malloc(((size_t)nte * k + 1) * sizeof *idx);
+    float *sim = malloc(((size_t)nte * k + 1) * sizeof *sim), *mean = NULL;
+    float *Qs[KNN_MAX_FOLDS] = {0}, *Gs[KNN_MAX_FOLDS] = {0};
+    int np = o->sim_ensemble ? K : 1, rc = -1;
+    if (!gind || !idx || !sim) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < ntr; i++)
+        gind[i] = in->ind[in->tr_f[i]];
+    if (o->sim_ensemble) {
+        for (int f = 0; f < K; f++) {
+            Qs[f] = gather(in->E[f].m, d, in->te_row, nte);
+            Gs[f] = gather(in->E[f].m, d, in->tr_row, ntr);
+            if (!Qs[f] || !Gs[f]) {
+                fl_errf(e, "knn: out of memory");
+                goto done;
+            }
+        }
+    } else {
+        size_t nm = (size_t)in->E[0].n * (size_t)d;
+        mean = calloc(nm + 1, sizeof *mean);
+        if (!mean) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
+        for (int f = 0; f < K; f++)
+            for (size_t j = 0; j < nm; j++)
+                mean[j] += in->E[f].m[j];
+        int64_t z = fl_knn_normalize_rows(mean, in->E[0].n, d);
+        if (z >= 0) {
+            fl_errf(e, "knn: the folds' embeddings of '%s' (row %lld) cancel out: their mean is 0",
+                    in->E[0].image[z], (long long)z);
+            goto done;
+        }
+        Qs[0] = gather(mean, d, in->te_row, nte), Gs[0] = gather(mean, d, in->tr_row, ntr);
+        if (!Qs[0] || !Gs[0]) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
+    }
+    fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
+    if (fl_knn_topk_multi((const float *const *)Qs, (const float *const *)Gs, np, nte, ntr, d, &a,
+                          idx, sim, e) != 0)
+        goto done;
+    fl_ident_candidates(idx, sim, nte, k, gind, cand);
+    rc = 0;
+done:
+    for (int f = 0; f < KNN_MAX_FOLDS; f++)
+        free(Qs[f]), free(Gs[f]);
+    free(gind), free(idx), free(sim), free(mean);
+    return rc;
+}
+
+/* Writes the submission and reads it back through the competition validator. */
+static int write_checked(const knn_in *in, const char *path, const char *(*ans)[FL_MAP_K],
+                         fl_err *e) {
+    if (fl_submission_write(path, in->sample.n, in->sample.image,
+                            (const char *const(*)[FL_MAP_K])ans, e) != 0)
+        return fl_errprefix(e, "internal check of the answer (a bug, not bad input)");
+    fl_strmap known;
+    if (fl_strmap_init(&known, (size_t)in->nind + 1, e) != 0) return -1;
+    for (int i = 0; i < in->nind; i++)
+        fl_strmap_put(&known, in->ids[i], i);
+    fl_submission back;
+    int rc = fl_submission_read(path, &back, e);
+    if (rc == 0) {
+        rc = fl_submission_validate(&back, in->sample.image, in->sample.n, &known, e);
+        fl_submission_free(&back);
+    }
+    fl_strmap_free(&known);
+    return rc ? fl_errprefix(e, "internal check of the answer (a bug, not bad input)") : 0;
+}
+
+static int write_json(const char *path, cJSON *j, fl_err *e) {
+    char *text = cJSON_Print(j);
+    if (!text) return fl_errf(e, "knn: out of memory");
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
+    int rc = fl_write_file_atomic(path, text, len + 1, e);
+    cJSON_free(text);
+    return rc;
+}
+
+static int run(fl_stage_ctx *c, fl_err *e) {
+    knn_cfg o;
+    if (read_cfg(c, &o, e) != 0) return -1;
+    knn_in in;
+    memset(&in, 0, sizeof in);
+    oof oo = {0};
+    fl_ident_cand *cand = NULL;
+    double *thr_of = NULL, *sp_thr = NULL;
+    uint8_t *sp_own = NULL;
+    const char *(*ans)[FL_MAP_K] = NULL;
+    char *sub_path = NULL, *cv_path = NULL;
+    cJSON *j = NULL;
+    int rc = -1;
+    const char *data = fl_stage_input(c, "data", e),
+               *fdir = data ? fl_stage_input(c, "folds", e) : NULL;
+    if (!fdir) goto done;
+    char *ddir = fl_synth_data_dir(data);
+    in.sample_path = ddir ? fl_strdupf("%s/sample_submission.csv", ddir) : NULL;
+    free(ddir);
+    in.folds_path = fl_strdupf("%s/folds.csv", fdir);
+    if (!in.sample_path || !in.folds_path) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    if (read_folds(&in, e) || fl_submission_read(in.sample_path, &in.sample, e) ||
+        read_embeddings(c, &in, e))
+        goto done;
+    int64_t missing = 0;
+    {
+        uint8_t *seen = calloc((size_t)in.nf + 1, 1);
+        if (!seen) {
+            fl_errf(e, "knn: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < in.ntr; i++)
+            seen[in.tr_f[i]] = 1;
+        for (int i = 0; i < in.nf; i++)
+            missing += !seen[i];
+        free(seen);
+    }
+    fl_stage_log(c,
+                 "%d folds, %lld train and %lld test embeddings of width %lld; %lld train "
+                 "images of folds.csv have no embedding (left out of the OOF)",
+                 in.K, (long long)in.ntr, (long long)in.nte, (long long)in.E[0].d,
+                 (long long)missing);
+
+    /* ---- out of fold: thresholds and CV */
+    if (run_oof(c, &in, &o, &oo, e) != 0) goto done;
+    thr_of = malloc(((size_t)oo.n + 1) * sizeof *thr_of);
+    sp_thr = malloc(((size_t)in.nsp + 1) * sizeof *sp_thr);
+    sp_own = calloc((size_t)in.nsp + 1, 1);
+    if (!thr_of || !sp_thr || !sp_own) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    double global =
+        o.has_threshold ? o.threshold : fl_ident_grid_search(oo.q, NULL, oo.n, o.grid_step, NULL);
+    int use_sp = o.per_species && !o.has_threshold;
+    for (int s = 0; s < in.nsp; s++)
+        sp_thr[s] = global;
+    if (use_sp && fl_ident_species_thresholds(oo.q, oo.sp, oo.n, in.nsp, o.species_min, o.grid_step,
+                                              global, sp_thr, sp_own, e) != 0)
+        goto done;
+    for (int64_t i = 0; i < oo.n; i++)
+        thr_of[i] = sp_thr[oo.sp[i]];
+    fl_ident_map all;
+    fl_ident_score(oo.q, thr_of, oo.n, &all);
+    j = cJSON_CreateObject();
+    if (!j) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    cJSON_AddNumberToObject(j, "map5", all.map5);
+    cJSON_AddNumberToObject(j, "map5_known", all.map5_known);
+    cJSON_AddNumberToObject(j, "map5_new", all.map5_new);
+    cJSON_AddNumberToObject(j, "threshold", global);
+    cJSON_AddBoolToObject(j, "threshold_given", o.has_threshold);
+    if (use_sp) {
+        cJSON *st = cJSON_AddObjectToObject(j, "species_thresholds");
+        int nown = 0;
+        for (int s = 0; s < in.nsp; s++)
+            if (sp_own[s]) cJSON_AddNumberToObject(st, in.spn[s], sp_thr[s]), nown++;
+        fl_stage_log(c,
+                     "per-species thresholds for %d of %d species (>= %d validation images), "
+                     "the global one for the rest",
+                     nown, in.nsp, o.species_min);
+    }
+    cJSON *folds = cJSON_AddArrayToObject(j, "folds");
+    for (int f = 0; f < in.K; f++) {
+        fl_ident_map m;
+        fl_ident_score(oo.q + oo.off[f], thr_of + oo.off[f], oo.off[f + 1] - oo.off[f], &m);
+        cJSON *fo = cJSON_CreateObject();
+        cJSON_AddNumberToObject(fo, "fold", f);
+        cJSON_AddNumberToObject(fo, "map5", m.map5);
+        cJSON_AddNumberToObject(fo, "n", (double)m.n);
+        cJSON_AddNumberToObject(fo, "n_known", (double)m.n_known);
+        cJSON_AddNumberToObject(fo, "n_new", (double)m.n_new);
+        cJSON_AddItemToArray(folds, fo);
+        fl_stage_log(c, "fold %d: OOF MAP@5 %.5f on %lld validation images (%lld known, %lld new)",
+                     f, m.map5, (long long)m.n, (long long)m.n_known, (long long)m.n_new);
+    }
+    fl_stage_log(c, "OOF MAP@5 %.5f (known %.5f on %lld, new %.5f on %lld) at threshold %.4f (%s)",
+                 all.map5, all.map5_known, (long long)all.n_known, all.map5_new,
+                 (long long)all.n_new, global, o.has_threshold ? "given" : "calibrated");
+    cJSON_AddNumberToObject(j, "n_query", (double)all.n);
+    cJSON_AddNumberToObject(j, "n_train_missing", (double)missing);
+    cJSON_AddNumberToObject(j, "new_share", all.n ? (double)all.n_new / (double)all.n : 0);
+
+    /* ---- test: the fold ensemble against the whole train gallery */
+    cand = malloc(((size_t)in.nte + 1) * sizeof *cand);
+    ans = calloc((size_t)in.sample.n + 1, sizeof *ans);
+    if (!cand || !ans) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    if (in.nte > 0 && run_test(c, &in, &o, cand, e) != 0) goto done;
+    int32_t *lab = malloc(((size_t)in.sample.n + 1) * FL_MAP_K * sizeof *lab);
+    uint8_t *done_s = calloc((size_t)in.sample.n + 1, 1);
+    if (!lab || !done_s) {
+        free(lab), free(done_s);
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    int64_t n_new_first = 0, n_fallback = 0;
+    for (int64_t i = 0; i < in.nte; i++) {
+        int32_t s = in.te_s[i], *l = lab + (size_t)s * FL_MAP_K;
+        /* A test image's species is its nearest train image's. */
+        double t = cand[i].top1 >= 0 ? sp_thr[in.sp[in.tr_f[cand[i].top1]]] : global;
+        int n = fl_ident_answer(&cand[i], t, in.fill, in.nfill, l);
+        for (int q = n; q < FL_MAP_K; q++)
+            l[q] = -2;
+        done_s[s] = 1;
+    }
+    fl_ident_cand none = {.n = 0, .top1 = -1};
+    for (int s = 0; s < in.sample.n; s++) {
+        int32_t *l = lab + (size_t)s * FL_MAP_K;
+        if (!done_s[s]) { /* no crop, no embedding: new_individual + the most frequent */
+            int n = fl_ident_answer(&none, global, in.fill, in.nfill, l);
+            for (int q = n; q < FL_MAP_K; q++)
+                l[q] = -2;
+            n_fallback++;
+        }
+        n_new_first += l[0] == FL_IDENT_NEW;
+        for (int q = 0; q < FL_MAP_K; q++)
+            ans[s][q] = l[q] == FL_IDENT_NEW ? FL_NEW_INDIVIDUAL : l[q] >= 0 ? in.ids[l[q]] : NULL;
+    }
+    free(done_s);
+    fl_stage_log(c,
+                 "test: %d images, %lld without an embedding (answered new_individual and the "
+                 "most frequent individuals), new_individual first on %lld (%.1f%%); ensemble of "
+                 "%d folds by %s",
+                 in.sample.n, (long long)n_fallback, (long long)n_new_first,
+                 in.sample.n ? 100.0 * (double)n_new_first / in.sample.n : 0.0, in.K,
+                 o.sim_ensemble ? "similarity" : "embeddings");
+    cJSON_AddNumberToObject(j, "test_new_first_share",
+                            in.sample.n ? (double)n_new_first / in.sample.n : 0);
+    cJSON_AddNumberToObject(j, "n_test", in.sample.n);
+    cJSON_AddNumberToObject(j, "n_test_fallback", (double)n_fallback);
+    cJSON_AddNumberToObject(j, "k", o.k);
+    cJSON_AddStringToObject(j, "ensemble", o.sim_ensemble ? "similarity" : "embeddings");
+    sub_path = fl_strdupf("%s/submission.csv", fl_stage_out_dir(c));
+    cv_path = fl_strdupf("%s/cv.json", fl_stage_out_dir(c));
+    if (!sub_path || !cv_path) {
+        free(lab);
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    rc = write_checked(&in, sub_path, ans, e);
+    free(lab);
+    if (rc == 0) rc = write_json(cv_path, j, e);
+done:
+    cJSON_Delete(j);
+    free(oo.q), free(oo.sp), free(cand), free(thr_of), free(sp_thr), free(sp_own), free(ans);
+    free(sub_path), free(cv_path);
+    in_free(&in);
+    return rc;
+}
+
+const fl_stage_def fl_stage_knn = {
+    .name = "knn",
+    .code_id = FL_CODE_ID,
+    .summary = "cosine kNN on the folds' embeddings: OOF-calibrated new_individual, submission "
+               "and cv.json",
+    .run = run,
+};
