@@ -9,9 +9,11 @@
 #include "stages/crop/crop.h"
 #include "stages/detector/stages.h"
 #include "stages/detector/weights_stage.h"
-#include "stages/fetch/stages.h"
+#include "stages/embed/embed.h"
 #include "stages/ident/folds_stage.h"
+#include "stages/ident/stages.h"
 #include "stages/ident/weights_stage.h"
+#include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
 static const fl_cfg_field pipeline_schema[] = {
@@ -26,8 +28,8 @@ static const fl_cfg_field pipeline_schema[] = {
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
-    fl_detector_schema, fl_detector_weights_schema, fl_crop_schema,
-    fl_folds_schema, fl_embed_weights_schema,
+    fl_detector_schema, fl_detector_weights_schema, fl_crop_schema, fl_folds_schema,
+    fl_embed_schema, fl_embed_weights_schema, fl_knn_schema,
     NULL,
 };
 
@@ -37,13 +39,12 @@ static const char *str_at(const cJSON *config, const char *sec, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* ---- issue 11, crop (h-crop): the nodes after the detector. `detector` is the id of the node
- * whose outputs hold detector.safetensors and detector_metrics.json (detector_train); `truth` the
- * node with truth/test_boxes.csv, or NULL when the truth is unknown (Kaggle data). crop declares
- * only the "crop" section, so a crop.* edit reruns crop and score, never the detector. boxes: the
+/* The crop stage after the detector. `detector` is the id of the node whose outputs hold
+ * detector.safetensors and detector_metrics.json (detector_train). crop declares only the "crop"
+ * section, so a crop.* edit reruns crop and what follows, never the detector. boxes: the
  * external box file (detector.boxes) crop.train_boxes "given" reads, or NULL for the data's own. */
-static int plan_crop(fl_plan *p, const char *data, const char *detector, const char *truth,
-                     const char *boxes, int threads, fl_err *e) {
+static int plan_crop(fl_plan *p, const char *data, const char *detector, const char *boxes,
+                     int threads, fl_err *e) {
     fl_plan_node *n;
     if (!(n = fl_plan_add(p, &fl_stage_crop, -1, e)) || fl_plan_node_section(n, "crop", e) ||
         fl_plan_node_input(n, "data", data, e) || fl_plan_node_input(n, "detector", detector, e) ||
@@ -52,18 +53,55 @@ static int plan_crop(fl_plan *p, const char *data, const char *detector, const c
         fl_plan_node_output(n, "bad_images.csv", e))
         return -1;
     fl_plan_node_resources(n, threads, 0);
-    /* No submission yet (issue 12): score reports the detector and crop metrics only. */
-    if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
-        fl_plan_node_input(n, "detector", detector, e) ||
-        (truth && (fl_plan_node_input(n, "crops", "crop", e) || fl_plan_node_input(n, "truth", truth, e))) ||
-        fl_plan_node_output(n, "metrics.json", e) || fl_plan_node_publish(n, "metrics.json", e))
-        return -1;
     return 0;
 }
-/* ---- end of issue 11, crop */
 
-/* pipeline.model effnet_dolg: the detector and the crops (issue 11); the identification
- * stages come next (issue 12). */
+/* folds -> embed_train[k] -> embed[k] for every fold -> knn (the submission and cv.json). Every
+ * embed_* node declares only the "embed" section and knn only "knn", so a knn.* edit reruns knn
+ * and score, an embed.* edit the folds' models and what follows, never the detector or crops. */
+static int plan_identify(const cJSON *config, fl_plan *p, const char *data, int threads, fl_err *e) {
+    int K;
+    uint64_t seed;
+    fl_folds_by by;
+    const cJSON *fs = cJSON_GetObjectItemCaseSensitive(config, "folds");
+    if (fl_folds_cfg(cJSON_IsObject(fs) ? fs : NULL, &K, &seed, &by, e)) return -1;
+    fl_plan_node *n, *w = NULL;
+    if (fl_plan_embed_weights(p, config, &w, e)) return -1;
+    if (!(n = fl_plan_add(p, &fl_stage_folds, -1, e)) || fl_plan_node_section(n, "folds", e) ||
+        fl_plan_node_input(n, "data", data, e) || fl_plan_node_output(n, "folds.csv", e) ||
+        fl_plan_node_publish(n, "folds.csv", e))
+        return -1;
+    fl_plan_node *knn = fl_plan_add(p, &fl_stage_knn, -1, e);
+    if (!knn || fl_plan_node_section(knn, "knn", e) || fl_plan_node_input(knn, "data", data, e) ||
+        fl_plan_node_input(knn, "folds", "folds", e))
+        return -1;
+    for (int k = 0; k < K; k++) {
+        char train[32], name[32];
+        snprintf(train, sizeof train, "embed_train[%d]", k);
+        if (!(n = fl_plan_add(p, &fl_stage_embed_train, k, e)) || fl_plan_node_section(n, "embed", e) ||
+            fl_plan_node_input(n, "folds", "folds", e) || fl_plan_node_input(n, "crop", "crop", e) ||
+            (w && fl_plan_node_input(n, "pretrained", FL_EMBED_WEIGHTS_NODE, e)) ||
+            fl_plan_node_output(n, FL_EMBED_MODEL_FILE, e) || fl_plan_node_output(n, FL_EMBED_METRICS_FILE, e))
+            return -1;
+        fl_plan_node_resources(n, threads, 0);
+        if (!(n = fl_plan_add(p, &fl_stage_embed, k, e)) || fl_plan_node_section(n, "embed", e) ||
+            fl_plan_node_input(n, "folds", "folds", e) || fl_plan_node_input(n, "crop", "crop", e) ||
+            fl_plan_node_input(n, "model", train, e) || fl_plan_node_output(n, "embeddings", e))
+            return -1;
+        fl_plan_node_resources(n, threads, 0);
+        snprintf(name, sizeof name, "embed%d", k);
+        snprintf(train, sizeof train, "embed[%d]", k);
+        if (fl_plan_node_input(knn, name, train, e)) return -1;
+    }
+    if (fl_plan_node_output(knn, "submission.csv", e) || fl_plan_node_output(knn, "cv.json", e) ||
+        fl_plan_node_publish(knn, "submission.csv", e) || fl_plan_node_publish(knn, "cv.json", e))
+        return -1;
+    fl_plan_node_resources(knn, threads, 0);
+    return 0;
+}
+
+/* pipeline.model effnet_dolg: the detector, the crops, the K folds' identification models, the
+ * kNN submission and its score. */
 static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, const char *truth,
                             int threads, fl_err *e) {
     fl_plan_node *n, *dw = NULL;
@@ -81,8 +119,19 @@ static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, c
         fl_plan_node_output(n, "detector.safetensors", e) || fl_plan_node_output(n, "detector_metrics.json", e))
         return -1;
     fl_plan_node_resources(n, threads, 0);
-    return plan_crop(p, data, "detector_train", truth, cJSON_IsString(boxes) ? boxes->valuestring : NULL,
-                     threads, e);
+    if (plan_crop(p, data, "detector_train", cJSON_IsString(boxes) ? boxes->valuestring : NULL,
+                  threads, e) ||
+        plan_identify(config, p, data, threads, e))
+        return -1;
+    /* The score: the submission against the hidden truth when it is known (embedded data), the
+     * CV, the detector's and the crops' figures. */
+    if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
+        fl_plan_node_input(n, "detector", "detector_train", e) || fl_plan_node_input(n, "cv", "knn", e) ||
+        (truth && (fl_plan_node_input(n, "submission", "knn", e) || fl_plan_node_input(n, "crops", "crop", e) ||
+                   fl_plan_node_input(n, "truth", truth, e))) ||
+        fl_plan_node_output(n, "metrics.json", e) || fl_plan_node_publish(n, "metrics.json", e))
+        return -1;
+    return 0;
 }
 
 static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {

@@ -54,6 +54,8 @@ fl_embed_cfg fl_embed_defaults(int num_classes, int64_t emb_dim) {
     fl_err e;
     fl_effnet_preset("tf_efficientnet_b7", &c.backbone, &e);
     c.dolg = fl_dolg_defaults(512);
+    c.local_tap = 3;
+    c.global_tap = 4;
     c.dropout = 0.2;
     c.neck_bn_momentum = 0.1;
     c.emb_dim = emb_dim;
@@ -69,6 +71,9 @@ int fl_embed_build(fl_graph *g, const fl_embed_cfg *c, int64_t n, int64_t h, int
     if (n < 1 || h < 32 || w < 32) return fl_errf(e, "embed model: batch %lld of %lldx%lld (needs >= 1 of >= 32x32)",
                                                   (long long)n, (long long)h, (long long)w);
     if (fl_dolg_check(&c->dolg, e) < 0) return -1;
+    if (c->local_tap < 0 || c->global_tap >= FL_EFFNET_TAPS || c->local_tap > c->global_tap)
+        return fl_errf(e, "embed model: DOLG taps local %d, global %d (needs 0 <= local <= global < %d)",
+                       c->local_tap, c->global_tap, FL_EFFNET_TAPS);
     if (with_loss && (c->arc.num_classes < 1 || (c->num_species > 0 && !(c->species_weight >= 0))))
         return fl_errf(e, "embed model: needs num_classes >= 1 (and a species weight >= 0)");
     fl_effnet_cfg bb = c->backbone;
@@ -77,7 +82,7 @@ int fl_embed_build(fl_graph *g, const fl_embed_cfg *c, int64_t n, int64_t h, int
     m->x = fl_input(g, "x", 4, (int64_t[]){n, h, w, 3});
     fl_effnet_out o;
     fl_effnet_build(g, m->x, &bb, "backbone.", &o);
-    m->fused = fl_dolg_build(g, o.tap[3], o.tap[4], &c->dolg, "dolg.");
+    m->fused = fl_dolg_build(g, o.tap[c->local_tap], o.tap[c->global_tap], &c->dolg, "dolg.");
     m->emb = fl_neck_build(g, m->fused, c->dropout, c->emb_dim, c->neck_bn_momentum, "neck.");
     fl_graph_mark_output(g, m->emb);
     if (with_loss) {

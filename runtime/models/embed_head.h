@@ -37,6 +37,8 @@ int fl_dynamic_margins(const int64_t *counts, int n, double a, double b, double 
 typedef struct fl_embed_cfg {
     fl_effnet_cfg backbone;      /* num_classes and with_head are ignored (the taps are used) */
     fl_dolg_cfg dolg;
+    int local_tap, global_tap;   /* backbone taps (fl_effnet_out.tap) feeding DOLG's local and
+                                    global branches: 3 and 4 (stages 5 and 7, strides 16, 32) */
     double dropout;              /* neck dropout (0.2) */
     double neck_bn_momentum;     /* neck BN momentum (0.1) */
     int64_t emb_dim;             /* embedding size (2048 in the reproduced solution) */

@@ -1,0 +1,39 @@
+/* embed_model.safetensors (stages/embed/embed.h): the backbone, DOLG and neck of a trained fold
+ * (the weights embeddings come from; the EMA when embed.train.ema is on) under their graph names,
+ * with the architecture in the metadata for whoever reads the file without the config. */
+#include <stdio.h>
+#include <string.h>
+
+#include "stages/embed/embed.h"
+
+int fl_embmodel_save(const char *path, const fl_embopts *o, const fl_param_list *pl, fl_err *e) {
+    char w[32], d[32], dim[32], emb[32], sz[32], tf[8], ncls[32], bb[64];
+    snprintf(bb, sizeof bb, "%s", o->backbone);
+    snprintf(w, sizeof w, "%a", o->model.backbone.width);
+    snprintf(d, sizeof d, "%a", o->model.backbone.depth);
+    snprintf(tf, sizeof tf, "%d", o->model.backbone.tf);
+    snprintf(dim, sizeof dim, "%lld", (long long)o->model.dolg.dim);
+    snprintf(emb, sizeof emb, "%lld", (long long)o->model.emb_dim);
+    snprintf(sz, sizeof sz, "%d", o->imgsz);
+    snprintf(ncls, sizeof ncls, "%d", o->model.arc.num_classes);
+    fl_st_kv meta[] = {{"fluke.kind", "embed_model"}, {"embed.backbone", bb},
+                       {"embed.width", w},           {"embed.depth", d},
+                       {"embed.tf", tf},             {"embed.dolg_dim", dim},
+                       {"embed.emb_dim", emb},       {"embed.imgsz", sz},
+                       {"embed.classes", ncls}};
+    return fl_st_write_params(path, pl, meta, sizeof meta / sizeof *meta, e);
+}
+
+int fl_embmodel_load(const char *path, fl_pstore *ps, fl_err *e) {
+    fl_st_set *s = fl_st_open_set(path, e);
+    if (!s) return -1;
+    const char *kind = fl_st_meta(s->files[0], "fluke.kind");
+    fl_param_list pl;
+    int rc = 0;
+    if (!kind || strcmp(kind, "embed_model"))
+        rc = fl_errf(e, "%s: not an embedding model (fluke.kind is %s)", path, kind ? kind : "absent");
+    if (rc == 0) rc = fl_pstore_params(ps, &pl, e);
+    if (rc == 0) rc = fl_st_load_params(s, &pl, FL_ST_STRICT, NULL, e);
+    fl_st_close_set(s);
+    return rc ? fl_errprefix(e, "%s", path) : 0;
+}
