@@ -96,7 +96,9 @@ run: deps
 	$(FLUKE) run $(CONFIG)
 	@o=out/$$(basename $(CONFIG) .json); echo; echo "submission: $$o/submission.csv"; \
 	  if [ -f $$o/metrics.json ]; then \
-	    echo "MAP@5:      $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/metrics.json) (public/private, per species: $$o/metrics.json)"; fi
+	    echo "MAP@5:      $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/metrics.json) (public/private, per species: $$o/metrics.json)"; fi; \
+	  if [ -f $$o/cv.json ]; then \
+	    echo "CV MAP@5:   $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/cv.json) (out of fold, per fold and thresholds: $$o/cv.json)"; fi
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests

@@ -452,13 +452,16 @@ int fl_embtrain_run(const fl_embopts *o, const fl_embtrain_io *io, fl_err *e) {
             break;
         }
         cJSON_AddItemToArray(t.epochs, j);
-        if (do_val)
+        if (do_val) {
+            char vl[64] = "";
+            if (v.nloss) snprintf(vl, sizeof vl, " loss %.4f", v.loss);
             say(&t, "epoch %" PRId64 "/%d: loss %.4f, %.1f s (%.1f img/s); val MAP@5 %.4f (known %.4f, "
-                    "new %.4f, threshold %.2f) loss %.4f on %lld crops (%.1f s)",
+                    "new %.4f, threshold %.2f)%s on %lld crops (%.1f s)",
                 ep + 1, o->epochs, loss, dt, nb * o->batch / fmax(dt, 1e-9), v.oof.map5,
-                v.oof.map5_known, v.oof.map5_new, v.oof.threshold, v.loss,
-                (long long)v.oof.n_query, fl_now() - tv);
-        else
+                v.oof.map5_known, v.oof.map5_new, v.oof.threshold, vl, (long long)v.oof.n_query,
+                fl_now() - tv);
+        }
+        if (!do_val)
             say(&t, "epoch %" PRId64 "/%d: loss %.4f, %.1f s (%.1f img/s)", ep + 1, o->epochs, loss,
                 dt, nb * o->batch / fmax(dt, 1e-9));
         t.epoch_done = ep + 1;
