@@ -159,14 +159,18 @@ static inline void embf_free(embf *f) {
  * spliced into the train section ("" for none). BN momentum 1 (running statistics = the last
  * batch's): with the initial ones (mean 0, var 1) a random or barely trained net's activations
  * vanish in eval mode and every image gets the same embedding, whatever the code does. */
-static inline int embf_opts(fl_embopts *o, const char *extra_train, fl_err *e) {
-    char txt[1024];
-    snprintf(txt, sizeof txt,
+static inline void embf_opts_json(char *txt, size_t cap, const char *extra_train) {
+    snprintf(txt, cap,
              "{\"backbone\": {\"name\": \"tf_efficientnet_b0\", \"width\": 0.25, \"depth\": 0.25,"
              " \"bn_momentum\": 1}, \"dolg\": {\"dim\": 32, \"att_bn_momentum\": 1},"
              " \"neck\": {\"dim\": 64}, \"imgsz\": 32,"
              " \"train\": {\"epochs\": 3, \"batch\": 8, \"workers\": 1, \"knn_k\": 5%s%s}}",
              extra_train[0] ? ", " : "", extra_train);
+}
+
+static inline int embf_opts(fl_embopts *o, const char *extra_train, fl_err *e) {
+    char txt[1024];
+    embf_opts_json(txt, sizeof txt, extra_train);
     cJSON *j = cJSON_Parse(txt);
     if (!j) return fl_errf(e, "bad test JSON: %s", txt);
     int rc = fl_embopts_from_json(j, o, e);
