@@ -4,10 +4,13 @@
  *   - a run killed in epoch 2 (this binary re-executed as a child that _exits from the progress
  *     callback once epoch 1's checkpoint is written, like kill -9) resumes from the checkpoint
  *     and ends with a model file byte-identical to the uninterrupted run's;
+ *   - a checkpoint that does not load is a fresh start, one of the last epoch a model rewrite,
+ *     both byte-identical too;
  *   - a non-finite loss (lr 1e30) stops with an error naming the fold, epoch and step and
  *     whether a checkpoint is kept (and keeps it unchanged);
- *   - flip TTA (a 1-epoch model): the embedding of an image equals that of its mirror image, is the renormalized
- *     mean of the two normalized views, rows are unit norm; without TTA the mirror differs;
+ *   - flip TTA (a 1-epoch model): the embedding of an image equals that of its mirror image, is
+ *     the renormalized mean of the two normalized views, rows are unit norm and independent of
+ *     the batch; without TTA the mirror differs;
  *   - a timm-named pretrained backbone loads (the log says so, the weights arrive by name), one
  *     of another width fails listing the mis-shaped keys. */
 #include <setjmp.h>
@@ -130,6 +133,9 @@ static void test_train_and_load(void **state) {
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(m, "epochs")), 3);
     const cJSON *ep = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "epochs"), 2);
     assert_true(cJSON_IsNumber(cJSON_GetObjectItem(ep, "val_map5")));
+    /* validation loss over fold-0 images of individuals with training images (the whales) */
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(ep, "val_loss")));
+    assert_true(isfinite(cJSON_GetObjectItem(ep, "val_loss")->valuedouble));
     assert_true(isfinite(cJSON_GetObjectItem(ep, "loss")->valuedouble));
     const cJSON *fin = cJSON_GetObjectItem(m, "final");
     assert_int_equal(cJSON_GetObjectItem(fin, "classes")->valueint, 9);
@@ -258,6 +264,42 @@ static void test_kill_and_resume(void **state) {
     fl_embset_free(&s);
 }
 
+/* A checkpoint that does not load is a warning and a fresh start, with the same result; a
+ * checkpoint of the last epoch resumes with nothing left to train and writes the same model. */
+static void test_bad_and_final_checkpoints(void **state) {
+    (void)state;
+    if (!g_model_a[0]) fail_msg("needs test_train_and_load's model");
+    fl_err e = {{0}};
+    fl_embopts o;
+    fl_embset s;
+    assert_int_equal(embf_opts(&o, "", &e), 0);
+    build_set(0, &s);
+    run_paths p;
+    paths_in("run_c", &p);
+    assert_int_equal(fl_write_file_atomic(p.ckpt, "not a checkpoint", 16, &e), 0);
+    logbuf lb;
+    if (train(&o, &s, &p, 1, NULL, &lb, &e)) fail_msg("%s\nlog:\n%s", e.msg, lb.text);
+    if (!strstr(lb.text, "does not load") || !strstr(lb.text, "starting over") ||
+        !strstr(lb.text, "epoch 1/3:"))
+        fail_msg("log:\n%s", lb.text);
+    size_t na, nb;
+    char *a = slurp(g_model_a, &na), *b = slurp(p.model, &nb);
+    assert_int_equal(na, nb);
+    if (memcmp(a, b, na)) fail_msg("a fresh start after a bad checkpoint differs from run_a");
+    free(b);
+    /* p.ckpt now holds epoch 3 of 3: a rerun trains nothing and writes the same model */
+    assert_int_equal(remove(p.model), 0);
+    if (train(&o, &s, &p, 1, NULL, &lb, &e)) fail_msg("%s\nlog:\n%s", e.msg, lb.text);
+    if (!strstr(lb.text, "after epoch 3 of 3") || strstr(lb.text, "epoch 3/3:"))
+        fail_msg("log:\n%s", lb.text);
+    b = slurp(p.model, &nb);
+    assert_int_equal(na, nb);
+    if (memcmp(a, b, na)) fail_msg("the model rewritten from the final checkpoint differs");
+    free(a);
+    free(b);
+    fl_embset_free(&s);
+}
+
 static void test_nan_guard(void **state) {
     (void)state;
     fl_err e = {{0}};
@@ -375,6 +417,18 @@ static void test_flip_tta(void **state) {
     assert_true(same < 1e-5);
     assert_true(mean < 1e-5);
     assert_true(diff > 1e-3);
+    /* eval mode: a row does not depend on the batch it is in (batch 1, no zero padding) */
+    fl_embinfer *m1 = fl_embinfer_new(&o, 1, &e);
+    assert_non_null(m1);
+    if (fl_embmodel_load(p.model, fl_embinfer_store(m1), &e)) fail_msg("%s", e.msg);
+    float *one = malloc(sizeof *one * 3 * (size_t)d);
+    assert_non_null(one);
+    if (fl_embinfer_run(m1, it, 3, 1, 1, one, NULL, NULL, &e)) fail_msg("%s", e.msg);
+    double batch = 0;
+    for (int64_t j = 0; j < 3 * d; j++) batch = fmax(batch, fabs(one[j] - tta[j]));
+    if (batch > 1e-5) fail_msg("batch 1 vs batch 4: rows differ by %g", batch);
+    free(one);
+    fl_embinfer_free(m1);
     /* another image is not its own mirror */
     double other = 0;
     for (int64_t j = 0; j < d; j++) other = fmax(other, fabs(tta[2 * d + j] - tta[j]));
@@ -489,6 +543,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_and_load),  /* run_a: kept for the next two */
         cmocka_unit_test(test_kill_and_resume), /* the epoch-1 checkpoint: kept for the next */
+        cmocka_unit_test(test_bad_and_final_checkpoints),
         cmocka_unit_test(test_nan_guard),
         cmocka_unit_test(test_flip_tta),
         cmocka_unit_test(test_pretrained),
