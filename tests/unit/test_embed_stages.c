@@ -136,7 +136,7 @@ static void test_train_then_embed(void **state) {
     assert_string_equal(E.image[2], "t_0_0.jpg");
     assert_string_equal(E.image[43], "st_1.jpg");
     for (int i = 0; i < 3; i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof want, "q_%d.jpg", i);
         assert_string_equal(E.image[44 + i], want);
         assert_int_equal(E.test[44 + i], 1);
