@@ -130,7 +130,8 @@ static int parse_dolg(const cJSON *d, fl_embopts *o, fl_err *e) {
         if (n < 1 || n > FL_DOLG_MAX_DIL)
             return fl_errf(e, "embed.dolg.dilations: %d entries (1..%d)", n, FL_DOLG_MAX_DIL);
         m->dolg.n_dil = n;
-        int64_t w = m->dolg.dim / n > 0 ? m->dolg.dim / n : 1;
+        /* dim/4 per branch whatever the count, as fl_dolg_defaults (and the PyTorch peer) */
+        int64_t w = m->dolg.dim / 4 > 0 ? m->dolg.dim / 4 : 1;
         for (int i = 0; i < n; i++) {
             m->dolg.dilations[i] = (int)cJSON_GetArrayItem(dil, i)->valuedouble;
             m->dolg.widths[i] = w;
