@@ -12,13 +12,6 @@ printf '{"extends": "%s", "name": "emb"}' "$C" > emb.json
 # For the kills: 8 epochs of 15 batches (~0.3 s each here, several polls), a checkpoint after each.
 printf '{"extends": "%s", "name": "ep", "embed": {"imgsz": 48, "train": {"epochs": 8, "batch": 4, "val_every": 0}}}' \
     "$C" > ep.json
-# runs_exactly LOG ID...: the run started exactly these stages (any order), nothing else.
-runs_exactly() {
-    local log=$1 want got; shift
-    want=$(printf '%s\n' "$@" | sort | tr '\n' ' ')
-    got=$(sed -n 's/^\[fluke\] run    \([^ ]*\) .*/\1/p' "$log" | sort | tr '\n' ' ')
-    [ "$want" = "$got" ] || { echo "     ($log ran: $got; expected: $want)"; return 1; }
-}
 # model_of DIR CONFIG: the embed_model.safetensors of DIR's cached embed_train[1].
 model_of() {
     local h
