@@ -193,10 +193,13 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
     if (has_crops && (!(dir = fl_stage_input(c, "crops", e)) || add_crops(c, dir, truth_dir, j, e)))
         goto done;
     if (has_cv && (!(dir = fl_stage_input(c, "cv", e)) || add_cv(c, dir, j, e))) goto done;
-    if (!has_sub)
-        fl_stage_log(c, "no submission to score: the identification stages (EfficientNet + DOLG "
-                     "+ ArcFace, embeddings, kNN; issue 12) are not built yet, so there is no "
-                     "MAP@5; metrics.json holds the detector and crop metrics");
+    /* Kaggle data: knn's submission exists but no truth does, so score gets only its cv. */
+    if (!has_sub && has_cv)
+        fl_stage_log(c, "no hidden truth to score the submission against (not the embedded "
+                     "data), so no MAP@5; metrics.json holds the OOF CV and the detector metrics");
+    else if (!has_sub)
+        fl_stage_log(c, "no submission or cv to score: no identification stage feeds score, so "
+                     "there is no MAP@5; metrics.json holds the detector and crop metrics");
     text = cJSON_Print(j);
     if (!text) { fl_errf(e, "score: out of memory"); goto done; }
     size_t len = strlen(text);

@@ -20,6 +20,13 @@ skip() { echo "skipped: $*"; exit 77; }
 ran() { grep -q "^\[fluke\] run    $2  " "$1"; }
 cached() { grep -q "^\[fluke\] cached $2\$" "$1"; }
 count_runs() { grep -c "^\[fluke\] run    " "$1" || true; }
+# runs_exactly LOG ID...: the run started exactly these stages (any order), nothing else.
+runs_exactly() {
+    local log=$1 want got; shift
+    want=$(printf '%s\n' "$@" | sort | tr '\n' ' ')
+    got=$(sed -n 's/^\[fluke\] run    \([^ ]*\) .*/\1/p' "$log" | sort | tr '\n' ' ')
+    [ "$want" = "$got" ] || { echo "     ($log ran: $got; expected: $want)"; return 1; }
+}
 # all_cached LOG N: the run finished with exactly N stages, every one cached. (Counting "run"
 # lines is not enough: a run that fails before starting anything also runs nothing.)
 all_cached() { grep -q "^\[fluke\] $2 stages: 0 ran, $2 cached, 0 failed, 0 skipped " "$1"; }

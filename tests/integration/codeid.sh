@@ -2,8 +2,9 @@
 # objects the linker pulls in for it, their sources, headers and flags, and nothing else.
 # The existing stages stand in for the later ones: baseline (pixel kNN) links
 # stages/labels/baseline_pixel_knn.c and stages/labels/baselines.h, which no other stage does;
-# baseline and score share stages/labels/map5.c; no stage links runtime/models/dolg.c (crop
-# links the YOLO code, resize and the CSV readers since issue 11).
+# baseline and score share stages/labels/map5.c; no stage links kaggle/submit.c (only
+# `fluke submit` does; crop links the YOLO code, resize and the CSV readers since issue 11, and
+# embed_train the DOLG code since issue 12).
 # The test copies the sources and this build's objects (times kept) to a temp dir and runs
 # the real Makefile there, so each edit recompiles one file and reruns only the id tool.
 . "$(dirname "$0")/_lib.sh"
@@ -39,9 +40,9 @@ check "a second make has nothing to do" [ $? -eq 0 ]
 (D=$B/gen/codeid; ids) > built
 check "the ids are those the build made" cmp -s after built
 
-# A real code change (not a comment) in a source no stage links: today's DOLG code.
-edit runtime/models/dolg.c 'int fl__codeid_probe_dolg(void) { return 1; }'
-check "the edited DOLG source was recompiled" grep -q "dolg.o" make.log
+# A real code change (not a comment) in a source no stage links: the Kaggle submission client.
+edit kaggle/submit.c 'int fl__codeid_probe_submit(void) { return 1; }'
+check "the edited submit source was recompiled" grep -q "submit.o" make.log
 check "a source no stage links changes no id" [ -z "$(changed before after)" ]
 check "... and rewrites no id file" [ -z "$(find "$D" -name '*.c' -newer marker)" ]
 mk -q codeids
@@ -68,7 +69,7 @@ edit stages/synth/species.c '/* a comment is part of the source too */'
 check "any byte of a linked source changes the id" [ "$(changed before after)" = "baseline crop detector_train folds knn synth" ]
 
 # The id in the binary is the generated one.
-mk "$BN/fluke" && (cd src && "./$BN/fluke" explain baseline_knn configs/tiny.json) > explain.log 2>&1
+mk "$BN/fluke" && (cd src && "./$BN/fluke" explain baseline_knn configs/baseline.json) > explain.log 2>&1
 check "the rebuilt binary carries the new id" \
     grep -q "code $(awk '$1 == "baseline" { print substr($2, 1, 12) }' after)" explain.log
 

@@ -1,7 +1,7 @@
 # The real `fluke run` on user data that is empty, tiny or malformed (issue 19 items 2, 6, 8).
 # There is no local data source yet, so each mutated Kaggle-layout folder (made from the tiny
 # synth data) is served as the competition zip by the loopback Kaggle server and goes through
-# fetch -> baseline_knn. Every case must either work (a valid submission) or fail with a message
+# fetch -> baseline_knn (configs/baseline.json; the default effnet_dolg chain is not run here). Every case must either work (a valid submission) or fail with a message
 # naming the user's file and line; never a crash, never an internal file, never rc 0 with an
 # empty submission.
 # sanitizer: yes
@@ -30,7 +30,7 @@ serve_and_run() {
     local port
     port=$(sed -n 's/^PORT //p' server.out)
     cat > k.json <<J
-{ "extends": "$FLUKE_SRC/configs/tiny.json", "name": "in",
+{ "extends": "$FLUKE_SRC/configs/baseline.json", "name": "in",
   "pipeline": {"source": "kaggle"},
   "kaggle": {"competition": "happy-whale-and-dolphin", "base_url": "http://127.0.0.1:$port"} }
 J
