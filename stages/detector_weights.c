@@ -63,7 +63,7 @@ static int run_detector_weights(fl_stage_ctx *c, fl_err *e) {
         goto out;
     }
     if (!(k = fl_kaggle_new(&o, e))) goto out;
-    fl_dl_result r;
+    fl_dl_result r = {0};
     if (fl_kaggle_download_url(k, url, src, NULL, &r, e)) {
         if (r.http_status == 404)
             fl_errf(e, "%s: not found (404): detector.weights '%s' is not a release asset there",

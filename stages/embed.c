@@ -27,13 +27,15 @@ static int run_embed(fl_stage_ctx *c, fl_err *e) {
     const char *model = crop ? fl_stage_input(c, "model", e) : NULL;
     if (!model) return -1;
     char *folds_csv = fl_strdupf("%s/folds.csv", folds);
+    if (!folds_csv) return fl_errf(e, "out of memory");
     fl_embset s;
     int rc = fl_embset_build(folds_csv, crop, fl_stage_instance(c), &s, e);
     free(folds_csv);
     if (rc) return -1;
     fl_embinfer *m = fl_embinfer_new(&o, o.eval_batch, e);
     char *mpath = fl_strdupf("%s/%s", model, FL_EMBED_MODEL_FILE);
-    if (!m || fl_embmodel_load(mpath, fl_embinfer_store(m), e)) rc = -1;
+    if (!mpath) rc = fl_errf(e, "out of memory");
+    else if (!m || fl_embmodel_load(mpath, fl_embinfer_store(m), e)) rc = -1;
     free(mpath);
     int64_t n = s.nall + s.ntest, d = o.model.emb_dim;
     fl_emb E = {.n = n, .d = d};

@@ -24,6 +24,7 @@ static int run_embed_train(fl_stage_ctx *c, fl_err *e) {
     const char *folds = fl_stage_input(c, "folds", e), *crop = folds ? fl_stage_input(c, "crop", e) : NULL;
     if (!crop) return -1;
     char *folds_csv = fl_strdupf("%s/folds.csv", folds);
+    if (!folds_csv) return fl_errf(e, "out of memory");
     fl_embset s;
     int rc = fl_embset_build(folds_csv, crop, fl_stage_instance(c), &s, e);
     free(folds_csv);
@@ -35,7 +36,7 @@ static int run_embed_train(fl_stage_ctx *c, fl_err *e) {
     if (fl_stage_has_input(c, "pretrained")) {
         const char *pdir = fl_stage_input(c, "pretrained", e);
         if (!pdir) rc = -1;
-        else pre = fl_strdupf("%s/%s", pdir, FL_EMBED_PRETRAINED_FILE);
+        else if (!(pre = fl_strdupf("%s/%s", pdir, FL_EMBED_PRETRAINED_FILE))) rc = fl_errf(e, "out of memory");
     }
     log_ctx lg = {c};
     char *ckpt = fl_strdupf("%s/embed_last.ckpt", fl_stage_work_dir(c));

@@ -79,7 +79,7 @@ static int run_embed_weights(fl_stage_ctx *c, fl_err *e) {
         goto out;
     }
     if (!(k = fl_kaggle_new(&o, e)) || fl_mkdirs(dir, e)) goto out;
-    fl_dl_result r;
+    fl_dl_result r = {0};
     if (fl_hf_download(k, base, repo, NULL, fl_stage_work_dir(c), NULL, &name, &r, e) < 0) {
         fl_errprefix(e, "embed.backbone.weights '%s'%s", v,
                      r.http_status == 404 ? " (neither model.safetensors nor pytorch_model.bin "

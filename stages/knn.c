@@ -17,12 +17,13 @@
 #include "runtime/knn.h"
 #include "stages/api/stage.h"
 #include "stages/ident/embeddings.h"
+#include "stages/ident/folds.h"
 #include "stages/ident/ident.h"
 #include "stages/ident/stages.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
 
-#define KNN_MAX_FOLDS 64
+#define KNN_MAX_FOLDS FL_FOLDS_MAX_K
 
 const fl_cfg_field fl_knn_schema[] = {
     {"knn", FL_CFG_OBJ, 0, "cosine kNN on the folds' embeddings, new_individual calibrated OOF", 0,
@@ -288,33 +289,38 @@ typedef struct oof {
 
 static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out, fl_err *e) {
     int64_t ntr = in->ntr, d = in->E[0].d;
-    int k = o->k;
+    int k = o->k < ntr ? o->k : (int)ntr; /* never more neighbours than train images */
     out->q = malloc(((size_t)ntr + 1) * sizeof *out->q);
     out->sp = malloc(((size_t)ntr + 1) * sizeof *out->sp);
     int64_t *qr = malloc(((size_t)ntr + 1) * sizeof *qr),
             *gr = malloc(((size_t)ntr + 1) * sizeof *gr);
     int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind),
             *qf = malloc(((size_t)ntr + 1) * sizeof *qf);
-    uint8_t *in_gal = malloc((size_t)in->nind + 1);
+    /* rows per individual over all embedded train images, and each query's own gallery row */
+    int32_t *nrows = calloc((size_t)in->nind + 1, sizeof *nrows);
+    int64_t *self = malloc(((size_t)ntr + 1) * sizeof *self);
     int32_t *idx = NULL;
     float *sim = NULL, *Q = NULL, *G = NULL;
     fl_ident_cand *cand = NULL;
     int rc = -1;
-    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !in_gal) {
+    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !nrows || !self) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
     out->n = 0;
+    for (int64_t i = 0; i < ntr; i++) nrows[in->ind[in->tr_f[i]]]++;
+    /* Fold f's validation images are ranked by fold f's model against every other train image
+     * (the query itself excluded), as a test image is against the whole train set: the truth is
+     * the individual when another train image has it, else new_individual. With folds grouped by
+     * individual the matches come from the rest of the query's own fold (unseen by the model),
+     * with folds by image mostly from the training part. */
     for (int f = 0; f < in->K; f++) {
         out->off[f] = out->n;
         int64_t nq = 0, ng = 0;
-        memset(in_gal, 0, (size_t)in->nind + 1);
         for (int64_t i = 0; i < ntr; i++) {
             int32_t fr = in->tr_f[i];
-            if (in->fold[fr] == f)
-                qr[nq] = in->tr_row[i], qf[nq++] = fr;
-            else
-                gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr], in_gal[in->ind[fr]] = 1;
+            if (in->fold[fr] == f) qr[nq] = in->tr_row[i], qf[nq] = fr, self[nq++] = ng;
+            gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr];
         }
         if (nq == 0) {
             fl_stage_log(c, "fold %d: no embedded validation images", f);
@@ -328,20 +334,21 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
             fl_errf(e, "knn: out of memory");
             goto done;
         }
-        fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
+        fl_knn_args a = {.k = k, .threads = fl_stage_threads(c), .exclude = self};
         if (fl_knn_topk(Q, nq, G, ng, d, &a, idx, sim, e) != 0) goto done;
         fl_ident_candidates(idx, sim, nq, k, gind, cand);
         for (int64_t j = 0; j < nq; j++) {
             int32_t t = in->ind[qf[j]];
-            fl_ident_query(&cand[j], in_gal[t] ? t : FL_IDENT_NEW, in->fill, in->nfill,
+            fl_ident_query(&cand[j], nrows[t] > 1 ? t : FL_IDENT_NEW, in->fill, in->nfill,
                            &out->q[out->n]);
-            out->sp[out->n++] = in->sp[qf[j]];
+            /* the species a test image gets: its nearest neighbour's */
+            out->sp[out->n++] = idx[(size_t)j * k] >= 0 ? in->sp[in->tr_f[idx[(size_t)j * k]]] : in->sp[qf[j]];
         }
     }
     out->off[in->K] = out->n;
     rc = 0;
 done:
-    free(qr), free(gr), free(gind), free(qf), free(in_gal), free(idx), free(sim), free(Q), free(G);
+    free(qr), free(gr), free(gind), free(qf), free(nrows), free(self), free(idx), free(sim), free(Q), free(G);
     free(cand);
     return rc;
 }
@@ -350,7 +357,7 @@ done:
 static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_ident_cand *cand,
                     fl_err *e) {
     int64_t d = in->E[0].d, nte = in->nte, ntr = in->ntr;
-    int K = in->K, k = o->k;
+    int K = in->K, k = o->k < ntr ? o->k : (int)ntr; /* never more neighbours than train images */
     int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind);
     int32_t *idx = malloc(((size_t)nte * k + 1) * sizeof *idx);
     float *sim = malloc(((size_t)nte * k + 1) * sizeof *sim), *mean = NULL;
@@ -540,6 +547,10 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     fl_stage_log(c, "OOF MAP@5 %.5f (known %.5f on %lld, new %.5f on %lld) at threshold %.4f (%s)",
                  all.map5, all.map5_known, (long long)all.n_known, all.map5_new,
                  (long long)all.n_new, global, o.has_threshold ? "given" : "calibrated");
+    if (!o.has_threshold && (all.n_known == 0 || all.n_new == 0))
+        fl_stage_log(c, "warning: the validation images are all %s, so the new_individual threshold "
+                        "is not calibrated by anything; set knn.threshold",
+                     all.n_known == 0 ? "new_individual" : "known individuals");
     cJSON_AddNumberToObject(j, "n_query", (double)all.n);
     cJSON_AddNumberToObject(j, "n_train_missing", (double)missing);
     cJSON_AddNumberToObject(j, "new_share", all.n ? (double)all.n_new / (double)all.n : 0);

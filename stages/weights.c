@@ -69,7 +69,7 @@ static int run_weights(fl_stage_ctx *c, fl_err *e) {
     int rc = -1;
     char *name = NULL, *src = NULL, *dst = NULL, *dir = NULL;
     if (!k) goto out;
-    fl_dl_result r;
+    fl_dl_result r = {0};
     if (fl_hf_download(k, base, repo, file, fl_stage_work_dir(c), &ex, &name, &r, e) < 0) goto out;
     dir = fl_strdupf("%s/weights", fl_stage_out_dir(c));
     src = fl_strdupf("%s/%s", fl_stage_work_dir(c), name);

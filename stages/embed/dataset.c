@@ -57,12 +57,13 @@ int fl_embset_build(const char *folds_csv, const char *crop_dir, int k, fl_embse
     if (rc == 0) rc = fl_csv_require(&p->crops, ccols, 3, ci, e);
     if (rc) goto out;
     int nf = p->folds.n, nc = p->crops.nrows;
-    fl_strmap img, ind, sp, cls, train_crop;
+    fl_strmap img, ind, sp, cls, train_crop, test_crop;
     memset(&img, 0, sizeof img), memset(&ind, 0, sizeof ind), memset(&sp, 0, sizeof sp);
     memset(&cls, 0, sizeof cls), memset(&train_crop, 0, sizeof train_crop);
+    memset(&test_crop, 0, sizeof test_crop);
     if (fl_strmap_init(&img, (size_t)nf, e) || fl_strmap_init(&ind, (size_t)nf, e) ||
         fl_strmap_init(&sp, 64, e) || fl_strmap_init(&cls, (size_t)nf, e) ||
-        fl_strmap_init(&train_crop, (size_t)nc, e)) {
+        fl_strmap_init(&train_crop, (size_t)nc, e) || fl_strmap_init(&test_crop, (size_t)nc, e)) {
         rc = -1;
         goto maps;
     }
@@ -90,9 +91,11 @@ int fl_embset_build(const char *folds_csv, const char *crop_dir, int k, fl_embse
         if (!strcmp(f[ci[1]], "train")) {
             if (fl_strmap_put(&train_crop, f[ci[0]], r) == -2) rc = fl_errf(e, "out of memory");
         } else if (!strcmp(f[ci[1]], "test")) {
-            if (s->ntest && !strcmp(s->test_image[s->ntest - 1], f[ci[0]])) continue;
+            int seen = fl_strmap_put(&test_crop, f[ci[0]], r);
+            if (seen == -2) rc = fl_errf(e, "out of memory");
+            if (seen != -1) continue; /* a later crop of the same image (per_class) */
             s->test_image[s->ntest] = f[ci[0]];
-            p->paths[p->npaths] = fl_strdupf("%s/%s", crop_dir, f[ci[2]]);
+            if (!(p->paths[p->npaths] = fl_strdupf("%s/%s", crop_dir, f[ci[2]]))) rc = fl_errf(e, "out of memory");
             s->test[s->ntest].path = p->paths[p->npaths++];
             s->test[s->ntest].label = -1;
             s->ntest++;
@@ -153,6 +156,7 @@ maps:
     fl_strmap_free(&sp);
     fl_strmap_free(&cls);
     fl_strmap_free(&train_crop);
+    fl_strmap_free(&test_crop);
 out:
     free(crops_csv);
     if (rc) fl_embset_free(s);

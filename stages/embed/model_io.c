@@ -16,7 +16,14 @@ int fl_embmodel_save(const char *path, const fl_embopts *o, const fl_param_list 
     snprintf(emb, sizeof emb, "%lld", (long long)o->model.emb_dim);
     snprintf(sz, sizeof sz, "%d", o->imgsz);
     snprintf(ncls, sizeof ncls, "%d", o->model.arc.num_classes);
-    fl_st_kv meta[] = {{"fluke.kind", "embed_model"}, {"embed.backbone", bb},
+    char taps[32], dil[64] = "", gem[32], sub[16];
+    snprintf(taps, sizeof taps, "%d,%d", o->model.local_tap, o->model.global_tap);
+    for (int i = 0; i < o->model.dolg.n_dil; i++)
+        snprintf(dil + strlen(dil), sizeof dil - strlen(dil), "%s%d", i ? "," : "", o->model.dolg.dilations[i]);
+    snprintf(gem, sizeof gem, "%a", o->model.dolg.gem_p0);
+    snprintf(sub, sizeof sub, "%d", o->model.arc.subcenters);
+    fl_st_kv meta[] = {{"embed.dolg_taps", taps}, {"embed.dolg_dilations", dil},
+                       {"embed.gem_p0", gem}, {"embed.subcenters", sub},{"fluke.kind", "embed_model"}, {"embed.backbone", bb},
                        {"embed.width", w},           {"embed.depth", d},
                        {"embed.tf", tf},             {"embed.dolg_dim", dim},
                        {"embed.emb_dim", emb},       {"embed.imgsz", sz},

@@ -215,7 +215,9 @@ static double arc_ce(const trainer *t, const float *w, const float *wn, const fl
     const fl_embopts *o = &t->mo;
     int C = o->model.arc.num_classes, K = o->model.arc.subcenters;
     int64_t d = o->model.emb_dim;
-    double s = o->model.arc.s, m = o->model.arc.m, mx = -1e30, sum = 0, tgt = 0;
+    double s = o->model.arc.s, mx = -1e30, sum = 0, tgt = 0;
+    double m = o->model.arc.dynamic ? ((const float *)fl_graph_value(t->g, t->m.margins))[cls]
+                                    : o->model.arc.m;
     (void)w;
     double *logit = malloc(sizeof *logit * (size_t)C);
     if (!logit) return NAN;
@@ -363,7 +365,19 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, doub
                            s->k, isnan(l) ? "NaN" : "infinite", epoch + 1, i + 1, kept);
         }
         if (fl_graph_backward(t->g, NULL, e) < 0) return -1;
-        if (o->clip > 0) fl_clip_grad_norm(&t->pl, o->clip);
+        /* A finite loss can still have a non-finite gradient; an update with it would poison the
+         * weights the next checkpoint saves. The norm is needed for the clip anyway. */
+        float gn = fl_clip_grad_norm(&t->pl, o->clip > 0 ? o->clip : INFINITY);
+        if (!isfinite(gn)) {
+            char kept[96];
+            if (t->epoch_done > 0)
+                snprintf(kept, sizeof kept, "the last good checkpoint (epoch %" PRId64 ") is kept", t->epoch_done);
+            else
+                snprintf(kept, sizeof kept, "no epoch finished, so there is no checkpoint");
+            return fl_errf(e, "embed_train[%d]: the gradient norm is %s at epoch %" PRId64 " step %" PRId64
+                              "; stopped before the update, %s; lower embed.train.lr or set embed.train.clip",
+                           s->k, isnan(gn) ? "NaN" : "infinite", epoch + 1, i + 1, kept);
+        }
         fl_optim_step(t->opt);
         if (t->ema) fl_ema_update(t->ema);
         t->step++;
