@@ -50,7 +50,7 @@ typedef struct knn_cfg {
 /* Everything the stage reads, with the mapping of embedding rows to folds/sample rows. */
 typedef struct knn_in {
     char *folds_path, *sample_path;
-    fl_csv folds;
+    fl_folds folds;
     int nf, K;
     const char **img;
     int32_t *fold, *ind, *sp; /* per folds.csv row */
@@ -69,7 +69,7 @@ typedef struct knn_in {
 static void in_free(knn_in *in) {
     free(in->folds_path), free(in->sample_path);
     free(in->img), free(in->fold), free(in->ind), free(in->sp), free(in->ids), free(in->spn);
-    fl_csv_free(&in->folds);
+    fl_folds_free(&in->folds);
     fl_submission_free(&in->sample);
     for (int k = 0; k < KNN_MAX_FOLDS; k++)
         fl_emb_free(&in->E[k]);
@@ -140,51 +140,35 @@ static int by_count(const void *a, const void *b) { /* most first, ties by id */
     return strcmp(x->id, y->id);
 }
 
-/* folds.csv: image,individual_id,species,fold (the folds stage's artifact). */
+/* folds.csv (the folds stage's artifact, checked by its reader) -> interned ids and species. */
 static int read_folds(knn_in *in, fl_err *e) {
-    static const char *const cols[] = {"image", "individual_id", "species", "fold"};
-    int ci[4];
-    if (fl_csv_read(in->folds_path, &in->folds, e) != 0) return -1;
-    if (fl_csv_require(&in->folds, cols, 4, ci, e) != 0) return -1;
-    int n = in->nf = in->folds.nrows;
+    if (fl_folds_read(in->folds_path, &in->folds, e) != 0) return -1;
+    const fl_folds *F = &in->folds;
+    int n = in->nf = F->n;
     size_t sz = (size_t)n + 1;
     in->img = calloc(sz, sizeof *in->img), in->ids = calloc(sz, sizeof *in->ids);
     in->spn = calloc(sz, sizeof *in->spn);
     in->fold = calloc(sz, sizeof *in->fold), in->ind = calloc(sz, sizeof *in->ind);
     in->sp = calloc(sz, sizeof *in->sp);
     id_count *cnt = calloc(sz, sizeof *cnt);
-    fl_strmap mi = {0}, ms = {0}, mimg = {0};
+    fl_strmap mi = {0}, ms = {0};
     int rc = -1;
     if (!in->img || !in->ids || !in->spn || !in->fold || !in->ind || !in->sp || !cnt) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
-    if (fl_strmap_init(&mi, sz, e) || fl_strmap_init(&ms, 64, e) || fl_strmap_init(&mimg, sz, e))
+    if (fl_strmap_init(&mi, sz, e) || fl_strmap_init(&ms, 64, e))
         goto done;
+    if (F->k > KNN_MAX_FOLDS) {
+        fl_errf(e, "%s: %d folds, at most %d", in->folds_path, F->k, KNN_MAX_FOLDS);
+        goto done;
+    }
+    in->K = F->k;
     for (int i = 0; i < n; i++) {
-        const fl_csv_row *r = &in->folds.rows[i + 1];
-        char *end;
-        long f = strtol(r->f[ci[3]], &end, 10);
-        if (end == r->f[ci[3]] || *end || f < 0 || f >= KNN_MAX_FOLDS) {
-            fl_errf(e, "%s:%d: fold '%s' is not an integer in [0, %d)", in->folds_path, r->line,
-                    r->f[ci[3]], KNN_MAX_FOLDS);
-            goto done;
-        }
-        if (!*r->f[ci[0]] || !*r->f[ci[1]]) {
-            fl_errf(e, "%s:%d: empty image or individual_id", in->folds_path, r->line);
-            goto done;
-        }
-        in->img[i] = r->f[ci[0]];
-        int prev = fl_strmap_put(&mimg, in->img[i], i);
-        if (prev >= 0) {
-            fl_errf(e, "%s:%d: image '%s' listed twice (also line %d)", in->folds_path, r->line,
-                    in->img[i], in->folds.rows[prev + 1].line);
-            goto done;
-        }
-        in->fold[i] = (int32_t)f;
-        if (f + 1 > in->K) in->K = (int)f + 1;
-        int a = intern(&mi, in->ids, &in->nind, r->f[ci[1]], e);
-        int b = a < 0 ? -2 : intern(&ms, in->spn, &in->nsp, r->f[ci[2]], e);
+        in->img[i] = F->image[i];
+        in->fold[i] = F->fold[i];
+        int a = intern(&mi, in->ids, &in->nind, F->individual[i], e);
+        int b = a < 0 ? -2 : intern(&ms, in->spn, &in->nsp, F->species[i], e);
         if (a < 0 || b < 0) goto done;
         in->ind[i] = a, in->sp[i] = b;
         cnt[a].id = in->ids[a], cnt[a].ind = a, cnt[a].n++;
@@ -200,7 +184,7 @@ static int read_folds(knn_in *in, fl_err *e) {
     rc = 0;
 done:
     free(cnt);
-    fl_strmap_free(&mi), fl_strmap_free(&ms), fl_strmap_free(&mimg);
+    fl_strmap_free(&mi), fl_strmap_free(&ms);
     return rc;
 }
 

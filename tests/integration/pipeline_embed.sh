@@ -54,7 +54,7 @@ check "progress shows epoch, step, loss, img/s and ETA" grep -Eq \
     '^\[embed_train\[1\]\] [0-9]+/[0-9]+ step \([0-9.]+%\) .*ETA [0-9:]+ epoch [0-9]+/2 step [0-9]+/[0-9]+ loss [0-9.]+ .*[0-9.]+ img/s' a/r1.log
 for k in 0 1; do
     check "embed_train[$k] logs val MAP@5 after each of its 2 epochs" sh -c \
-        "[ \$(grep -Ec '^\[embed_train\[$k\]\] epoch [12]/2: loss [0-9.]+, .* val MAP@5 [0-9.]+ .* loss [0-9.]+ on 60 crops' a/r1.log) -eq 2 ]"
+        "[ \$(grep -Ec '^\[embed_train\[$k\]\] epoch [12]/2: loss [0-9.]+, .* val MAP@5 [0-9.]+ .*on 60 crops' a/r1.log) -eq 2 ]"
 done
 check "score prints MAP@5 and the CV" sh -c \
     "grep -Eq '^\[score\] MAP@5 0\.[0-9]+' a/r1.log && grep -Eq '^\[score\] cv: OOF MAP@5 0\.[0-9]+ over 2 folds' a/r1.log"
@@ -99,8 +99,8 @@ check "embed.train.lr 1e30 is refused before running, naming the key (rc=$rc)" s
 # GeM p 100 overflows float (x^100) on the first batches: a NaN loss in every fold.
 printf '{"extends": "emb.json", "name": "emb", "embed": {"dolg": {"gem_p": 100}}}' > a/nan.json
 (cd a && $F run nan.json -j2 > nan.log 2>&1); rc=$?
-check "a NaN loss fails the run, naming the stage, the epoch and the step (rc=$rc)" sh -c \
-    "[ $rc -eq 1 ] && grep -Eq \"^fluke run: error: stage 'embed_train\[[01]\]' failed: embed_train\[[01]\]: the loss is NaN at epoch 1 step [0-9]+\" a/nan.log"
+check "a NaN loss or gradient fails the run, naming the stage, the epoch and the step (rc=$rc)" sh -c \
+    "[ $rc -eq 1 ] && grep -Eq \"^fluke run: error: stage 'embed_train\[[01]\]' failed: embed_train\[[01]\]: the (loss|gradient norm) is NaN at epoch 1 step [0-9]+\" a/nan.log"
 check "... and publishes nothing new (the submission is still the folds.k 3 one)" sh -c \
     "! grep -q '^\[fluke\] done   embed_train' a/nan.log && ! grep -q '^\[fluke\] output' a/nan.log"
 
