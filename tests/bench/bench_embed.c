@@ -1,5 +1,5 @@
 /* Training throughput of the embedding model (runtime/models/embed_head.h: EfficientNet under
- * "backbone." -> DOLG on taps 3 and 4 -> neck dropout / linear / BN -> ArcFace s 30 m 0.3 over
+ * "backbone." -> DOLG on two taps (local_tap and 4) -> neck dropout / linear / BN -> ArcFace s 30 m 0.3 over
  * CLASSES -> softmax CE) against the same model in PyTorch + timm, same machine, same thread
  * count, same run. One step = forward, loss, backward, Adam update; best of REPS after a warm-up
  * step; images/s and the ratio fluke / PyTorch (> 1: fluke faster) against PyTorch's faster
@@ -25,8 +25,8 @@
 
 /* name, default; read into bench_cfg by settings_parse. The defaults are configs/smoke.json's
  * embed section (tf_efficientnet_b0 at width / depth 0.5, 96 px, batch 32, DOLG 128 with
- * dilations 3,6,9, neck 256, dropout and drop path 0.1); classes: the 645 individuals of smoke's
- * fold 0 training part (synth smoke seed 1, folds k 2 by image). */
+ * dilations 1,2,3, its local branch on tap 2 (stride 8), neck 256, dropout and drop path 0.1);
+ * classes: about the individuals of a smoke fold's training part. */
 #define SETTINGS(X)                                                                                \
     X(variant, "tf")                                                                               \
     X(width, "0.5")                                                                                \
@@ -34,7 +34,8 @@
     X(res, "96")                                                                                   \
     X(batch, "32")                                                                                 \
     X(dim, "128")                                                                                  \
-    X(dilations, "3,6,9")                                                                          \
+    X(dilations, "1,2,3")                                                                          \
+    X(local_tap, "2")                                                                              \
     X(emb, "256")                                                                                  \
     X(classes, "645")                                                                              \
     X(dropout, "0.1")                                                                              \
@@ -99,14 +100,16 @@ static int settings_parse(int argc, char **argv, bench_cfg *b, fl_err *e) {
     int tf = strcmp(b->s.variant, "tf") == 0;
     if (!tf && strcmp(b->s.variant, "native") != 0)
         return fl_errf(e, "setting variant=%s: tf or native", b->s.variant);
-    int dim, emb, classes;
+    int dim, emb, classes, local_tap;
     if (to_int("res", b->s.res, 32, &b->res, e) < 0 ||
         to_int("batch", b->s.batch, 1, &b->batch, e) < 0 ||
         to_int("reps", b->s.reps, 1, &b->reps, e) < 0 ||
         to_int("rounds", b->s.rounds, 1, &b->rounds, e) < 0 ||
         to_int("dim", b->s.dim, 1, &dim, e) < 0 || to_int("emb", b->s.emb, 1, &emb, e) < 0 ||
-        to_int("classes", b->s.classes, 1, &classes, e) < 0)
+        to_int("classes", b->s.classes, 1, &classes, e) < 0 ||
+        to_int("local_tap", b->s.local_tap, 0, &local_tap, e) < 0)
         return -1;
+    if (local_tap > 4) return fl_errf(e, "setting local_tap=%d: 0..4", local_tap);
     fl_embed_cfg *c = &b->model;
     *c = fl_embed_defaults(classes, emb);
     if (fl_effnet_preset(tf ? "tf_efficientnet_b0" : "efficientnet_b0", &c->backbone, e) < 0)
@@ -116,6 +119,7 @@ static int settings_parse(int argc, char **argv, bench_cfg *b, fl_err *e) {
         to_double("drop_path", b->s.drop_path, &c->backbone.drop_path_rate, e) < 0 ||
         to_double("dropout", b->s.dropout, &c->dropout, e) < 0)
         return -1;
+    c->local_tap = local_tap;
     c->dolg = fl_dolg_defaults(dim);
     c->dolg.n_dil = 0;
     for (const char *p = b->s.dilations; *p;) {
@@ -197,10 +201,10 @@ static int run_torch(const bench_cfg *b, int threads, double *nchw, double *cl, 
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 %s/tests/bench/bench_embed_torch.py %d %d %d %d %s %s %s %s %s %s "
-             "%s %s %s 2>/dev/null",
+             "%s %s %s %s 2>/dev/null",
              src ? src : ".", threads, b->reps, b->batch, b->res, b->s.variant, b->s.width,
              b->s.depth, b->s.dim, b->s.dilations, b->s.emb, b->s.classes, b->s.dropout,
-             b->s.drop_path);
+             b->s.drop_path, b->s.local_tap);
     FILE *f = popen(cmd, "r");
     if (!f) {
         snprintf(skip, cap, "cannot start /usr/bin/python3");

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch peer of tests/bench/bench_embed.c: the embedding model (timm EfficientNet at the given
-width / depth multipliers, features_only taps 3 and 4 = stage-5 and stage-7 outputs -> DOLG ->
+width / depth multipliers, features_only taps LOCAL_TAP and 4 (the stage-7 output) -> DOLG ->
 neck dropout / linear / BN -> ArcFace s 30 m 0.3 -> softmax CE) training steps at RES px, batch
 BATCH, same thread count: forward, loss, backward, Adam step. DOLG, neck and ArcFace are the
 parity-fixture definitions of tests/fixtures/gen_models_effnet.py (EmbedNet), with the backbone
@@ -8,7 +8,7 @@ and DOLG swapped for the benchmarked configuration. Best of REPS after one warm-
 channels_last.
 Prints "embed <img/s NCHW> <img/s channels_last> <trainable parameters>", or "skipped: <why>".
 Usage: bench_embed_torch.py THREADS REPS BATCH RES VARIANT WIDTH DEPTH DIM DILATIONS EMB CLASSES
-       DROPOUT DROP_PATH   (VARIANT tf or native, DILATIONS comma-separated)
+       DROPOUT DROP_PATH LOCAL_TAP   (VARIANT tf or native, DILATIONS comma-separated)
 """
 import os
 import sys
@@ -46,7 +46,7 @@ def build(a):
     kw = dict(bn_eps=1e-3, pad_type="same") if a["variant"] == "tf" else {}
     gen = "tf_efficientnet_b0" if a["variant"] == "tf" else "efficientnet_b0"
     net.backbone = _gen_efficientnet(gen, channel_multiplier=a["width"], depth_multiplier=a["depth"],
-                                     features_only=True, out_indices=(3, 4), pretrained=False,
+                                     features_only=True, out_indices=(a["local_tap"], 4), pretrained=False,
                                      drop_path_rate=a["drop_path"], **kw)
     cs, cd = net.backbone.feature_info.channels()
     dil = a["dilations"]
@@ -82,12 +82,12 @@ def run(fmt, a):
 
 if __name__ == "__main__":
     v = sys.argv[1:]
-    if len(v) != 13:
+    if len(v) != 14:
         sys.exit(__doc__)
     a = {"threads": int(v[0]), "reps": int(v[1]), "batch": int(v[2]), "res": int(v[3]), "variant": v[4],
          "width": float(v[5]), "depth": float(v[6]), "dim": int(v[7]),
          "dilations": [int(d) for d in v[8].split(",")], "emb": int(v[9]), "classes": int(v[10]),
-         "dropout": float(v[11]), "drop_path": float(v[12])}
+         "dropout": float(v[11]), "drop_path": float(v[12]), "local_tap": int(v[13])}
     torch.set_num_threads(a["threads"])
     ips_a, n_a = run(torch.contiguous_format, a)
     ips_b, n_b = run(torch.channels_last, a)

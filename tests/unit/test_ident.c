@@ -354,6 +354,17 @@ static void write_dataset(void) {
             sprintf(buf + l, "i%d.jpg,id%02d,%s,%d\n", i, who, who % 2 ? "whale" : "dolphin", fold);
     }
     put(folds, buf);
+    /* the same rows grouped by individual (GroupKFold): every validation individual is absent
+     * from its fold's training part, yet its other images are in the validation fold itself */
+    char *fg = fl_strdupf("%s/folds_g", g_root), *folds_g = fl_strdupf("%s/folds.csv", fg);
+    fl_mkdirs(fg, &e);
+    l = sprintf(buf, "image,individual_id,species,fold\n");
+    for (int i = 0; i < N_TR; i++) {
+        int who = i < N_IND * 3 ? i / 3 : N_IND + (i - N_IND * 3);
+        l += sprintf(buf + l, "i%d.jpg,id%02d,%s,%d\n", i, who, who % 2 ? "whale" : "dolphin", who % 2);
+    }
+    put(folds_g, buf);
+    free(fg), free(folds_g);
     int64_t dim = 32;
     fl_rng r;
     fl_rng_init(&r, 99, 0);
@@ -503,6 +514,30 @@ static void test_knn_stage(void **state) {
 
 /* Bad input: a missing fold input, embeddings that disagree between folds, rows not in
  * folds.csv / sample_submission.csv, a bad config value. */
+/* Grouped folds: a validation image is ranked against every other train image (its own fold's
+ * included), so the 3-image individuals are known and only the singletons are new. */
+static void test_knn_grouped_folds(void **state) {
+    runner *r = *state;
+    fl_err e = {{0}};
+    if (run_knn(r, "knn_g", "folds_g", "embed0", "embed1", "{\"k\": 10}", &e)) fail_msg("%s", e.msg);
+    char *cvp = fl_strdupf("%s/knn_g/cv.json", g_root);
+    char *text = slurp(cvp);
+    cJSON *j = cJSON_Parse(text);
+    assert_non_null(j);
+    assert_int_equal((int)cJSON_GetObjectItem(j, "n_query")->valuedouble, N_TR - 1);
+    const cJSON *fo = cJSON_GetObjectItem(j, "folds");
+    int nknown = 0, nnew = 0;
+    for (int f = 0; f < 2; f++) {
+        nknown += (int)cJSON_GetObjectItem(cJSON_GetArrayItem(fo, f), "n_known")->valuedouble;
+        nnew += (int)cJSON_GetObjectItem(cJSON_GetArrayItem(fo, f), "n_new")->valuedouble;
+    }
+    assert_int_equal(nknown, N_IND * 3);
+    assert_int_equal(nnew, 3);
+    assert_true(cJSON_GetObjectItem(j, "map5")->valuedouble > 0.9);
+    cJSON_Delete(j);
+    free(text), free(cvp);
+}
+
 static void test_knn_stage_errors(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
@@ -578,6 +613,7 @@ int main(void) {
         cmocka_unit_test(test_oof_eval),
         cmocka_unit_test(test_embeddings_io),
         cmocka_unit_test_setup_teardown(test_knn_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_knn_grouped_folds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_knn_stage_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
