@@ -19,6 +19,7 @@
 #include "stages/ident/embeddings.h"
 #include "stages/ident/folds.h"
 #include "stages/ident/ident.h"
+#include "stages/ident/pseudo.h"
 #include "stages/ident/stages.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
@@ -37,13 +38,15 @@ const fl_cfg_field fl_knn_schema[] = {
     {"knn.per_species", FL_CFG_BOOL, 0, "a threshold per species (default false)", 0, 0},
     {"knn.species_min", FL_CFG_INT, 0,
      "validation images a species needs for its own threshold (default 50)", 1, 1e9},
+    {"knn.pseudo_gallery", FL_CFG_BOOL, 0,
+     "in a pseudo round, the pseudo-labelled test images join the gallery (default true)", 0, 0},
     {"knn.threshold", FL_CFG_NUM, 0,
      "fixed new_individual threshold for the submission (default: calibrated OOF)", -1, 1},
     {NULL, 0, 0, NULL, 0, 0},
 };
 
 typedef struct knn_cfg {
-    int k, per_species, species_min, has_threshold, sim_ensemble;
+    int k, per_species, species_min, has_threshold, sim_ensemble, pseudo_gallery;
     double grid_step, threshold;
 } knn_cfg;
 
@@ -64,6 +67,12 @@ typedef struct knn_in {
     int32_t *te_s;            /* sample row of test row i */
     int32_t fill[FL_MAP_K];
     int nfill;
+    /* pseudo-labelled test images (input "pseudo", later rounds): extra gallery rows after the
+     * ntr train rows, labelled with their pseudo individual */
+    int64_t npl;
+    int64_t *pl_row;   /* embedding row */
+    int32_t *pl_ind, *pl_sp;
+    int64_t *te_excl;  /* per test row: its own gallery row (ntr + j) when pseudo-labelled */
 } knn_in;
 
 static void in_free(knn_in *in) {
@@ -74,10 +83,71 @@ static void in_free(knn_in *in) {
     for (int k = 0; k < KNN_MAX_FOLDS; k++)
         fl_emb_free(&in->E[k]);
     free(in->tr_row), free(in->te_row), free(in->tr_f), free(in->te_s);
+    free(in->pl_row), free(in->pl_ind), free(in->pl_sp), free(in->te_excl);
+}
+
+/* The species of gallery row g: a train row's own, a pseudo-labelled row's individual's. */
+static int32_t gallery_species(const knn_in *in, int64_t g) {
+    return g < in->ntr ? in->sp[in->tr_f[g]] : in->pl_sp[g - in->ntr];
+}
+
+/* pseudo.csv (the pseudo stage's artifact) -> extra gallery rows. A row whose individual is not
+ * in folds.csv or whose image has no test embedding is left out (counted in the log). */
+static int read_pseudo(fl_stage_ctx *c, knn_in *in, fl_err *e) {
+    const char *dir = fl_stage_input(c, "pseudo", e);
+    if (!dir) return -1;
+    char *path = fl_strdupf("%s/%s", dir, FL_PSEUDO_FILE);
+    fl_pseudo P;
+    fl_strmap mi = {0}, mt = {0};
+    int rc = -1;
+    if (!path) return fl_errf(e, "knn: out of memory");
+    if (fl_pseudo_read(path, &P, e) != 0) {
+        free(path);
+        return -1;
+    }
+    size_t sz = (size_t)P.n + 1;
+    in->pl_row = malloc(sz * sizeof *in->pl_row), in->pl_ind = malloc(sz * sizeof *in->pl_ind);
+    in->pl_sp = malloc(sz * sizeof *in->pl_sp);
+    in->te_excl = malloc(((size_t)in->nte + 1) * sizeof *in->te_excl);
+    if (!in->pl_row || !in->pl_ind || !in->pl_sp || !in->te_excl ||
+        fl_strmap_init(&mi, (size_t)in->nind + 1, e) || fl_strmap_init(&mt, (size_t)in->nte + 1, e)) {
+        fl_errf(e, "knn: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < in->nind; i++)
+        fl_strmap_put(&mi, in->ids[i], i);
+    for (int64_t i = 0; i < in->nte; i++) {
+        in->te_excl[i] = -1;
+        fl_strmap_put(&mt, in->sample.image[in->te_s[i]], (int)i);
+    }
+    int64_t skipped = 0;
+    for (int j = 0; j < P.n; j++) {
+        int ind = fl_strmap_get(&mi, P.individual[j]), t = fl_strmap_get(&mt, P.image[j]);
+        if (ind < 0 || t < 0 || in->te_excl[t] >= 0) {
+            skipped++;
+            continue;
+        }
+        /* the species of a train row of that individual (folds.csv is consistent per id) */
+        int32_t sp = -1;
+        for (int r = 0; r < in->nf && sp < 0; r++)
+            if (in->ind[r] == ind) sp = in->sp[r];
+        in->te_excl[t] = in->ntr + in->npl;
+        in->pl_row[in->npl] = in->te_row[t], in->pl_ind[in->npl] = ind, in->pl_sp[in->npl++] = sp;
+    }
+    fl_stage_log(c, "%lld pseudo-labelled test images join the gallery (%lld of %s left out: "
+                    "unknown individual or no embedding)",
+                 (long long)in->npl, (long long)skipped, path);
+    rc = 0;
+done:
+    fl_strmap_free(&mi), fl_strmap_free(&mt);
+    fl_pseudo_free(&P);
+    free(path);
+    return rc;
 }
 
 static int read_cfg(fl_stage_ctx *c, knn_cfg *o, fl_err *e) {
-    *o = (knn_cfg){.k = FL_KNN_DEFAULT_K, .grid_step = 0.01, .species_min = 50};
+    *o = (knn_cfg){.k = FL_KNN_DEFAULT_K, .grid_step = 0.01, .species_min = 50,
+                   .pseudo_gallery = 1};
     fl_err none = {{0}};
     const cJSON *sec = fl_stage_cfg(c, "knn", &none); /* absent: defaults */
     if (!sec && strstr(none.msg, "programming error")) return fl_errf(e, "%s", none.msg);
@@ -109,6 +179,10 @@ static int read_cfg(fl_stage_ctx *c, knn_cfg *o, fl_err *e) {
     if ((v = cJSON_GetObjectItemCaseSensitive(sec, "per_species"))) {
         if (!cJSON_IsBool(v)) return fl_errf(e, "knn.per_species: must be true or false");
         o->per_species = cJSON_IsTrue(v);
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(sec, "pseudo_gallery"))) {
+        if (!cJSON_IsBool(v)) return fl_errf(e, "knn.pseudo_gallery: must be true or false");
+        o->pseudo_gallery = cJSON_IsTrue(v);
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(sec, "ensemble"))) {
         if (!cJSON_IsString(v) ||
@@ -268,17 +342,29 @@ static float *gather(const float *m, int64_t d, const int64_t *rows, int64_t n) 
 typedef struct oof {
     fl_ident_q *q;
     int32_t *sp;
+    int32_t *row, *top; /* folds.csv row of the query; its top-1 individual (-1: none) */
+    float *conf;        /* the top-1 confidence */
+    uint8_t *hit;       /* the top-1 is the query's individual (never for a new one) */
     int64_t n, off[KNN_MAX_FOLDS + 1];
 } oof;
+
+static void oof_free(oof *o) {
+    free(o->q), free(o->sp), free(o->row), free(o->top), free(o->conf), free(o->hit);
+}
 
 static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out, fl_err *e) {
     int64_t ntr = in->ntr, d = in->E[0].d;
     int k = o->k < ntr ? o->k : (int)ntr; /* never more neighbours than train images */
     out->q = malloc(((size_t)ntr + 1) * sizeof *out->q);
     out->sp = malloc(((size_t)ntr + 1) * sizeof *out->sp);
+    out->row = malloc(((size_t)ntr + 1) * sizeof *out->row);
+    out->top = malloc(((size_t)ntr + 1) * sizeof *out->top);
+    out->conf = malloc(((size_t)ntr + 1) * sizeof *out->conf);
+    out->hit = malloc(((size_t)ntr + 1) * sizeof *out->hit);
     int64_t *qr = malloc(((size_t)ntr + 1) * sizeof *qr),
-            *gr = malloc(((size_t)ntr + 1) * sizeof *gr);
-    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind),
+            *gr = malloc(((size_t)ntr + in->npl + 1) * sizeof *gr);
+    int64_t ngal = ntr + in->npl; /* train rows, then the pseudo-labelled test rows */
+    int32_t *gind = malloc(((size_t)ngal + 1) * sizeof *gind),
             *qf = malloc(((size_t)ntr + 1) * sizeof *qf);
     /* rows per individual over all embedded train images, and each query's own gallery row */
     int32_t *nrows = calloc((size_t)in->nind + 1, sizeof *nrows);
@@ -287,12 +373,14 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
     float *sim = NULL, *Q = NULL, *G = NULL;
     fl_ident_cand *cand = NULL;
     int rc = -1;
-    if (!out->q || !out->sp || !qr || !gr || !gind || !qf || !nrows || !self) {
+    if (!out->q || !out->sp || !out->row || !out->top || !out->conf || !out->hit || !qr || !gr ||
+        !gind || !qf || !nrows || !self) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
     out->n = 0;
     for (int64_t i = 0; i < ntr; i++) nrows[in->ind[in->tr_f[i]]]++;
+    for (int64_t j = 0; j < in->npl; j++) nrows[in->pl_ind[j]]++; /* a gallery row as any */
     /* Fold f's validation images are ranked by fold f's model against every other train image
      * (the query itself excluded), as a test image is against the whole train set: the truth is
      * the individual when another train image has it, else new_individual. With folds grouped by
@@ -306,6 +394,8 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
             if (in->fold[fr] == f) qr[nq] = in->tr_row[i], qf[nq] = fr, self[nq++] = ng;
             gr[ng] = in->tr_row[i], gind[ng++] = in->ind[fr];
         }
+        for (int64_t j = 0; j < in->npl; j++)
+            gr[ng] = in->pl_row[j], gind[ng++] = in->pl_ind[j];
         if (nq == 0) {
             fl_stage_log(c, "fold %d: no embedded validation images", f);
             continue;
@@ -325,8 +415,12 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
             int32_t t = in->ind[qf[j]];
             fl_ident_query(&cand[j], nrows[t] > 1 ? t : FL_IDENT_NEW, in->fill, in->nfill,
                            &out->q[out->n]);
+            out->row[out->n] = qf[j];
+            out->top[out->n] = cand[j].n > 0 ? cand[j].ind[0] : -1;
+            out->conf[out->n] = cand[j].n > 0 ? cand[j].conf[0] : -INFINITY;
+            out->hit[out->n] = cand[j].n > 0 && nrows[t] > 1 && cand[j].ind[0] == t;
             /* the species a test image gets: its nearest neighbour's */
-            out->sp[out->n++] = idx[(size_t)j * k] >= 0 ? in->sp[in->tr_f[idx[(size_t)j * k]]] : in->sp[qf[j]];
+            out->sp[out->n++] = idx[(size_t)j * k] >= 0 ? gallery_species(in, idx[(size_t)j * k]) : in->sp[qf[j]];
         }
     }
     out->off[in->K] = out->n;
@@ -340,23 +434,26 @@ done:
 /* The test images' candidates with the folds ensembled, against every embedded train image. */
 static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_ident_cand *cand,
                     fl_err *e) {
-    int64_t d = in->E[0].d, nte = in->nte, ntr = in->ntr;
+    int64_t d = in->E[0].d, nte = in->nte, ntr = in->ntr, ng = ntr + in->npl;
     int K = in->K, k = o->k < ntr ? o->k : (int)ntr; /* never more neighbours than train images */
-    int32_t *gind = malloc(((size_t)ntr + 1) * sizeof *gind);
+    int32_t *gind = malloc(((size_t)ng + 1) * sizeof *gind);
+    int64_t *grow = malloc(((size_t)ng + 1) * sizeof *grow); /* train rows, then pseudo rows */
     int32_t *idx = malloc(((size_t)nte * k + 1) * sizeof *idx);
     float *sim = malloc(((size_t)nte * k + 1) * sizeof *sim), *mean = NULL;
     float *Qs[KNN_MAX_FOLDS] = {0}, *Gs[KNN_MAX_FOLDS] = {0};
     int np = o->sim_ensemble ? K : 1, rc = -1;
-    if (!gind || !idx || !sim) {
+    if (!gind || !grow || !idx || !sim) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
     for (int64_t i = 0; i < ntr; i++)
-        gind[i] = in->ind[in->tr_f[i]];
+        gind[i] = in->ind[in->tr_f[i]], grow[i] = in->tr_row[i];
+    for (int64_t j = 0; j < in->npl; j++)
+        gind[ntr + j] = in->pl_ind[j], grow[ntr + j] = in->pl_row[j];
     if (o->sim_ensemble) {
         for (int f = 0; f < K; f++) {
             Qs[f] = gather(in->E[f].m, d, in->te_row, nte);
-            Gs[f] = gather(in->E[f].m, d, in->tr_row, ntr);
+            Gs[f] = gather(in->E[f].m, d, grow, ng);
             if (!Qs[f] || !Gs[f]) {
                 fl_errf(e, "knn: out of memory");
                 goto done;
@@ -378,14 +475,15 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
                     in->E[0].image[z], (long long)z);
             goto done;
         }
-        Qs[0] = gather(mean, d, in->te_row, nte), Gs[0] = gather(mean, d, in->tr_row, ntr);
+        Qs[0] = gather(mean, d, in->te_row, nte), Gs[0] = gather(mean, d, grow, ng);
         if (!Qs[0] || !Gs[0]) {
             fl_errf(e, "knn: out of memory");
             goto done;
         }
     }
-    fl_knn_args a = {.k = k, .threads = fl_stage_threads(c)};
-    if (fl_knn_topk_multi((const float *const *)Qs, (const float *const *)Gs, np, nte, ntr, d, &a,
+    /* a pseudo-labelled test image never finds itself */
+    fl_knn_args a = {.k = k, .threads = fl_stage_threads(c), .exclude = in->te_excl};
+    if (fl_knn_topk_multi((const float *const *)Qs, (const float *const *)Gs, np, nte, ng, d, &a,
                           idx, sim, e) != 0)
         goto done;
     fl_ident_candidates(idx, sim, nte, k, gind, cand);
@@ -393,7 +491,7 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
 done:
     for (int f = 0; f < KNN_MAX_FOLDS; f++)
         free(Qs[f]), free(Gs[f]);
-    free(gind), free(idx), free(sim), free(mean);
+    free(gind), free(grow), free(idx), free(sim), free(mean);
     return rc;
 }
 
@@ -415,6 +513,47 @@ static int write_checked(const knn_in *in, const char *path, const char *(*ans)[
     }
     fl_strmap_free(&known);
     return rc ? fl_errprefix(e, "internal check of the answer (a bug, not bad input)") : 0;
+}
+
+/* The top-1 of every OOF query and every test image, for the pseudo stage (stages/pseudo.c):
+ *   oof.csv          image,fold,individual_id,confidence,hit   (hit: the top-1 is the truth)
+ *   predictions.csv  image,individual_id,species,confidence    (species of the nearest row)
+ * individual_id is empty when a query has no neighbour. Names are plain (checked by the
+ * readers of train.csv and the sample submission), so no field needs quoting. */
+static int write_top1(const knn_in *in, const oof *oo, const fl_ident_cand *cand, const char *dir,
+                      fl_err *e) {
+    for (int which = 0; which < 2; which++) {
+        char *buf = NULL, *path = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f) return fl_errf(e, "knn: out of memory");
+        if (which == 0) {
+            fputs("image,fold,individual_id,confidence,hit\n", f);
+            for (int64_t i = 0; i < oo->n; i++) {
+                int32_t r = oo->row[i];
+                fprintf(f, "%s,%d,%s,%.9g,%d\n", in->img[r], in->fold[r],
+                        oo->top[i] >= 0 ? in->ids[oo->top[i]] : "",
+                        oo->top[i] >= 0 ? (double)oo->conf[i] : 0.0, oo->hit[i]);
+            }
+        } else {
+            fputs("image,individual_id,species,confidence\n", f);
+            for (int64_t i = 0; i < in->nte; i++) {
+                const fl_ident_cand *c = &cand[i];
+                int g = c->top1 >= 0 ? gallery_species(in, c->top1) : -1;
+                fprintf(f, "%s,%s,%s,%.9g\n", in->sample.image[in->te_s[i]],
+                        c->n > 0 ? in->ids[c->ind[0]] : "", g >= 0 ? in->spn[g] : "",
+                        c->n > 0 ? (double)c->conf[0] : 0.0);
+            }
+        }
+        int bad = ferror(f);
+        fclose(f);
+        path = fl_strdupf("%s/%s", dir, which == 0 ? FL_KNN_OOF_FILE : FL_KNN_PRED_FILE);
+        int rc = bad || !path ? fl_errf(e, "knn: out of memory")
+                              : fl_write_file_atomic(path, buf, len, e);
+        free(buf), free(path);
+        if (rc) return -1;
+    }
+    return 0;
 }
 
 static int write_json(const char *path, cJSON *j, fl_err *e) {
@@ -452,7 +591,7 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         goto done;
     }
     if (read_folds(&in, e) || fl_submission_read(in.sample_path, &in.sample, e) ||
-        read_embeddings(c, &in, e))
+        read_embeddings(c, &in, e) || (o.pseudo_gallery && fl_stage_has_input(c, "pseudo") && read_pseudo(c, &in, e)))
         goto done;
     int64_t missing = 0;
     {
@@ -558,7 +697,7 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     for (int64_t i = 0; i < in.nte; i++) {
         int32_t s = in.te_s[i], *l = lab + (size_t)s * FL_MAP_K;
         /* A test image's species is its nearest train image's. */
-        double t = cand[i].top1 >= 0 ? sp_thr[in.sp[in.tr_f[cand[i].top1]]] : global;
+        double t = cand[i].top1 >= 0 ? sp_thr[gallery_species(&in, cand[i].top1)] : global;
         int n = fl_ident_answer(&cand[i], t, in.fill, in.nfill, l);
         for (int q = n; q < FL_MAP_K; q++)
             l[q] = -2;
@@ -601,9 +740,11 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     rc = write_checked(&in, sub_path, ans, e);
     free(lab);
     if (rc == 0) rc = write_json(cv_path, j, e);
+    if (rc == 0) rc = write_top1(&in, &oo, cand, fl_stage_out_dir(c), e);
 done:
     cJSON_Delete(j);
-    free(oo.q), free(oo.sp), free(cand), free(thr_of), free(sp_thr), free(sp_own), free(ans);
+    oof_free(&oo);
+    free(cand), free(thr_of), free(sp_thr), free(sp_own), free(ans);
     free(sub_path), free(cv_path);
     in_free(&in);
     return rc;

@@ -16,6 +16,8 @@
 #include "stages/fetch/stages.h"
 #include "stages/synth/stages.h"
 
+#define FL_MAX_PSEUDO_ROUNDS 10
+
 static const fl_cfg_field pipeline_schema[] = {
     {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of", 0, 0},
     {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data)",
@@ -23,15 +25,25 @@ static const fl_cfg_field pipeline_schema[] = {
     {"pipeline.model", FL_CFG_STR, 1,
      "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)", 0, 0},
     {"pipeline.threads", FL_CFG_INT, 0, "CPU threads for the heavy stages (default 2)", 1, 4096},
+    {"pipeline.pseudo_rounds", FL_CFG_INT, 0,
+     "pseudo-label rounds after the first (default 0; the reproduced solution used 1)", 0,
+     FL_MAX_PSEUDO_ROUNDS},
     {NULL, 0, 0, NULL, 0, 0},
 };
 
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
     fl_detector_schema, fl_detector_weights_schema, fl_crop_schema, fl_folds_schema,
-    fl_embed_schema, fl_embed_weights_schema, fl_knn_schema,
+    fl_embed_schema, fl_embed_weights_schema, fl_knn_schema, fl_pseudo_schema,
     NULL,
 };
+
+static const char *str_at_path(const cJSON *config, const char *a, const char *b, const char *key) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(config, a);
+    s = s ? cJSON_GetObjectItemCaseSensitive(s, b) : NULL;
+    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
 
 static const char *str_at(const cJSON *config, const char *sec, const char *key) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(config, sec);
@@ -59,44 +71,105 @@ static int plan_crop(fl_plan *p, const char *data, const char *detector, const c
 /* folds -> embed_train[k] -> embed[k] for every fold -> knn (the submission and cv.json). Every
  * embed_* node declares only the "embed" section and knn only "knn", so a knn.* edit reruns knn
  * and score, an embed.* edit the folds' models and what follows, never the detector or crops. */
-static int plan_identify(const cJSON *config, fl_plan *p, const char *data, int threads, fl_err *e) {
-    int K;
+/* One identification round. Round 0: embed_train[k] -> embed[k] for every fold -> knn. Round
+ * r >= 1 (pipeline.pseudo_rounds): pseudo[r] (round r-1's confident test predictions) ->
+ * retrain[r][k] (the embed_train stage with the pseudo-labels, from round r-1's model of the
+ * fold unless pseudo.retrain.init is "scratch") -> embed[r][k] -> knn[r] (the pseudo-labelled
+ * images join the gallery). Only the last round's knn publishes submission.csv and cv.json.
+ * Every embed_* node declares only "embed" (a retrain also "pseudo.retrain"), knn only "knn",
+ * pseudo only "pseudo.select", so a knn.* edit reruns the knn nodes and score only. */
+static int plan_round(fl_plan *p, int r, int K, int last, int from_prev, const char *data,
+                      const fl_plan_node *w, int threads, fl_err *e) {
+    char knn_id[32], prev_knn[32], pseudo_id[32];
+    snprintf(knn_id, sizeof knn_id, r ? "knn[%d]" : "knn", r);
+    snprintf(prev_knn, sizeof prev_knn, r > 1 ? "knn[%d]" : "knn", r - 1);
+    snprintf(pseudo_id, sizeof pseudo_id, "pseudo[%d]", r);
+    fl_plan_node *n;
+    if (r > 0 &&
+        (!(n = fl_plan_add(p, &fl_stage_pseudo, r, e)) || fl_plan_node_section(n, "pseudo.select", e) ||
+         fl_plan_node_input(n, "knn", prev_knn, e) || fl_plan_node_output(n, "pseudo.csv", e) ||
+         fl_plan_node_output(n, "pseudo.json", e)))
+        return -1;
+    fl_plan_node *knn = fl_plan_add_as(p, &fl_stage_knn, knn_id, e);
+    if (!knn || fl_plan_node_section(knn, "knn", e) || fl_plan_node_input(knn, "data", data, e) ||
+        fl_plan_node_input(knn, "folds", "folds", e) ||
+        (r > 0 && fl_plan_node_input(knn, "pseudo", pseudo_id, e)))
+        return -1;
+    for (int k = 0; k < K; k++) {
+        char train[32], embed[32], prev_train[32], name[32];
+        if (r) {
+            snprintf(train, sizeof train, "retrain[%d][%d]", r, k);
+            snprintf(embed, sizeof embed, "embed[%d][%d]", r, k);
+        } else {
+            snprintf(train, sizeof train, "embed_train[%d]", k);
+            snprintf(embed, sizeof embed, "embed[%d]", k);
+        }
+        if (r > 1)
+            snprintf(prev_train, sizeof prev_train, "retrain[%d][%d]", r - 1, k);
+        else
+            snprintf(prev_train, sizeof prev_train, "embed_train[%d]", k);
+        if (!(n = fl_plan_add_instance(p, &fl_stage_embed_train, train, k, e))) return -1;
+        if (fl_plan_node_section(n, "embed", e) || fl_plan_node_input(n, "folds", "folds", e) ||
+            fl_plan_node_input(n, "crop", "crop", e) ||
+            (w && !(r > 0 && from_prev) && fl_plan_node_input(n, "pretrained", FL_EMBED_WEIGHTS_NODE, e)) ||
+            (r > 0 && (fl_plan_node_section(n, "pseudo.retrain", e) ||
+                       fl_plan_node_input(n, "pseudo", pseudo_id, e) ||
+                       (from_prev && fl_plan_node_input(n, "init", prev_train, e)))) ||
+            fl_plan_node_output(n, FL_EMBED_MODEL_FILE, e) || fl_plan_node_output(n, FL_EMBED_METRICS_FILE, e))
+            return -1;
+        fl_plan_node_resources(n, threads, 0);
+        if (!(n = fl_plan_add_instance(p, &fl_stage_embed, embed, k, e))) return -1;
+        if (fl_plan_node_section(n, "embed", e) || fl_plan_node_input(n, "folds", "folds", e) ||
+            fl_plan_node_input(n, "crop", "crop", e) || fl_plan_node_input(n, "model", train, e) ||
+            fl_plan_node_output(n, "embeddings", e))
+            return -1;
+        fl_plan_node_resources(n, threads, 0);
+        snprintf(name, sizeof name, "embed%d", k);
+        if (fl_plan_node_input(knn, name, embed, e)) return -1;
+    }
+    if (fl_plan_node_output(knn, "submission.csv", e) || fl_plan_node_output(knn, "cv.json", e) ||
+        fl_plan_node_output(knn, "oof.csv", e) || fl_plan_node_output(knn, "predictions.csv", e) ||
+        (last && (fl_plan_node_publish(knn, "submission.csv", e) || fl_plan_node_publish(knn, "cv.json", e))))
+        return -1;
+    fl_plan_node_resources(knn, threads, 0);
+    return 0;
+}
+
+/* pipeline.pseudo_rounds, checked: 0 when absent. */
+static int pseudo_rounds(const cJSON *config, int *rounds, fl_err *e) {
+    const cJSON *pl = cJSON_GetObjectItemCaseSensitive(config, "pipeline");
+    const cJSON *v = pl ? cJSON_GetObjectItemCaseSensitive(pl, "pseudo_rounds") : NULL;
+    *rounds = 0;
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble || v->valuedouble < 0 ||
+        v->valuedouble > FL_MAX_PSEUDO_ROUNDS)
+        return fl_errf(e, "pipeline.pseudo_rounds: must be an integer in 0..%d", FL_MAX_PSEUDO_ROUNDS);
+    *rounds = (int)v->valuedouble;
+    return 0;
+}
+
+/* folds, [weights], then the rounds (plan_round). The id of the last round's knn goes to *last. */
+static int plan_identify(const cJSON *config, fl_plan *p, const char *data, int threads,
+                         char *last_knn, size_t cap, fl_err *e) {
+    int K, R;
     uint64_t seed;
     fl_folds_by by;
     const cJSON *fs = cJSON_GetObjectItemCaseSensitive(config, "folds");
-    if (fl_folds_cfg(cJSON_IsObject(fs) ? fs : NULL, &K, &seed, &by, e)) return -1;
+    if (fl_folds_cfg(cJSON_IsObject(fs) ? fs : NULL, &K, &seed, &by, e) || pseudo_rounds(config, &R, e))
+        return -1;
+    const char *init = str_at_path(config, "pseudo", "retrain", "init");
+    if (init && strcmp(init, "previous") && strcmp(init, "scratch"))
+        return fl_errf(e, "pseudo.retrain.init: '%s' is neither previous nor scratch", init);
+    int from_prev = !init || !strcmp(init, "previous");
     fl_plan_node *n, *w = NULL;
     if (fl_plan_embed_weights(p, config, &w, e)) return -1;
     if (!(n = fl_plan_add(p, &fl_stage_folds, -1, e)) || fl_plan_node_section(n, "folds", e) ||
         fl_plan_node_input(n, "data", data, e) || fl_plan_node_output(n, "folds.csv", e) ||
         fl_plan_node_publish(n, "folds.csv", e))
         return -1;
-    fl_plan_node *knn = fl_plan_add(p, &fl_stage_knn, -1, e);
-    if (!knn || fl_plan_node_section(knn, "knn", e) || fl_plan_node_input(knn, "data", data, e) ||
-        fl_plan_node_input(knn, "folds", "folds", e))
-        return -1;
-    for (int k = 0; k < K; k++) {
-        char train[32], name[32];
-        snprintf(train, sizeof train, "embed_train[%d]", k);
-        if (!(n = fl_plan_add(p, &fl_stage_embed_train, k, e)) || fl_plan_node_section(n, "embed", e) ||
-            fl_plan_node_input(n, "folds", "folds", e) || fl_plan_node_input(n, "crop", "crop", e) ||
-            (w && fl_plan_node_input(n, "pretrained", FL_EMBED_WEIGHTS_NODE, e)) ||
-            fl_plan_node_output(n, FL_EMBED_MODEL_FILE, e) || fl_plan_node_output(n, FL_EMBED_METRICS_FILE, e))
-            return -1;
-        fl_plan_node_resources(n, threads, 0);
-        if (!(n = fl_plan_add(p, &fl_stage_embed, k, e)) || fl_plan_node_section(n, "embed", e) ||
-            fl_plan_node_input(n, "folds", "folds", e) || fl_plan_node_input(n, "crop", "crop", e) ||
-            fl_plan_node_input(n, "model", train, e) || fl_plan_node_output(n, "embeddings", e))
-            return -1;
-        fl_plan_node_resources(n, threads, 0);
-        snprintf(name, sizeof name, "embed%d", k);
-        snprintf(train, sizeof train, "embed[%d]", k);
-        if (fl_plan_node_input(knn, name, train, e)) return -1;
-    }
-    if (fl_plan_node_output(knn, "submission.csv", e) || fl_plan_node_output(knn, "cv.json", e) ||
-        fl_plan_node_publish(knn, "submission.csv", e) || fl_plan_node_publish(knn, "cv.json", e))
-        return -1;
-    fl_plan_node_resources(knn, threads, 0);
+    for (int r = 0; r <= R; r++)
+        if (plan_round(p, r, K, r == R, from_prev, data, w, threads, e)) return -1;
+    snprintf(last_knn, cap, R ? "knn[%d]" : "knn", R);
     return 0;
 }
 
@@ -119,18 +192,27 @@ static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, c
         fl_plan_node_output(n, "detector.safetensors", e) || fl_plan_node_output(n, "detector_metrics.json", e))
         return -1;
     fl_plan_node_resources(n, threads, 0);
+    char knn[32];
     if (plan_crop(p, data, "detector_train", cJSON_IsString(boxes) ? boxes->valuestring : NULL,
                   threads, e) ||
-        plan_identify(config, p, data, threads, e))
+        plan_identify(config, p, data, threads, knn, sizeof knn, e))
         return -1;
     /* The score: the submission against the hidden truth when it is known (embedded data), the
-     * CV, the detector's and the crops' figures. */
+     * CV, the detector's and the crops' figures; with pseudo rounds each round's CV and score. */
     if (!(n = fl_plan_add(p, &fl_stage_score, -1, e)) ||
-        fl_plan_node_input(n, "detector", "detector_train", e) || fl_plan_node_input(n, "cv", "knn", e) ||
-        (truth && (fl_plan_node_input(n, "submission", "knn", e) || fl_plan_node_input(n, "crops", "crop", e) ||
+        fl_plan_node_input(n, "detector", "detector_train", e) || fl_plan_node_input(n, "cv", knn, e) ||
+        (truth && (fl_plan_node_input(n, "submission", knn, e) || fl_plan_node_input(n, "crops", "crop", e) ||
                    fl_plan_node_input(n, "truth", truth, e))) ||
         fl_plan_node_output(n, "metrics.json", e) || fl_plan_node_publish(n, "metrics.json", e))
         return -1;
+    if (strcmp(knn, "knn")) /* pseudo rounds: every round's knn, round0 = "knn" */
+        for (int r = 0;; r++) {
+            char id[32], name[32];
+            snprintf(id, sizeof id, r ? "knn[%d]" : "knn", r);
+            snprintf(name, sizeof name, "round%d", r);
+            if (fl_plan_node_input(n, name, id, e)) return -1;
+            if (!strcmp(id, knn)) break;
+        }
     return 0;
 }
 

@@ -9,8 +9,12 @@
  *   detector              detector.map50, map50_95, precision, recall: the "final" object of
  *                         detector_metrics.json (the held-out validation boxes)
  *   cv                    cv.map5, cv.folds (OOF MAP@5 per fold), cv.threshold and
- *                         cv.species_thresholds: the knn stage's cv.json */
+ *                         cv.species_thresholds: the knn stage's cv.json
+ *   round0, round1, ...   rounds[r]: {round, cv, map5, known, new_individual} of each pseudo
+ *                         round's knn output (cv.json; its submission.csv against the truth
+ *                         when the truth is an input) */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -172,6 +176,41 @@ done:
     return rc;
 }
 
+/* rounds[]: each pseudo round's CV and (with the truth) MAP@5, so a round's gain is visible. */
+static int add_rounds(fl_stage_ctx *c, const char *truth_dir, cJSON *j, fl_err *e) {
+    cJSON *arr = NULL;
+    for (int r = 0;; r++) {
+        char name[32];
+        snprintf(name, sizeof name, "round%d", r);
+        if (!fl_stage_has_input(c, name)) return 0;
+        const char *dir = fl_stage_input(c, name, e);
+        if (!dir) return -1;
+        if (!arr && !(arr = cJSON_AddArrayToObject(j, "rounds"))) return fl_errf(e, "score: out of memory");
+        cJSON *o = cJSON_CreateObject(), *cv = cJSON_CreateObject();
+        if (!o || !cv) {
+            cJSON_Delete(o), cJSON_Delete(cv);
+            return fl_errf(e, "score: out of memory");
+        }
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddNumberToObject(o, "round", r);
+        int rc = add_cv(c, dir, cv, e);
+        const cJSON *cm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cv, "cv"), "map5");
+        if (rc == 0) cJSON_AddNumberToObject(o, "cv", cm->valuedouble);
+        if (rc == 0 && truth_dir && (rc = add_map5(c, dir, truth_dir, cv, e)) == 0) {
+            cJSON_AddNumberToObject(o, "map5", cJSON_GetObjectItemCaseSensitive(cv, "map5")->valuedouble);
+            cJSON_AddItemToObject(o, "known", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cv, "known"), 1));
+            cJSON_AddItemToObject(o, "new_individual",
+                                  cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cv, "new_individual"), 1));
+            fl_stage_log(c, "round %d: CV %.5f, MAP@5 %.5f", r, cm->valuedouble,
+                         cJSON_GetObjectItemCaseSensitive(cv, "map5")->valuedouble);
+        } else if (rc == 0) {
+            fl_stage_log(c, "round %d: CV %.5f", r, cm->valuedouble);
+        }
+        cJSON_Delete(cv);
+        if (rc) return fl_errprefix(e, "round %d", r);
+    }
+}
+
 static int run_score(fl_stage_ctx *c, fl_err *e) {
     int has_sub = fl_stage_has_input(c, "submission"), has_crops = fl_stage_has_input(c, "crops");
     int has_det = fl_stage_has_input(c, "detector"), has_cv = fl_stage_has_input(c, "cv");
@@ -193,6 +232,7 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
     if (has_crops && (!(dir = fl_stage_input(c, "crops", e)) || add_crops(c, dir, truth_dir, j, e)))
         goto done;
     if (has_cv && (!(dir = fl_stage_input(c, "cv", e)) || add_cv(c, dir, j, e))) goto done;
+    if (add_rounds(c, has_sub ? truth_dir : NULL, j, e)) goto done;
     /* Kaggle data: knn's submission exists but no truth does, so score gets only its cv. */
     if (!has_sub && has_cv)
         fl_stage_log(c, "no hidden truth to score the submission against (not the embedded "

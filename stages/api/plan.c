@@ -98,6 +98,13 @@ fl_plan_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_
     return n;
 }
 
+fl_plan_node *fl_plan_add_instance(fl_plan *p, const fl_stage_def *def, const char *id, int instance,
+                                   fl_err *e) {
+    fl_plan_node *n = fl_plan_add_as(p, def, id, e);
+    if (n) n->instance = instance;
+    return n;
+}
+
 int fl_plan_node_section(fl_plan_node *n, const char *section, fl_err *e) {
     for (size_t i = 0; i < n->sections.n; i++)
         if (!strcmp(n->sections.v[i], section)) return 0;

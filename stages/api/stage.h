@@ -64,6 +64,9 @@ typedef struct fl_plan_node fl_plan_node;
 
 /* Adds a node; instance < 0 means a single-instance stage ("synth"), else "name[instance]". */
 fl_plan_node *fl_plan_add(fl_plan *p, const fl_stage_def *def, int instance, fl_err *e);
+/* Adds a node with its own id (e.g. "retrain[1][0]") and the instance the stage sees. */
+fl_plan_node *fl_plan_add_instance(fl_plan *p, const fl_stage_def *def, const char *id, int instance,
+                                   fl_err *e);
 /* Adds a node with an explicit id (registries whose node names come from the config). */
 fl_plan_node *fl_plan_add_as(fl_plan *p, const fl_stage_def *def, const char *id, fl_err *e);
 /* Declares a config section (dotted path) the node reads; its canonical JSON enters the key. */

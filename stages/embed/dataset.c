@@ -9,6 +9,7 @@
 
 #include "stages/embed/embed.h"
 #include "stages/ident/folds.h"
+#include "stages/ident/pseudo.h"
 #include "stages/labels/labels.h"
 
 typedef struct priv {
@@ -42,8 +43,50 @@ void fl_embset_free(fl_embset *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Appends the pseudo-labelled test crops whose individual is a class (see embed.h). */
+static int add_pseudo(fl_embset *s, const fl_pseudo *P, const char *pseudo_csv, const fl_strmap *cls,
+                      const fl_strmap *sp, fl_err *e) {
+    fl_strmap pimg;
+    if (fl_strmap_init(&pimg, (size_t)P->n + 1, e)) return -1;
+    int rc = 0;
+    for (int j = 0; j < P->n && rc == 0; j++)
+        if (fl_strmap_put(&pimg, P->image[j], j) == -2) rc = fl_errf(e, "out of memory");
+    int used = 0;
+    for (int64_t t = 0; rc == 0 && t < s->ntest; t++) {
+        int j = fl_strmap_get(&pimg, s->test_image[t]);
+        if (j < 0) continue;
+        used++;
+        int c = fl_strmap_get(cls, P->individual[j]), spi = fl_strmap_get(sp, P->species[j]);
+        if (c < 0) {
+            s->n_pseudo_other++;
+            continue;
+        }
+        if (spi < 0) {
+            rc = fl_errf(e, "%s: image %s: species '%s' of individual %s is not in folds.csv",
+                         pseudo_csv, P->image[j], P->species[j], P->individual[j]);
+            break;
+        }
+        s->class_count[c]++;
+        s->train_species[s->ntrain] = spi;
+        s->train[s->ntrain] = s->test[t];
+        s->train[s->ntrain++].label = c;
+        s->n_pseudo++;
+    }
+    if (rc == 0 && used < P->n)
+        rc = fl_errf(e, "%s: %d pseudo-labelled images are not test crops of crops.csv",
+                     pseudo_csv, P->n - used);
+    fl_strmap_free(&pimg);
+    return rc;
+}
+
 int fl_embset_build(const char *folds_csv, const char *crop_dir, int k, fl_embset *s, fl_err *e) {
+    return fl_embset_build_pseudo(folds_csv, crop_dir, k, NULL, s, e);
+}
+
+int fl_embset_build_pseudo(const char *folds_csv, const char *crop_dir, int k,
+                           const char *pseudo_csv, fl_embset *s, fl_err *e) {
     memset(s, 0, sizeof *s);
+    fl_pseudo P = {0};
     priv *p = calloc(1, sizeof *p);
     if (!p) return fl_errf(e, "out of memory");
     s->priv = p;
@@ -150,6 +193,8 @@ int fl_embset_build(const char *folds_csv, const char *crop_dir, int k, fl_embse
         rc = fl_errf(e, "%s: fold %d asked for, but the file has folds 0..%d", folds_csv, k, s->nfolds - 1);
     if (rc == 0 && s->ntrain == 0)
         rc = fl_errf(e, "%s: fold %d leaves no training images with crops", folds_csv, k);
+    if (rc == 0 && pseudo_csv)
+        rc = fl_pseudo_read(pseudo_csv, &P, e) || add_pseudo(s, &P, pseudo_csv, &cls, &sp, e);
 maps:
     fl_strmap_free(&img);
     fl_strmap_free(&ind);
@@ -159,6 +204,7 @@ maps:
     fl_strmap_free(&test_crop);
 out:
     free(crops_csv);
+    fl_pseudo_free(&P);
     if (rc) fl_embset_free(s);
     return rc;
 }

@@ -90,11 +90,19 @@ typedef struct fl_embset {
     int64_t ntest;
     char **test_image;
     int n_no_crop;     /* folds.csv rows without a crop (bad images) */
+    int n_pseudo;      /* pseudo-labelled test crops appended to the training part */
+    int n_pseudo_other; /* pseudo labels left out: individual not in the training part */
     void *priv;
 } fl_embset;
 
 /* folds.csv (stages/ident/folds.h) + the crop stage's output dir -> fold k's sets. */
 int fl_embset_build(const char *folds_csv, const char *crop_dir, int k, fl_embset *s, fl_err *e);
+/* The same, plus the pseudo-labelled test crops of pseudo_csv (stages/ident/pseudo.h; NULL:
+ * none) whose individual is a class of the training part, appended to it in test order. A
+ * label of an individual of fold k (or unknown) is left out, so fold k's model never learns
+ * a validation individual from the test and its OOF score stays out of fold. */
+int fl_embset_build_pseudo(const char *folds_csv, const char *crop_dir, int k,
+                           const char *pseudo_csv, fl_embset *s, fl_err *e);
 void fl_embset_free(fl_embset *s);
 
 /* ---------------------------------------------------------------- inference */
@@ -115,6 +123,8 @@ typedef struct fl_embtrain_io {
     const fl_embset *set;
     const char *ckpt_path;   /* in the work dir */
     const char *pretrained;  /* timm safetensors for the backbone, or NULL */
+    const char *init;        /* a previous embed_model.safetensors to start from (all but the
+                              * heads, which are new), or NULL */
     const char *model_path, *metrics_path;
     void (*progress)(void *user, uint64_t step, uint64_t total, const char *line);
     void (*log)(void *user, const char *line);
@@ -128,5 +138,8 @@ int fl_embtrain_run(const fl_embopts *o, const fl_embtrain_io *io, fl_err *e);
 int fl_embmodel_save(const char *path, const fl_embopts *o, const fl_param_list *pl, fl_err *e);
 /* Loads the backbone, DOLG and neck (the heads are not needed for embeddings) into ps. */
 int fl_embmodel_load(const char *path, fl_pstore *ps, fl_err *e);
+/* The same into a training store: every parameter but the heads (head., species_head.) must be
+ * in the file, which must hold nothing else. */
+int fl_embmodel_load_init(const char *path, fl_pstore *ps, fl_err *e);
 
 #endif

@@ -2,6 +2,7 @@
  * (the weights embeddings come from; the EMA when embed.train.ema is on) under their graph names,
  * with the architecture in the metadata for whoever reads the file without the config. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stages/embed/embed.h"
@@ -41,6 +42,25 @@ int fl_embmodel_load(const char *path, fl_pstore *ps, fl_err *e) {
         rc = fl_errf(e, "%s: not an embedding model (fluke.kind is %s)", path, kind ? kind : "absent");
     if (rc == 0) rc = fl_pstore_params(ps, &pl, e);
     if (rc == 0) rc = fl_st_load_params(s, &pl, FL_ST_STRICT, NULL, e);
+    fl_st_close_set(s);
+    return rc ? fl_errprefix(e, "%s", path) : 0;
+}
+
+int fl_embmodel_load_init(const char *path, fl_pstore *ps, fl_err *e) {
+    fl_st_set *s = fl_st_open_set(path, e);
+    if (!s) return -1;
+    const char *kind = fl_st_meta(s->files[0], "fluke.kind");
+    fl_param_list all, body = {0};
+    int rc = 0;
+    if (!kind || strcmp(kind, "embed_model"))
+        rc = fl_errf(e, "%s: not an embedding model (fluke.kind is %s)", path, kind ? kind : "absent");
+    if (rc == 0) rc = fl_pstore_params(ps, &all, e);
+    if (rc == 0 && !(body.v = malloc((all.n + 1) * sizeof *body.v))) rc = fl_errf(e, "out of memory");
+    for (size_t i = 0; rc == 0 && i < all.n; i++)
+        if (strncmp(all.v[i].name, "head.", 5) && strncmp(all.v[i].name, "species_head.", 13))
+            body.v[body.n++] = all.v[i];
+    if (rc == 0) rc = fl_st_load_params(s, &body, FL_ST_STRICT, NULL, e);
+    free(body.v);
     fl_st_close_set(s);
     return rc ? fl_errprefix(e, "%s", path) : 0;
 }

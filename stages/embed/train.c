@@ -131,6 +131,12 @@ static int trainer_init(trainer *t, const fl_embopts *o, const fl_embtrain_io *i
         if (fl_pstore_params(t->store, &t->pl, e)) return -1;
         say(t, "pretrained backbone loaded from %s", io->pretrained);
     }
+    if (io->init) { /* a pseudo round continuing from the previous round's model of the fold */
+        if (fl_embmodel_load_init(io->init, t->store, e))
+            return fl_errprefix(e, "embed_train: initial model");
+        if (fl_pstore_params(t->store, &t->pl, e)) return -1;
+        say(t, "starting from %s (heads new)", io->init);
+    }
     if (t->mo.model.arc.dynamic) {
         if (fl_dynamic_margins(s->class_count, s->nclasses, o->dyn_a, o->dyn_b, o->dyn_c,
                                fl_graph_value(t->g, t->m.margins), e))

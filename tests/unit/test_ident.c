@@ -21,6 +21,7 @@
 #include "stages/api/plan.h"
 #include "stages/ident/embeddings.h"
 #include "stages/ident/ident.h"
+#include "stages/ident/pseudo.h"
 #include "stages/ident/stages.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
@@ -516,6 +517,109 @@ static void test_knn_stage(void **state) {
  * folds.csv / sample_submission.csv, a bad config value. */
 /* Grouped folds: a validation image is ranked against every other train image (its own fold's
  * included), so the 3-image individuals are known and only the singletons are new. */
+/* The pseudo threshold on a hand-made case: conf 0.9 0.8 0.8 0.7 0.6 0.5, hit 1 1 0 1 1 0;
+ * the cuts >= 0.9, 0.8, 0.7, 0.6, 0.5 have precision 1, 2/3, 3/4, 4/5, 4/6. */
+static void test_pseudo_threshold(void **state) {
+    (void)state;
+    const float conf[] = {0.7f, 0.9f, 0.8f, 0.5f, 0.8f, 0.6f, -INFINITY};
+    const uint8_t hit[] = {1, 1, 1, 0, 0, 1, 1}; /* the -inf one (no neighbour) never counts */
+    fl_pseudo_cut c;
+    fl_err e = {{0}};
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 7, 0.75, 1, -1, &c, &e), 0);
+    assert_true(c.reached);
+    assert_true(c.threshold == 0.6f && c.n_above == 5 && fabs(c.precision - 0.8) < 1e-12);
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 7, 0.75, 1, 0.65, &c, &e), 0); /* floor */
+    assert_true(c.threshold == 0.7f && c.n_above == 4 && fabs(c.precision - 0.75) < 1e-12);
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 7, 1.0, 1, -1, &c, &e), 0);
+    assert_true(c.threshold == 0.9f && c.n_above == 1);
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 7, 0.75, 6, -1, &c, &e), 0); /* support */
+    assert_false(c.reached);
+    assert_true(isinf(c.threshold));
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 7, 0.7, 2, -1, &c, &e), 0); /* ties cut together */
+    assert_true(c.threshold == 0.6f);
+    /* the first three only (all hits): {0.9} is below min_n 2, {0.9, 0.8} and {.., 0.7} are
+     * precise: the lowest, 0.7, wins */
+    assert_int_equal(fl_pseudo_threshold(conf, hit, 3, 0.99, 2, -1, &c, &e), 0);
+    assert_true(c.reached && c.threshold == 0.7f && c.n_above == 3);
+}
+
+/* knn's top-1 files -> the pseudo stage -> a knn round with the pseudo-labelled images in its
+ * gallery, where a pseudo-labelled test image must not find itself. */
+static void test_knn_pseudo_round(void **state) {
+    runner *r = *state;
+    fl_err e = {{0}};
+    if (run_knn(r, "knn_p0", "folds", "embed0", "embed1", "{\"k\": 10}", &e)) fail_msg("%s", e.msg);
+    char *oof = fl_strdupf("%s/knn_p0/oof.csv", g_root), *pred = fl_strdupf("%s/knn_p0/predictions.csv", g_root);
+    fl_csv c;
+    if (fl_csv_read(oof, &c, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(c.nrows, N_TR - 1);
+    assert_string_equal(c.header[0], "image");
+    fl_csv_free(&c);
+    if (fl_csv_read(pred, &c, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(c.nrows, N_TE - 1); /* t9 has no embedding */
+    for (int i = 1; i <= N_TE - 1; i++) { /* clean clusters: every known test image's top-1 is right */
+        char want[16];
+        int t = atoi(c.rows[i].f[0] + 1);
+        if (t < 8) {
+            snprintf(want, sizeof want, "id%02d", t);
+            assert_string_equal(c.rows[i].f[1], want);
+        }
+    }
+    fl_csv_free(&c);
+
+    cJSON_Delete(r->config);
+    r->config = cJSON_Parse("{\"pseudo\": {\"select\": {\"precision\": 0.9, \"min_n\": 5}}}");
+    fl_plan_node *n = fl_plan_add_as(&r->plan, &fl_stage_pseudo, "pseudo_1", &e);
+    assert_int_equal(fl_plan_node_section(n, "pseudo.select", &e), 0);
+    assert_int_equal(fl_plan_node_input(n, "knn", "knn_p0", &e), 0);
+    if (run_node(r, n, &e)) fail_msg("%s", e.msg);
+    char *pcsv = fl_strdupf("%s/pseudo_1/pseudo.csv", g_root);
+    fl_pseudo P;
+    if (fl_pseudo_read(pcsv, &P, &e)) fail_msg("%s", e.msg);
+    assert_true(P.n >= 6 && P.n <= 9); /* the 8 known ones, maybe minus a borderline one */
+    for (int j = 0; j < P.n; j++) {
+        int t = atoi(P.image[j] + 1);
+        char want[16];
+        snprintf(want, sizeof want, "id%02d", t);
+        if (t < 8) assert_string_equal(P.individual[j], want);
+    }
+    fl_pseudo_free(&P);
+    char *js = fl_strdupf("%s/pseudo_1/pseudo.json", g_root), *text = slurp(js);
+    cJSON *j = cJSON_Parse(text);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "reached")));
+    assert_true(cJSON_GetObjectItem(j, "oof_precision")->valuedouble >= 0.9);
+    cJSON_Delete(j), free(text);
+
+    /* a wrong pseudo-label on t0 (id05): with the self-exclusion t0 still answers id00 before
+     * id05; finding itself would put id05 first at similarity 1 */
+    put(pcsv, "image,individual_id,species,confidence\nt0.jpg,id05,whale,0.99\nt1.jpg,id01,whale,0.99\n");
+    fl_plan_node *k2 = fl_plan_add_as(&r->plan, &fl_stage_knn, "knn_p1", &e);
+    assert_int_equal(fl_plan_node_section(k2, "knn", &e), 0);
+    assert_int_equal(fl_plan_node_input(k2, "data", "data", &e), 0);
+    assert_int_equal(fl_plan_node_input(k2, "folds", "folds", &e), 0);
+    assert_int_equal(fl_plan_node_input(k2, "embed0", "embed0", &e), 0);
+    assert_int_equal(fl_plan_node_input(k2, "embed1", "embed1", &e), 0);
+    assert_int_equal(fl_plan_node_input(k2, "pseudo", "pseudo_1", &e), 0);
+    cJSON_Delete(r->config);
+    r->config = cJSON_Parse("{\"knn\": {\"k\": 10}}");
+    if (run_node(r, k2, &e)) fail_msg("%s", e.msg);
+    char *sp = fl_strdupf("%s/knn_p1/submission.csv", g_root);
+    fl_submission s;
+    if (fl_submission_read(sp, &s, &e)) fail_msg("%s", e.msg);
+    int q = !strcmp(s.pred[0][0], FL_NEW_INDIVIDUAL);
+    assert_string_equal(s.pred[0][q], "id00");
+    fl_submission_free(&s);
+    /* a pseudo-label of an individual folds.csv does not know is left out (counted in the
+     * log), and the round still answers */
+    put(pcsv, "image,individual_id,species,confidence\nt0.jpg,id99,whale,0.99\n");
+    if (run_node(r, k2, &e)) fail_msg("%s", e.msg);
+    /* a broken pseudo.csv names its file and line */
+    put(pcsv, "image,individual_id,species,confidence\nt0.jpg,id01,whale,x\n");
+    assert_int_equal(run_node(r, k2, &e), -1);
+    assert_non_null(strstr(e.msg, "pseudo.csv:2: confidence 'x'"));
+    free(oof), free(pred), free(pcsv), free(js), free(sp);
+}
+
 static void test_knn_grouped_folds(void **state) {
     runner *r = *state;
     fl_err e = {{0}};
@@ -614,6 +718,8 @@ int main(void) {
         cmocka_unit_test(test_embeddings_io),
         cmocka_unit_test_setup_teardown(test_knn_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_knn_grouped_folds, setup, teardown),
+        cmocka_unit_test(test_pseudo_threshold),
+        cmocka_unit_test_setup_teardown(test_knn_pseudo_round, setup, teardown),
         cmocka_unit_test_setup_teardown(test_knn_stage_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
