@@ -98,7 +98,9 @@ run: deps
 	  if [ -f $$o/metrics.json ]; then \
 	    echo "MAP@5:      $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/metrics.json) (public/private, per species: $$o/metrics.json)"; fi; \
 	  if [ -f $$o/cv.json ]; then \
-	    echo "CV MAP@5:   $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/cv.json) (out of fold, per fold and thresholds: $$o/cv.json)"; fi
+	    echo "CV MAP@5:   $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/cv.json) (out of fold, per fold and thresholds: $$o/cv.json)"; fi; \
+	  if grep -q '"rounds"' $$o/metrics.json 2>/dev/null; then \
+	    echo "per round:  CV and MAP@5 of every pseudo-label round in $$o/metrics.json (rounds)"; fi
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests

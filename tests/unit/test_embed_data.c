@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "embed_fixture.h"
 #include "stages/embed/embed.h"
+#include "stages/ident/folds.h"
 
 /* ------------------------------------------------------------------ options */
 
@@ -253,6 +255,59 @@ static void test_fold1(void **state) {
     check_fold(1);
 }
 
+/* Pseudo-labels join fold 0's training part only for individuals of that part: a label of a
+ * fold-0 (validation) individual is left out, a pseudo image that is no test crop is an error. */
+static void test_pseudo_labels(void **state) {
+    (void)state;
+    fl_err e = {{0}};
+    fl_folds F;
+    if (fl_folds_read(g_fix.folds_csv, &F, &e)) fail_msg("%s", e.msg);
+    int tr = -1, va = -1;
+    for (int r = 0; r < F.n; r++) {
+        if (F.fold[r] == 1 && tr < 0) tr = r;
+        if (!strcmp(F.individual[r], "solo_val")) va = r;
+    }
+    assert_true(tr >= 0 && va >= 0 && F.fold[va] == 0);
+    char *path = fl_strdupf("%s/pseudo_test.csv", g_fix.crop_dir);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "image,individual_id,species,confidence\nq_1.jpg,%s,%s,0.9\nq_0.jpg,%s,%s,0.8\n"
+             "q_2.jpg,%s,%s,0.99\n",
+             F.individual[tr], F.species[tr], F.individual[tr], F.species[tr], F.individual[va],
+             F.species[va]);
+    assert_int_equal(fl_write_file_atomic(path, text, strlen(text), &e), 0);
+    fl_embset s, plain;
+    if (fl_embset_build(g_fix.folds_csv, g_fix.crop_dir, 0, &plain, &e)) fail_msg("%s", e.msg);
+    if (fl_embset_build_pseudo(g_fix.folds_csv, g_fix.crop_dir, 0, path, &s, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(s.n_pseudo, 2);
+    assert_int_equal(s.n_pseudo_other, 1);
+    assert_int_equal(s.ntrain, plain.ntrain + 2);
+    assert_int_equal(s.nclasses, plain.nclasses);
+    /* appended in test order (q_0 then q_1), with the class of the individual's train rows */
+    int c = -1;
+    for (int64_t a = 0; a < plain.nall; a++)
+        if (!strcmp(plain.image[a], F.image[tr])) c = plain.cls[a];
+    assert_true(c >= 0);
+    for (int j = 0; j < 2; j++) {
+        char want[256];
+        snprintf(want, sizeof want, "%s/crops/test/q_%d.jpg", g_fix.crop_dir, j);
+        assert_string_equal(s.train[plain.ntrain + j].path, want);
+        assert_int_equal(s.train[plain.ntrain + j].label, c);
+    }
+    assert_int_equal(s.class_count[c], plain.class_count[c] + 2);
+    fl_embset_free(&s);
+    fl_embset_free(&plain);
+    /* an image that is not a test crop */
+    snprintf(text, sizeof text, "image,individual_id,species,confidence\nnope.jpg,%s,%s,0.9\n",
+             F.individual[tr], F.species[tr]);
+    assert_int_equal(fl_write_file_atomic(path, text, strlen(text), &e), 0);
+    assert_int_not_equal(fl_embset_build_pseudo(g_fix.folds_csv, g_fix.crop_dir, 0, path, &s, &e), 0);
+    assert_non_null(strstr(e.msg, "pseudo_test.csv: 1 pseudo-labelled images are not test crops"));
+    unlink(path);
+    free(path);
+    fl_folds_free(&F);
+}
+
 static void test_fold_out_of_range(void **state) {
     (void)state;
     for (int k = -1; k <= 2; k += 3) {
@@ -358,6 +413,7 @@ int main(void) {
     const struct CMUnitTest data[] = {
         cmocka_unit_test(test_fold0),
         cmocka_unit_test(test_fold1),
+        cmocka_unit_test(test_pseudo_labels),
         cmocka_unit_test(test_fold_out_of_range),
         cmocka_unit_test(test_crop_not_in_folds),
         cmocka_unit_test(test_bad_split),
