@@ -6,11 +6,12 @@
 #include "dag/session.h"
 
 typedef struct fl_run_opts {
-    int jobs;            /* stages running at once (-j), >= 1 */
+    int jobs;            /* stages running at once (-j); 0: not given (local 1, slurm max_jobs) */
     const char *until;   /* run only this stage (id or stage name) and its upstream */
     const char **force;  /* rerun these (ids or stage names) even when cached */
     size_t nforce;
     int dry_run;
+    const char *executor; /* "local" | "slurm" (--executor), NULL: executor.kind or local */
 } fl_run_opts;
 
 /* What kind of error fl_exec_run reports (maps to the exit codes in cli.h). */
