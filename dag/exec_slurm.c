@@ -215,14 +215,15 @@ static void fail(fl_slurm *x, sjob *j, const char *fmt, ...) {
     va_end(ap);
     char *log = j->id[0] ? fl_strdupf("%s/slurm-%s.log", x->dir, j->id) : NULL;
     char *kept = log && j->work_dir ? fl_strdupf("%s/slurm-%s.log", j->work_dir, j->id) : NULL;
-    const char *shown = log;
-    if (kept && rename(log, kept) == 0) shown = kept;
+    struct stat st;
+    const char *shown = log && stat(log, &st) == 0 ? log : NULL; /* none: the job never started */
+    if (shown && kept && rename(log, kept) == 0) shown = kept;
     char tail[256] = "";
     if (shown) last_line(shown, tail, sizeof tail);
     char *msg;
     if (j->id[0])
         msg = fl_strdupf("stage '%s' failed: %s (Slurm job %s, log %s%s%s)", j->node_id, what, j->id,
-                         shown ? shown : "?", tail[0] ? ": " : "", tail);
+                         shown ? shown : "none: it never started", tail[0] ? ": " : "", tail);
     else
         msg = fl_strdupf("stage '%s' failed: %s", j->node_id, what);
     free(log);
@@ -357,26 +358,34 @@ static void argv_free(argvb *a) {
     a->n = 0;
 }
 
-/* The job a timed-out sbatch may have submitted after all (found by its unique name), so a
- * retry does not run the stage twice. 1 with id set, 0 none, -1 unknown. */
+/* The first job id a command printed (one per line, "123" or "123_4": the base id). */
+static int first_id(const char *text, char *id, size_t len) {
+    fl_err e = {{0}};
+    char line[128];
+    size_t l = strcspn(text, "\n");
+    snprintf(line, sizeof line, "%.*s", (int)(l < sizeof line - 1 ? l : sizeof line - 1), text);
+    line[strcspn(line, "_.|")] = '\0';
+    return fl_slurm_parse_sbatch(line, id, len, &e) == 0;
+}
+
+/* The job a timed-out sbatch may have submitted after all (found by its unique name: in the
+ * queue, or in accounting when it already ended), so a retry does not run the stage twice.
+ * 1 with id set, 0 none found. */
 static int adopt(fl_slurm *x, const char *name, char *id, size_t len) {
     char nm[300];
     snprintf(nm, sizeof nm, "--name=%s", name);
-    char *argv[] = {"squeue", nm, "-h", "-o", "%F", NULL};
-    fl_slurm_out o;
-    fl_err e = {{0}};
-    if (fl_slurm_run_retry(argv, &x->retry, &o, &e) || o.status != 0) {
+    char *q[] = {"squeue", nm, "-h", "-o", "%F", NULL};
+    char *a[] = {"sacct", nm, "-X", "-n", "-P", "-o", "JobID", NULL};
+    char **cmds[] = {q, a};
+    for (int k = 0; k < 2; k++) {
+        fl_slurm_out o = {0};
+        fl_err e = {{0}};
+        int found = fl_slurm_run_retry(cmds[k], &x->retry, &o, &e) == 0 && o.status == 0 &&
+                    first_id(o.out, id, len);
         fl_slurm_out_free(&o);
-        return -1;
+        if (found) return 1;
     }
-    int rc = fl_slurm_parse_sbatch(o.out, id, len, &e) == 0;
-    if (!rc && o.out[strspn(o.out, " \t\n")]) { /* several lines: the first one */
-        size_t l = strcspn(o.out, "\n");
-        o.out[l] = '\0';
-        rc = fl_slurm_parse_sbatch(o.out, id, len, &e) == 0;
-    }
-    fl_slurm_out_free(&o);
-    return rc;
+    return 0;
 }
 
 /* One sbatch for jobs idx[0..n-1] (n > 1: a job array). */
@@ -434,7 +443,8 @@ static void submit_group(fl_slurm *x, const size_t *idx, size_t n) {
             snprintf(why, sizeof why, "sbatch failed (exit %d): %.400s", o.status,
                      o.err[0] ? o.err : o.out);
         else if (o.status != 0 && t + 1 < x->retry.tries)
-            say("[fluke] slurm  sbatch: %.200s (try %d of %d, retrying)", o.err, t + 1, x->retry.tries);
+            say("[fluke] slurm  sbatch: %.*s (try %d of %d, retrying)", (int)strcspn(o.err, "\n"),
+                o.err, t + 1, x->retry.tries);
         else if (o.status != 0)
             snprintf(why, sizeof why, "sbatch failed %d times: %.400s", x->retry.tries, o.err);
         fl_slurm_out_free(&o);
@@ -578,6 +588,10 @@ static void decide(fl_slurm *x, sjob *j, fl_sj state, const fl_slurm_row *acct) 
         snprintf(code, sizeof code, ", exit code %d:%d", acct->exit_code, acct->exit_signal);
     said[0] = '\0';
     if (have == 1 && (ex.code || ex.sig)) stage_said(&ex, said, sizeof said);
+    if (state == FL_SJ_FAILED && said[0]) { /* the stage failed: its own words say it best */
+        fail(x, j, "%s", said);
+        return;
+    }
     /* Even a stage that wrote "exit 0" is not trusted here: its node failed or was reclaimed
      * around the end, and outputs written there may not have reached the filesystem. */
     fail(x, j, "Slurm job ended %s%s%s%s", fl_slurm_state_name(state), code, said[0] ? "; " : "",

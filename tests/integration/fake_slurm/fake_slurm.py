@@ -214,9 +214,15 @@ def sacct(args):
         sys.stderr.write("Slurm accounting storage is disabled\n")
         return 1
     want = set(args[args.index("-j") + 1].split(",")) if "-j" in args else None
+    name = [a[7:] for a in args if a.startswith("--name=")]
     with Table() as t:
         for jid, j in sorted(t["jobs"].items()):
             if want is not None and jid not in want and j["base"] not in want:
+                continue
+            if name and j["name"] != name[0]:
+                continue
+            if "-o" in args and args[args.index("-o") + 1] == "JobID":
+                print(jid)
                 continue
             if injected(j["name"], "FAKE_SLURM_NO_SACCT"):
                 continue
