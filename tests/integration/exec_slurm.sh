@@ -133,6 +133,9 @@ check "nothing new started after the failures (bc, ok skipped)" grep -q "^\[fluk
 "$F" status f.json > fst.log 2>&1
 check "nothing of the failed jobs is cached" sh -c '! grep -Eq "^cached +(b|nf|pr|ca|om|bc) " "$1"' - fst.log
 check "the completed stage is cached" grep -Eq "^cached +a " fst.log
+check "status: the cached stage is a local hit" grep -Eq "^cached +a .*  \[local hit\]$" fst.log
+check "status: the failed stage would run" grep -Eq "^(stale|missing) +b .*  \[would run\]$" fst.log
+check "status: the stage below it would run" grep -Eq "^(stale|missing) +bc +upstream b: .*  \[would run\]$" fst.log
 fresh_slurm
 "$F" run f.json > f2.log 2>&1
 check "rerun without faults: exactly the failed (and never started) stages run" runs_exactly f2.log b nf pr ca om ok
