@@ -17,6 +17,8 @@ mkdir slurm
 CALLS=$T/slurm/calls.log
 # fresh_slurm: an empty job table and call log (between scenarios).
 fresh_slurm() { rm -f slurm/jobs.json slurm/calls.log; : > "$CALLS"; }
+# wipe: a fresh store (checkouts are read-only: a non-root user must make them writable first).
+wipe() { chmod -R u+w .fluke out 2>/dev/null; rm -rf .fluke out; }
 # calls CMD: the logged calls of CMD ("TIME<tab>CMD<tab>ARGS").
 calls() { awk -F'\t' -v c="$1" '$2 == c' "$CALLS"; }
 ncalls() { calls "$1" | wc -l; }
@@ -154,19 +156,19 @@ fresh_slurm
 FAKE_SLURM_NO_SACCT="q,qf" "$F" run g.json > g1.log 2>&1
 check "sacct does not know the jobs: the exit file says q succeeded" grep -q "^\[fluke\] done   q " g1.log
 check "... and that qf failed, with the stage's message" grep -q "^\[fluke\] failed qf: stage 'qf' failed: deliberate failure" g1.log
-rm -rf .fluke out
+wipe
 fresh_slurm
 FAKE_SLURM_ACCT_DISABLED=1 "$F" run g.json > g2.log 2>&1
 check "accounting disabled: exit files decide (q done, qf failed)" \
     sh -c 'grep -q "^\[fluke\] done   q " "$1" && grep -q "^\[fluke\] failed qf: .*deliberate failure" "$1"' - g2.log
-rm -rf .fluke out
+wipe
 fresh_slurm
 FAKE_SLURM_MIN_AGE=30 FAKE_SLURM_STATE="qf=NODE_FAIL" "$F" run g.json > g3.log 2>&1
 check "finished jobs still listed by squeue are classified from its state (q done)" grep -q "^\[fluke\] done   q " g3.log
 check "... qf NODE_FAIL from squeue" grep -q "^\[fluke\] failed qf: .*Slurm job ended NODE_FAIL" g3.log
 check "... without asking sacct" [ "$(ncalls sacct)" -eq 0 ]
 # A job that vanished with no trace anywhere: neither cached nor waited for forever.
-rm -rf .fluke out
+wipe
 fresh_slurm
 FAKE_SLURM_NO_SACCT="q" FAKE_SLURM_STATE="q=CANCELLED" "$F" run g.json > g4.log 2>&1; rc=$?
 check "a job that left no trace fails after exit_wait_s (rc=$rc)" \
@@ -182,7 +184,7 @@ cat > c.json <<'J'
     "l3": {"op": "upper", "from": "l1"}
   } }
 J
-rm -rf .fluke out
+wipe
 fresh_slurm
 "$F" run c.json > c1.log 2>&1 &
 pid=$!
@@ -208,13 +210,13 @@ check "the jobs' processes are gone" wait_for 10 gone
 check "nothing of the interrupted stages is cached" sh -c '! grep -q "^cached" "$1"' - cst.log
 
 # ---- transient controller errors are retried; a lost sbatch answer is not a second job
-rm -rf .fluke out
+wipe
 fresh_slurm
 FAKE_SLURM_TRANSIENT="sbatch=2,squeue=2,sacct=1" "$F" run g.json > t1.log 2>&1
 check "transient sbatch/squeue/sacct errors: the run still completes q" grep -q "^\[fluke\] done   q " t1.log
 check "... sbatch was retried (try 1 of 6)" grep -q "sbatch: .*Socket timed out.*(try 1 of 6, retrying)" t1.log
 check "... squeue was retried (>= 3 calls)" [ "$(ncalls squeue)" -ge 3 ]
-rm -rf .fluke out
+wipe
 fresh_slurm
 cat > one.json <<'J'
 { "name": "one",
@@ -226,7 +228,7 @@ check "an sbatch whose answer was lost: the run succeeds (rc=$rc)" [ $rc -eq 0 ]
 check "... using the job it did submit" grep -q "failed but job [0-9]* was submitted: using it" t2.log
 njobs=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["jobs"]))' slurm/jobs.json)
 check "... which is the only job ($njobs)" [ "$njobs" -eq 1 ]
-rm -rf .fluke out
+wipe
 fresh_slurm
 FAKE_SLURM_TRANSIENT="sbatch=100" "$F" run one.json > t3.log 2>&1; rc=$?
 check "a controller that never answers: the stage fails after the bounded retries (rc=$rc)" \
@@ -244,7 +246,7 @@ cat > a.json <<'J'
     "all": {"op": "concat", "from": ["f0", "f1", "f2"], "publish": true}
   } }
 J
-rm -rf .fluke out
+wipe
 fresh_slurm
 "$F" run a.json > a1.log 2>&1; rc=$?
 check "array run succeeds (rc=$rc)" [ $rc -eq 0 ]
