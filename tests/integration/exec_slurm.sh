@@ -35,12 +35,12 @@ if bad or not t: print("     (%d polls, gaps below %s s: %s)" % (len(t), sys.arg
 
 echo "executor" > in.txt
 # x needs 2 threads, y a GPU; executor.kind is not set: local unless --executor slurm. Polls
-# every 2 s here (the other configs 0.5 s): well above what one fake command takes on a busy
+# every 2 s here, the floor min_poll_s over a poll_s of 0.5 (the other configs 0.5 s): well above what one fake command takes on a busy
 # machine, so polling too often shows in the gaps.
 cat > p.json <<'J'
 { "name": "p",
   "resources": {"gpus": 1},
-  "executor": {"slurm": {"poll_s": 2, "min_poll_s": 2, "retry_s": 0.05, "retries": 4,
+  "executor": {"slurm": {"poll_s": 0.5, "min_poll_s": 2, "retry_s": 0.05, "retries": 4,
                          "exit_wait_s": 2, "partition": "testq", "account": "acct42",
                          "time": "00:10:00", "mem": "100M", "extra_args": ["--qos=low"]}},
   "text": {
@@ -67,6 +67,7 @@ check "slurm run: the same cached stages and output digests as the local run" cm
 check "slurm run: three sbatch jobs, one per stage ($(ncalls sbatch))" [ "$(ncalls sbatch)" -eq 3 ]
 run_id=$(sed -n 's/^\[fluke\] slurm  run \([^:]*\):.*/\1/p' sl/run.log)
 check "the run has an id ($run_id)" [ -n "$run_id" ]
+check "poll_s below min_poll_s is raised to it, and says so" grep -q "poll_s 0.5 is below min_poll_s 2 .*: polling every 2 s" sl/run.log
 sb_x=$(calls sbatch | grep -- "--job-name=fluke-$run_id-[0-9]*-x ")
 sb_y=$(calls sbatch | grep -- "--job-name=fluke-$run_id-[0-9]*-y ")
 check "sbatch of x: --parsable, --cpus-per-task=2 from its threads, no GPU" \
