@@ -306,23 +306,26 @@ static char *write_script(fl_slurm *x, const size_t *idx, size_t n, int num, fl_
     }
     size_t len = (size_t)snprintf(text, cap,
                                   "#!/bin/sh\n"
-                                  "# fluke run %s: written by fluke, runs one stage per task\n"
-                                  "case \"${SLURM_ARRAY_TASK_ID:-none}\" in\n",
-                                  x->run_id);
+                                  "# fluke run %s: written by fluke, runs %s\n",
+                                  x->run_id, n > 1 ? "one stage per array task" : "one stage");
+    /* A single job ignores SLURM_ARRAY_TASK_ID: it may be inherited from a `fluke run` that
+     * itself runs inside an array task. */
+    if (n > 1) len += (size_t)snprintf(text + len, cap - len, "case \"$SLURM_ARRAY_TASK_ID\" in\n");
     for (size_t k = 0; k < n; k++) {
         char *p = sh_quote(x->jobs[idx[k]].prefix);
         if (!p) {
             fl_errf(e, "out of memory");
             goto out;
         }
-        if (n == 1) len += (size_t)snprintf(text + len, cap - len, "none) p=%s ;;\n", p);
-        len += (size_t)snprintf(text + len, cap - len, "%zu) p=%s ;;\n", k, p);
+        if (n == 1) len += (size_t)snprintf(text + len, cap - len, "p=%s\n", p);
+        else len += (size_t)snprintf(text + len, cap - len, "%zu) p=%s ;;\n", k, p);
         free(p);
     }
-    len += (size_t)snprintf(text + len, cap - len,
-                            "*) echo \"fluke: no stage for array task $SLURM_ARRAY_TASK_ID\" >&2; "
-                            "exit 2 ;;\nesac\nexec %s __slurm_job \"$p\"\n",
-                            exe);
+    if (n > 1)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "*) echo \"fluke: no stage for array task $SLURM_ARRAY_TASK_ID\" >&2; "
+                                "exit 2 ;;\nesac\n");
+    len += (size_t)snprintf(text + len, cap - len, "exec %s __slurm_job \"$p\"\n", exe);
     if (fl_write_file_atomic(path, text, len, e) || chmod(path, 0700) != 0) {
         if (!e->msg[0]) fl_errf(e, "cannot make %s executable: %s", path, strerror(errno));
         goto out;
