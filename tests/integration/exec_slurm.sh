@@ -265,6 +265,10 @@ check "executor.kind pbs: usage error naming file:line (rc=$rc)" \
 sed 's/"poll_s": 0.5,/"poll_s": 0.5, "bogus": 1,/' g.json > bad2.json
 "$F" run bad2.json > bad2.log 2>&1; rc=$?
 check "unknown key executor.slurm.bogus is refused (rc=$rc)" grep -q "unknown key 'executor.slurm.bogus'" bad2.log
+mkdir nobin
+PATH="$T/nobin" "$F" run g.json > nobin.log 2>&1; rc=$?
+check "no sbatch on PATH: the stages fail saying so (rc=$rc)" \
+    grep -q "^\[fluke\] failed q: stage 'q' failed: cannot run sbatch: .*(is the Slurm client installed and on PATH?)" nobin.log
 "$F" run g.json --executor pbs > bad3.log 2>&1; rc=$?
 check "--executor pbs is a usage error (rc=$rc)" [ $rc -eq 2 ]
 finish
