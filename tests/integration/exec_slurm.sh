@@ -7,6 +7,7 @@
 # nothing while independent stages complete; sacct and the exit files decide for jobs that left
 # the queue; Ctrl-C cancels every live job with one scancel; busy-controller errors are retried,
 # a lost sbatch answer is not submitted twice, and the retries are bounded.
+# sanitizer: yes
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 FS=${FLUKE_SRC:?}/tests/integration/fake_slurm
