@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dag/exec.h"
+#include "dag/exec_slurm.h"
 #include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
@@ -19,9 +20,10 @@ static void usage(const fl_registry *reg, FILE *f) {
             "usage: %s COMMAND [CONFIG] [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run]\n"
+            "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run] [--executor E]\n"
             "                      run the pipeline, reusing every still-valid cached stage\n"
-            "                      (--force S: rerun S from scratch, its checkpoints dropped)\n"
+            "                      (--force S: rerun S from scratch, its checkpoints dropped;\n"
+            "                      --executor local|slurm: here, or each stage a Slurm job)\n"
             "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
@@ -120,7 +122,7 @@ static void print_keys(const fl_registry *reg) {
 
 static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_err *e) {
     memset(a, 0, sizeof *a);
-    a->run.jobs = 1;
+    a->run.jobs = 0; /* not given: 1 locally, executor.slurm.max_jobs with Slurm */
     a->run.force = a->forces;
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -148,6 +150,11 @@ static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_e
             NEEDVAL();
             if (a->run.nforce >= 64) return fl_errf(e, "too many --force options");
             a->forces[a->run.nforce++] = val;
+        } else if (!strcmp(s, "--executor")) {
+            NEEDVAL();
+            if (strcmp(val, "local") && strcmp(val, "slurm"))
+                return fl_errf(e, "--executor %s: expected local or slurm", val);
+            a->run.executor = val;
         } else if (!strcmp(s, "--dry-run") || !strcmp(s, "-n")) {
             a->run.dry_run = 1;
         } else if (!strcmp(s, "--dot")) {
@@ -190,6 +197,7 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     /* The executor re-executes this binary for each stage (hidden from --help). */
     if (argc >= 2 && !strcmp(argv[1], "__stage")) return fl_runner_child_main(argc, argv, reg);
+    if (argc >= 2 && !strcmp(argv[1], "__slurm_job")) return fl_slurm_job_main(argc, argv, reg);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(reg, argc < 2 ? stderr : stdout);
         return argc < 2 ? FL_EXIT_USAGE : FL_EXIT_OK;

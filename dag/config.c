@@ -22,6 +22,32 @@ const fl_cfg_field fl_config_builtin_schema[] = {
     {"resources.gpus", FL_CFG_INT, 0, "GPUs stages may use (default 0: CPU only)", 0, 1024},
     {"resources.threads", FL_CFG_INT, 0, "CPU threads in all (default: the machine's cores)", 1,
      4096},
+    /* The executor (dag/exec_slurm.c): not part of any stage's key, so switching it reruns
+     * nothing. */
+    {"executor", FL_CFG_OBJ, 0, "where stages run: this machine or a Slurm cluster", 0, 0},
+    {"executor.kind", FL_CFG_STR, 0, "local (default) | slurm; `fluke run --executor` overrides", 0,
+     0},
+    {"executor.slurm", FL_CFG_OBJ, 0, "sbatch options and polling of the Slurm executor", 0, 0},
+    {"executor.slurm.partition", FL_CFG_STR, 0, "sbatch --partition", 0, 0},
+    {"executor.slurm.account", FL_CFG_STR, 0, "sbatch --account", 0, 0},
+    {"executor.slurm.time", FL_CFG_STR, 0, "sbatch --time per stage job (e.g. \"04:00:00\")", 0, 0},
+    {"executor.slurm.mem", FL_CFG_STR, 0, "sbatch --mem per stage job (e.g. \"32G\")", 0, 0},
+    {"executor.slurm.extra_args", FL_CFG_ARR, 0, "more sbatch options, one per element", 0, 0},
+    {"executor.slurm.extra_args[]", FL_CFG_STR, 0, NULL, 0, 0},
+    {"executor.slurm.poll_s", FL_CFG_NUM, 0, "seconds between squeue polls (default 10)", 0.1, 3600},
+    {"executor.slurm.min_poll_s", FL_CFG_NUM, 0,
+     "floor of poll_s (default 2: never poll a real controller faster)", 0.1, 3600},
+    {"executor.slurm.retries", FL_CFG_INT, 0,
+     "tries of a Slurm command failing with a transient controller error (default 6)", 1, 100},
+    {"executor.slurm.retry_s", FL_CFG_NUM, 0, "first backoff after such a failure, doubling (default 1)",
+     0.01, 600},
+    {"executor.slurm.exit_wait_s", FL_CFG_NUM, 0,
+     "how long a job that left the queue may take to show its exit file on the shared filesystem "
+     "(default 60)", 0, 3600},
+    {"executor.slurm.array", FL_CFG_BOOL, 0,
+     "submit instances of one stage that are ready together (folds) as one job array", 0, 0},
+    {"executor.slurm.max_jobs", FL_CFG_INT, 0, "jobs queued at once when -j is not given (default 64)",
+     1, 100000},
     {NULL, 0, 0, NULL, 0, 0},
 };
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dag/exec_slurm.h"
 #include "dag/explain.h"
 #include "dag/key.h"
 #include "dag/pools.h"
@@ -138,7 +139,7 @@ static int fail_kind(run_err *re, int kind, const fl_err *ce) {
     return -1;
 }
 
-static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_err *e) {
+static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_slurm *x, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     const char **paths = calloc(n->ninputs + 1, sizeof *paths);
     char *gl = fl_pools_gpu_list(pl, ns[i].gpus, ns[i].ngpus);
@@ -160,9 +161,15 @@ static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_err
                         .input_paths = paths,
                         .ninputs = n->ninputs,
                         .threads = ns[i].threads,
-                        .gpu_list = gl,
-                        .ngpus = ns[i].ngpus};
-    int rc = fl_runner_spawn(&sp, &ns[i].pid, &ns[i].err_fd, e);
+                        .gpu_list = x ? "" : gl, /* Slurm: the GPUs the job gets */
+                        .ngpus = x ? n->gpus : ns[i].ngpus};
+    int rc;
+    if (x) { /* the Slurm executor: one job running the same stage entry point */
+        fl_slurm_stage st = {.node = i, .stage_name = n->def->name, .spec = &sp};
+        rc = fl_slurm_submit(x, &st, e);
+    } else {
+        rc = fl_runner_spawn(&sp, &ns[i].pid, &ns[i].err_fd, e);
+    }
     free(paths);
     free(gl);
     return rc;
@@ -170,8 +177,8 @@ static int spawn(fl_session *s, nstate *ns, size_t i, const fl_pools *pl, fl_err
 
 /* Starts node i, or finds it cached, or leaves it pending while resources are busy. -1 with
  * *kind set (FL_RUN_ERR_*) on error. */
-static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int forced, int *kind,
-                      fl_err *e) {
+static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int forced, fl_slurm *x,
+                      int *kind, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
     char hex[FL_DIGEST_HEX];
     fl_digest_hex(&ns[i].key, hex);
@@ -210,10 +217,11 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
             if (fl_store_record_drop(s->store, &ns[i].key, e)) return -1;
         }
     }
-    /* Resources: wait for GPUs and for threads (a lone stage always gets to start). */
-    int threads = n->threads > pl->threads_total ? pl->threads_total : n->threads;
-    if (pl->running > 0 && pl->threads_used + threads > pl->threads_total) return 0;
-    int need = n->gpus, nfree = 0;
+    /* Resources: wait for GPUs and for threads (a lone stage always gets to start). With Slurm
+     * the cluster, not this host, has the CPUs and GPUs: only -j limits. */
+    int threads = n->threads > pl->threads_total && !x ? pl->threads_total : n->threads;
+    if (!x && pl->running > 0 && pl->threads_used + threads > pl->threads_total) return 0;
+    int need = x ? 0 : n->gpus, nfree = 0;
     if (need > pl->ngpus) { /* fl_exec_run checked the plan; never run a GPU stage without one */
         *kind = FL_RUN_ERR_USAGE;
         return fl_errf(e, "stage '%s' needs %d GPU(s), the config has %d", n->id, need, pl->ngpus);
@@ -239,7 +247,7 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
     ev("[fluke] run    %s  (%s)", n->id, why ? why : "");
     free(why);
     *kind = FL_RUN_ERR_STAGE;
-    if (spawn(s, ns, i, pl, e)) return -1;
+    if (spawn(s, ns, i, pl, x, e)) return -1;
     ns[i].st = ST_RUNNING;
     pl->running++;
     pl->threads_used += threads;
@@ -332,15 +340,14 @@ static const char *signame(int sig) {
     }
 }
 
-/* A child exited: commit or report. Returns 0, or -1 with e and *kind set when it failed. */
-static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, int *kind, fl_err *e) {
+/* A stage ended (failure: NULL when it succeeded, else the whole message): commit or report.
+ * Returns 0, or -1 with e and *kind set when it failed. */
+static int finish_node(fl_session *s, nstate *ns, size_t i, const char *failure, fl_pools *pl,
+                       int *kind, fl_err *e) {
     fl_plan_node *n = s->plan.nodes[i];
-    char msg[FL_ERRLEN] = "";
-    ssize_t r = read(ns[i].err_fd, msg, sizeof msg - 1);
-    if (r > 0) msg[r] = '\0';
     int rc = 0;
     *kind = FL_RUN_ERR_STAGE;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (!failure) {
         rc = commit_node(s, ns, i, kind, e);
         if (rc == 0) {
             ns[i].st = ST_DONE;
@@ -348,14 +355,8 @@ static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, i
         } else {
             fl_errprefix(e, "committing '%s'", n->id);
         }
-    } else if (WIFEXITED(status)) {
-        rc = fl_errf(e, "stage '%s' failed: %s", n->id,
-                     msg[0] ? msg : "exited with an error and no message");
-    } else if (WIFSIGNALED(status)) {
-        rc = fl_errf(e, "stage '%s' crashed (%s, signal %d)%s%s", n->id, signame(WTERMSIG(status)),
-                     WTERMSIG(status), msg[0] ? ": " : "", msg);
     } else {
-        rc = fl_errf(e, "stage '%s' ended abnormally", n->id);
+        rc = fl_errf(e, "%s", failure);
     }
     if (rc != 0) {
         ns[i].st = ST_FAILED;
@@ -365,6 +366,25 @@ static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, i
     }
     release(ns, i, pl);
     return rc;
+}
+
+/* A child exited: its status and error pipe say how. */
+static int reap(fl_session *s, nstate *ns, size_t i, int status, fl_pools *pl, int *kind, fl_err *e) {
+    fl_plan_node *n = s->plan.nodes[i];
+    char msg[FL_ERRLEN] = "", why[FL_ERRLEN + 128];
+    ssize_t r = read(ns[i].err_fd, msg, sizeof msg - 1);
+    if (r > 0) msg[r] = '\0';
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return finish_node(s, ns, i, NULL, pl, kind, e);
+    if (WIFEXITED(status))
+        snprintf(why, sizeof why, "stage '%s' failed: %s", n->id,
+                 msg[0] ? msg : "exited with an error and no message");
+    else if (WIFSIGNALED(status))
+        snprintf(why, sizeof why, "stage '%s' crashed (%s, signal %d)%s%s", n->id,
+                 signame(WTERMSIG(status)), WTERMSIG(status), msg[0] ? ": " : "", msg);
+    else
+        snprintf(why, sizeof why, "stage '%s' ended abnormally", n->id);
+    return finish_node(s, ns, i, why, pl, kind, e);
 }
 
 /* out/<name> is fluke's own folder: a symlink there (to a user's folder) is refused rather than
@@ -505,6 +525,18 @@ static nstate *new_states(fl_session *s) {
     return ns;
 }
 
+/* --executor, else executor.kind, else local: 1 for slurm, 0 local, -1 with e on a bad name. */
+static int use_slurm(const fl_session *s, const fl_run_opts *o, fl_err *e) {
+    const cJSON *k = fl_config_get(s->cfg.root, "executor.kind");
+    const char *kind = o->executor ? o->executor : cJSON_IsString(k) ? k->valuestring : "local";
+    if (!strcmp(kind, "local")) return 0;
+    if (!strcmp(kind, "slurm")) return 1;
+    if (o->executor) return fl_errf(e, "--executor %s: expected local or slurm", kind);
+    char where[4200];
+    return fl_errf(e, "%s: executor.kind is '%s': expected \"local\" or \"slurm\"",
+                   fl_config_where(&s->cfg, "executor.kind", where, sizeof where), kind);
+}
+
 int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
                 fl_err *e) {
     memset(res, 0, sizeof *res);
@@ -531,12 +563,19 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             return fl_errf(e, "--force %s: no such stage in %s", o->force[k], s->cfg.file);
         }
     }
-    fl_pools pl = {.jobs = o->jobs < 1 ? 1 : o->jobs};
-    if (fl_pools_make(s, sel, &pl, e)) {
+    int slurm = use_slurm(s, o, e);
+    const cJSON *mj = fl_config_get(s->cfg.root, "executor.slurm.max_jobs");
+    fl_pools pl = {.jobs = o->jobs >= 1 ? o->jobs : slurm == 1 ? (mj ? (int)mj->valuedouble : 64) : 1};
+    /* With Slurm the GPUs are the cluster's: no stage's need is checked against this host's. */
+    unsigned char *none = slurm == 1 ? calloc(N + 1, 1) : NULL;
+    if (slurm < 0 || (slurm && !none) || fl_pools_make(s, slurm ? none : sel, &pl, e)) {
+        if (slurm > 0 && !none) fl_errf(e, "out of memory");
+        free(none);
         fl_pools_free(&pl);
         free(sel);
         return -1;
     }
+    free(none);
     if (o->dry_run) {
         fl_pools_free(&pl);
         free(sel);
@@ -549,15 +588,21 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         gc_fd = fl_store_lock(s->store, "gc", 0, 1, e);
     }
     nstate *ns = gc_fd < 0 ? NULL : new_states(s);
-    if (!ns) {
+    fl_slurm *x = NULL;
+    if (!ns || (slurm && fl_slurm_open(&x, s->cfg.root, s->cfg.file, s->cfg.name, s->store,
+                                       &g_interrupted, e))) {
         if (gc_fd >= 0) {
+            if (!ns) fl_errf(e, "out of memory");
             fl_store_unlock(gc_fd);
-            fl_errf(e, "out of memory");
         }
+        if (ns) free_states(s, ns);
         fl_pools_free(&pl);
         free(sel);
         return -1;
     }
+    if (x) ev("[fluke] slurm  run %s: stages as Slurm jobs, polled every %g s", fl_slurm_run_id(x),
+              fl_config_get(s->cfg.root, "executor.slurm.poll_s")
+                  ? fl_config_get(s->cfg.root, "executor.slurm.poll_s")->valuedouble : 10.0);
     res->error_kind = FL_RUN_ERR_STAGE;
     g_interrupted = 0;
     struct sigaction sa = {0}, old_int, old_term, old_hup;
@@ -595,7 +640,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 int before = ns[i].st, kind = FL_RUN_ERR_STAGE;
                 fl_err ce = {{0}};
                 if (compute_key(s, ns, i, &ce) ||
-                    start_node(s, ns, i, &pl, forced_node(s, o, i), &kind, &ce)) {
+                    start_node(s, ns, i, &pl, forced_node(s, o, i), x, &kind, &ce)) {
                     ns[i].st = ST_FAILED;
                     ev("[fluke] failed %s: %s", s->plan.nodes[i]->id, ce.msg);
                     fl_err ignore;
@@ -615,6 +660,26 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         if (pl.running == 0 && !progress && !waiting) {
             /* nothing runs, nothing can start: everything left is blocked on a failure */
             break;
+        }
+        if (x) { /* Slurm: submit what became ready, poll (blocking when idle), commit what ended */
+            fl_slurm_flush(x);
+            fl_slurm_wait(x, !progress && !waiting);
+            size_t i;
+            char msg[FL_ERRLEN];
+            while (fl_slurm_next(x, &i, msg, sizeof msg)) {
+                fl_err ce = {{0}};
+                int kind = FL_RUN_ERR_STAGE;
+                if (ns[i].st == ST_RUNNING &&
+                    finish_node(s, ns, i, msg[0] ? msg : NULL, &pl, &kind, &ce)) {
+                    fail_kind(&re, kind, &ce);
+                    failed = 1;
+                }
+            }
+            if (waiting && !progress) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            continue;
         }
         /* Reap finished children; block only when nothing else can make progress. */
         int status;
@@ -636,7 +701,8 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     }
     if (g_interrupted) {
         *interrupted = 1;
-        stop_children(ns, N);
+        if (x) fl_slurm_cancel(x);
+        else stop_children(ns, N);
         for (size_t i = 0; i < N; i++)
             if (ns[i].st == ST_RUNNING) {
                 fl_err ignore;
@@ -682,6 +748,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
     free_states(s, ns);
+    fl_slurm_close(x);
     fl_pools_free(&pl);
     free(sel);
     fl_store_unlock(gc_fd);

@@ -6,11 +6,12 @@
 #include "dag/session.h"
 
 typedef struct fl_run_opts {
-    int jobs;            /* stages running at once (-j), >= 1 */
+    int jobs;            /* stages running at once (-j); 0: not given (local 1, slurm max_jobs) */
     const char *until;   /* run only this stage (id or stage name) and its upstream */
     const char **force;  /* rerun these (ids or stage names) even when cached */
     size_t nforce;
     int dry_run;
+    const char *executor; /* "local" | "slurm" (--executor), NULL: executor.kind or local */
 } fl_run_opts;
 
 /* What kind of error fl_exec_run reports (maps to the exit codes in cli.h). */
@@ -26,9 +27,22 @@ typedef struct fl_run_result {
 int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
                 fl_err *e);
 /* Prints one line per stage: cached / stale / missing with the reason, collapsed to the root
- * cause. explain != NULL: only that stage, with every reason. Returns the number of stages
- * that are not cached, or -1 on error. */
+ * cause, and last where the next run would take its result from: [local hit], [remote hit] or
+ * [would run] ([cannot run] for an error). explain != NULL: only that stage, with every reason.
+ * Returns the number of stages that are not cached, or -1 on error. */
 int fl_exec_status(fl_session *s, const char *explain, fl_err *e);
+
+/* The "remote hit" hook of `fluke status`: a remote cache's read-only answer for a key that is
+ * not cached locally. peek: 1 with *tree set when the remote holds a complete result (its
+ * downstream keys are then computed from that tree, so they may be hits too), 0 when it does not,
+ * -1 when it cannot tell (unreachable: the stage shows as would run). It must not download. */
+typedef struct fl_status_remote {
+    int (*peek)(void *ctx, const fl_digest *key, fl_digest *tree);
+    void *ctx;
+} fl_status_remote;
+/* fl_exec_status asking remote (NULL: no remote cache) about what is not cached locally. */
+int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_remote *remote,
+                          fl_err *e);
 /* Digests of node i's inputs: upstream outputs from outs[] (indexed by node), external paths
  * through the store's stat cache (logging file counts unless quiet). */
 int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_digest *in,

@@ -66,7 +66,7 @@ oom:
     return NULL;
 }
 
-static char *spec_json(const fl_stage_spec *sp, fl_err *e) {
+char *fl_runner_spec_text(const fl_stage_spec *sp, fl_err *e) {
     cJSON *j = cJSON_CreateObject(), *in = cJSON_CreateArray();
     cJSON *cfg = cJSON_Duplicate(sp->config, 1);
     char *text = NULL;
@@ -130,7 +130,7 @@ static void exec_child(pid_t parent, int spec_fd, int err_w, char **argv, char *
 }
 
 int fl_runner_spawn(const fl_stage_spec *sp, pid_t *pid, int *err_fd, fl_err *e) {
-    char *text = spec_json(sp, e);
+    char *text = fl_runner_spec_text(sp, e);
     if (!text) return -1;
     int rc = -1, spec_fd = -1, pfd[2] = {-1, -1};
     char **env = NULL;

@@ -25,6 +25,10 @@ typedef struct fl_stage_spec {
     int ngpus;                /* entries in gpu_list */
 } fl_stage_spec;
 
+/* The spec as the child reads it (JSON, malloc'd): the Slurm executor writes it to a file the
+ * job hands to fl_runner_spawn on the compute node. NULL with e set when out of memory. */
+char *fl_runner_spec_text(const fl_stage_spec *sp, fl_err *e);
+
 /* Starts the stage process. On success *pid is the child and *err_fd the read end of the pipe
  * the child writes its error message to (close-on-exec in the parent). */
 int fl_runner_spawn(const fl_stage_spec *sp, pid_t *pid, int *err_fd, fl_err *e);

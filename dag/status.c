@@ -8,7 +8,14 @@
 #include "dag/explain.h"
 #include "dag/key.h"
 
-enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED };
+enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED, S_REMOTE };
+
+/* The last column: where the next run takes the stage's result from. */
+static const char *source(int st) {
+    return st == S_CACHED ? "local hit" : st == S_REMOTE ? "remote hit"
+                                        : st == S_ERROR  ? "cannot run"
+                                                         : "would run";
+}
 
 typedef struct sstate {
     int st;
@@ -37,6 +44,11 @@ static char *join_reasons(const fl_reasons *r, int all) {
 }
 
 int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
+    return fl_exec_status_remote(s, explain, NULL, e);
+}
+
+int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_remote *remote,
+                          fl_err *e) {
     if (fl_session_store(s, e)) return -1;
     size_t N = s->plan.n, only = N;
     if (explain) {
@@ -57,7 +69,8 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         fl_plan_node *n = s->plan.nodes[i];
         size_t blocker = N;
         for (size_t j = 0; j < s->ndeps[i] && blocker == N; j++)
-            if (ss[s->deps[i][j]].st != S_CACHED) blocker = s->deps[i][j];
+            if (ss[s->deps[i][j]].st != S_CACHED && ss[s->deps[i][j]].st != S_REMOTE)
+                blocker = s->deps[i][j];
         if (blocker != N) {
             ss[i].st = S_PENDING;
             ss[i].root = ss[blocker].st == S_PENDING ? ss[blocker].root : blocker;
@@ -97,6 +110,10 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         } else {
             ss[i].st = S_STALE;
             fl_explain_diff(fl_session_prev(s, n->id), ss[i].desc, &ss[i].why);
+            if (remote && remote->peek && remote->peek(remote->ctx, &key, &ss[i].out) == 1) {
+                ss[i].st = S_REMOTE; /* stale here, but its result exists: downstream keys known */
+                outs[i] = ss[i].out;
+            }
         }
     }
     for (size_t k = 0; k < N; k++) {
@@ -108,15 +125,15 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         if (x->st == S_CACHED) {
             char hex[FL_DIGEST_HEX];
             fl_digest_hex(&x->out, hex);
-            printf("cached   %-24s output %.12s\n", n->id, hex);
+            printf("cached   %-24s output %.12s  [%s]\n", n->id, hex, source(x->st));
         } else if (x->st == S_ERROR || x->st == S_DAMAGED) {
-            printf("%-8s %-24s %s\n", x->st == S_ERROR ? "error" : "damaged", n->id,
-                   x->err ? x->err : "out of memory");
-        } else if (x->st == S_STALE) {
+            printf("%-8s %-24s %s  [%s]\n", x->st == S_ERROR ? "error" : "damaged", n->id,
+                   x->err ? x->err : "out of memory", source(x->st));
+        } else if (x->st == S_STALE || x->st == S_REMOTE) {
             /* A stage whose only change is an input from a re-run upstream stage points there. */
             char *r = join_reasons(&x->why, explain != NULL);
             const char *word = x->why.n == 1 && x->why.v[0].kind == FL_WHY_NEW ? "missing" : "stale";
-            printf("%-8s %-24s %s\n", word, n->id, r);
+            printf("%-8s %-24s %s  [%s]\n", word, n->id, r, source(x->st));
             free(r);
         } else {
             sstate *root = &ss[x->root];
@@ -126,7 +143,8 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
                                        root->why.v[0].kind == FL_WHY_NEW
                                    ? "missing"
                                    : "stale";
-            printf("%-8s %-24s upstream %s: %s\n", word, n->id, s->plan.nodes[x->root]->id, r);
+            printf("%-8s %-24s upstream %s: %s  [%s]\n", word, n->id, s->plan.nodes[x->root]->id, r,
+                   source(x->st));
             free(r);
         }
         if (explain) {

@@ -24,6 +24,7 @@ cp "$FLUKE_SRC"/tests/integration/_lib.sh "$FLUKE_SRC"/tests/integration/exec_*.
    "$FLUKE_SRC"/tests/integration/campaign_*.sh "$W/src/tests/integration/" &&
 cp "$FLUKE_SRC"/tests/kaggle/server.py "$W/src/tests/kaggle/" &&
 cp -r "$FLUKE_SRC"/tests/fixtures/image "$FLUKE_SRC"/tests/fixtures/pt "$W/src/tests/fixtures/" &&
+cp -r "$FLUKE_SRC"/tests/integration/fake_slurm "$W/src/tests/integration/" &&
 cp -r "$FLUKE_SRC/configs" "$W/src/" || { echo "FAIL copying the test inputs to $W"; exit 1; }
 chmod -R a+rX "$W"
 chown "$NR_UID:$NR_UID" "$W/home" "$W/tmp"
