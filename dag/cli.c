@@ -203,7 +203,7 @@ static void report_after_run(fl_session *s, const fl_registry *reg, const fl_run
     fl_err re = {{0}};
     char *path = NULL;
     if (fl_report_note_run(s, res->nodes, t_start, wall_now(), rc, msg, &re) ||
-        fl_report_write(s, &path, &re))
+        fl_report_write(s, 0, &path, &re))
         fprintf(stderr, "%s run: report not written: %s\n", reg->program, re.msg);
     else
         printf("[%s] report %s\n", reg->program, path);
@@ -326,7 +326,7 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         free(res.nodes);
     } else if (!strcmp(cmd, "report")) {
         char *path = NULL;
-        if (fl_report_write(&s, &path, &e)) {
+        if (fl_report_write(&s, 1, &path, &e)) {
             fprintf(stderr, "%s report: error: %s\n", reg->program, e.msg);
             rc = FL_EXIT_FAILED;
         } else {

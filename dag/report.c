@@ -39,6 +39,11 @@ char *fl_rnode_file(const fl_rnode *r, const char *rel) {
 }
 
 cJSON *fl_rnode_json(const fl_rnode *r, const char *rel, char *why, size_t whylen) {
+    if (!r->dir && (r->state == RS_CACHED || r->state == RS_RAN)) {
+        snprintf(why, whylen, "%s: its outputs are not checked out (`fluke report` makes them)",
+                 r->n->id);
+        return NULL;
+    }
     if (!r->dir) {
         snprintf(why, whylen, "%s %s%s%s", r->n->id, fl_rstate_name(r->state), r->why ? ": " : "",
                  r->why ? r->why : "");
@@ -197,7 +202,13 @@ static int node_states(fl_rctx *r, fl_err *e) {
             cJSON *rec = json ? cJSON_Parse(json) : NULL;
             x->seconds = fl_rjson_num(rec, "seconds");
             cJSON_Delete(rec);
-            x->dir = fl_store_checkout(s->store, &tree, &le);
+            /* After a run, only the checkouts it left (it may have removed a damaged one, for
+             * the next run to rebuild); on demand, missing ones are made. */
+            char *co = fl_strdupf("%s/checkouts/%s", fl_store_root(s->store), x->out);
+            struct stat st;
+            if (co && stat(co, &st) == 0 && S_ISDIR(st.st_mode)) x->dir = co, co = NULL;
+            else if (r->checkout) x->dir = fl_store_checkout(s->store, &tree, &le);
+            free(co);
         } else if (rc == FL_RECORD_FOUND || rc == FL_RECORD_DAMAGED) {
             x->state = RS_DAMAGED;
             x->why = strdup(le.msg);
@@ -242,6 +253,11 @@ static int node_states(fl_rctx *r, fl_err *e) {
             continue;
         } else if (!strcmp(st, "skipped") && x->state == RS_PENDING) {
             x->state = RS_SKIPPED;
+            if (x->why && !strncmp(x->why, "waits for ", 10)) {
+                char *w = fl_strdupf("not started: %s did not finish in this run", x->why + 10);
+                free(x->why);
+                x->why = w;
+            }
         }
         if (msg) {
             free(x->why);
@@ -372,10 +388,10 @@ out:
     return rc;
 }
 
-int fl_report_write(fl_session *s, char **path, fl_err *e) {
+int fl_report_write(fl_session *s, int checkout, char **path, fl_err *e) {
     if (path) *path = NULL;
     if (fl_session_store(s, e)) return -1;
-    fl_rctx r = {.s = s, .n = s->plan.n};
+    fl_rctx r = {.s = s, .n = s->plan.n, .checkout = checkout};
     r.nodes = calloc(s->plan.n + 1, sizeof *r.nodes);
     if (!r.nodes) return fl_errf(e, "out of memory");
     cJSON *run = load_run(s);

@@ -14,7 +14,9 @@
 int fl_report_note_run(fl_session *s, const fl_run_node *nodes, double t_start, double t_end,
                        int run_rc, const char *error, fl_err *e);
 /* Writes out/<name>/report.html (atomically, through the same out/ checks as publishing);
- * *path (may be NULL) gets its malloc'd path. Missing or bad artifacts show in the report. */
-int fl_report_write(fl_session *s, char **path, fl_err *e);
+ * *path (may be NULL) gets its malloc'd path. Missing or bad artifacts show in the report.
+ * checkout: materialize the missing checkouts of cached stages to read their artifacts (`fluke
+ * report`); 0 after a run, which leaves the store as the run left it. */
+int fl_report_write(fl_session *s, int checkout, char **path, fl_err *e);
 
 #endif

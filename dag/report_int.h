@@ -36,6 +36,7 @@ typedef struct fl_rctx {
     fl_rnode *nodes; /* parallel to s->plan.nodes */
     size_t n;
     const cJSON *run; /* the latest run's summary (report/<name>), or NULL */
+    int checkout;     /* make missing checkouts of cached stages (fl_report_write) */
 } fl_rctx;
 
 const char *fl_rstate_name(int st);
