@@ -326,12 +326,15 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         free(res.nodes);
     } else if (!strcmp(cmd, "report")) {
         char *path = NULL;
-        if (fl_report_write(&s, 1, &path, &e)) {
+        /* shared, as a run holds it: a gc or verify does not remove checkouts under the report */
+        int fd = fl_store_lock(s.store, "gc", 0, 1, &e);
+        if (fd < 0 || fl_report_write(&s, 1, &path, &e)) {
             fprintf(stderr, "%s report: error: %s\n", reg->program, e.msg);
             rc = FL_EXIT_FAILED;
         } else {
             printf("%s\n", path);
         }
+        if (fd >= 0) fl_store_unlock(fd);
         free(path);
     } else if (!strcmp(cmd, "status") || !strcmp(cmd, "explain")) {
         if (fl_exec_status(&s, a.pos2, &e) < 0) {
