@@ -116,7 +116,12 @@ int fl_report_note_run(fl_session *s, const fl_run_node *nodes, double t_start, 
         if (r->why[0]) cJSON_AddStringToObject(o, "why", r->why);
         if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
     }
-    if (!(text = cJSON_PrintUnformatted(j))) {
+    /* One comment line: gc reads refs for keys to keep and skips '#' lines; this ref protects
+     * nothing (runs/<name> and work/<name> do). cJSON escapes newlines inside strings. */
+    char *json = cJSON_PrintUnformatted(j);
+    text = json ? fl_strdupf("# the latest run, for the report (dag/report.c)\n# %s\n", json) : NULL;
+    cJSON_free(json);
+    if (!text) {
         fl_errf(e, "out of memory");
         goto out;
     }
@@ -132,7 +137,8 @@ static cJSON *load_run(fl_session *s) {
     char *name = ref_name(s);
     fl_err e = {{0}};
     char *text = name ? fl_store_ref_get(s->store, name, &e) : NULL;
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    char *line = text ? strstr(text, "\n# {") : NULL;
+    cJSON *j = line ? cJSON_Parse(line + 3) : NULL;
     free(name);
     free(text);
     return j;
