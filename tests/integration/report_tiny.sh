@@ -41,6 +41,7 @@ check "the screenshot is not blank" $PY png shot.png
 # shellcheck disable=SC2086
 check "the DOM: the DAG with every stage, a curve per fold, the threshold plot" $PY dom dom.html 2 $stages
 check "the first run ran every stage" $PY count-state dom.html ran 10
+check "an empty series (tiny has no validation loss) is drawn as 'no data'" grep -q 'val (no data)' dom.html
 check "the contact sheet and the neighbours are there" sh -c \
     "grep -q 'id=\"contact-sheet\" data-images=\"12\"' dom.html && grep -q 'id=\"neighbours\" data-queries=\"6\"' dom.html"
 check "the hidden-truth score and the per-species bars are there" sh -c \
