@@ -204,6 +204,12 @@ void fl_html_chart(fl_html *h, const fl_chart *c) {
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * pw)
 #define PY(y) (T + ph - ((y) - y0) / (y1 - y0) * ph)
     double ys = nice_step(y1 - y0, 4), xs = nice_step(x1 - x0, 5);
+    /* whole-number x (epochs): no ticks between them */
+    int whole = 1;
+    for (size_t k = 0; k < c->ns && whole; k++)
+        for (size_t i = 0; i < c->s[k].n && whole; i++)
+            whole = !isfinite(c->s[k].x[i]) || c->s[k].x[i] == floor(c->s[k].x[i]);
+    if (whole && xs < 1) xs = 1;
     for (double v = ceil(y0 / ys) * ys; v <= y1 + ys * 1e-9; v += ys) {
         fl_html_printf(h, "<line class=\"grid\" x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\"/>"
                           "<text class=\"tick\" x=\"%g\" y=\"%.1f\" text-anchor=\"end\">",
