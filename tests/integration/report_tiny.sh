@@ -4,7 +4,8 @@
 # A no-op rerun reruns nothing and reports every stage cached; `fluke report` rebuilds it from the
 # store alone; a run whose fold fails still gets a report that shows the failure.
 . "$(dirname "$0")/_lib.sh"
-CHROME=$(command -v chromium || command -v chromium-browser || true)
+# FLUKE_CHROMIUM: the browser to use ("" shows the skip).
+CHROME=${FLUKE_CHROMIUM-$(command -v chromium || command -v chromium-browser || true)}
 [ -n "$CHROME" ] || skip "chromium is not installed (Debian's chromium package; ci/deps.sh installs it as root)"
 command -v python3 > /dev/null || skip "python3 not found (the report checks are python)"
 PY="python3 $FLUKE_SRC/tests/integration/report_check.py"
