@@ -100,9 +100,11 @@ run: deps
 	  if [ -f $$o/cv.json ]; then \
 	    echo "CV MAP@5:   $$(sed -n '/"map5":/{s/.*"map5":[[:space:]]*//;s/,.*//;p;q;}' $$o/cv.json) (out of fold, per fold and thresholds: $$o/cv.json)"; fi; \
 	  if grep -q '"rounds"' $$o/metrics.json 2>/dev/null; then \
-	    echo "per round:  CV and MAP@5 of every pseudo-label round in $$o/metrics.json (rounds)"; fi
+	    echo "per round:  CV and MAP@5 of every pseudo-label round in $$o/metrics.json (rounds)"; fi; \
+	  if [ -f $$o/report.html ]; then echo "report:     $$o/report.html (open it in a browser: the DAG, curves, CV, crops)"; fi
 
 test: deps
+	@FLUKE_TEST_DEPS=1 bash ci/deps.sh
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(BUILD)
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-tests

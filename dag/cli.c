@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dag/exec.h"
 #include "dag/exec_slurm.h"
+#include "dag/report.h"
 #include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
@@ -30,6 +32,8 @@ static void usage(const fl_registry *reg, FILE *f) {
             "  config [CONFIG] [--keys]\n"
             "                      the effective config (extends resolved); --keys: every key\n"
             "                      the config may set, with its type, range and meaning\n"
+            "  report [CONFIG]     write out/<name>/report.html for the latest run in the store\n"
+            "                      (every run writes it too)\n"
             "  verify [CONFIG]     re-hash the store; quarantine corrupt objects\n"
             "  gc [CONFIG] [--max-size SIZE]  remove what the latest runs do not reference\n"
             "                      (records, objects, and work dirs of keys no config started)\n",
@@ -193,6 +197,26 @@ static int fault_opts(fl_store_opts *o, fl_err *e) {
     return fl_errf(e, "FLUKE_FAULT=%s: unknown fault (known: commit_write:N)", f);
 }
 
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Keeps what the run did and writes out/<name>/report.html; a report that cannot be written is
+ * said, and does not change the run's exit code. */
+static void report_after_run(fl_session *s, const fl_registry *reg, const fl_run_result *res,
+                             double t_start, int rc, const char *msg) {
+    fl_err re = {{0}};
+    char *path = NULL;
+    if (fl_report_note_run(s, res->nodes, t_start, wall_now(), rc, msg, &re) ||
+        fl_report_write(s, 0, &path, &re))
+        fprintf(stderr, "%s run: report not written: %s\n", reg->program, re.msg);
+    else
+        printf("[%s] report %s\n", reg->program, path);
+    free(path);
+}
+
 int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     /* The executor re-executes this binary for each stage (hidden from --help). */
@@ -243,7 +267,8 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
             if (rc != 0) fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
             return rc;
         }
-    static const char *known[] = {"run", "status", "explain", "dag", "config", "verify", "gc", NULL};
+    static const char *known[] = {"run",    "status", "explain", "dag", "config",
+                                  "report", "verify", "gc",      NULL};
     int ok = 0;
     for (int i = 0; known[i]; i++) ok |= !strcmp(cmd, known[i]);
     if (!ok) {
@@ -290,8 +315,10 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
         rc = FL_EXIT_STORE;
     } else if (!strcmp(cmd, "run")) {
-        fl_run_result res;
+        fl_run_result res = {0};
         int intr = 0;
+        double t_start = wall_now();
+        res.nodes = a.run.dry_run ? NULL : calloc(s.plan.n + 1, sizeof *res.nodes);
         if (fl_exec_run(&s, &a.run, &res, &intr, &e)) {
             fprintf(stderr, "%s run: error: %s\n", reg->program, e.msg);
             rc = intr                                 ? FL_EXIT_INTR
@@ -301,6 +328,22 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         } else if (!a.run.dry_run && s.plan.n) {
             printf("%s: outputs in %s/\n", reg->program, s.out_dir);
         }
+        /* The report, after a run that ran (not after a usage or store error). */
+        if (!a.run.dry_run && s.plan.n && (rc == FL_EXIT_OK || rc == FL_EXIT_FAILED || intr))
+            report_after_run(&s, reg, &res, t_start, rc, rc ? e.msg : NULL);
+        free(res.nodes);
+    } else if (!strcmp(cmd, "report")) {
+        char *path = NULL;
+        /* shared, as a run holds it: a gc or verify does not remove checkouts under the report */
+        int fd = fl_store_lock(s.store, "gc", 0, 1, &e);
+        if (fd < 0 || fl_report_write(&s, 1, &path, &e)) {
+            fprintf(stderr, "%s report: error: %s\n", reg->program, e.msg);
+            rc = FL_EXIT_FAILED;
+        } else {
+            printf("%s\n", path);
+        }
+        if (fd >= 0) fl_store_unlock(fd);
+        free(path);
     } else if (!strcmp(cmd, "status") || !strcmp(cmd, "explain")) {
         if (fl_exec_status(&s, a.pos2, &e) < 0) {
             fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);

@@ -46,7 +46,8 @@ typedef struct nstate {
     int *gpus;          /* pool slots the running stage holds */
     int ngpus;
     int threads;
-    double t0;
+    double t0, t1;      /* started, ended (a failed one: for the run report) */
+    char *err;          /* why it failed, or NULL */
 } nstate;
 
 static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -360,6 +361,9 @@ static int finish_node(fl_session *s, nstate *ns, size_t i, const char *failure,
     }
     if (rc != 0) {
         ns[i].st = ST_FAILED;
+        ns[i].t1 = fl_now();
+        free(ns[i].err);
+        ns[i].err = strdup(e->msg);
         ev("[fluke] failed %s: %s", n->id, e->msg);
         fl_err ignore;
         if (ns[i].staging) fl_remove_tree(ns[i].staging, &ignore); /* never cached, never kept */
@@ -504,6 +508,7 @@ static void free_states(fl_session *s, nstate *ns) {
         free(ns[i].staging);
         free(ns[i].work);
         free(ns[i].gpus);
+        free(ns[i].err);
         if (ns[i].lock_fd >= 0) fl_store_unlock(ns[i].lock_fd);
         if (ns[i].err_fd >= 0) close(ns[i].err_fd);
     }
@@ -537,9 +542,46 @@ static int use_slurm(const fl_session *s, const fl_run_opts *o, fl_err *e) {
                    fl_config_where(&s->cfg, "executor.kind", where, sizeof where), kind);
 }
 
+/* Fills the caller's per-node report (res->nodes) before the run's record replaces the
+ * previous one, which the reasons are computed against. */
+static void note_nodes(fl_session *s, nstate *ns, const fl_run_opts *o, fl_run_node *out) {
+    for (size_t i = 0; out && i < s->plan.n; i++) {
+        fl_run_node *r = &out[i];
+        memset(r, 0, sizeof *r);
+        r->have_key = ns[i].have_key;
+        r->key = ns[i].key;
+        int ran = ns[i].t0 > 0;
+        r->state = ns[i].st == ST_DONE      ? (ns[i].cached ? FL_NODE_CACHED : FL_NODE_RAN)
+                   : ns[i].st == ST_FAILED  ? FL_NODE_FAILED
+                   : ns[i].st == ST_SKIPPED ? FL_NODE_SKIPPED
+                                            : FL_NODE_NOT_RUN;
+        if (r->state == FL_NODE_RAN || (r->state == FL_NODE_FAILED && ran)) {
+            double t1 = ns[i].t1 > 0 ? ns[i].t1 : fl_now();
+            const cJSON *sec = cJSON_GetObjectItemCaseSensitive(ns[i].desc, "seconds");
+            r->seconds = cJSON_IsNumber(sec) ? sec->valuedouble : t1 - ns[i].t0;
+        }
+        if ((r->state == FL_NODE_RAN || r->state == FL_NODE_FAILED) && ns[i].desc) {
+            char *why = forced_node(s, o, i) ? strdup("forced (--force): from scratch")
+                                             : reason_line(s, ns, i);
+            snprintf(r->why, sizeof r->why, "%s", why ? why : "");
+            free(why);
+        }
+        if (ns[i].err) snprintf(r->error, sizeof r->error, "%s", ns[i].err);
+    }
+}
+
+int fl_exec_out_dir_ready(fl_session *s, fl_err *e) {
+    if (fl_session_store(s, e) || out_dir_in_store(s->out_dir, s->store_path, e) ||
+        fl_mkdirs(s->out_dir, e) || out_dir_owned(s->out_dir, e))
+        return -1;
+    return 0;
+}
+
 int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
                 fl_err *e) {
+    fl_run_node *nodes_out = res->nodes;
     memset(res, 0, sizeof *res);
+    res->nodes = nodes_out;
     *interrupted = 0;
     res->error_kind = FL_RUN_ERR_USAGE;
     size_t N = s->plan.n;
@@ -642,6 +684,8 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 if (compute_key(s, ns, i, &ce) ||
                     start_node(s, ns, i, &pl, forced_node(s, o, i), x, &kind, &ce)) {
                     ns[i].st = ST_FAILED;
+                    free(ns[i].err);
+                    ns[i].err = strdup(ce.msg);
                     ev("[fluke] failed %s: %s", s->plan.nodes[i]->id, ce.msg);
                     fl_err ignore;
                     if (ns[i].staging) fl_remove_tree(ns[i].staging, &ignore);
@@ -709,6 +753,9 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                 fl_remove_tree(ns[i].staging, &ignore);
                 release(ns, i, &pl);
                 ns[i].st = ST_FAILED;
+                ns[i].t1 = fl_now();
+                free(ns[i].err);
+                ns[i].err = strdup("interrupted");
             }
         re.set = 0; /* the interrupt is what this run reports */
         fl_err ie;
@@ -737,6 +784,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
             res->skipped++;
         }
     }
+    note_nodes(s, ns, o, res->nodes);
     fl_err e2 = {{0}};
     if (keys && have && (fl_session_save_run(s, keys, have, &e2) || fl_store_statcache_save(s->store, &e2)))
         fail_kind(&re, FL_RUN_ERR_STORE, &e2);

@@ -17,9 +17,23 @@ typedef struct fl_run_opts {
 /* What kind of error fl_exec_run reports (maps to the exit codes in cli.h). */
 enum { FL_RUN_ERR_STAGE = 0, FL_RUN_ERR_USAGE, FL_RUN_ERR_STORE };
 
+/* What one plan node did in a run (the run report's source). */
+enum { FL_NODE_NOT_RUN = 0, FL_NODE_CACHED, FL_NODE_RAN, FL_NODE_FAILED, FL_NODE_SKIPPED };
+typedef struct fl_run_node {
+    int state;          /* FL_NODE_* */
+    int have_key;       /* its key was computed (its inputs were known) */
+    fl_digest key;
+    double seconds;     /* RAN / FAILED: wall time of its process; else 0 */
+    char why[512];      /* RAN / FAILED: the reason it ran (explain), truncated */
+    char error[512];    /* FAILED: the message, truncated */
+} fl_run_node;
+
 typedef struct fl_run_result {
     int ran, cached, failed, skipped;
     int error_kind; /* FL_RUN_ERR_*, of the error fl_exec_run returned */
+    /* Optional: the caller's array of plan.n entries, filled by fl_exec_run (kept over its
+     * reset of the counts); NULL: not wanted. */
+    fl_run_node *nodes;
 } fl_run_result;
 
 /* 0 when every selected stage is done; -1 with e set otherwise (a failed stage, a store error,
@@ -47,6 +61,9 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
  * through the store's stat cache (logging file counts unless quiet). */
 int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_digest *in,
                           int quiet, fl_err *e);
+/* The checks publishing makes before writing into out/<name>/ (not inside the store, not a
+ * symbolic link), creating it: for other writers there (the run report). */
+int fl_exec_out_dir_ready(fl_session *s, fl_err *e);
 /* `fluke dag`: the plan as text, or Graphviz dot. */
 void fl_exec_print_dag(const fl_session *s, int dot);
 

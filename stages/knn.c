@@ -431,9 +431,38 @@ done:
     return rc;
 }
 
-/* The test images' candidates with the folds ensembled, against every embedded train image. */
+/* For the run report (neighbours.json): a few test images spread over the list, each with its
+ * 5 nearest train images (gallery rows of idx/sim, best first; pseudo-labelled test rows of the
+ * gallery are passed over). */
+#define KNN_REPORT_QUERIES 6
+static void note_neighbours(const knn_in *in, const int32_t *idx, const float *sim, int k,
+                            cJSON *out) {
+    int64_t nq = in->nte < KNN_REPORT_QUERIES ? in->nte : KNN_REPORT_QUERIES;
+    for (int64_t q = 0; out && q < nq; q++) {
+        int64_t i = q * in->nte / nq;
+        cJSON *o = cJSON_CreateObject(), *nb = o ? cJSON_AddArrayToObject(o, "neighbours") : NULL;
+        if (!nb || !cJSON_AddItemToArray(out, o)) {
+            cJSON_Delete(o);
+            return;
+        }
+        cJSON_AddStringToObject(o, "image", in->sample.image[in->te_s[i]]);
+        for (int r = 0, got = 0; r < k && got < FL_MAP_K; r++) {
+            int32_t g = idx[(size_t)i * k + r];
+            cJSON *n = g >= 0 && g < in->ntr ? cJSON_CreateObject() : NULL;
+            if (!n) continue;
+            got++;
+            cJSON_AddStringToObject(n, "image", in->img[in->tr_f[g]]);
+            cJSON_AddStringToObject(n, "individual_id", in->ids[in->ind[in->tr_f[g]]]);
+            cJSON_AddNumberToObject(n, "similarity", sim[(size_t)i * k + r]);
+            cJSON_AddItemToArray(nb, n);
+        }
+    }
+}
+
+/* The test images' candidates with the folds ensembled, against every embedded train image
+ * (and the pseudo-labelled test images of a later round). */
 static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_ident_cand *cand,
-                    fl_err *e) {
+                    cJSON *neighbours, fl_err *e) {
     int64_t d = in->E[0].d, nte = in->nte, ntr = in->ntr, ng = ntr + in->npl;
     int K = in->K, k = o->k < ntr ? o->k : (int)ntr; /* never more neighbours than train images */
     int32_t *gind = malloc(((size_t)ng + 1) * sizeof *gind);
@@ -487,6 +516,7 @@ static int run_test(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, fl_iden
                           idx, sim, e) != 0)
         goto done;
     fl_ident_candidates(idx, sim, nte, k, gind, cand);
+    note_neighbours(in, idx, sim, k, neighbours);
     rc = 0;
 done:
     for (int f = 0; f < KNN_MAX_FOLDS; f++)
@@ -576,8 +606,8 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     double *thr_of = NULL, *sp_thr = NULL;
     uint8_t *sp_own = NULL;
     const char *(*ans)[FL_MAP_K] = NULL;
-    char *sub_path = NULL, *cv_path = NULL;
-    cJSON *j = NULL;
+    char *sub_path = NULL, *cv_path = NULL, *nb_path = NULL;
+    cJSON *j = NULL, *nbj = cJSON_CreateArray();
     int rc = -1;
     const char *data = fl_stage_input(c, "data", e),
                *fdir = data ? fl_stage_input(c, "folds", e) : NULL;
@@ -643,6 +673,20 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     cJSON_AddNumberToObject(j, "map5_new", all.map5_new);
     cJSON_AddNumberToObject(j, "threshold", global);
     cJSON_AddBoolToObject(j, "threshold_given", o.has_threshold);
+    /* The grid the threshold is chosen on, for the run report: [t, MAP@5 of all, known, new]. */
+    cJSON *grid = cJSON_AddArrayToObject(j, "threshold_grid");
+    for (int g = 0, ng = fl_ident_grid_n(o.grid_step); grid && oo.n && g < ng; g++) {
+        double t = g * o.grid_step, sum[3] = {0};
+        int64_t cnt[3] = {0};
+        for (int64_t i = 0; i < oo.n; i++) {
+            double ap = fl_ident_q_ap(&oo.q[i], t);
+            sum[0] += ap, cnt[0]++;
+            sum[oo.q[i].is_new ? 2 : 1] += ap, cnt[oo.q[i].is_new ? 2 : 1]++;
+        }
+        double v[4] = {t, 0, 0, 0};
+        for (int w = 0; w < 3; w++) v[w + 1] = cnt[w] ? sum[w] / (double)cnt[w] : NAN;
+        cJSON_AddItemToArray(grid, cJSON_CreateDoubleArray(v, 4));
+    }
     if (use_sp) {
         cJSON *st = cJSON_AddObjectToObject(j, "species_thresholds");
         int nown = 0;
@@ -685,7 +729,7 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
-    if (in.nte > 0 && run_test(c, &in, &o, cand, e) != 0) goto done;
+    if (in.nte > 0 && run_test(c, &in, &o, cand, nbj, e) != 0) goto done;
     int32_t *lab = malloc(((size_t)in.sample.n + 1) * FL_MAP_K * sizeof *lab);
     uint8_t *done_s = calloc((size_t)in.sample.n + 1, 1);
     if (!lab || !done_s) {
@@ -741,8 +785,13 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     free(lab);
     if (rc == 0) rc = write_json(cv_path, j, e);
     if (rc == 0) rc = write_top1(&in, &oo, cand, fl_stage_out_dir(c), e);
+    nb_path = fl_strdupf("%s/neighbours.json", fl_stage_out_dir(c));
+    if (rc == 0 && (!nb_path || !nbj)) rc = fl_errf(e, "knn: out of memory");
+    if (rc == 0) rc = write_json(nb_path, nbj, e);
 done:
     cJSON_Delete(j);
+    cJSON_Delete(nbj);
+    free(nb_path);
     oof_free(&oo);
     free(cand), free(thr_of), free(sp_thr), free(sp_own), free(ans);
     free(sub_path), free(cv_path);
