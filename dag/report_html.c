@@ -192,8 +192,10 @@ void fl_html_chart(fl_html *h, const fl_chart *c) {
                           "</text></svg>", (L + W - R) / 2, (T + H - B) / 2);
         return;
     }
-    if (x1 - x0 <= 0) x0 -= 0.5, x1 += 0.5;
-    if (y1 - y0 <= 0) {
+    /* A span below the values' own float resolution counts as none: its tick step would not
+     * advance the tick loop (v + step == v) */
+    if (x1 - x0 <= 1e-9 * fmax(fabs(x0), fabs(x1))) x0 -= 0.5, x1 += 0.5;
+    if (y1 - y0 <= 1e-9 * fmax(fabs(y0), fabs(y1))) {
         double pad = fabs(y0) > 0 ? fabs(y0) * 0.1 : 0.5;
         y0 -= pad, y1 += pad;
     } else {
@@ -210,14 +212,19 @@ void fl_html_chart(fl_html *h, const fl_chart *c) {
         for (size_t i = 0; i < c->s[k].n && whole; i++)
             whole = !isfinite(c->s[k].x[i]) || c->s[k].x[i] == floor(c->s[k].x[i]);
     if (whole && xs < 1) xs = 1;
-    for (double v = ceil(y0 / ys) * ys; v <= y1 + ys * 1e-9; v += ys) {
+    /* ticks by count, never by accumulation: at most a few dozen whatever the values */
+    for (int t = 0; t < 64; t++) {
+        double v = (ceil(y0 / ys) + t) * ys;
+        if (v > y1 + ys * 1e-9) break;
         fl_html_printf(h, "<line class=\"grid\" x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\"/>"
                           "<text class=\"tick\" x=\"%g\" y=\"%.1f\" text-anchor=\"end\">",
                        L, W - R, PY(v), PY(v), L - 4, PY(v) + 4);
         tick_label(h, v, ys);
         fl_html_raw(h, "</text>");
     }
-    for (double v = ceil(x0 / xs) * xs; v <= x1 + xs * 1e-9; v += xs) {
+    for (int t = 0; t < 64; t++) {
+        double v = (ceil(x0 / xs) + t) * xs;
+        if (v > x1 + xs * 1e-9) break;
         fl_html_printf(h, "<text class=\"tick\" x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">", PX(v),
                        H - B + 14);
         tick_label(h, v, xs);

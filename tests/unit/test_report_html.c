@@ -160,6 +160,27 @@ static void test_chart_without_data(void **state) {
     fl_html_free(&h);
 }
 
+/* Two series one ulp apart (a raw loss and its 'smoothed' copy over a single epoch): the span
+ * is below the values' resolution, and the ticks must still end (they once looped forever). */
+static void test_chart_span_below_resolution(void **state) {
+    (void)state;
+    double x[1] = {1}, a[1] = {4.1234}, b[1] = {nextafter(4.1234, 5)}, big[2] = {1e15, 1e15 + 0.25};
+    double x2[2] = {1, 2};
+    fl_series s[2] = {{.name = "loss", .x = x, .y = a, .n = 1}, {.name = "smooth", .x = x, .y = b, .n = 1}};
+    fl_chart c = {.title = "t", .s = s, .ns = 2, .mark_x = NAN};
+    fl_html h = {0};
+    fl_html_chart(&h, &c);
+    assert_true(well_formed(h.p));
+    assert_true(count(h.p, "class=\"grid\"") <= 64);
+    fl_html_free(&h);
+    fl_series s2 = {.name = "big", .x = x2, .y = big, .n = 2};
+    c.s = &s2, c.ns = 1;
+    fl_html_chart(&h, &c);
+    assert_true(well_formed(h.p));
+    assert_true(count(h.p, "class=\"grid\"") <= 64);
+    fl_html_free(&h);
+}
+
 static void test_bars_with_nan(void **state) {
     (void)state;
     const char *lab[3] = {"fold 0", "fold <1>", "fold 2"};
@@ -208,6 +229,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_escaping),     cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_chart_nan_gap_and_empty), cmocka_unit_test(test_chart_without_data),
+        cmocka_unit_test(test_chart_span_below_resolution),
         cmocka_unit_test(test_bars_with_nan),     cmocka_unit_test(test_smooth),
         cmocka_unit_test(test_base64),
     };
