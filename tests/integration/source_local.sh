@@ -70,6 +70,7 @@ check "var's train.csv has a BOM, CRLF, quotes and typos ($nk + $nb + $np rows)"
      grep -q '\"kiler_whale\"' var/train.csv && grep -q '\"bottlenose_dolpin\"' var/train.csv"
 # Downloaded long ago: old timestamps (also keeps the stat cache's racy-clean guard out of it).
 touch -d '2022-04-01 12:00' $(find clean eq var -type f)
+manifest var > var.before
 
 # ---- the clean folder answers exactly as the synth source on the same data
 cfg lclean clean
@@ -210,7 +211,7 @@ EOF
     t0=$(date +%s.%N)
     $F run lbig.json --until local > big1.log 2>&1; rc=$?
     t1=$(date +%s.%N)
-    check "an $BIG-file folder imports (rc=$rc, $(printf %.1f "$(echo "$t1 - $t0" | bc)") s)" ran big1.log local
+    check "a $BIG-file folder imports (rc=$rc, $(printf %.1f "$(echo "$t1 - $t0" | bc)") s)" ran big1.log local
     t0=$(date +%s.%N)
     $F run lbig.json --until local > big2.log 2>&1
     t1=$(date +%s.%N)
@@ -242,4 +243,6 @@ else
     $F run efb.json > efb.log 2>&1; rc=$?
     check "... the 'box' column format gives the same submission (rc=$rc)" cmp -s out/efb/submission.csv out/ef/submission.csv
 fi
+manifest var > var.after
+check "after every run above (as root too), the messy folder is byte-identical" cmp -s var.before var.after
 finish

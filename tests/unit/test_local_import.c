@@ -105,6 +105,8 @@ static void test_folder(void **st) {
     make_folder(f);
     fl_local_stats s = {0};
     fl_err e = {{0}};
+    struct stat before, after;
+    assert_int_equal(stat(P(f, "src"), &before), 0);
     int rc = fl_local_import_dir(P(f, "src"), P(f, "out/data"), &s, &e);
     if (rc) print_error("%s\n", e.msg);
     assert_int_equal(rc, 0);
@@ -113,6 +115,10 @@ static void test_folder(void **st) {
     assert_int_equal(s.train_rows, 2);
     assert_int_equal(s.test_rows, 1);
     assert_int_equal(s.species_fixed, 1);
+    /* The source is only read: nothing added to or removed from its folder. */
+    assert_int_equal(stat(P(f, "src"), &after), 0);
+    assert_int_equal(after.st_nlink, before.st_nlink);
+    assert_true(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
     /* Only the layout, files 0644 whatever the source's bits; CSV bytes kept as they are. */
     assert_int_equal(access(P(f, "out/data/notes.txt"), F_OK), -1);
     assert_int_equal(access(P(f, "out/data/happy-whale-and-dolphin.zip"), F_OK), -1);
