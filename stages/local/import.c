@@ -66,10 +66,14 @@ static int copy_file(const char *src, const char *dst, fl_local_stats *st, fl_er
     int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (in < 0) return fl_errf(e, "cannot open %s: %s", src, strerror(errno));
     struct stat s;
-    if (fstat(in, &s) != 0 || !S_ISREG(s.st_mode)) {
+    if (fstat(in, &s) != 0) {
         int en = errno;
         close(in);
-        return fl_errf(e, "%s: %s", src, S_ISREG(s.st_mode) ? strerror(en) : "not a regular file");
+        return fl_errf(e, "cannot stat %s: %s", src, strerror(en));
+    }
+    if (!S_ISREG(s.st_mode)) { /* swapped for something else since it was listed */
+        close(in);
+        return fl_errf(e, "%s is %s, not a regular file", src, fl_file_kind(s.st_mode));
     }
     int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (out < 0) {
@@ -255,7 +259,8 @@ int fl_local_import_dir(const char *src, const char *data_dir, fl_local_stats *s
 }
 
 /* Where the layout sits in the extracted tree: its root, or its only top-level folder (a zip
- * of the folder rather than of its contents). Returns a malloc'd path, or NULL with e set. */
+ * of the folder rather than of its contents; a __MACOSX folder beside it is ignored). Returns a
+ * malloc'd path, or NULL with e set. */
 static char *find_root(const char *zip, const char *scratch, fl_err *e) {
     char *p = fl_strdupf("%s/train.csv", scratch);
     struct stat s;
@@ -270,7 +275,9 @@ static char *find_root(const char *zip, const char *scratch, fl_err *e) {
     char *only = NULL;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* "." and "..", and the resource-fork folder macOS's Archive Utility adds */
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "__MACOSX"))
+            continue;
         if (off < sizeof names - 1)
             off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", n ? ", " : "", de->d_name);
         n++;

@@ -194,7 +194,7 @@ static void write_zip(const char *path, const ent *es, size_t n) {
 static void test_zip(void **st) {
     fx *f = *st;
     const ent root[] = {LAYOUT(""), {"extra.txt", AE_IFREG, "x"}};
-    const ent wrapped[] = {{"hw/", AE_IFDIR, NULL}, LAYOUT("hw/")};
+    const ent wrapped[] = {{"hw/", AE_IFDIR, NULL}, LAYOUT("hw/"), {"__MACOSX/hw/._train.csv", AE_IFREG, "fork"}};
     write_zip(P(f, "root.zip"), root, sizeof root / sizeof *root);
     write_zip(P(f, "wrapped.zip"), wrapped, sizeof wrapped / sizeof *wrapped);
     fl_local_stats s = {0};
