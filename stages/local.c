@@ -29,8 +29,9 @@ static int run_local(fl_stage_ctx *c, fl_err *e) {
     if (fl_stage_has_input(c, "zip")) {
         char *scratch = fl_strdupf("%s/extract", fl_stage_work_dir(c));
         const char *zip = fl_stage_input(c, "zip", e);
-        rc = !zip ? -1 : !scratch ? fl_errf(e, "out of memory")
-                                  : fl_local_import_zip(zip, scratch, data, &st, e);
+        rc = !zip       ? -1
+             : !scratch ? fl_errf(e, "out of memory")
+                        : fl_local_import_zip(zip, scratch, data, &st, e);
         if (rc == 0) fl_stage_log(c, "zip %s", zip);
         free(scratch);
     } else {
@@ -39,7 +40,9 @@ static int run_local(fl_stage_ctx *c, fl_err *e) {
         char *dir = csv ? strdup(csv) : NULL;
         char *slash = dir ? strrchr(dir, '/') : NULL;
         if (slash) *slash = 0;
-        rc = !csv ? -1 : !slash ? fl_errf(e, "out of memory") : fl_local_import_dir(dir, data, &st, e);
+        rc = !csv     ? -1
+             : !slash ? fl_errf(e, "out of memory")
+                      : fl_local_import_dir(dir, data, &st, e);
         if (rc == 0) fl_stage_log(c, "folder %s", dir);
         free(dir);
     }
@@ -48,8 +51,9 @@ static int run_local(fl_stage_ctx *c, fl_err *e) {
                      (unsigned long long)st.files, (double)st.bytes / 1e6, st.train_rows,
                      st.test_rows, st.species_fixed ? "" : "; no species label to fix");
         if (st.species_fixed)
-            fl_stage_log(c, "train.csv: %d rows with a misspelt species (fixed when read, as for fetch)",
-                         st.species_fixed);
+            fl_stage_log(
+                c, "train.csv: %d rows with a misspelt species (fixed when read, as for fetch)",
+                st.species_fixed);
     }
     free(data);
     return rc;

@@ -19,8 +19,9 @@
 
 static const fl_cfg_field pipeline_schema[] = {
     {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of", 0, 0},
-    {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data) | local (that data already on "
-     "disk: local.path)",
+    {"pipeline.source", FL_CFG_STR, 1,
+     "synth (embedded data) | kaggle (the competition's data) | local (that data already on disk: "
+     "local.path)",
      0, 0},
     {"pipeline.model", FL_CFG_STR, 1,
      "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)", 0, 0},
@@ -151,7 +152,8 @@ static int plan_local(const cJSON *config, fl_plan *p, fl_err *e) {
     while (l > 1 && path[l - 1] == '/') l--;
     for (int k = 0; k < FL_LOCAL_NENTRIES; k++) {
         char *q = fl_strdupf("%.*s/%s", (int)l, path, fl_local_entries[k]);
-        int rc = q ? fl_plan_node_input_path(n, fl_local_entries[k], q, e) : fl_errf(e, "out of memory");
+        int rc = q ? fl_plan_node_input_path(n, fl_local_entries[k], q, e)
+                   : fl_errf(e, "out of memory");
         free(q);
         if (rc) return -1;
     }
@@ -182,9 +184,12 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
     } else if (!strcmp(source, "local")) {
         if (plan_local(config, p, e)) return -1;
     } else {
-        return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle | local)", source);
+        return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle | local)",
+                       source);
     }
-    const char *data = !strcmp(source, "synth") ? "synth" : !strcmp(source, "local") ? "local" : "fetch";
+    const char *data = !strcmp(source, "synth")   ? "synth"
+                       : !strcmp(source, "local") ? "local"
+                                                  : "fetch";
 
     /* The model that writes the submission. */
     const fl_stage_def *def = NULL;

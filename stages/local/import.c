@@ -19,7 +19,7 @@ const char *const fl_local_entries[FL_LOCAL_NENTRIES] = {"train.csv", "sample_su
                                                          "train_images", "test_images"};
 static const int entry_is_dir[FL_LOCAL_NENTRIES] = {0, 0, 1, 1};
 
-#define LAYOUT_HELP                                                                            \
+#define LAYOUT_HELP                                                                                \
     "the Kaggle layout is train.csv, sample_submission.csv, train_images/, test_images/"
 
 int fl_local_is_zip(const char *path) {
@@ -87,7 +87,8 @@ static int copy_file(const char *src, const char *dst, fl_local_stats *st, fl_er
         ssize_t n;
         if (!plain) { /* in-kernel copy (a reflink where the file system shares extents) */
             n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 30, 0);
-            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) &&
+            if (n < 0 &&
+                (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) &&
                 total == 0) {
                 plain = 1;
                 continue;
@@ -96,7 +97,8 @@ static int copy_file(const char *src, const char *dst, fl_local_stats *st, fl_er
             n = read(in, buf, sizeof buf);
             for (ssize_t w = 0, k; n > 0 && w < n; w += k)
                 if ((k = write(out, buf + w, (size_t)(n - w))) < 0) {
-                    if (errno == EINTR) k = 0;
+                    if (errno == EINTR)
+                        k = 0;
                     else {
                         rc = fl_errf(e, "cannot write %s: %s", dst, strerror(errno));
                         break;
@@ -165,8 +167,8 @@ static int copy_tree(char *src, size_t slen, char *dst, size_t dlen, const ances
 /* Files 0644, folders 0755, and nothing else (the extractor may have made symbolic links,
  * which the store refuses: say which entry, as ZIP/entry). path is a PATH_MAX buffer whose
  * first root_len bytes are the data directory. */
-static int normalize(char *path, size_t plen, const char *zip, size_t root_len,
-                     fl_local_stats *st, fl_err *e) {
+static int normalize(char *path, size_t plen, const char *zip, size_t root_len, fl_local_stats *st,
+                     fl_err *e) {
     DIR *d = opendir(path);
     if (!d) return fl_errf(e, "cannot open directory %s: %s", path, strerror(errno));
     int rc = 0;
@@ -181,16 +183,23 @@ static int normalize(char *path, size_t plen, const char *zip, size_t root_len,
         path[plen] = '/';
         memcpy(path + plen + 1, de->d_name, nl + 1);
         struct stat s;
-        if (lstat(path, &s) != 0) rc = fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
+        if (lstat(path, &s) != 0)
+            rc = fl_errf(e, "cannot stat %s: %s", path, strerror(errno));
         else if (S_ISREG(s.st_mode)) {
-            if (chmod(path, 0644) != 0) rc = fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
-            else counted(st, (uint64_t)s.st_size);
+            if (chmod(path, 0644) != 0)
+                rc = fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
+            else
+                counted(st, (uint64_t)s.st_size);
         } else if (S_ISDIR(s.st_mode)) {
-            if (chmod(path, 0755) != 0) rc = fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
-            else rc = normalize(path, plen + 1 + nl, zip, root_len, st, e);
+            if (chmod(path, 0755) != 0)
+                rc = fl_errf(e, "cannot chmod %s: %s", path, strerror(errno));
+            else
+                rc = normalize(path, plen + 1 + nl, zip, root_len, st, e);
         } else {
-            rc = fl_errf(e, "%s/%s is %s: refused (the competition's data holds only files and "
-                            "folders)", zip, path + root_len + 1, fl_file_kind(s.st_mode));
+            rc = fl_errf(e,
+                         "%s/%s is %s: refused (the competition's data holds only files and "
+                         "folders)",
+                         zip, path + root_len + 1, fl_file_kind(s.st_mode));
         }
         path[plen] = 0;
     }
@@ -239,7 +248,8 @@ int fl_local_import_dir(const char *src, const char *data_dir, fl_local_stats *s
         }
         struct stat sb;
         if (stat(s, &sb) != 0) {
-            rc = fl_errf(e, "%s: %s (%s)", s, errno == ENOENT ? "missing" : strerror(errno), LAYOUT_HELP);
+            rc = fl_errf(e, "%s: %s (%s)", s, errno == ENOENT ? "missing" : strerror(errno),
+                         LAYOUT_HELP);
         } else if (entry_is_dir[k] ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode)) {
             rc = fl_errf(e, "%s is %s, not a %s (%s)", s, fl_file_kind(sb.st_mode),
                          entry_is_dir[k] ? "folder" : "file", LAYOUT_HELP);
@@ -276,10 +286,12 @@ static char *find_root(const char *zip, const char *scratch, fl_err *e) {
     struct dirent *de;
     while ((de = readdir(d))) {
         /* "." and "..", and the resource-fork folder macOS's Archive Utility adds */
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "__MACOSX"))
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            !strcmp(de->d_name, "__MACOSX"))
             continue;
         if (off < sizeof names - 1)
-            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", n ? ", " : "", de->d_name);
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", n ? ", " : "",
+                                    de->d_name);
         n++;
         char *q = fl_strdupf("%s/%s", scratch, de->d_name);
         if (q && lstat(q, &s) == 0 && S_ISDIR(s.st_mode)) {
@@ -308,13 +320,16 @@ int fl_local_import_zip(const char *zip, const char *scratch, const char *data_d
                         fl_local_stats *st, fl_err *e) {
     st->files = st->bytes = 0;
     if (!fl_is_zip(zip))
-        return fl_errf(e, "%s is not a zip file (local.path: a folder in the Kaggle layout, or the "
-                          "competition zip as `kaggle competitions download` leaves it)", zip);
+        return fl_errf(e,
+                       "%s is not a zip file (local.path: a folder in the Kaggle layout, or the "
+                       "competition zip as `kaggle competitions download` leaves it)",
+                       zip);
     if (fl_remove_tree(scratch, e) || fl_mkdirs(data_dir, e)) return -1;
     fl_extract_stats xs;
     int r = fl_extract(zip, scratch, &xs, e);
     if (r == FL_EXTRACT_CORRUPT)
-        return fl_errprefix(e, "%s is corrupt or truncated (left as it is: download it again)", zip);
+        return fl_errprefix(e, "%s is corrupt or truncated (left as it is: download it again)",
+                            zip);
     if (r) return -1;
     char *root = find_root(zip, scratch, e);
     if (!root) return fl_remove_tree(scratch, &(fl_err){{0}}), -1;
@@ -328,8 +343,10 @@ int fl_local_import_zip(const char *zip, const char *scratch, const char *data_d
         char *from = fl_strdupf("%s/%s", root, fl_local_entries[k]);
         char *to = fl_strdupf("%s/%s", data_dir, fl_local_entries[k]);
         struct stat s;
-        if (!from || !to) rc = fl_errf(e, "out of memory");
-        else if (lstat(from, &s) != 0 || (entry_is_dir[k] ? !S_ISDIR(s.st_mode) : !S_ISREG(s.st_mode)))
+        if (!from || !to)
+            rc = fl_errf(e, "out of memory");
+        else if (lstat(from, &s) != 0 ||
+                 (entry_is_dir[k] ? !S_ISDIR(s.st_mode) : !S_ISREG(s.st_mode)))
             rc = fl_errf(e, "%s has no %s%s%s %s (%s)", zip, in_zip, *in_zip ? "/" : "",
                          fl_local_entries[k], entry_is_dir[k] ? "folder" : "file", LAYOUT_HELP);
         else if (rename(from, to) != 0)

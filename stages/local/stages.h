@@ -39,9 +39,9 @@ extern const char *const fl_local_entries[FL_LOCAL_NENTRIES];
 int fl_local_is_zip(const char *path);
 
 typedef struct fl_local_stats {
-    uint64_t files, bytes;    /* regular files and bytes stored */
+    uint64_t files, bytes; /* regular files and bytes stored */
     int train_rows, test_rows;
-    int species_fixed;        /* train.csv rows the species fixes change downstream */
+    int species_fixed; /* train.csv rows the species fixes change downstream */
     void (*progress)(void *user, uint64_t files); /* every 1000 files copied; may be NULL */
     void *user;
 } fl_local_stats;

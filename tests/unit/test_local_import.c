@@ -18,7 +18,8 @@
 
 #include "stages/local/stages.h"
 
-static const char TRAIN[] = "\xef\xbb\xbfimage,species,individual_id\r\n\"a.jpg\",kiler_whale,id1\r\nb.jpg,beluga,id2\r\n";
+static const char TRAIN[] =
+    "\xef\xbb\xbfimage,species,individual_id\r\n\"a.jpg\",kiler_whale,id1\r\nb.jpg,beluga,id2\r\n";
 static const char SAMPLE[] = "image,predictions\nt.jpg,id1 id2 new_individual\n";
 
 typedef struct fx {
@@ -87,10 +88,12 @@ static void test_is_zip_and_rename(void **st) {
     assert_false(fl_local_is_zip("hw.zipx"));
     assert_false(fl_local_is_zip(NULL));
     fl_err e;
-    snprintf(e.msg, sizeof e.msg, "/s/data/train.csv:3: image \"x\" is listed but missing from /s/data/train_images");
+    snprintf(e.msg, sizeof e.msg,
+             "/s/data/train.csv:3: image \"x\" is listed but missing from /s/data/train_images");
     fl_local_rename_msg(&e, "/s/data", "/home/me/hw.zip");
-    assert_string_equal(e.msg, "/home/me/hw.zip/train.csv:3: image \"x\" is listed but missing from "
-                               "/home/me/hw.zip/train_images");
+    assert_string_equal(e.msg,
+                        "/home/me/hw.zip/train.csv:3: image \"x\" is listed but missing from "
+                        "/home/me/hw.zip/train_images");
     /* A long replacement is truncated, never overflowing. */
     char big[3000];
     memset(big, 'x', sizeof big - 1);
@@ -118,7 +121,8 @@ static void test_folder(void **st) {
     /* The source is only read: nothing added to or removed from its folder. */
     assert_int_equal(stat(P(f, "src"), &after), 0);
     assert_int_equal(after.st_nlink, before.st_nlink);
-    assert_true(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+    assert_true(after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+                after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
     /* Only the layout, files 0644 whatever the source's bits; CSV bytes kept as they are. */
     assert_int_equal(access(P(f, "out/data/notes.txt"), F_OK), -1);
     assert_int_equal(access(P(f, "out/data/happy-whale-and-dolphin.zip"), F_OK), -1);
@@ -141,8 +145,8 @@ static void test_folder_errors(void **st) {
     unlink(P(f, "src/train_images/b.jpg"));
     assert_int_equal(fl_local_import_dir(P(f, "src"), P(f, "o1/data"), &s, &e), -1);
     char want[512];
-    snprintf(want, sizeof want, "%s:3: image \"b.jpg\" is listed but missing from %s", P(f, "src/train.csv"),
-             P(f, "src/train_images"));
+    snprintf(want, sizeof want, "%s:3: image \"b.jpg\" is listed but missing from %s",
+             P(f, "src/train.csv"), P(f, "src/train_images"));
     assert_string_equal(e.msg, want);
     /* A missing entry. */
     put(P(f, "src/train_images/b.jpg"), "BB");
@@ -186,15 +190,18 @@ static void write_zip(const char *path, const ent *es, size_t n) {
     archive_write_free(a);
 }
 
-#define LAYOUT(pre)                                                                            \
-    {pre "train.csv", AE_IFREG, TRAIN}, {pre "sample_submission.csv", AE_IFREG, SAMPLE},       \
-        {pre "train_images/a.jpg", AE_IFREG, "AAAA"}, {pre "train_images/b.jpg", AE_IFREG, "BB"}, \
-        {pre "test_images/t.jpg", AE_IFREG, "T"}
+#define LAYOUT(pre)                                                                                \
+    {pre "train.csv", AE_IFREG, TRAIN}, {pre "sample_submission.csv", AE_IFREG, SAMPLE},           \
+        {pre "train_images/a.jpg", AE_IFREG, "AAAA"}, {pre "train_images/b.jpg", AE_IFREG, "BB"},  \
+    {                                                                                              \
+        pre "test_images/t.jpg", AE_IFREG, "T"                                                     \
+    }
 
 static void test_zip(void **st) {
     fx *f = *st;
     const ent root[] = {LAYOUT(""), {"extra.txt", AE_IFREG, "x"}};
-    const ent wrapped[] = {{"hw/", AE_IFDIR, NULL}, LAYOUT("hw/"), {"__MACOSX/hw/._train.csv", AE_IFREG, "fork"}};
+    const ent wrapped[] = {
+        {"hw/", AE_IFDIR, NULL}, LAYOUT("hw/"), {"__MACOSX/hw/._train.csv", AE_IFREG, "fork"}};
     write_zip(P(f, "root.zip"), root, sizeof root / sizeof *root);
     write_zip(P(f, "wrapped.zip"), wrapped, sizeof wrapped / sizeof *wrapped);
     fl_local_stats s = {0};
@@ -222,34 +229,45 @@ static void test_zip_errors(void **st) {
     /* No train.csv: not the competition's data, with what it does hold. */
     const ent other[] = {{"images/a.jpg", AE_IFREG, "A"}, {"readme.md", AE_IFREG, "r"}};
     write_zip(P(f, "other.zip"), other, 2);
-    assert_int_equal(fl_local_import_zip(P(f, "other.zip"), P(f, "sc"), P(f, "e1/data"), &s, &e), -1);
-    assert_non_null(strstr(e.msg, "other.zip is not the competition's data: no train.csv inside (it holds: "));
+    assert_int_equal(fl_local_import_zip(P(f, "other.zip"), P(f, "sc"), P(f, "e1/data"), &s, &e),
+                     -1);
+    assert_non_null(
+        strstr(e.msg, "other.zip is not the competition's data: no train.csv inside (it holds: "));
     assert_non_null(strstr(e.msg, "readme.md"));
     assert_int_equal(access(P(f, "sc"), F_OK), -1);
     /* A listed image missing: ZIP/entry:line. */
-    const ent gone[] = {{"hw/train.csv", AE_IFREG, TRAIN}, {"hw/sample_submission.csv", AE_IFREG, SAMPLE},
-                        {"hw/train_images/a.jpg", AE_IFREG, "A"}, {"hw/test_images/t.jpg", AE_IFREG, "T"}};
+    const ent gone[] = {{"hw/train.csv", AE_IFREG, TRAIN},
+                        {"hw/sample_submission.csv", AE_IFREG, SAMPLE},
+                        {"hw/train_images/a.jpg", AE_IFREG, "A"},
+                        {"hw/test_images/t.jpg", AE_IFREG, "T"}};
     write_zip(P(f, "gone.zip"), gone, 4);
-    assert_int_equal(fl_local_import_zip(P(f, "gone.zip"), P(f, "sc"), P(f, "e2/data"), &s, &e), -1);
-    snprintf(want, sizeof want, "%s/hw/train.csv:3: image \"b.jpg\" is listed but missing from %s/hw/train_images",
+    assert_int_equal(fl_local_import_zip(P(f, "gone.zip"), P(f, "sc"), P(f, "e2/data"), &s, &e),
+                     -1);
+    snprintf(want, sizeof want,
+             "%s/hw/train.csv:3: image \"b.jpg\" is listed but missing from %s/hw/train_images",
              P(f, "gone.zip"), P(f, "gone.zip"));
     assert_string_equal(e.msg, want);
     /* A symbolic link inside the layout is refused by name. */
     const ent link[] = {LAYOUT(""), {"test_images/l.jpg", AE_IFLNK, "t.jpg"}};
     write_zip(P(f, "link.zip"), link, sizeof link / sizeof *link);
-    assert_int_equal(fl_local_import_zip(P(f, "link.zip"), P(f, "sc"), P(f, "e3/data"), &s, &e), -1);
-    snprintf(want, sizeof want, "%s/test_images/l.jpg is a symbolic link: refused", P(f, "link.zip"));
+    assert_int_equal(fl_local_import_zip(P(f, "link.zip"), P(f, "sc"), P(f, "e3/data"), &s, &e),
+                     -1);
+    snprintf(want, sizeof want, "%s/test_images/l.jpg is a symbolic link: refused",
+             P(f, "link.zip"));
     assert_non_null(strstr(e.msg, want));
     /* No test_images/ folder. */
-    const ent notest[] = {{"train.csv", AE_IFREG, TRAIN}, {"sample_submission.csv", AE_IFREG, SAMPLE},
+    const ent notest[] = {{"train.csv", AE_IFREG, TRAIN},
+                          {"sample_submission.csv", AE_IFREG, SAMPLE},
                           {"train_images/a.jpg", AE_IFREG, "A"}};
     write_zip(P(f, "notest.zip"), notest, 3);
-    assert_int_equal(fl_local_import_zip(P(f, "notest.zip"), P(f, "sc"), P(f, "e4/data"), &s, &e), -1);
+    assert_int_equal(fl_local_import_zip(P(f, "notest.zip"), P(f, "sc"), P(f, "e4/data"), &s, &e),
+                     -1);
     snprintf(want, sizeof want, "%s has no test_images folder", P(f, "notest.zip"));
     assert_non_null(strstr(e.msg, want));
     /* Not a zip at all, and a truncated one (left as it is). */
     put(P(f, "text.zip"), "hello");
-    assert_int_equal(fl_local_import_zip(P(f, "text.zip"), P(f, "sc"), P(f, "e5/data"), &s, &e), -1);
+    assert_int_equal(fl_local_import_zip(P(f, "text.zip"), P(f, "sc"), P(f, "e5/data"), &s, &e),
+                     -1);
     assert_non_null(strstr(e.msg, "is not a zip file"));
     const ent root[] = {LAYOUT("")};
     write_zip(P(f, "root.zip"), root, sizeof root / sizeof *root);
