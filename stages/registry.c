@@ -14,13 +14,16 @@
 #include "stages/ident/stages.h"
 #include "stages/ident/weights_stage.h"
 #include "stages/fetch/stages.h"
+#include "stages/local/stages.h"
 #include "stages/synth/stages.h"
 
 #define FL_MAX_PSEUDO_ROUNDS 10
 
 static const fl_cfg_field pipeline_schema[] = {
     {"pipeline", FL_CFG_OBJ, 1, "what the pipeline is made of", 0, 0},
-    {"pipeline.source", FL_CFG_STR, 1, "synth (embedded data) | kaggle (the competition's data)",
+    {"pipeline.source", FL_CFG_STR, 1,
+     "synth (embedded data) | kaggle (the competition's data) | local (that data already on disk: "
+     "local.path)",
      0, 0},
     {"pipeline.model", FL_CFG_STR, 1,
      "baseline_knn | baseline_new_first | effnet_dolg (EfficientNet + DOLG + ArcFace)", 0, 0},
@@ -34,7 +37,7 @@ static const fl_cfg_field pipeline_schema[] = {
 static const fl_cfg_field *const pipeline_schemas[] = {
     pipeline_schema, fl_synth_schema, fl_baseline_schema, fl_kaggle_schema, fl_weights_schema,
     fl_detector_schema, fl_detector_weights_schema, fl_crop_schema, fl_folds_schema,
-    fl_embed_schema, fl_embed_weights_schema, fl_knn_schema, fl_pseudo_schema,
+    fl_embed_schema, fl_embed_weights_schema, fl_knn_schema, fl_pseudo_schema, fl_local_schema,
     NULL,
 };
 
@@ -216,6 +219,29 @@ static int plan_effnet_dolg(const cJSON *config, fl_plan *p, const char *data, c
     return 0;
 }
 
+/* pipeline.source local: the data on disk as the same "data" tree fetch writes. A folder's four
+ * layout entries are separate external inputs, so only they are hashed (stat cache) and a
+ * missing one is named; a zip is one input. No section: the content is the key, not the path. */
+static int plan_local(const cJSON *config, fl_plan *p, fl_err *e) {
+    const char *path = str_at(config, "local", "path");
+    if (!path || !path[0])
+        return fl_errf(e, "pipeline.source is \"local\" but local.path is not set (a folder in the "
+                          "Kaggle layout, or happy-whale-and-dolphin.zip)");
+    fl_plan_node *n = fl_plan_add(p, &fl_stage_local, -1, e);
+    if (!n || fl_plan_node_output(n, "data", e)) return -1;
+    if (fl_local_is_zip(path)) return fl_plan_node_input_path(n, "zip", path, e);
+    size_t l = strlen(path);
+    while (l > 1 && path[l - 1] == '/') l--;
+    for (int k = 0; k < FL_LOCAL_NENTRIES; k++) {
+        char *q = fl_strdupf("%.*s/%s", (int)l, path, fl_local_entries[k]);
+        int rc = q ? fl_plan_node_input_path(n, fl_local_entries[k], q, e)
+                   : fl_errf(e, "out of memory");
+        free(q);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e) {
     (void)config_dir;
     const char *source = str_at(config, "pipeline", "source");
@@ -237,10 +263,15 @@ static int plan_pipeline(const cJSON *config, const char *config_dir, fl_plan *p
         if (!(n = fl_plan_add(p, &fl_stage_fetch, -1, e)) || fl_plan_node_section(n, "kaggle", e) ||
             fl_plan_node_output(n, "data", e))
             return -1;
+    } else if (!strcmp(source, "local")) {
+        if (plan_local(config, p, e)) return -1;
     } else {
-        return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle)", source);
+        return fl_errf(e, "pipeline.source: '%s' is not a data source (synth | kaggle | local)",
+                       source);
     }
-    const char *data = !strcmp(source, "synth") ? "synth" : "fetch";
+    const char *data = !strcmp(source, "synth")   ? "synth"
+                       : !strcmp(source, "local") ? "local"
+                                                  : "fetch";
 
     /* The model that writes the submission. */
     const fl_stage_def *def = NULL;
