@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dag/exec.h"
+#include "dag/remote_hook.h"
 #include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
@@ -23,6 +24,9 @@ static void usage(const fl_registry *reg, FILE *f) {
             "                      run the pipeline, reusing every still-valid cached stage\n"
             "                      (--force S: rerun S from scratch, its checkpoints dropped)\n"
             "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
+            "                      (remote: the remote cache has it; the next run downloads it)\n"
+            "  run, status: --remote-cache URL  the remote cache (overrides cache.remote)\n"
+            "               --remote-readonly   use it, never upload to it (CI)\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
             "  config [CONFIG] [--keys]\n"
@@ -86,6 +90,8 @@ typedef struct args {
     int dot;
     int keys;
     unsigned long long max_size;
+    const char *remote_url; /* --remote-cache */
+    int remote_readonly;    /* --remote-readonly */
 } args;
 
 /* gc and verify hold the store alone; a run holds it shared for as long as it runs (hours of
@@ -150,6 +156,11 @@ static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_e
             a->forces[a->run.nforce++] = val;
         } else if (!strcmp(s, "--dry-run") || !strcmp(s, "-n")) {
             a->run.dry_run = 1;
+        } else if (!strcmp(s, "--remote-cache")) {
+            NEEDVAL();
+            a->remote_url = val;
+        } else if (!strcmp(s, "--remote-readonly")) {
+            a->remote_readonly = 1;
         } else if (!strcmp(s, "--dot")) {
             a->dot = 1;
         } else if (!strcmp(s, "--keys")) {
@@ -270,6 +281,8 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         fl_session_close(&s);
         return FL_EXIT_USAGE;
     }
+    s.remote_url_cli = a.remote_url;
+    s.remote_readonly_cli = a.remote_readonly;
     if (!strcmp(cmd, "config") && a.keys) {
         print_keys(reg);
     } else if (!strcmp(cmd, "config")) {
@@ -281,6 +294,10 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     } else if (fl_session_store(&s, &e)) {
         fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
         rc = FL_EXIT_STORE;
+    } else if ((!strcmp(cmd, "run") || !strcmp(cmd, "status") || !strcmp(cmd, "explain")) &&
+               fl_remote_hook_open(&s, &e)) {
+        fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+        rc = FL_EXIT_USAGE;
     } else if (!strcmp(cmd, "run")) {
         fl_run_result res;
         int intr = 0;

@@ -19,6 +19,7 @@
 #include "dag/key.h"
 #include "dag/pools.h"
 #include "dag/publish.h"
+#include "dag/remote_hook.h"
 #include "dag/runner.h"
 
 
@@ -194,6 +195,10 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         if (rc < 0) return -1;
         if (rc == FL_RECORD_DAMAGED)
             ev("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
+        int remote_hit = 0; /* no local record: perhaps the remote cache has it */
+        if (rc == FL_RECORD_ABSENT && (remote_hit = fl_remote_hook_pull(s, n->id, &ns[i].key, &tree, e)) < 0)
+            return -1;
+        if (remote_hit) rc = 1;
         if (rc == 1) {
             char *path = fl_store_checkout(s->store, &tree, e);
             if (path) {
@@ -203,7 +208,8 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
                 ns[i].cached = 1;
                 fl_store_unlock(ns[i].lock_fd);
                 ns[i].lock_fd = -1;
-                ev("[fluke] cached %s", n->id);
+                if (remote_hit) ev("[fluke] cached %s  (remote hit)", n->id);
+                else ev("[fluke] cached %s", n->id);
                 return 0;
             }
             ev("[fluke] note   %s: cached result unusable (%s); recomputing", n->id, e->msg);
@@ -309,6 +315,7 @@ static int commit_node(fl_session *s, nstate *ns, size_t i, int *kind, fl_err *e
     int rc = fl_store_record_put(s->store, &ns[i].key, &tree, json, e); /* the record is last */
     free(json);
     if (rc) return -1;
+    fl_remote_hook_push(s, n->id, &ns[i].key); /* /cas/ objects, then /ac/<key>; never fails */
     fl_err ignore;
     fl_store_work_dir_remove(s->store, &ns[i].key, &ignore);
     fl_remove_tree(ns[i].staging, &ignore);
@@ -681,6 +688,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     ev("[fluke] %d stages: %d ran, %d cached, %d failed, %d skipped (%.1fs)",
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
+    fl_remote_hook_summary(s);
     free_states(s, ns);
     fl_pools_free(&pl);
     free(sel);

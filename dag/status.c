@@ -7,8 +7,9 @@
 #include "dag/exec.h"
 #include "dag/explain.h"
 #include "dag/key.h"
+#include "dag/remote_hook.h"
 
-enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED };
+enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED, S_REMOTE };
 
 typedef struct sstate {
     int st;
@@ -57,7 +58,8 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         fl_plan_node *n = s->plan.nodes[i];
         size_t blocker = N;
         for (size_t j = 0; j < s->ndeps[i] && blocker == N; j++)
-            if (ss[s->deps[i][j]].st != S_CACHED) blocker = s->deps[i][j];
+            if (ss[s->deps[i][j]].st != S_CACHED && ss[s->deps[i][j]].st != S_REMOTE)
+                blocker = s->deps[i][j];
         if (blocker != N) {
             ss[i].st = S_PENDING;
             ss[i].root = ss[blocker].st == S_PENDING ? ss[blocker].root : blocker;
@@ -91,6 +93,9 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
         } else if (rc == FL_RECORD_DAMAGED) {
             ss[i].st = S_DAMAGED;
             ss[i].err = fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
+        } else if (rc == FL_RECORD_ABSENT && fl_remote_hook_peek(s, &key, &ss[i].out)) {
+            ss[i].st = S_REMOTE; /* its output digest lets the keys downstream be known too */
+            outs[i] = ss[i].out;
         } else if (rc < 0 || intact < 0) {
             ss[i].st = S_ERROR;
             ss[i].err = strdup(le.msg);
@@ -109,6 +114,10 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
             char hex[FL_DIGEST_HEX];
             fl_digest_hex(&x->out, hex);
             printf("cached   %-24s output %.12s\n", n->id, hex);
+        } else if (x->st == S_REMOTE) {
+            char hex[FL_DIGEST_HEX];
+            fl_digest_hex(&x->out, hex);
+            printf("remote   %-24s remote hit: output %.12s (the next run downloads it)\n", n->id, hex);
         } else if (x->st == S_ERROR || x->st == S_DAMAGED) {
             printf("%-8s %-24s %s\n", x->st == S_ERROR ? "error" : "damaged", n->id,
                    x->err ? x->err : "out of memory");
