@@ -346,7 +346,10 @@ int fl__rm_perform(fl_remote *r, const fl_xfer *x, fl_xres *res) {
     if (!strcmp(x->method, "PUT") && cc == CURLE_OK) r->st.put_bytes += x->in_len;
     if (!strcmp(x->method, "GET")) r->st.get_bytes += res->body;
     if (cc != CURLE_OK) {
-        if (!res->why[0])
+        if (!res->why[0] && cc == CURLE_OPERATION_TIMEDOUT)
+            snprintf(res->why, sizeof res->why, "timed out: nothing moved for %ld s (cache.remote_timeout_s)",
+                     r->timeout_s);
+        else if (!res->why[0])
             snprintf(res->why, sizeof res->why, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
         res->transport = !res->too_long && !res->local_error;
         if (s.printed && r->tty && r->log) r->log(r->log_arg, "", 0); /* end the in-place line */

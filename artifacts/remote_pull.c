@@ -102,7 +102,13 @@ static int get_tree(pull *p, const fl_remote_item *it, fl_tree *t) {
     x.mem_len = &len;
     x.mem_max = it->size < FL_TREE_MAX ? (size_t)it->size : FL_TREE_MAX;
     fl_xres res;
-    int rc = fl__rm_perform(p->r, &x, &res);
+    int rc;
+    for (int attempt = 0;; attempt++) { /* small: a dropped answer is simply asked again */
+        rc = fl__rm_perform(p->r, &x, &res);
+        if (!(rc != 0 && res.transport && attempt < RESUMES)) break;
+        fl__rm_log(p->r, "[fluke] remote get %s tree %.12s: connection lost (%s); asking again",
+                   p->label, hex, res.why);
+    }
     free(url);
     len = (size_t)res.body;
     int v = V_OK;

@@ -7,7 +7,8 @@ GET / HEAD / PUT of /[<prefix>/](ac|cas)/<lowercase hex>, stored as files under 
 re-hashes what it stores. With --token T every request must carry "Authorization: Bearer T"
 (else 401).
 
-Every request is logged to --log as one line: "<METHOD> <path> <status> auth=<ok|none|bad>",
+Every request is logged to --log as one line: "<METHOD> <path> <status> auth=<ok|none|bad>"
+(then " range=N-" for a Range request, " dropped" for a dropped answer),
 so tests can check the order of PUTs, that a read-only client never PUTs, and that the token was
 sent (the log never holds the token itself).
 
@@ -16,6 +17,7 @@ Faults: --faults FILE is re-read on every request; each line is "key=value ..." 
   method=GET|HEAD|PUT                 only for this method (default: any)
   kind=ac|cas                         only for this kind (default: any)
   times=N                             only the first N matching requests (default: all)
+  minsize=N                           only objects of at least N bytes
   seconds=S                           slow: sleep S seconds before answering
 "drop" sends the headers and half the body, then closes the connection; "corrupt" flips one
 byte of a GET body; "missing" answers 404 as if the object were absent.
@@ -45,7 +47,7 @@ def log(line):
             f.write(line + "\n")
 
 
-def fault_for(method, kind):
+def fault_for(method, kind, size):
     if not args.faults or not os.path.exists(args.faults):
         return None
     with open(args.faults) as f:
@@ -53,6 +55,8 @@ def fault_for(method, kind):
     for line in lines:
         kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
         if kv.get("method", method) != method or kv.get("kind", kind) != kind:
+            continue
+        if size < int(kv.get("minsize", "0")):
             continue
         with lock:
             n = used.get(line, 0)
@@ -77,7 +81,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body and body:
             self.wfile.write(body)
-        log("%s %s %d auth=%s" % (self.command, self.path, status, self.auth))
+        log("%s %s %d auth=%s%s" % (self.command, self.path, status, self.auth, self.extra()))
+
+    def extra(self):
+        r = self.headers.get("Range")
+        return " range=" + r[6:] if r and r.startswith("bytes=") else ""
 
     def check(self):
         h = self.headers.get("Authorization")
@@ -92,14 +100,16 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400, b"bad path\n")
             return None
         kind, name = m.group(1), m.group(2)
-        flt = fault_for(self.command, kind)
+        path = os.path.join(args.root, kind, name)
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        flt = fault_for(self.command, kind, size)
         if flt and flt.get("fault") == "slow":
             time.sleep(float(flt.get("seconds", "5")))
         if flt and flt.get("fault") == "500":
             self.drain()
             self.answer(500, b"injected failure\n")
             return None
-        return kind, name, os.path.join(args.root, kind, name), flt
+        return kind, name, path, flt
 
     def drain(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -146,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
-            log("%s %s %d auth=%s dropped" % (self.command, self.path, status, self.auth))
+            log("%s %s %d auth=%s%s dropped" % (self.command, self.path, status, self.auth, self.extra()))
             self.close_connection = True
             self.connection.shutdown(2)
             return
