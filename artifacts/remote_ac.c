@@ -86,6 +86,7 @@ int fl_remote_ac_parse(const char *buf, size_t len, const fl_digest *key, const 
         return fl_errf(e, "bad /ac/ entry %s: bad record key", what);
     if (key && !fl_digest_eq(key, &ac->key))
         return fl_errf(e, "bad /ac/ entry %s: it is the entry of key %s", what, khex);
+    if (memchr(json, '\0', jl)) return fl_errf(e, "bad /ac/ entry %s: the record's JSON holds a NUL byte", what);
     if (!(ac->json = malloc(jl + 1))) return fl_errf(e, "out of memory");
     memcpy(ac->json, json, jl);
     ac->json[jl] = '\0';
