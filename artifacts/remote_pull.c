@@ -277,11 +277,15 @@ static int place_file(pull *p, const fl_tree_entry *te, const char *dst) {
     const fl_remote_item *it = &p->ac.files[k];
     int rc = 0;
     fl_err le;
+    int linked = 0;
     if (p->placed[k]) {
         rc = fl_copy_file(p->placed[k], dst, &le);
     } else if (have_local(p, "objects", &it->d, it->size)) {
+        /* A hard link (ingest then drops it for the object it has) for a plain file; the mode
+         * of an executable is the link's own, and the object must stay 0444: a copy. */
         char *obj = fl__shard_path(p->s, "objects", &it->d);
-        rc = obj && link(obj, dst) == 0 ? 0 : (obj ? fl_copy_file(obj, dst, &le) : -1);
+        linked = obj && te->mode != FL_MODE_EXEC && link(obj, dst) == 0;
+        rc = linked ? 0 : (obj ? fl_copy_file(obj, dst, &le) : -1);
         if (!obj) snprintf(le.msg, sizeof le.msg, "out of memory");
         free(obj);
     } else {
@@ -294,7 +298,7 @@ static int place_file(pull *p, const fl_tree_entry *te, const char *dst) {
         }
         free(got);
     }
-    if (rc == 0 && chmod(dst, te->mode == FL_MODE_EXEC ? 0755 : 0644) != 0) {
+    if (rc == 0 && !linked && chmod(dst, te->mode == FL_MODE_EXEC ? 0755 : 0644) != 0) {
         rc = -1;
         snprintf(le.msg, sizeof le.msg, "cannot chmod %s: %s", dst, strerror(errno));
     }

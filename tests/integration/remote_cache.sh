@@ -46,6 +46,7 @@ run_in() { # DIR LOG [options...]: fluke run in DIR with the token in the enviro
 }
 mark() { wc -l < srv.log; }            # server log position
 since() { tail -n +$(($1 + 1)) srv.log; } # server log lines after a position
+no_get_since() { ! since "$1" | grep -q "^GET .*/cas/$2"; }
 no_put_since() { ! since "$1" | grep -q '^PUT '; }
 ac_get_since() { since "$1" | grep -q '^GET .*/ac/'; }
 drop_then_range_since() { since "$1" | grep -q dropped && since "$1" | grep -q 'range=[1-9][0-9]*-'; }
@@ -112,6 +113,21 @@ check "R: all 3 remote hits despite the drop" [ "$(grep -c '(remote hit)$' r.log
 check "R said it resumed" grep -q 'connection lost after [0-9]* bytes.*resuming' r.log
 check "the server saw the drop, then a Range request" drop_then_range_since $m
 : > faults
+
+# --- Content the local store already has is not downloaded again (and its object stays 0444).
+mkdir -p K && cat > K/two.json <<J
+{ "name": "only-a2", "cache": {"remote": "$URL", "remote_token_env": "RC_TOKEN"},
+  "text": {"a2": {"op": "upper", "from": "file:$T/in.txt"}} }
+J
+(cd K && RC_TOKEN=$TOKEN $F run two.json --remote-readonly > "$T/k1.log" 2>&1); rc=$?
+check "K ran a2 alone, locally (rc=$rc)" ran k1.log a2
+cp base.json K/c.json
+big=$(python3 -c 'import sys; print([l.split()[1] for l in open(sys.argv[1]) if l.startswith("file ")][0])' "$(grep -l '"node":"a"' srv/ac/*)")
+m=$(mark)
+run_in K k2.log; rc=$?
+check "K: all 3 remote hits (rc=$rc)" [ "$(grep -c '(remote hit)$' k2.log)" -eq 3 ]
+check "K did not download the 9 MiB object it had" no_get_since $m "$big"
+check "K's object stays read-only" [ "$(stat -c %a K/.fluke/objects/${big:0:2}/${big:2})" = 444 ]
 
 # --- A corrupt object: a miss with a warning, local runs, nothing bad committed.
 echo "fault=corrupt kind=cas method=GET" > faults
