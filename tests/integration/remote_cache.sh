@@ -130,15 +130,23 @@ check "K did not download the 9 MiB object it had" no_get_since $m "$big"
 check "K's object stays read-only" [ "$(stat -c %a K/.fluke/objects/${big:0:2}/${big:2})" = 444 ]
 
 # --- A corrupt object: a miss with a warning, local runs, nothing bad committed.
-echo "fault=corrupt kind=cas method=GET" > faults
+echo "fault=corrupt kind=cas method=GET minsize=1000000" > faults # the 9 MiB object only
 newstore C
 run_in C c.log; rc=$?
 check "C runs (rc=$rc)" [ $rc -eq 0 ]
-check "C warns that the remote result is unusable" grep -q 'warning: remote cache .*unusable.*does not match its digest' c.log
-check "C ran every stage locally" runs_exactly c.log a b c
+check "C warns that the remote result is unusable" grep -q 'warning: remote cache .*unusable.*object [0-9a-f]* does not match its digest' c.log
+check "C ran a (the corrupt one) locally" runs_exactly c.log a
+check "C: b and c, unaffected, are remote hits" [ "$(grep -c '^\[fluke\] cached [bc]  (remote hit)$' c.log)" -eq 2 ]
 check "C published the right bytes" cmp -s A/out/rc/c.txt C/out/rc/c.txt
+check "C's a holds A's bytes, not the server's corrupt ones" cmp -s "$(ls A/.fluke/checkouts/*/a.txt)" "$(ls C/.fluke/checkouts/*/a.txt)"
 (cd C && $F verify c.json > "$T/c-verify.log" 2>&1)
 check "C's store holds no corrupt object" grep -q ' 0 corrupt' c-verify.log
+echo "fault=corrupt kind=cas method=GET" > faults # trees too (they come first)
+newstore C2
+run_in C2 c2.log; rc=$?
+check "C2 runs (rc=$rc)" [ $rc -eq 0 ]
+check "C2 warns about a corrupt tree" grep -q 'warning: remote cache .*unusable.*tree [0-9a-f]* does not match its digest' c2.log
+check "C2 ran every stage locally" runs_exactly c2.log a b c
 : > faults
 
 # --- An /ac/ entry whose object is missing on the server: a miss, not an error.
