@@ -16,7 +16,9 @@
  * HEAD every object not in the local store (one missing: a miss), GET the trees and objects
  * (a broken download resumes with a Range request; a partial object survives in work/<key>/ for
  * the next run), re-hash everything (the server is not trusted), rebuild the output directory
- * and commit it through fl_store_ingest + fl_store_record_put exactly as a local run would.
+ * and commit it through fl_store_ingest + fl_store_record_put exactly as a local run would. A
+ * server copy that failed verification is overwritten by the next push of content holding it
+ * (the stage recomputed locally), so a damaged cache heals instead of missing forever.
  *
  * Failure policy: the remote only ever saves work. A network error, a timeout, a 5xx or any
  * unexpected status is logged once and turns the remote off for the rest of the handle's life

@@ -116,6 +116,7 @@ void fl_remote_close(fl_remote *r) {
     if (!r) return;
     if (r->curl) curl_easy_cleanup(r->curl);
     if (r->hdrs) curl_slist_free_all(r->hdrs); /* holds the token: libcurl frees it */
+    fl__dset_free(&r->bad);
     free(r->url);
     free(r->display);
     free(r);

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 
 #include "artifacts/remote.h"
+#include "artifacts/store_internal.h"
 
 struct fl_remote {
     char *url;      /* base, no trailing slash (may hold user:password: never printed) */
@@ -18,6 +19,7 @@ struct fl_remote {
     CURL *curl;     /* one handle: connections are kept alive between requests */
     struct curl_slist *hdrs; /* Authorization (when a token is set), "Expect:" */
     int off;        /* a network failure turned the remote off */
+    fl_dset bad;    /* /cas/ digests whose server copy failed verification: a push overwrites them */
     fl_remote_stats st;
 };
 

@@ -51,6 +51,13 @@ static int lerr(pull *p, const char *fmt, ...) {
     va_end(ap);
     return V_LOCAL;
 }
+/* The server's copy of d is bad: the next push of a result holding d replaces it (a HEAD would
+ * call it present). Out of memory only loses that repair. */
+static void mark_bad(pull *p, const fl_digest *d) {
+    int *v = fl__dset_get(&p->r->bad, d, 1);
+    if (v) *v = 1;
+}
+
 /* 1 when kind/<d> is in the local store as a regular file (of size when size != UINT64_MAX). */
 static int have_local(pull *p, const char *kind, const fl_digest *d, uint64_t size) {
     char *path = fl__shard_path(p->s, kind, d);
@@ -122,8 +129,10 @@ static int get_tree(pull *p, const fl_remote_item *it, fl_tree *t) {
     if (v == V_OK) {
         fl_digest got;
         fl__tree_digest(buf ? buf : "", len, &got);
-        if (!fl_digest_eq(&got, &it->d))
+        if (!fl_digest_eq(&got, &it->d)) {
             v = miss(p, V_BAD, "tree %s does not match its digest", hex);
+            mark_bad(p, &it->d);
+        }
         else if (fl__tree_parse(buf ? buf : "", len, t, hex, &le) != 0)
             v = miss(p, V_BAD, "tree %s: %s", hex, le.msg);
     }
@@ -253,6 +262,7 @@ again:
         char ghex[FL_DIGEST_HEX];
         fl_digest_hex(&got, ghex);
         v = miss(p, V_BAD, "object %s does not match its digest (its bytes hash to %s)", hex, ghex);
+        mark_bad(p, &it->d);
         goto out;
     }
     *path = part;

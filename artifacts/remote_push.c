@@ -134,7 +134,7 @@ static int put(fl_remote *r, const char *kind, const fl_digest *d, int fd, const
 /* Uploads one store file (objects/ or trees/) unless the server has it. */
 static int push_file(fl_remote *r, fl_store *s, const char *kind, const fl_remote_item *it,
                      const char *label, fl_err *e) {
-    int have = has_cas(r, &it->d, it->size);
+    int have = fl__dset_get(&r->bad, &it->d, 0) ? 0 : has_cas(r, &it->d, it->size);
     if (have < 0) return 1;
     if (have) {
         r->st.skipped_present++;

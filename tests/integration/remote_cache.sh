@@ -47,6 +47,7 @@ run_in() { # DIR LOG [options...]: fluke run in DIR with the token in the enviro
 mark() { wc -l < srv.log; }            # server log position
 since() { tail -n +$(($1 + 1)) srv.log; } # server log lines after a position
 no_get_since() { ! since "$1" | grep -q "^GET .*/cas/$2"; }
+put_cas_since() { since "$1" | grep -q "^PUT .*/cas/$2 201"; }
 no_put_since() { ! since "$1" | grep -q '^PUT '; }
 ac_get_since() { since "$1" | grep -q '^GET .*/ac/'; }
 drop_then_range_since() { since "$1" | grep -q dropped && since "$1" | grep -q 'range=[1-9][0-9]*-'; }
@@ -132,12 +133,14 @@ check "K's object stays read-only" [ "$(stat -c %a K/.fluke/objects/${big:0:2}/$
 # --- A corrupt object: a miss with a warning, local runs, nothing bad committed.
 echo "fault=corrupt kind=cas method=GET minsize=1000000" > faults # the 9 MiB object only
 newstore C
+m=$(mark)
 run_in C c.log; rc=$?
 check "C runs (rc=$rc)" [ $rc -eq 0 ]
 check "C warns that the remote result is unusable" grep -q 'warning: remote cache .*unusable.*object [0-9a-f]* does not match its digest' c.log
 check "C ran a (the corrupt one) locally" runs_exactly c.log a
 check "C: b and c, unaffected, are remote hits" [ "$(grep -c '^\[fluke\] cached [bc]  (remote hit)$' c.log)" -eq 2 ]
 check "C published the right bytes" cmp -s A/out/rc/c.txt C/out/rc/c.txt
+check "C re-sent the object that failed (a HEAD would have skipped it)" put_cas_since $m "$big"
 check "C's a holds A's bytes, not the server's corrupt ones" cmp -s "$(ls A/.fluke/checkouts/*/a.txt)" "$(ls C/.fluke/checkouts/*/a.txt)"
 (cd C && $F verify c.json > "$T/c-verify.log" 2>&1)
 check "C's store holds no corrupt object" grep -q ' 0 corrupt' c-verify.log
