@@ -5,6 +5,7 @@
 set -eu
 pkgs="gcc make pkg-config libxxhash-dev xxhash libcjson-dev libcurl4-openssl-dev libarchive-dev
       libturbojpeg0-dev libopenblas-dev libcmocka-dev python3 curl zip unzip ca-certificates bc procps"
+pkgs="$pkgs nginx" # tests/integration/remote_nginx.sh: the remote cache against nginx WebDAV
 [ $# -gt 0 ] && pkgs="$*"
 missing=""
 for p in $pkgs; do
