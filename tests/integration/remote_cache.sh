@@ -48,6 +48,7 @@ mark() { wc -l < srv.log; }            # server log position
 since() { tail -n +$(($1 + 1)) srv.log; } # server log lines after a position
 no_get_since() { ! since "$1" | grep -q "^GET .*/cas/$2"; }
 put_cas_since() { since "$1" | grep -q "^PUT .*/cas/$2 201"; }
+range_get_since() { since "$1" | grep -q '^GET .*/cas/.* 206 .*range=[1-9][0-9]*-$'; }
 no_put_since() { ! since "$1" | grep -q '^PUT '; }
 ac_get_since() { since "$1" | grep -q '^GET .*/ac/'; }
 drop_then_range_since() { since "$1" | grep -q dropped && since "$1" | grep -q 'range=[1-9][0-9]*-'; }
@@ -129,6 +130,30 @@ run_in K k2.log; rc=$?
 check "K: all 3 remote hits (rc=$rc)" [ "$(grep -c '(remote hit)$' k2.log)" -eq 3 ]
 check "K did not download the 9 MiB object it had" no_get_since $m "$big"
 check "K's object stays read-only" [ "$(stat -c %a K/.fluke/objects/${big:0:2}/${big:2})" = 444 ]
+
+# --- fluke killed mid-download: the partial object survives in work/<key>/ and the next run
+# resumes it with a Range request instead of starting over.
+echo "fault=stall seconds=20 kind=cas method=GET minsize=1000000 times=1" > faults
+newstore P
+sed -i 's/"remote_timeout_s": 2/"remote_timeout_s": 60/' P/c.json # the stall outlasts the kill
+m=$(mark)
+(cd P && RC_TOKEN=$TOKEN exec $F run c.json > "$T/p1.log" 2>&1) &
+fpid=$!
+stalled() { since $m | grep -q ' stalled$'; }
+wait_for 20 stalled
+partial() { ls P/.fluke/work/*/remote-*.part > /dev/null 2>&1; }
+wait_for 10 partial
+kill -9 $fpid; wait $fpid 2> /dev/null
+check "a killed download leaves its partial object in work/" partial
+: > faults
+m=$(mark)
+run_in P p2.log; rc=$?
+check "P reruns (rc=$rc)" [ $rc -eq 0 ]
+check "P resumed the partial object" grep -q 'remote get a [0-9a-f]*: resuming after [1-9][0-9]* of 9437194 bytes' p2.log
+check "P asked only for the rest (Range)" range_get_since $m
+check "P: all 3 remote hits" [ "$(grep -c '(remote hit)$' p2.log)" -eq 3 ]
+check "P's a is A's bytes" cmp -s "$(ls A/.fluke/checkouts/*/a.txt)" "$(ls P/.fluke/checkouts/*/a.txt)"
+check "the partial is gone after the commit" sh -c "! ls P/.fluke/work/*/remote-*.part 2> /dev/null"
 
 # --- A corrupt object: a miss with a warning, local runs, nothing bad committed.
 echo "fault=corrupt kind=cas method=GET minsize=1000000" > faults # the 9 MiB object only

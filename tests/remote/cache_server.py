@@ -13,13 +13,14 @@ so tests can check the order of PUTs, that a read-only client never PUTs, and th
 sent (the log never holds the token itself).
 
 Faults: --faults FILE is re-read on every request; each line is "key=value ..." with
-  fault=500|drop|corrupt|missing|slow  what to do
+  fault=500|drop|stall|corrupt|missing|slow  what to do
   method=GET|HEAD|PUT                 only for this method (default: any)
   kind=ac|cas                         only for this kind (default: any)
   times=N                             only the first N matching requests (default: all)
   minsize=N                           only objects of at least N bytes
   seconds=S                           slow: sleep S seconds before answering
-"drop" sends the headers and half the body, then closes the connection; "corrupt" flips one
+"drop" sends the headers and half the body, then closes the connection ("stall": waits
+seconds=S first, logging "stalled" when it starts to wait); "corrupt" flips one
 byte of a GET body; "missing" answers 404 as if the object were absent.
 
 Prints "PORT <n>" on stdout once listening on 127.0.0.1 (port chosen by the OS).
@@ -148,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         if flt and flt.get("fault") == "corrupt" and body and not head:
             i = len(body) // 2
             body = body[:i] + bytes([body[i] ^ 0x20]) + body[i + 1:]
-        if flt and flt.get("fault") == "drop" and not head and len(body) > 1:
+        if flt and flt.get("fault") in ("drop", "stall") and not head and len(body) > 1:
             self.send_response(status)
             for k, v in hdr.items():
                 self.send_header(k, v)
@@ -156,6 +157,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
+            if flt.get("fault") == "stall":
+                log("%s %s %d auth=%s%s stalled" % (self.command, self.path, status, self.auth, self.extra()))
+                time.sleep(float(flt.get("seconds", "30")))
             log("%s %s %d auth=%s%s dropped" % (self.command, self.path, status, self.auth, self.extra()))
             self.close_connection = True
             self.connection.shutdown(2)
