@@ -268,4 +268,5 @@ check "D ran every stage locally" runs_exactly d.log a b c
 check "D's messages hide the URL's password" sh -c "grep -q 'http://\*\*\*@127.0.0.1' d.log && ! grep -q hunter2 d.log"
 (cd D && $F status c.json > "$T/d-status.log" 2>&1); rc=$?
 check "status with the server gone still works (rc=$rc)" [ $rc -eq 0 ]
+check "no sanitizer report in any log" sh -c "! grep -l -e 'Sanitizer' -e 'runtime error:' $T/*.log"
 finish

@@ -96,4 +96,5 @@ check "D runs with nginx stopped (rc=$rc)" [ $rc -eq 0 ]
 check "D warns once" [ "$(grep -c 'warning: remote cache' D.log)" -eq 1 ]
 check "D ran every stage" runs_exactly D.log a b c
 check "the token is in no output" sh -c "! grep -l -- '$TOKEN' $T/*.log"
+check "no sanitizer report in any log" sh -c "! grep -l -e 'Sanitizer' -e 'runtime error:' $T/*.log"
 finish
