@@ -47,6 +47,8 @@ typedef struct nstate {
     int ngpus;
     int threads;
     double t0;
+    int remote_tried;   /* the remote cache was asked once (a node waiting for resources is not
+                           asked again on every pass of the loop) */
 } nstate;
 
 static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -195,9 +197,11 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         if (rc < 0) return -1;
         if (rc == FL_RECORD_DAMAGED)
             ev("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
-        int remote_hit = 0; /* no local record: perhaps the remote cache has it */
-        if (rc == FL_RECORD_ABSENT && (remote_hit = fl_remote_hook_pull(s, n->id, &ns[i].key, &tree, e)) < 0)
-            return -1;
+        int remote_hit = 0; /* no usable local record: perhaps the remote cache has it */
+        if ((rc == FL_RECORD_ABSENT || rc == FL_RECORD_DAMAGED) && !ns[i].remote_tried) {
+            ns[i].remote_tried = 1;
+            if ((remote_hit = fl_remote_hook_pull(s, n->id, &ns[i].key, &tree, e)) < 0) return -1;
+        }
         if (remote_hit) rc = 1;
         if (rc == 1) {
             char *path = fl_store_checkout(s->store, &tree, e);

@@ -105,6 +105,30 @@ check "B again: all cached" all_cached b2.log 3
 check "B again: local hits, not remote ones" sh -c "! grep -q 'remote hit' b2.log"
 check "status in B: all cached locally" sh -c "cd B && RC_TOKEN=$TOKEN $F status c.json | grep -c '^cached ' | grep -qx 3"
 
+# --- A damaged local record: the remote still has the result.
+akey=$(basename "$(grep -l '"node":"a"' srv/ac/*)") # an entry's name is its key
+rec=B/.fluke/records/${akey:0:2}/${akey:2}
+check "found a's record in B" [ -f "$rec" ]
+chmod u+w "$rec" && echo garbage > "$rec"
+run_in B b3.log; rc=$?
+check "B with a damaged record runs (rc=$rc)" [ $rc -eq 0 ]
+check "B: the damaged record's stage comes back as a remote hit" grep -q '^\[fluke\] cached a  (remote hit)$' b3.log
+check "B ran nothing" [ "$(count_runs b3.log)" -eq 0 ]
+
+# --- A stage waiting for threads asks the remote once, not on every pass of the loop.
+echo small > small.txt
+newstore J
+cat > J/c.json <<J
+{ "name": "wait", "resources": {"threads": 2},
+  "cache": {"remote": "$URL", "remote_token_env": "RC_TOKEN"},
+  "text": {"x": {"op": "upper", "from": "file:$T/small.txt", "delay_ms": 800, "threads": 2},
+           "y": {"op": "reverse", "from": "file:$T/small.txt", "threads": 2}} }
+J
+m=$(mark)
+run_in J j.log -j 2; rc=$?
+check "J runs x and y one after the other (rc=$rc)" no_overlap j.log x y
+check "J asked /ac/ once per stage (2 GETs)" [ "$(since $m | grep -c '^GET .*/ac/')" -eq 2 ]
+
 # --- A dropped connection mid-object: the download resumes with a Range request.
 echo "fault=drop kind=cas method=GET minsize=1000000 times=1" > faults
 newstore R
