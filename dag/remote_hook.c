@@ -8,14 +8,15 @@
 
 #include "artifacts/remote.h"
 
-/* One write per line, like the executor's events, so lines never interleave; an in-place
- * progress line (a terminal) rewrites the current line instead. */
+/* One write per line, like the executor's events, so lines never interleave. On a terminal
+ * (arg != NULL) an in-place progress line rewrites the current line, and every line first clears
+ * it, so the line after a progress line does not start in its middle. */
 static void log_line(void *arg, const char *line, int in_place) {
-    (void)arg;
     size_t n = strlen(line);
+    int width = (int)(n < 1100 ? n : 1100);
+    const char *clear = arg && *line ? "\r\033[K" : ""; /* "": end a progress line as it is */
     char buf[1200];
-    int len = in_place ? snprintf(buf, sizeof buf, "\r\033[K%.*s", (int)(n < 1100 ? n : 1100), line)
-                       : snprintf(buf, sizeof buf, "%.*s\n", (int)(n < 1100 ? n : 1100), line);
+    int len = snprintf(buf, sizeof buf, "%s%.*s%s", clear, width, line, in_place && arg ? "" : "\n");
     if (len < 0) return;
     if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
     ssize_t w = write(1, buf, (size_t)len);
@@ -45,13 +46,19 @@ int fl_remote_hook_open(fl_session *s, fl_err *e) {
         if (!token || !*token)
             log_line(NULL, "[fluke] warning: cache.remote_token_env names an environment variable "
                            "that is not set: remote cache requests go without a token", 0);
+        for (const char *c = token; c && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) /* would break the header: say so, not what */
+                return fl_errf(e, "%s: the token in $%s holds a control character",
+                               fl_config_where(&s->cfg, "cache.remote_token_env", where, sizeof where),
+                               tok_env);
     }
     fl_remote_opts o = {.url = url,
                         .token = token,
                         .readonly = s->remote_readonly_cli || (mode && !strcmp(mode, "readonly")),
                         .timeout_s = cJSON_IsNumber(to) ? to->valuedouble : 0,
                         .progress_tty = isatty(1),
-                        .log = log_line};
+                        .log = log_line,
+                        .log_arg = isatty(1) ? (void *)s : NULL};
     fl_err re;
     s->remote = fl_remote_open(&o, &re);
     if (!s->remote) {
