@@ -262,6 +262,10 @@ sed -i 's/"remote_mode": "readonly"/"remote_mode": "sometimes"/' O2/c.json
 (cd O2 && $F run c.json > "$T/o3.log" 2>&1); rc=$?
 check "an unknown remote_mode is a config error (exit 2)" [ $rc -eq 2 ]
 check "the error names the file and the key" grep -q 'c.json:[0-9]*.*cache.remote_mode "sometimes"' o3.log
+(cd O && RC_TOKEN="$TOKEN
+Injected: header" $F run c.json > "$T/o4.log" 2>&1); rc=$?
+check "a token with a newline is refused (exit 2), not sent" [ $rc -eq 2 ]
+check "the refusal names the variable, not the token" grep -q 'the token in \$RC_TOKEN holds a control character' o4.log
 mv in.orig in.txt # back to A's input
 
 # --- The token never appears in any output, log or store file of any run.
