@@ -11,6 +11,7 @@
 #include "dag/exec.h"
 #include "dag/exec_slurm.h"
 #include "dag/report.h"
+#include "dag/remote_hook.h"
 #include "dag/runner.h"
 
 #ifndef FLUKE_DATADIR
@@ -27,6 +28,9 @@ static void usage(const fl_registry *reg, FILE *f) {
             "                      (--force S: rerun S from scratch, its checkpoints dropped;\n"
             "                      --executor local|slurm: here, or each stage a Slurm job)\n"
             "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
+            "                      (remote: the remote cache has it; the next run downloads it)\n"
+            "  run, status: --remote-cache URL  the remote cache (overrides cache.remote)\n"
+            "               --remote-readonly   use it, never upload to it (CI)\n"
             "  explain S [CONFIG]  everything about one stage and why it would rerun\n"
             "  dag [CONFIG] [--dot] the stages and their inputs (Graphviz with --dot)\n"
             "  config [CONFIG] [--keys]\n"
@@ -92,6 +96,8 @@ typedef struct args {
     int dot;
     int keys;
     unsigned long long max_size;
+    const char *remote_url; /* --remote-cache */
+    int remote_readonly;    /* --remote-readonly */
 } args;
 
 /* gc and verify hold the store alone; a run holds it shared for as long as it runs (hours of
@@ -161,6 +167,11 @@ static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_e
             a->run.executor = val;
         } else if (!strcmp(s, "--dry-run") || !strcmp(s, "-n")) {
             a->run.dry_run = 1;
+        } else if (!strcmp(s, "--remote-cache")) {
+            NEEDVAL();
+            a->remote_url = val;
+        } else if (!strcmp(s, "--remote-readonly")) {
+            a->remote_readonly = 1;
         } else if (!strcmp(s, "--dot")) {
             a->dot = 1;
         } else if (!strcmp(s, "--keys")) {
@@ -303,6 +314,8 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
         fl_session_close(&s);
         return FL_EXIT_USAGE;
     }
+    s.remote_url_cli = a.remote_url;
+    s.remote_readonly_cli = a.remote_readonly;
     if (!strcmp(cmd, "config") && a.keys) {
         print_keys(reg);
     } else if (!strcmp(cmd, "config")) {
@@ -314,6 +327,10 @@ int fl_cli_main(int argc, char **argv, const fl_registry *reg) {
     } else if (fl_session_store(&s, &e)) {
         fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
         rc = FL_EXIT_STORE;
+    } else if ((!strcmp(cmd, "run") || !strcmp(cmd, "status") || !strcmp(cmd, "explain")) &&
+               fl_remote_hook_open(&s, &e)) {
+        fprintf(stderr, "%s %s: error: %s\n", reg->program, cmd, e.msg);
+        rc = FL_EXIT_USAGE;
     } else if (!strcmp(cmd, "run")) {
         fl_run_result res = {0};
         int intr = 0;

@@ -48,6 +48,16 @@ const fl_cfg_field fl_config_builtin_schema[] = {
      "submit instances of one stage that are ready together (folds) as one job array", 0, 0},
     {"executor.slurm.max_jobs", FL_CFG_INT, 0, "jobs queued at once when -j is not given (default 64)",
      1, 100000},
+    {"cache", FL_CFG_OBJ, 0, "a remote cache shared with other stores (Bazel HTTP cache protocol)", 0, 0},
+    {"cache.remote", FL_CFG_STR, 0,
+     "http(s) URL of the remote cache: /cas/<digest> and /ac/<key> below it (--remote-cache)", 0, 0},
+    {"cache.remote_token_env", FL_CFG_STR, 0,
+     "name of the environment variable holding a bearer token for the remote cache", 0, 0},
+    {"cache.remote_mode", FL_CFG_STR, 0,
+     "readwrite (default: download hits, upload results) or readonly (never upload: CI)", 0, 0},
+    {"cache.remote_timeout_s", FL_CFG_INT, 0,
+     "seconds to connect, and the longest a transfer may stall, before going on without the "
+     "remote (default 30)", 1, 3600},
     {NULL, 0, 0, NULL, 0, 0},
 };
 

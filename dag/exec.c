@@ -20,6 +20,7 @@
 #include "dag/key.h"
 #include "dag/pools.h"
 #include "dag/publish.h"
+#include "dag/remote_hook.h"
 #include "dag/runner.h"
 
 
@@ -48,6 +49,8 @@ typedef struct nstate {
     int threads;
     double t0, t1;      /* started, ended (a failed one: for the run report) */
     char *err;          /* why it failed, or NULL */
+    int remote_tried;   /* the remote cache was asked once (a node waiting for resources is not
+                           asked again on every pass of the loop) */
 } nstate;
 
 static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -202,6 +205,12 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         if (rc < 0) return -1;
         if (rc == FL_RECORD_DAMAGED)
             ev("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
+        int remote_hit = 0; /* no usable local record: perhaps the remote cache has it */
+        if ((rc == FL_RECORD_ABSENT || rc == FL_RECORD_DAMAGED) && !ns[i].remote_tried) {
+            ns[i].remote_tried = 1;
+            if ((remote_hit = fl_remote_hook_pull(s, n->id, &ns[i].key, &tree, e)) < 0) return -1;
+        }
+        if (remote_hit) rc = 1;
         if (rc == 1) {
             char *path = fl_store_checkout(s->store, &tree, e);
             if (path) {
@@ -211,7 +220,8 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
                 ns[i].cached = 1;
                 fl_store_unlock(ns[i].lock_fd);
                 ns[i].lock_fd = -1;
-                ev("[fluke] cached %s", n->id);
+                if (remote_hit) ev("[fluke] cached %s  (remote hit)", n->id);
+                else ev("[fluke] cached %s", n->id);
                 return 0;
             }
             ev("[fluke] note   %s: cached result unusable (%s); recomputing", n->id, e->msg);
@@ -318,6 +328,7 @@ static int commit_node(fl_session *s, nstate *ns, size_t i, int *kind, fl_err *e
     int rc = fl_store_record_put(s->store, &ns[i].key, &tree, json, e); /* the record is last */
     free(json);
     if (rc) return -1;
+    fl_remote_hook_push(s, n->id, &ns[i].key); /* /cas/ objects, then /ac/<key>; never fails */
     fl_err ignore;
     fl_store_work_dir_remove(s->store, &ns[i].key, &ignore);
     fl_remove_tree(ns[i].staging, &ignore);
@@ -795,6 +806,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     ev("[fluke] %d stages: %d ran, %d cached, %d failed, %d skipped (%.1fs)",
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
+    fl_remote_hook_summary(s);
     free_states(s, ns);
     fl_slurm_close(x);
     fl_pools_free(&pl);

@@ -1,5 +1,7 @@
 #include "dag/session.h"
 
+#include "artifacts/remote.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -193,6 +195,7 @@ int fl_session_store(fl_session *s, fl_err *e) {
 
 void fl_session_close(fl_session *s) {
     if (s->store) fl_store_close(s->store);
+    fl_remote_close(s->remote);
     for (size_t i = 0; i < s->plan.n; i++) free(s->deps ? s->deps[i] : NULL);
     free(s->deps);
     free(s->ndeps);

@@ -20,6 +20,12 @@ typedef struct fl_session {
     fl_store_opts store_opts;
     cJSON *prev;       /* node id -> the record JSON of this config's latest run (may be NULL) */
     cJSON *external;   /* external path -> digest hex, hashed once per session */
+    /* The remote cache (dag/remote_hook.c): command-line overrides, the handle once opened. */
+    const char *remote_url_cli; /* --remote-cache URL */
+    int remote_readonly_cli;    /* --remote-readonly */
+    int remote_opened;          /* fl_remote_hook_open ran (remote may still be NULL: none) */
+    struct fl_remote *remote;
+    int remote_hits, remote_pushes;
 } fl_session;
 
 /* Loads the config, builds and checks the plan (unknown inputs, cycles). Does not open the

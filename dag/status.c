@@ -7,6 +7,7 @@
 #include "dag/exec.h"
 #include "dag/explain.h"
 #include "dag/key.h"
+#include "dag/remote_hook.h"
 
 enum { S_CACHED, S_STALE, S_PENDING, S_ERROR, S_DAMAGED, S_REMOTE };
 
@@ -104,6 +105,9 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
         } else if (rc == FL_RECORD_DAMAGED) {
             ss[i].st = S_DAMAGED;
             ss[i].err = fl_strdupf("record damaged (%s): the next run reruns it", le.msg);
+        } else if (rc == FL_RECORD_ABSENT && fl_remote_hook_peek(s, &key, &ss[i].out)) {
+            ss[i].st = S_REMOTE; /* its output digest lets the keys downstream be known too */
+            outs[i] = ss[i].out;
         } else if (rc < 0 || intact < 0) {
             ss[i].st = S_ERROR;
             ss[i].err = strdup(le.msg);
@@ -126,6 +130,11 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
             char hex[FL_DIGEST_HEX];
             fl_digest_hex(&x->out, hex);
             printf("cached   %-24s output %.12s  [%s]\n", n->id, hex, source(x->st));
+        } else if (x->st == S_REMOTE) {
+            char hex[FL_DIGEST_HEX];
+            fl_digest_hex(&x->out, hex);
+            printf("remote   %-24s remote hit: output %.12s (the next run downloads it)  [%s]\n", n->id, hex,
+                   source(x->st));
         } else if (x->st == S_ERROR || x->st == S_DAMAGED) {
             printf("%-8s %-24s %s  [%s]\n", x->st == S_ERROR ? "error" : "damaged", n->id,
                    x->err ? x->err : "out of memory", source(x->st));
