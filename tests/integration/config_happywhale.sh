@@ -10,6 +10,25 @@ unshare -n true 2> /dev/null && NET="unshare -n" # no network at all: nothing ma
 # val CONFIG PYTHON-EXPR: the expression over the effective config c (fluke config) is true.
 val() { $F config "$1" | python3 -c "import json, sys; c = json.load(sys.stdin); sys.exit(0 if ($2) else 1)"; }
 
+# rounds_planned DOT R: rounds 1..R each read the previous knn, retrain and embed 5 folds (from
+# the previous round's models) into knn[r]; the last knn feeds score; no round R+1.
+edge() { grep -qF "\"$2\" -> \"$3\"" "$1"; }
+rounds_planned() {
+    local r k p t
+    for r in $(seq 1 "$2"); do
+        p=knn; t=embed_train
+        [ "$r" -gt 1 ] && p="knn[$((r - 1))]"
+        edge "$1" "$p" "pseudo[$r]" || return 1
+        for k in 0 1 2 3 4; do
+            [ "$r" -gt 1 ] && t="retrain[$((r - 1))]" || t=embed_train
+            edge "$1" "pseudo[$r]" "retrain[$r][$k]" && edge "$1" "embed[$r][$k]" "knn[$r]" || return 1
+            if [ "$r" -gt 1 ]; then edge "$1" "retrain[$((r - 1))][$k]" "retrain[$r][$k]" || return 1
+            else edge "$1" "embed_train[$k]" "retrain[$r][$k]" || return 1; fi
+        done
+    done
+    edge "$1" "knn[$2]" score && ! grep -qF "pseudo[$(($2 + 1))]" "$1"
+}
+
 for c in happywhale happywhale-plus; do
     $NET $F dag "$C/$c.json" --dot > $c.dot 2> $c.err; rc=$?
     check "$c: dag --dot ${NET:+(no network) }(rc=$rc)" [ $rc -eq 0 ]
@@ -20,6 +39,9 @@ for c in happywhale happywhale-plus; do
     check "$c: 5 folds trained and embedded, all into knn, then score" sh -c \
         "for k in 0 1 2 3 4; do grep -q \"\\\"embed_train\[\$k\]\\\" -> \\\"embed\[\$k\]\\\"\" $c.dot && grep -q \"\\\"embed\[\$k\]\\\" -> \\\"knn\\\"\" $c.dot || exit 1; done;
          ! grep -q 'embed_train\[5\]' $c.dot && grep -q '\"knn\" -> \"score\"' $c.dot"
+    R=1; [ $c = happywhale-plus ] && R=2
+    check "$c: $R pseudo round(s): pseudo[r] from the previous knn, 5 retrained folds, knn[r] into score" \
+        rounds_planned $c.dot $R
     $NET $F run "$C/$c.json" --dry-run > $c.dry 2>&1; rc=$?
     check "$c: run --dry-run lists every stage missing, runs none (rc=$rc)" sh -c \
         "[ $rc -eq 0 ] && grep -q '^missing  embed_train\[4\] ' $c.dry && ! grep -q '^\[fluke\] run ' $c.dry"
