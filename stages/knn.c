@@ -19,12 +19,15 @@
 #include "stages/ident/embeddings.h"
 #include "stages/ident/folds.h"
 #include "stages/ident/ident.h"
+#include "stages/ident/knn_input.h"
 #include "stages/ident/pseudo.h"
 #include "stages/ident/stages.h"
 #include "stages/labels/labels.h"
 #include "stages/synth/stages.h"
 
 #define KNN_MAX_FOLDS FL_FOLDS_MAX_K
+
+typedef fl_knn_in knn_in;
 
 const fl_cfg_field fl_knn_schema[] = {
     {"knn", FL_CFG_OBJ, 0, "cosine kNN on the folds' embeddings, new_individual calibrated OOF", 0,
@@ -51,99 +54,9 @@ typedef struct knn_cfg {
 } knn_cfg;
 
 /* Everything the stage reads, with the mapping of embedding rows to folds/sample rows. */
-typedef struct knn_in {
-    char *folds_path, *sample_path;
-    fl_folds folds;
-    int nf, K;
-    const char **img;
-    int32_t *fold, *ind, *sp; /* per folds.csv row */
-    int nind, nsp;
-    const char **ids, **spn; /* individual and species names */
-    fl_submission sample;
-    fl_emb E[KNN_MAX_FOLDS];
-    int64_t ntr, nte;         /* embedding rows of each split */
-    int64_t *tr_row, *te_row; /* embedding row of the i-th train / test row */
-    int32_t *tr_f;            /* folds.csv row of train row i */
-    int32_t *te_s;            /* sample row of test row i */
-    int32_t fill[FL_MAP_K];
-    int nfill;
-    /* pseudo-labelled test images (input "pseudo", later rounds): extra gallery rows after the
-     * ntr train rows, labelled with their pseudo individual */
-    int64_t npl;
-    int64_t *pl_row;   /* embedding row */
-    int32_t *pl_ind, *pl_sp;
-    int64_t *te_excl;  /* per test row: its own gallery row (ntr + j) when pseudo-labelled */
-} knn_in;
 
-static void in_free(knn_in *in) {
-    free(in->folds_path), free(in->sample_path);
-    free(in->img), free(in->fold), free(in->ind), free(in->sp), free(in->ids), free(in->spn);
-    fl_folds_free(&in->folds);
-    fl_submission_free(&in->sample);
-    for (int k = 0; k < KNN_MAX_FOLDS; k++)
-        fl_emb_free(&in->E[k]);
-    free(in->tr_row), free(in->te_row), free(in->tr_f), free(in->te_s);
-    free(in->pl_row), free(in->pl_ind), free(in->pl_sp), free(in->te_excl);
-}
 
-/* The species of gallery row g: a train row's own, a pseudo-labelled row's individual's. */
-static int32_t gallery_species(const knn_in *in, int64_t g) {
-    return g < in->ntr ? in->sp[in->tr_f[g]] : in->pl_sp[g - in->ntr];
-}
 
-/* pseudo.csv (the pseudo stage's artifact) -> extra gallery rows. A row whose individual is not
- * in folds.csv or whose image has no test embedding is left out (counted in the log). */
-static int read_pseudo(fl_stage_ctx *c, knn_in *in, fl_err *e) {
-    const char *dir = fl_stage_input(c, "pseudo", e);
-    if (!dir) return -1;
-    char *path = fl_strdupf("%s/%s", dir, FL_PSEUDO_FILE);
-    fl_pseudo P;
-    fl_strmap mi = {0}, mt = {0};
-    int rc = -1;
-    if (!path) return fl_errf(e, "knn: out of memory");
-    if (fl_pseudo_read(path, &P, e) != 0) {
-        free(path);
-        return -1;
-    }
-    size_t sz = (size_t)P.n + 1;
-    in->pl_row = malloc(sz * sizeof *in->pl_row), in->pl_ind = malloc(sz * sizeof *in->pl_ind);
-    in->pl_sp = malloc(sz * sizeof *in->pl_sp);
-    in->te_excl = malloc(((size_t)in->nte + 1) * sizeof *in->te_excl);
-    if (!in->pl_row || !in->pl_ind || !in->pl_sp || !in->te_excl ||
-        fl_strmap_init(&mi, (size_t)in->nind + 1, e) || fl_strmap_init(&mt, (size_t)in->nte + 1, e)) {
-        fl_errf(e, "knn: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < in->nind; i++)
-        fl_strmap_put(&mi, in->ids[i], i);
-    for (int64_t i = 0; i < in->nte; i++) {
-        in->te_excl[i] = -1;
-        fl_strmap_put(&mt, in->sample.image[in->te_s[i]], (int)i);
-    }
-    int64_t skipped = 0;
-    for (int j = 0; j < P.n; j++) {
-        int ind = fl_strmap_get(&mi, P.individual[j]), t = fl_strmap_get(&mt, P.image[j]);
-        if (ind < 0 || t < 0 || in->te_excl[t] >= 0) {
-            skipped++;
-            continue;
-        }
-        /* the species of a train row of that individual (folds.csv is consistent per id) */
-        int32_t sp = -1;
-        for (int r = 0; r < in->nf && sp < 0; r++)
-            if (in->ind[r] == ind) sp = in->sp[r];
-        in->te_excl[t] = in->ntr + in->npl;
-        in->pl_row[in->npl] = in->te_row[t], in->pl_ind[in->npl] = ind, in->pl_sp[in->npl++] = sp;
-    }
-    fl_stage_log(c, "%lld pseudo-labelled test images join the gallery (%lld of %s left out: "
-                    "unknown individual or no embedding)",
-                 (long long)in->npl, (long long)skipped, path);
-    rc = 0;
-done:
-    fl_strmap_free(&mi), fl_strmap_free(&mt);
-    fl_pseudo_free(&P);
-    free(path);
-    return rc;
-}
 
 static int read_cfg(fl_stage_ctx *c, knn_cfg *o, fl_err *e) {
     *o = (knn_cfg){.k = FL_KNN_DEFAULT_K, .grid_step = 0.01, .species_min = 50,
@@ -193,141 +106,10 @@ static int read_cfg(fl_stage_ctx *c, knn_cfg *o, fl_err *e) {
     return 0;
 }
 
-/* Interns s into names (map m): its index. */
-static int intern(fl_strmap *m, const char **names, int *n, const char *s, fl_err *e) {
-    int j = fl_strmap_get(m, s);
-    if (j >= 0) return j;
-    names[*n] = s;
-    if (fl_strmap_put(m, s, *n) == -2) return fl_errf(e, "knn: out of memory"), -2;
-    return (*n)++;
-}
 
-typedef struct id_count {
-    const char *id;
-    int32_t ind;
-    int64_t n;
-} id_count;
 
-static int by_count(const void *a, const void *b) { /* most first, ties by id */
-    const id_count *x = a, *y = b;
-    if (x->n != y->n) return x->n > y->n ? -1 : 1;
-    return strcmp(x->id, y->id);
-}
 
-/* folds.csv (the folds stage's artifact, checked by its reader) -> interned ids and species. */
-static int read_folds(knn_in *in, fl_err *e) {
-    if (fl_folds_read(in->folds_path, &in->folds, e) != 0) return -1;
-    const fl_folds *F = &in->folds;
-    int n = in->nf = F->n;
-    size_t sz = (size_t)n + 1;
-    in->img = calloc(sz, sizeof *in->img), in->ids = calloc(sz, sizeof *in->ids);
-    in->spn = calloc(sz, sizeof *in->spn);
-    in->fold = calloc(sz, sizeof *in->fold), in->ind = calloc(sz, sizeof *in->ind);
-    in->sp = calloc(sz, sizeof *in->sp);
-    id_count *cnt = calloc(sz, sizeof *cnt);
-    fl_strmap mi = {0}, ms = {0};
-    int rc = -1;
-    if (!in->img || !in->ids || !in->spn || !in->fold || !in->ind || !in->sp || !cnt) {
-        fl_errf(e, "knn: out of memory");
-        goto done;
-    }
-    if (fl_strmap_init(&mi, sz, e) || fl_strmap_init(&ms, 64, e))
-        goto done;
-    if (F->k > KNN_MAX_FOLDS) {
-        fl_errf(e, "%s: %d folds, at most %d", in->folds_path, F->k, KNN_MAX_FOLDS);
-        goto done;
-    }
-    in->K = F->k;
-    for (int i = 0; i < n; i++) {
-        in->img[i] = F->image[i];
-        in->fold[i] = F->fold[i];
-        int a = intern(&mi, in->ids, &in->nind, F->individual[i], e);
-        int b = a < 0 ? -2 : intern(&ms, in->spn, &in->nsp, F->species[i], e);
-        if (a < 0 || b < 0) goto done;
-        in->ind[i] = a, in->sp[i] = b;
-        cnt[a].id = in->ids[a], cnt[a].ind = a, cnt[a].n++;
-    }
-    if (n == 0) {
-        fl_errf(e, "%s: no train rows", in->folds_path);
-        goto done;
-    }
-    qsort(cnt, (size_t)in->nind, sizeof *cnt, by_count);
-    in->nfill = in->nind < FL_MAP_K ? in->nind : FL_MAP_K;
-    for (int j = 0; j < in->nfill; j++)
-        in->fill[j] = cnt[j].ind;
-    rc = 0;
-done:
-    free(cnt);
-    fl_strmap_free(&mi), fl_strmap_free(&ms);
-    return rc;
-}
 
-/* Every fold's embeddings: the same rows in the same order; each train row in folds.csv and
- * each test row in sample_submission.csv. */
-static int read_embeddings(fl_stage_ctx *c, knn_in *in, fl_err *e) {
-    for (int k = 0; k < in->K; k++) {
-        char name[32], what[32];
-        snprintf(name, sizeof name, "embed%d", k);
-        snprintf(what, sizeof what, "embed[%d]", k);
-        const char *dir = fl_stage_input(c, name, e);
-        if (!dir) return fl_errprefix(e, "%s has %d folds", in->folds_path, in->K);
-        char *sub = fl_strdupf("%s/embeddings", dir);
-        int rc = sub ? fl_emb_read(sub, what, &in->E[k], e) : fl_errf(e, "knn: out of memory");
-        free(sub);
-        if (rc) return -1;
-        const fl_emb *A = &in->E[0], *B = &in->E[k];
-        if (k == 0) continue;
-        if (B->n != A->n || B->d != A->d)
-            return fl_errf(e,
-                           "embed[%d] holds %lld rows of width %lld but embed[0] %lld of width "
-                           "%lld: every fold must embed the same images",
-                           k, (long long)B->n, (long long)B->d, (long long)A->n, (long long)A->d);
-        for (int64_t r = 0; r < A->n; r++)
-            if (A->test[r] != B->test[r] || strcmp(A->image[r], B->image[r]))
-                return fl_errf(e,
-                               "embed[%d] rows.csv row %lld is '%s' (%s) but embed[0] has '%s' "
-                               "(%s): every fold must embed the same rows in the same order",
-                               k, (long long)r, B->image[r], B->test[r] ? "test" : "train",
-                               A->image[r], A->test[r] ? "test" : "train");
-    }
-    const fl_emb *E = &in->E[0];
-    size_t sz = (size_t)E->n + 1;
-    in->tr_row = malloc(sz * sizeof *in->tr_row), in->te_row = malloc(sz * sizeof *in->te_row);
-    in->tr_f = malloc(sz * sizeof *in->tr_f), in->te_s = malloc(sz * sizeof *in->te_s);
-    fl_strmap mf = {0}, msam = {0};
-    int rc = -1;
-    if (!in->tr_row || !in->te_row || !in->tr_f || !in->te_s) {
-        fl_errf(e, "knn: out of memory");
-        goto done;
-    }
-    if (fl_strmap_init(&mf, (size_t)in->nf, e) || fl_strmap_init(&msam, (size_t)in->sample.n, e))
-        goto done;
-    for (int i = 0; i < in->nf; i++)
-        fl_strmap_put(&mf, in->img[i], i);
-    for (int i = 0; i < in->sample.n; i++)
-        fl_strmap_put(&msam, in->sample.image[i], i);
-    for (int64_t r = 0; r < E->n; r++) {
-        int j = fl_strmap_get(E->test[r] ? &msam : &mf, E->image[r]);
-        if (j < 0) {
-            fl_errf(e, "embed[0] embeddings/rows.csv row %lld: %s image '%s' is not in %s",
-                    (long long)r, E->test[r] ? "test" : "train", E->image[r],
-                    E->test[r] ? in->sample_path : in->folds_path);
-            goto done;
-        }
-        if (E->test[r])
-            in->te_row[in->nte] = r, in->te_s[in->nte++] = j;
-        else
-            in->tr_row[in->ntr] = r, in->tr_f[in->ntr++] = j;
-    }
-    if (in->ntr == 0) {
-        fl_errf(e, "embed[0]: no train embeddings");
-        goto done;
-    }
-    rc = 0;
-done:
-    fl_strmap_free(&mf), fl_strmap_free(&msam);
-    return rc;
-}
 
 /* Copies rows rows[0..n-1] of m (d wide) into a fresh matrix. */
 static float *gather(const float *m, int64_t d, const int64_t *rows, int64_t n) {
@@ -420,7 +202,7 @@ static int run_oof(fl_stage_ctx *c, const knn_in *in, const knn_cfg *o, oof *out
             out->conf[out->n] = cand[j].n > 0 ? cand[j].conf[0] : -INFINITY;
             out->hit[out->n] = cand[j].n > 0 && nrows[t] > 1 && cand[j].ind[0] == t;
             /* the species a test image gets: its nearest neighbour's */
-            out->sp[out->n++] = idx[(size_t)j * k] >= 0 ? gallery_species(in, idx[(size_t)j * k]) : in->sp[qf[j]];
+            out->sp[out->n++] = idx[(size_t)j * k] >= 0 ? fl_knn_gallery_species(in, idx[(size_t)j * k]) : in->sp[qf[j]];
         }
     }
     out->off[in->K] = out->n;
@@ -569,7 +351,7 @@ static int write_top1(const knn_in *in, const oof *oo, const fl_ident_cand *cand
             fputs("image,individual_id,species,confidence\n", f);
             for (int64_t i = 0; i < in->nte; i++) {
                 const fl_ident_cand *c = &cand[i];
-                int g = c->top1 >= 0 ? gallery_species(in, c->top1) : -1;
+                int g = c->top1 >= 0 ? fl_knn_gallery_species(in, c->top1) : -1;
                 fprintf(f, "%s,%s,%s,%.9g\n", in->sample.image[in->te_s[i]],
                         c->n > 0 ? in->ids[c->ind[0]] : "", g >= 0 ? in->spn[g] : "",
                         c->n > 0 ? (double)c->conf[0] : 0.0);
@@ -593,6 +375,30 @@ static int write_json(const char *path, cJSON *j, fl_err *e) {
     text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
     int rc = fl_write_file_atomic(path, text, len + 1, e);
     cJSON_free(text);
+    return rc;
+}
+
+/* The folds' embeddings (inputs embed0 .. embed{K-1}) and, in a pseudo round, the pseudo-labelled
+ * gallery rows (input pseudo). */
+static int read_inputs(fl_stage_ctx *c, knn_in *in, const knn_cfg *o, fl_err *e) {
+    const char *dirs[KNN_MAX_FOLDS];
+    for (int k = 0; k < in->K; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "embed%d", k);
+        if (!(dirs[k] = fl_stage_input(c, name, e)))
+            return fl_errprefix(e, "%s has %d folds", in->folds_path, in->K);
+    }
+    if (fl_knn_read_embeddings(in, dirs, e)) return -1;
+    if (!o->pseudo_gallery || !fl_stage_has_input(c, "pseudo")) return 0;
+    const char *dir = fl_stage_input(c, "pseudo", e);
+    char *path = dir ? fl_strdupf("%s/%s", dir, FL_PSEUDO_FILE) : NULL;
+    int64_t skipped = 0;
+    int rc = !dir ? -1 : !path ? fl_errf(e, "knn: out of memory") : fl_knn_read_pseudo(in, path, &skipped, e);
+    if (rc == 0)
+        fl_stage_log(c, "%lld pseudo-labelled test images join the gallery (%lld of %s left out: "
+                        "unknown individual or no embedding)",
+                     (long long)in->npl, (long long)skipped, path);
+    free(path);
     return rc;
 }
 
@@ -620,8 +426,8 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         fl_errf(e, "knn: out of memory");
         goto done;
     }
-    if (read_folds(&in, e) || fl_submission_read(in.sample_path, &in.sample, e) ||
-        read_embeddings(c, &in, e) || (o.pseudo_gallery && fl_stage_has_input(c, "pseudo") && read_pseudo(c, &in, e)))
+    if (fl_knn_read_folds(&in, e) || fl_submission_read(in.sample_path, &in.sample, e) ||
+        read_inputs(c, &in, &o, e))
         goto done;
     int64_t missing = 0;
     {
@@ -741,7 +547,7 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     for (int64_t i = 0; i < in.nte; i++) {
         int32_t s = in.te_s[i], *l = lab + (size_t)s * FL_MAP_K;
         /* A test image's species is its nearest train image's. */
-        double t = cand[i].top1 >= 0 ? sp_thr[gallery_species(&in, cand[i].top1)] : global;
+        double t = cand[i].top1 >= 0 ? sp_thr[fl_knn_gallery_species(&in, cand[i].top1)] : global;
         int n = fl_ident_answer(&cand[i], t, in.fill, in.nfill, l);
         for (int q = n; q < FL_MAP_K; q++)
             l[q] = -2;
@@ -795,7 +601,7 @@ done:
     oof_free(&oo);
     free(cand), free(thr_of), free(sp_thr), free(sp_own), free(ans);
     free(sub_path), free(cv_path);
-    in_free(&in);
+    fl_knn_in_free(&in);
     return rc;
 }
 

@@ -167,7 +167,8 @@ static int run(fl_stage_ctx *c, fl_err *e) {
         fprintf(f, "%s,%s,%s,%s\n", fv[pi[0]], fv[pi[1]], fv[pi[2]], fv[pi[3]]);
         taken++;
         int s = 0;
-        while (s < nsp && strcmp(sp[s].name, fv[pi[2]])) s++;
+        while (s < nsp && strcmp(sp[s].name, fv[pi[2]]))
+            s++;
         if (s == nsp) sp[nsp++].name = fv[pi[2]];
         sp[s].n++;
     }

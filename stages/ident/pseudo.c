@@ -33,8 +33,8 @@ int fl_pseudo_threshold(const float *conf, const uint8_t *hit, int64_t n, double
         int64_t cnt = i + 1;
         double prec = (double)hits / (double)cnt;
         if (cnt >= min_n && prec >= target) /* the lowest such cut wins: keep going */
-            *out = (fl_pseudo_cut){.reached = 1, .threshold = v[i].conf, .precision = prec,
-                                   .n_above = cnt};
+            *out = (fl_pseudo_cut){
+                .reached = 1, .threshold = v[i].conf, .precision = prec, .n_above = cnt};
     }
     free(v);
     return 0;

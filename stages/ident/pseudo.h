@@ -15,14 +15,14 @@
 
 #define FL_PSEUDO_FILE "pseudo.csv"
 #define FL_PSEUDO_SUMMARY "pseudo.json"
-#define FL_KNN_OOF_FILE "oof.csv"         /* knn: the OOF queries' top-1 (see stages/knn.c) */
+#define FL_KNN_OOF_FILE "oof.csv"          /* knn: the OOF queries' top-1 (see stages/knn.c) */
 #define FL_KNN_PRED_FILE "predictions.csv" /* knn: the test images' top-1 */
 
 typedef struct fl_pseudo_cut {
-    int reached;          /* some cut with >= min_n queries reaches the target */
-    double threshold;     /* take confidence >= threshold (+inf when not reached) */
-    double precision;     /* OOF top-1 precision at or above it */
-    int64_t n_above;      /* OOF queries at or above it */
+    int reached;      /* some cut with >= min_n queries reaches the target */
+    double threshold; /* take confidence >= threshold (+inf when not reached) */
+    double precision; /* OOF top-1 precision at or above it */
+    int64_t n_above;  /* OOF queries at or above it */
 } fl_pseudo_cut;
 
 /* conf[i], hit[i] (top-1 correct) for n OOF queries. Considers every cut "confidence >= c[i]"
