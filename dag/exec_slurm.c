@@ -377,7 +377,7 @@ static int first_id(const char *text, char *id, size_t len) {
 static int adopt(fl_slurm *x, const char *name, char *id, size_t len) {
     char nm[300];
     snprintf(nm, sizeof nm, "--name=%s", name);
-    char *q[] = {"squeue", nm, "-h", "-o", "%F", NULL};
+    char *q[] = {"squeue", nm, "-h", "--states=all", "-o", "%F", NULL};
     char *a[] = {"sacct", nm, "-X", "-n", "-P", "-o", "JobID", NULL};
     char **cmds[] = {q, a};
     for (int k = 0; k < 2; k++) {
@@ -642,7 +642,10 @@ static int poll_once(fl_slurm *x) {
     fl_err e = {{0}};
     fl_slurm_out o = {0};
     int ok = 0;
-    char *argv[] = {"squeue", jobs, "-h", "-r", "-o", "%i|%T", NULL};
+    /* --states=all: without it squeue hides finished jobs even while the controller still
+     * holds them (MinJobAge), and a site without accounting then learns nothing of a job's
+     * end (CANCELLED, NODE_FAIL) but its exit file. */
+    char *argv[] = {"squeue", jobs, "-h", "-r", "--states=all", "-o", "%i|%T", NULL};
     if (!jobs) {
         fl_errf(&e, "out of memory");
     } else if (fl_slurm_run_retry(argv, &x->retry, &o, &e) == 0) {

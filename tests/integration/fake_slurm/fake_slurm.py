@@ -16,7 +16,8 @@ Faults, from the caller's environment (fluke's, since it runs these commands):
   FAKE_SLURM_NO_SACCT="a,b"                 sacct does not know these jobs (accounting lag)
   FAKE_SLURM_ACCT_DISABLED=1                sacct fails: accounting storage is disabled
   FAKE_SLURM_MIN_AGE=S                      finished jobs stay in squeue S seconds (default 0:
-                                            gone at once, only sacct knows how they ended)
+                                            gone at once, only sacct knows how they ended),
+                                            listed only with --states=all (as real squeue)
   FAKE_SLURM_PENDING_S=S                    jobs wait S seconds in PENDING before they run
 """
 import fcntl, json, os, signal, subprocess, sys, time
@@ -171,9 +172,11 @@ def sbatch(args):
     return 0
 
 
-def visible(j, now):
+def visible(j, now, all_states):
     if j["state"] not in FINAL:
         return True
+    if not all_states:  # as real squeue: finished jobs only with -t all / --states=all
+        return False
     return j["end"] is not None and now - j["end"] < float(os.environ.get("FAKE_SLURM_MIN_AGE", "0"))
 
 
@@ -181,11 +184,16 @@ def squeue(args):
     if transient("squeue"):
         sys.stderr.write("squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation\n")
         return 1
-    want, name, fmt = None, None, "%i|%T"
+    want, name, fmt, all_states = None, None, "%i|%T", False
     i = 0
     while i < len(args):
         a = args[i]
-        if a.startswith("--jobs="):
+        if a in ("--states=all", "--states=ALL"):
+            all_states = True
+        elif a == "-t":
+            i += 1
+            all_states = args[i].lower() == "all"
+        elif a.startswith("--jobs="):
             want = set(a[7:].split(","))
         elif a.startswith("--name="):
             name = a[7:]
@@ -196,7 +204,7 @@ def squeue(args):
     now = time.time()
     with Table() as t:
         rows = [(jid, j) for jid, j in sorted(t["jobs"].items())
-                if visible(j, now) and (want is None or jid in want or j["base"] in want)
+                if visible(j, now, all_states) and (want is None or jid in want or j["base"] in want)
                 and (name is None or j["name"] == name)]
     if want is not None and not rows:
         sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
