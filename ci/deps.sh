@@ -6,6 +6,7 @@ set -eu
 pkgs="gcc make pkg-config libxxhash-dev xxhash libcjson-dev libcurl4-openssl-dev libarchive-dev
       libturbojpeg0-dev libopenblas-dev libcmocka-dev python3 curl zip unzip ca-certificates bc procps"
 pkgs="$pkgs nginx" # tests/integration/remote_nginx.sh: the remote cache against nginx WebDAV
+pkgs="$pkgs slurm-wlm" # tests/integration/slurm_real.sh: slurmctld, slurmd and the client on loopback
 # Test-only and optional (FLUKE_TEST_DEPS=1, which `make test` sets): headless Chromium renders the
 # run report in tests/integration/report_tiny.sh (a font, as recommends are not installed) and
 # xmllint checks it. Where they cannot be installed that test says "skipped:", so trying them
