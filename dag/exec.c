@@ -53,8 +53,7 @@ typedef struct nstate {
                            asked again on every pass of the loop) */
 } nstate;
 
-static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ev(const char *fmt, ...) {
+void fl_exec_say(const char *fmt, ...) {
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -91,7 +90,7 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
         fl_digest_hex(&in[k], hex);
         cJSON_AddStringToObject(s->external, inp->path, hex);
         if (S_ISDIR(st.st_mode) && !quiet)
-            ev("[fluke] input %s: %llu files, %llu hashed", inp->path,
+            fl_exec_say("[fluke] input %s: %llu files, %llu hashed", inp->path,
                (unsigned long long)hs.files_seen, (unsigned long long)hs.files_hashed);
     }
     return 0;
@@ -192,7 +191,7 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         snprintf(lname, sizeof lname, "key-%s", hex);
         int fd = fl_store_lock(s->store, lname, 1, 0, e);
         if (fd == -2) { /* another fluke runs this stage now: wait, then reuse its result */
-            if (ns[i].st != ST_WAITING) ev("[fluke] wait   %s (running in another fluke process)", n->id);
+            if (ns[i].st != ST_WAITING) fl_exec_say("[fluke] wait   %s (running in another fluke process)", n->id);
             ns[i].st = ST_WAITING;
             return 0;
         }
@@ -204,7 +203,7 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
         int rc = fl_store_record_get(s->store, &ns[i].key, &tree, NULL, e);
         if (rc < 0) return -1;
         if (rc == FL_RECORD_DAMAGED)
-            ev("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
+            fl_exec_say("[fluke] note   record for %s damaged (%s): rerunning", n->id, e->msg);
         int remote_hit = 0; /* no usable local record: perhaps the remote cache has it */
         if ((rc == FL_RECORD_ABSENT || rc == FL_RECORD_DAMAGED) && !ns[i].remote_tried) {
             ns[i].remote_tried = 1;
@@ -220,11 +219,11 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
                 ns[i].cached = 1;
                 fl_store_unlock(ns[i].lock_fd);
                 ns[i].lock_fd = -1;
-                if (remote_hit) ev("[fluke] cached %s  (remote hit)", n->id);
-                else ev("[fluke] cached %s", n->id);
+                if (remote_hit) fl_exec_say("[fluke] cached %s  (remote hit)", n->id);
+                else fl_exec_say("[fluke] cached %s", n->id);
                 return 0;
             }
-            ev("[fluke] note   %s: cached result unusable (%s); recomputing", n->id, e->msg);
+            fl_exec_say("[fluke] note   %s: cached result unusable (%s); recomputing", n->id, e->msg);
             if (fl_store_record_drop(s->store, &ns[i].key, e)) return -1;
         }
     }
@@ -255,7 +254,7 @@ static int start_node(fl_session *s, nstate *ns, size_t i, fl_pools *pl, int for
     ns[i].threads = threads;
     ns[i].t0 = fl_now();
     char *why = forced ? strdup("forced (--force): from scratch") : reason_line(s, ns, i);
-    ev("[fluke] run    %s  (%s)", n->id, why ? why : "");
+    fl_exec_say("[fluke] run    %s  (%s)", n->id, why ? why : "");
     free(why);
     *kind = FL_RUN_ERR_STAGE;
     if (spawn(s, ns, i, pl, x, e)) return -1;
@@ -363,7 +362,7 @@ static int finish_node(fl_session *s, nstate *ns, size_t i, const char *failure,
         rc = commit_node(s, ns, i, kind, e);
         if (rc == 0) {
             ns[i].st = ST_DONE;
-            ev("[fluke] done   %s  %.2fs", n->id, fl_now() - ns[i].t0);
+            fl_exec_say("[fluke] done   %s  %.2fs", n->id, fl_now() - ns[i].t0);
         } else {
             fl_errprefix(e, "committing '%s'", n->id);
         }
@@ -375,7 +374,7 @@ static int finish_node(fl_session *s, nstate *ns, size_t i, const char *failure,
         ns[i].t1 = fl_now();
         free(ns[i].err);
         ns[i].err = strdup(e->msg);
-        ev("[fluke] failed %s: %s", n->id, e->msg);
+        fl_exec_say("[fluke] failed %s: %s", n->id, e->msg);
         fl_err ignore;
         if (ns[i].staging) fl_remove_tree(ns[i].staging, &ignore); /* never cached, never kept */
     }
@@ -460,7 +459,7 @@ static int publish(fl_session *s, nstate *ns, int *kind, fl_err *e) {
                                   .rel = rel,
                                   .dst = dst};
             int rc = fl_publish_file(s->store, &it, kind, e);
-            if (rc == 0) ev("[fluke] output %s", dst);
+            if (rc == 0) fl_exec_say("[fluke] output %s", dst);
             free(dst);
             if (rc) return -1;
         }
@@ -637,7 +636,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     res->error_kind = FL_RUN_ERR_STORE;
     int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);
     if (gc_fd == -2) { /* a gc or verify holds the store: say so rather than hang silently */
-        ev("[fluke] waiting for a gc or verify of the store at %s to finish", fl_store_root(s->store));
+        fl_exec_say("[fluke] waiting for a gc or verify of the store at %s to finish", fl_store_root(s->store));
         gc_fd = fl_store_lock(s->store, "gc", 0, 1, e);
     }
     nstate *ns = gc_fd < 0 ? NULL : new_states(s);
@@ -653,7 +652,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         free(sel);
         return -1;
     }
-    if (x) ev("[fluke] slurm  run %s: stages as Slurm jobs, polled every %g s", fl_slurm_run_id(x),
+    if (x) fl_exec_say("[fluke] slurm  run %s: stages as Slurm jobs, polled every %g s", fl_slurm_run_id(x),
               fl_config_get(s->cfg.root, "executor.slurm.poll_s")
                   ? fl_config_get(s->cfg.root, "executor.slurm.poll_s")->valuedouble : 10.0);
     res->error_kind = FL_RUN_ERR_STAGE;
@@ -697,7 +696,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
                     ns[i].st = ST_FAILED;
                     free(ns[i].err);
                     ns[i].err = strdup(ce.msg);
-                    ev("[fluke] failed %s: %s", s->plan.nodes[i]->id, ce.msg);
+                    fl_exec_say("[fluke] failed %s: %s", s->plan.nodes[i]->id, ce.msg);
                     fl_err ignore;
                     if (ns[i].staging) fl_remove_tree(ns[i].staging, &ignore);
                     fail_kind(&re, kind, &ce);
@@ -803,7 +802,7 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
     if (!re.set && publish(s, ns, &pkind, &e2)) fail_kind(&re, pkind, &e2);
     free(keys);
     free(have);
-    ev("[fluke] %d stages: %d ran, %d cached, %d failed, %d skipped (%.1fs)",
+    fl_exec_say("[fluke] %d stages: %d ran, %d cached, %d failed, %d skipped (%.1fs)",
        res->ran + res->cached + res->failed + res->skipped, res->ran, res->cached, res->failed,
        res->skipped, fl_now() - t0);
     fl_remote_hook_summary(s);

@@ -64,6 +64,8 @@ int fl_exec_input_digests(fl_session *s, size_t i, const fl_digest *outs, fl_dig
 /* The checks publishing makes before writing into out/<name>/ (not inside the store, not a
  * symbolic link), creating it: for other writers there (the run report). */
 int fl_exec_out_dir_ready(fl_session *s, fl_err *e);
+/* One line on stdout with one write(2), so lines of concurrent writers never interleave. */
+void fl_exec_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* `fluke dag`: the plan as text, or Graphviz dot. */
 void fl_exec_print_dag(const fl_session *s, int dot);
 

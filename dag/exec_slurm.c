@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dag/exec.h"
+
 #include "dag/config.h"
 #include "dag/slurm_cmd.h"
 
@@ -57,20 +59,6 @@ struct fl_slurm {
     int nscripts;
 };
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(1, line, (size_t)n); /* one write per line, as the run loop's events */
-    (void)w;
-}
-
 static const char *cfg_str(const cJSON *c, const char *path) {
     const cJSON *j = fl_config_get(c, path);
     return cJSON_IsString(j) && j->valuestring[0] ? j->valuestring : NULL;
@@ -105,7 +93,7 @@ int fl_slurm_open(fl_slurm **out, const cJSON *config, const char *file, const c
     x->exit_wait_s = cfg_num(config, "executor.slurm.exit_wait_s", 60);
     x->array = cJSON_IsTrue(fl_config_get(config, "executor.slurm.array"));
     if (x->poll_s < x->min_poll_s) {
-        say("[fluke] slurm  executor.slurm.poll_s %g is below min_poll_s %g in %s: polling every %g s",
+        fl_exec_say("[fluke] slurm  executor.slurm.poll_s %g is below min_poll_s %g in %s: polling every %g s",
             x->poll_s, x->min_poll_s, file, x->min_poll_s);
         x->poll_s = x->min_poll_s;
     }
@@ -431,7 +419,7 @@ static void submit_group(fl_slurm *x, const size_t *idx, size_t n) {
             }
             wait = wait * 2 > 60 ? 60 : wait * 2;
             if (adopt(x, name, id, sizeof id) == 1) {
-                say("[fluke] slurm  sbatch of %s failed but job %s was submitted: using it", name, id);
+                fl_exec_say("[fluke] slurm  sbatch of %s failed but job %s was submitted: using it", name, id);
                 break;
             }
         }
@@ -446,7 +434,7 @@ static void submit_group(fl_slurm *x, const size_t *idx, size_t n) {
             snprintf(why, sizeof why, "sbatch failed (exit %d): %.400s", o.status,
                      o.err[0] ? o.err : o.out);
         else if (o.status != 0 && t + 1 < x->retry.tries)
-            say("[fluke] slurm  sbatch: %.*s (try %d of %d, retrying)", (int)strcspn(o.err, "\n"),
+            fl_exec_say("[fluke] slurm  sbatch: %.*s (try %d of %d, retrying)", (int)strcspn(o.err, "\n"),
                 o.err, t + 1, x->retry.tries);
         else if (o.status != 0)
             snprintf(why, sizeof why, "sbatch failed %d times: %.400s", x->retry.tries, o.err);
@@ -465,7 +453,7 @@ static void submit_group(fl_slurm *x, const size_t *idx, size_t n) {
         if (n > 1) snprintf(j->id, sizeof j->id, "%.40s_%zu", id, k);
         else snprintf(j->id, sizeof j->id, "%s", id);
         j->phase = J_LIVE;
-        say("[fluke] slurm  job %s: %s (%d cpu%s%s%.0d%s)", j->id, j->node_id, j->threads,
+        fl_exec_say("[fluke] slurm  job %s: %s (%d cpu%s%s%.0d%s)", j->id, j->node_id, j->threads,
             j->threads == 1 ? "" : "s", j->gpus ? ", " : "", j->gpus, j->gpus ? " gpu" : "");
     }
     argv_free(&a);
@@ -658,7 +646,7 @@ static int poll_once(fl_slurm *x) {
     free(ids);
     if (!ok) {
         x->failed_polls++;
-        say("[fluke] slurm  poll %d without an answer: %s", x->failed_polls, e.msg);
+        fl_exec_say("[fluke] slurm  poll %d without an answer: %s", x->failed_polls, e.msg);
         if (x->failed_polls >= MAX_FAILED_POLLS)
             for (size_t i = 0; i < n; i++)
                 if (want[i])
@@ -754,12 +742,12 @@ void fl_slurm_cancel(fl_slurm *x) {
     if (live && !bad) {
         fl_slurm_out o;
         fl_err e = {{0}};
-        say("[fluke] slurm  cancelling %zu job%s", live, live == 1 ? "" : "s");
+        fl_exec_say("[fluke] slurm  cancelling %zu job%s", live, live == 1 ? "" : "s");
         if (fl_slurm_run_retry(a.v, &r, &o, &e) == 0) {
-            if (o.status != 0) say("[fluke] slurm  scancel: %.300s", o.err);
+            if (o.status != 0) fl_exec_say("[fluke] slurm  scancel: %.300s", o.err);
             fl_slurm_out_free(&o);
         } else {
-            say("[fluke] slurm  scancel: %s", e.msg);
+            fl_exec_say("[fluke] slurm  scancel: %s", e.msg);
         }
         /* Wait for them to leave the queue (their stages stop writing into the store). */
         double end = fl_now() + CANCEL_WAIT_S;

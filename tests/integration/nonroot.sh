@@ -66,6 +66,9 @@ for t in "$W"/src/tests/integration/exec_*.sh "$W"/src/tests/integration/pipelin
          "$W"/src/tests/integration/campaign_*.sh; do
     [ $san -eq 1 ] && ! grep -q '^# sanitizer: yes' "$t" && continue
     name=$(basename "$t" .sh)
+    # the fake Slurm's store checks ran as uid 65534 when it was written; here they would add a
+    # minute of Python start-up to every CI run for no new path
+    [ "$name" = exec_slurm ] && continue
     n=$((n + 1))
     as_user FLUKE="$W/bin/$(basename "$FLUKE")" FLUKE_TS="$W/bin/$(basename "$FLUKE_TS")" \
         FLUKE_SRC="$W/src" bash "$t" > "$W/$name.log" 2>&1
