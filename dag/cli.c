@@ -23,10 +23,11 @@ static void usage(const fl_registry *reg, FILE *f) {
             "usage: %s COMMAND [CONFIG] [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run] [--executor E]\n"
+            "  run [CONFIG] [-j N] [--until S] [--force S]... [--dry-run] [--executor E] [--cpu]\n"
             "                      run the pipeline, reusing every still-valid cached stage\n"
             "                      (--force S: rerun S from scratch, its checkpoints dropped;\n"
-            "                      --executor local|slurm: here, or each stage a Slurm job)\n"
+            "                      --executor local|slurm: here, or each stage a Slurm job;\n"
+            "                      --cpu: train on the CPU although the config asks for a GPU)\n"
             "  status [CONFIG]     each stage: cached / stale / missing / damaged, and why\n"
             "                      (remote: the remote cache has it; the next run downloads it)\n"
             "  run, status: --remote-cache URL  the remote cache (overrides cache.remote)\n"
@@ -165,6 +166,8 @@ static int parse(int argc, char **argv, int first, int want_stage, args *a, fl_e
             if (strcmp(val, "local") && strcmp(val, "slurm"))
                 return fl_errf(e, "--executor %s: expected local or slurm", val);
             a->run.executor = val;
+        } else if (!strcmp(s, "--cpu")) {
+            a->run.force_cpu = 1;
         } else if (!strcmp(s, "--dry-run") || !strcmp(s, "-n")) {
             a->run.dry_run = 1;
         } else if (!strcmp(s, "--remote-cache")) {

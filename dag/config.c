@@ -20,6 +20,9 @@ const fl_cfg_field fl_config_builtin_schema[] = {
     {"out_dir", FL_CFG_STR, 0, "where published outputs land (default out/<name>)", 0, 0},
     {"resources", FL_CFG_OBJ, 0, "what the scheduler may hand out", 0, 0},
     {"resources.gpus", FL_CFG_INT, 0, "GPUs stages may use (default 0: CPU only)", 0, 1024},
+    {"resources.force_cpu", FL_CFG_BOOL, 0,
+     "train on the CPU even when resources.gpus asks for a GPU this run cannot use (as --cpu)", 0,
+     0},
     {"resources.threads", FL_CFG_INT, 0, "CPU threads in all (default: the machine's cores)", 1,
      4096},
     /* The executor (dag/exec_slurm.c): not part of any stage's key, so switching it reruns

@@ -633,6 +633,16 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         free(sel);
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
+    if (s->reg->preflight) {
+        fl_preflight pf = {.config = s->cfg.root, .config_file = s->cfg.file, .plan = &s->plan,
+                           .sel = sel, .force_cpu = o->force_cpu};
+        if (s->reg->preflight(&pf, e)) {
+            res->error_kind = FL_RUN_ERR_USAGE;
+            fl_pools_free(&pl);
+            free(sel);
+            return -1;
+        }
+    }
     res->error_kind = FL_RUN_ERR_STORE;
     int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);
     if (gc_fd == -2) { /* a gc or verify holds the store: say so rather than hang silently */

@@ -12,6 +12,7 @@ typedef struct fl_run_opts {
     size_t nforce;
     int dry_run;
     const char *executor; /* "local" | "slurm" (--executor), NULL: executor.kind or local */
+    int force_cpu;        /* --cpu: the registry's preflight lets GPU configs train on the CPU */
 } fl_run_opts;
 
 /* What kind of error fl_exec_run reports (maps to the exit codes in cli.h). */

@@ -215,5 +215,8 @@ int64_t fl_graph_numel(const fl_graph *g, fl_id x);
  * reuse would cost). */
 void fl_graph_mem(const fl_graph *g, size_t *peak, size_t *no_reuse);
 int fl_graph_num_nodes(const fl_graph *g);
+/* Multiply-accumulates of one forward pass over conv2d and linear nodes (shapes only: works on
+ * an uncompiled graph). */
+int64_t fl_graph_macs(const fl_graph *g);
 
 #endif

@@ -15,6 +15,7 @@
 #include "stages/ident/weights_stage.h"
 #include "stages/fetch/stages.h"
 #include "stages/local/stages.h"
+#include "stages/preflight.h"
 #include "stages/synth/stages.h"
 
 #define FL_MAX_PSEUDO_ROUNDS 10
@@ -340,4 +341,5 @@ const fl_registry fl_pipeline_registry = {
     .schemas = pipeline_schemas,
     .plan = plan_pipeline,
     .commands = pipeline_commands,
+    .preflight = fl_pipeline_preflight,
 };

@@ -100,6 +100,17 @@ typedef struct fl_command {
     int (*main_config)(int argc, char **argv, const cJSON *config, const char *out_dir, fl_err *e);
 } fl_command;
 
+/* What `fluke run` knows before it starts anything (not for --dry-run): the registry's preflight
+ * may refuse a run that cannot sensibly go on this machine (training that asks for a GPU on a
+ * machine without one) with a message that says why and what to do. */
+typedef struct fl_preflight {
+    const cJSON *config;      /* the effective config */
+    const char *config_file;
+    const fl_plan *plan;
+    const unsigned char *sel; /* plan.n flags: the stages this run may run */
+    int force_cpu;            /* --cpu (or resources.force_cpu): train on the CPU anyway */
+} fl_preflight;
+
 /* What a registry provides. */
 typedef struct fl_registry {
     const char *program;          /* name used in messages */
@@ -107,6 +118,7 @@ typedef struct fl_registry {
     const fl_cfg_field *const *schemas; /* NULL-terminated list of NULL-path terminated arrays */
     int (*plan)(const cJSON *config, const char *config_dir, fl_plan *p, fl_err *e);
     const fl_command *const *commands; /* NULL-terminated, or NULL */
+    int (*preflight)(const fl_preflight *pf, fl_err *e); /* or NULL */
 } fl_registry;
 
 /* ---------------------------------------------------------------- what a running stage sees */
