@@ -9,12 +9,15 @@
 
 #include "dag/report_int.h"
 
-/* y[i] = epochs[i][key] (NaN where absent), x[i] = epochs[i].epoch (else i + 1). */
+/* y[i] = epochs[i][key], x[i] = epochs[i].epoch (else i + 1). An epoch without the key (no
+ * validation that epoch) gets x = NaN: the point is dropped, the line joins its neighbours and
+ * the legend does not count it; a key present but not a number (a NaN loss is written as null)
+ * stays a NaN y: a gap, counted. */
 static void column(const cJSON *epochs, const char *key, double *x, double *y, size_t n) {
     size_t i = 0;
     for (const cJSON *e = epochs ? epochs->child : NULL; e && i < n; e = e->next, i++) {
         double ep = fl_rjson_num(e, "epoch");
-        if (x) x[i] = isfinite(ep) ? ep : (double)i + 1;
+        x[i] = !cJSON_GetObjectItemCaseSensitive(e, key) ? NAN : isfinite(ep) ? ep : (double)i + 1;
         y[i] = fl_rjson_num(e, key);
     }
 }
@@ -24,17 +27,16 @@ static void epoch_chart(fl_html *h, const cJSON *epochs, const char *title, cons
                         const char *const *keys, const char *const *names, int nk, int smooth,
                         const char *attrs) {
     size_t n = (size_t)cJSON_GetArraySize(epochs);
-    double *buf = calloc((n + 1) * (size_t)(2 * nk + 2), sizeof *buf);
+    double *buf = calloc((n + 1) * (size_t)(3 * nk + 1), sizeof *buf); /* x, y, smoothed each */
     fl_series s[8];
     if (!buf || nk > 6) {
         free(buf);
         h->oom |= !buf;
         return;
     }
-    double *x = buf;
     int ns = 0;
     for (int k = 0; k < nk; k++) {
-        double *y = buf + (n + 1) * (size_t)(1 + 2 * k);
+        double *x = buf + (n + 1) * (size_t)(3 * k), *y = x + (n + 1);
         column(epochs, keys[k], x, y, n);
         s[ns++] = (fl_series){.name = names[k], .x = x, .y = y, .n = n,
                               .cls = (const char *[]){"s0", "s1", "s2", "s3", "s4"}[k % 5]};

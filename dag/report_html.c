@@ -177,8 +177,8 @@ void fl_html_chart(fl_html *h, const fl_chart *c) {
     for (size_t k = c->ns; k-- > 0;) {
         const fl_series *s = &c->s[k];
         size_t good = 0, bad = 0;
-        for (size_t i = 0; i < s->n; i++)
-            isfinite(s->y[i]) && isfinite(s->x[i]) ? good++ : bad++;
+        for (size_t i = 0; i < s->n; i++) /* a non-finite x is no point at all (not measured) */
+            if (isfinite(s->x[i])) isfinite(s->y[i]) ? good++ : bad++;
         fl_html_printf(h, "<text class=\"legend %s\" x=\"%g\" y=\"28\" text-anchor=\"end\">",
                        s->cls ? s->cls : "s0", lx);
         fl_html_text(h, s->name);

@@ -101,6 +101,21 @@ static void test_numbers(void **state) {
     fl_html_free(&h);
 }
 
+/* Epochs without a value (validation every 10 epochs) are no points: x is NaN, the legend
+ * counts only measured NaNs, and the measured points form one line. */
+static void test_chart_unmeasured_points(void **state) {
+    (void)state;
+    double x[5] = {NAN, 2, NAN, 4, 5}, y[5] = {NAN, 0.3, NAN, NAN, 0.5};
+    fl_series s[1] = {{.name = "val map", .x = x, .y = y, .n = 5, .cls = "s0"}};
+    fl_chart c = {.title = "v", .xlabel = "epoch", .s = s, .ns = 1, .mark_x = NAN};
+    fl_html h = {0};
+    fl_html_chart(&h, &c);
+    assert_false(h.oom);
+    assert_non_null(strstr(h.p, "val map (1 NaN)"));
+    assert_null(strstr(h.p, "(3 NaN)"));
+    fl_html_free(&h);
+}
+
 static void test_chart_nan_gap_and_empty(void **state) {
     (void)state;
     double x[5] = {1, 2, 3, 4, 5}, y[5] = {0.5, NAN, 0.25, 0.125, INFINITY};
@@ -228,7 +243,8 @@ static void test_base64(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_escaping),     cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_chart_nan_gap_and_empty), cmocka_unit_test(test_chart_without_data),
+        cmocka_unit_test(test_chart_nan_gap_and_empty),
+        cmocka_unit_test(test_chart_unmeasured_points), cmocka_unit_test(test_chart_without_data),
         cmocka_unit_test(test_chart_span_below_resolution),
         cmocka_unit_test(test_bars_with_nan),     cmocka_unit_test(test_smooth),
         cmocka_unit_test(test_base64),
