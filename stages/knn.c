@@ -368,16 +368,6 @@ static int write_top1(const knn_in *in, const oof *oo, const fl_ident_cand *cand
     return 0;
 }
 
-static int write_json(const char *path, cJSON *j, fl_err *e) {
-    char *text = cJSON_Print(j);
-    if (!text) return fl_errf(e, "knn: out of memory");
-    size_t len = strlen(text);
-    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
-    int rc = fl_write_file_atomic(path, text, len + 1, e);
-    cJSON_free(text);
-    return rc;
-}
-
 /* The folds' embeddings (inputs embed0 .. embed{K-1}) and, in a pseudo round, the pseudo-labelled
  * gallery rows (input pseudo). */
 static int read_inputs(fl_stage_ctx *c, knn_in *in, const knn_cfg *o, fl_err *e) {
@@ -589,11 +579,11 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     }
     rc = write_checked(&in, sub_path, ans, e);
     free(lab);
-    if (rc == 0) rc = write_json(cv_path, j, e);
+    if (rc == 0) rc = fl_json_write_file(cv_path, j, "knn", e);
     if (rc == 0) rc = write_top1(&in, &oo, cand, fl_stage_out_dir(c), e);
     nb_path = fl_strdupf("%s/neighbours.json", fl_stage_out_dir(c));
     if (rc == 0 && (!nb_path || !nbj)) rc = fl_errf(e, "knn: out of memory");
-    if (rc == 0) rc = write_json(nb_path, nbj, e);
+    if (rc == 0) rc = fl_json_write_file(nb_path, nbj, "knn", e);
 done:
     cJSON_Delete(j);
     cJSON_Delete(nbj);

@@ -100,7 +100,7 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     float *conf = NULL;
     uint8_t *hit = NULL;
     sp_count *sp = NULL;
-    char *buf = NULL, *json = NULL;
+    char *buf = NULL;
     size_t len = 0;
     FILE *f = NULL;
     cJSON *j = NULL;
@@ -197,17 +197,10 @@ static int run(fl_stage_ctx *c, fl_err *e) {
     cJSON *ps = cJSON_AddObjectToObject(j, "per_species");
     for (int s = 0; s < nsp; s++)
         cJSON_AddNumberToObject(ps, sp[s].name, sp[s].n);
-    if (!(json = cJSON_Print(j))) {
-        fl_errf(e, "pseudo: out of memory");
-        goto done;
-    }
-    size_t jl = strlen(json);
-    json[jl] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
-    rc = fl_write_file_atomic(out_json, json, jl + 1, e);
+    rc = fl_json_write_file(out_json, j, "pseudo", e);
 done:
     if (f) fclose(f);
     cJSON_Delete(j);
-    cJSON_free(json);
     free(buf), free(conf), free(hit), free(sp);
     fl_csv_free(&oofc), fl_csv_free(&pred);
     free(oof_path), free(pred_path), free(out_csv), free(out_json);

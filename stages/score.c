@@ -221,7 +221,6 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
     if ((has_sub || has_crops) && !(truth_dir = fl_stage_input(c, "truth", e))) return -1;
     char *out = fl_strdupf("%s/metrics.json", fl_stage_out_dir(c));
     cJSON *j = cJSON_CreateObject();
-    char *text = NULL;
     const char *dir;
     int rc = -1;
     if (!out || !j) { fl_errf(e, "score: out of memory"); goto done; }
@@ -240,14 +239,9 @@ static int run_score(fl_stage_ctx *c, fl_err *e) {
     else if (!has_sub)
         fl_stage_log(c, "no submission or cv to score: no identification stage feeds score, so "
                      "there is no MAP@5; metrics.json holds the detector and crop metrics");
-    text = cJSON_Print(j);
-    if (!text) { fl_errf(e, "score: out of memory"); goto done; }
-    size_t len = strlen(text);
-    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
-    if (fl_write_file_atomic(out, text, len + 1, e) != 0) goto done;
+    if (fl_json_write_file(out, j, "score", e) != 0) goto done;
     rc = 0;
 done:
-    cJSON_free(text);
     cJSON_Delete(j);
     free(out);
     return rc;

@@ -144,3 +144,13 @@ void fl_stage_progress(fl_stage_ctx *c, uint64_t step, uint64_t total, const cha
              msg);
     emit(c, line);
 }
+
+int fl_json_write_file(const char *path, const cJSON *j, const char *who, fl_err *e) {
+    char *text = cJSON_Print(j);
+    if (!text) return fl_errf(e, "%s: out of memory", who);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON leaves room for the NUL only: rewrite it as a newline */
+    int rc = fl_write_file_atomic(path, text, len + 1, e);
+    cJSON_free(text);
+    return rc;
+}

@@ -143,6 +143,9 @@ int fl_stage_has_input(const fl_stage_ctx *c, const char *name);
  * cache hit. get returns NULL (e set) if absent or undeclared. */
 const cJSON *fl_stage_cfg(fl_stage_ctx *c, const char *path, fl_err *e);
 int fl_stage_cfg_int(fl_stage_ctx *c, const char *path, long *out, fl_err *e);
+/* j as indented JSON plus a newline, written atomically to path (metrics.json, cv.json, ...);
+ * who names the writer in the out-of-memory message. */
+int fl_json_write_file(const char *path, const cJSON *j, const char *who, fl_err *e);
 int fl_stage_cfg_num(fl_stage_ctx *c, const char *path, double *out, fl_err *e);
 int fl_stage_cfg_str(fl_stage_ctx *c, const char *path, const char **out, fl_err *e);
 int fl_stage_cfg_bool(fl_stage_ctx *c, const char *path, int *out, fl_err *e);
