@@ -634,14 +634,29 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
     if (s->reg->preflight) {
+        /* the registry sees the stages this run would really run: a cached (or remote-cached)
+         * training stage needs no GPU; --force-d ones run whatever the store holds */
+        unsigned char *will = calloc(N + 1, 1);
+        int prc = will ? fl_exec_cached_nodes(s, will, e) : fl_errf(e, "out of memory");
+        for (size_t i = 0; !prc && i < N; i++) {
+            int forced = 0;
+            for (size_t k = 0; k < o->nforce && !forced; k++) {
+                unsigned char *m = calloc(N + 1, 1);
+                forced = m && fl_session_select(s, o->force[k], m) && m[i];
+                free(m);
+            }
+            will[i] = sel[i] && (!will[i] || forced);
+        }
         fl_preflight pf = {.config = s->cfg.root, .config_file = s->cfg.file, .plan = &s->plan,
-                           .sel = sel, .force_cpu = o->force_cpu};
-        if (s->reg->preflight(&pf, e)) {
+                           .sel = will, .force_cpu = o->force_cpu};
+        if (prc || s->reg->preflight(&pf, e)) {
+            free(will);
             res->error_kind = FL_RUN_ERR_USAGE;
             fl_pools_free(&pl);
             free(sel);
             return -1;
         }
+        free(will);
     }
     res->error_kind = FL_RUN_ERR_STORE;
     int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);

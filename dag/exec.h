@@ -46,6 +46,9 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
  * [would run] ([cannot run] for an error). explain != NULL: only that stage, with every reason.
  * Returns the number of stages that are not cached, or -1 on error. */
 int fl_exec_status(fl_session *s, const char *explain, fl_err *e);
+/* hit[i] = 1 when the next run takes node i's result from the store or the remote cache (as
+ * `fluke status` would say: local or remote hit); nothing is run or printed. */
+int fl_exec_cached_nodes(fl_session *s, unsigned char *hit, fl_err *e);
 
 /* The "remote hit" hook of `fluke status`: a remote cache's read-only answer for a key that is
  * not cached locally. peek: 1 with *tree set when the remote holds a complete result (its

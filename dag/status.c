@@ -48,23 +48,9 @@ int fl_exec_status(fl_session *s, const char *explain, fl_err *e) {
     return fl_exec_status_remote(s, explain, NULL, e);
 }
 
-int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_remote *remote,
-                          fl_err *e) {
-    if (fl_session_store(s, e)) return -1;
-    size_t N = s->plan.n, only = N;
-    if (explain) {
-        fl_plan_node *n = fl_plan_find(&s->plan, explain);
-        if (!n) return fl_errf(e, "explain %s: no such stage in %s (see `fluke dag`)", explain, s->cfg.file);
-        only = n->index;
-    }
-    sstate *ss = calloc(N + 1, sizeof *ss);
-    fl_digest *outs = calloc(N + 1, sizeof *outs);
-    if (!ss || !outs) {
-        free(ss);
-        free(outs);
-        return fl_errf(e, "out of memory");
-    }
-    int not_cached = 0;
+/* Every node's state as the next run would find it (read-only: nothing is run or written). */
+static void predict(fl_session *s, const fl_status_remote *remote, sstate *ss, fl_digest *outs) {
+    size_t N = s->plan.n;
     for (size_t k = 0; k < N; k++) {
         size_t i = s->order[k];
         fl_plan_node *n = s->plan.nodes[i];
@@ -120,6 +106,52 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
             }
         }
     }
+}
+
+static void sstates_free(sstate *ss, size_t N) {
+    for (size_t i = 0; i < N; i++) {
+        cJSON_Delete(ss[i].desc);
+        fl_reasons_free(&ss[i].why);
+        free(ss[i].err);
+    }
+    free(ss);
+}
+
+int fl_exec_cached_nodes(fl_session *s, unsigned char *hit, fl_err *e) {
+    if (fl_session_store(s, e)) return -1;
+    size_t N = s->plan.n;
+    sstate *ss = calloc(N + 1, sizeof *ss);
+    fl_digest *outs = calloc(N + 1, sizeof *outs);
+    if (!ss || !outs) {
+        free(ss);
+        free(outs);
+        return fl_errf(e, "out of memory");
+    }
+    predict(s, NULL, ss, outs);
+    for (size_t i = 0; i < N; i++) hit[i] = ss[i].st == S_CACHED || ss[i].st == S_REMOTE;
+    sstates_free(ss, N);
+    free(outs);
+    return 0;
+}
+
+int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_remote *remote,
+                          fl_err *e) {
+    if (fl_session_store(s, e)) return -1;
+    size_t N = s->plan.n, only = N;
+    if (explain) {
+        fl_plan_node *n = fl_plan_find(&s->plan, explain);
+        if (!n) return fl_errf(e, "explain %s: no such stage in %s (see `fluke dag`)", explain, s->cfg.file);
+        only = n->index;
+    }
+    sstate *ss = calloc(N + 1, sizeof *ss);
+    fl_digest *outs = calloc(N + 1, sizeof *outs);
+    if (!ss || !outs) {
+        free(ss);
+        free(outs);
+        return fl_errf(e, "out of memory");
+    }
+    int not_cached = 0;
+    predict(s, remote, ss, outs);
     for (size_t k = 0; k < N; k++) {
         size_t i = s->order[k];
         if (explain && i != only) continue;
@@ -171,12 +203,7 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
         }
     }
     fflush(stdout);
-    for (size_t i = 0; i < N; i++) {
-        cJSON_Delete(ss[i].desc);
-        fl_reasons_free(&ss[i].why);
-        free(ss[i].err);
-    }
-    free(ss);
+    sstates_free(ss, N);
     free(outs);
     return not_cached;
 }

@@ -1,6 +1,7 @@
 # A config that asks for a GPU (resources.gpus >= 1) on a machine where training would run on the
 # CPU: `fluke run` stops before anything runs, says why, and estimates the CPU time measured here;
-# --cpu or resources.force_cpu trains on the CPU anyway; a run that trains nothing is not stopped.
+# --cpu or resources.force_cpu trains on the CPU anyway; a run that trains nothing (none selected,
+# or every training stage cached) is not stopped.
 # (No CUDA training backend exists yet, so the gate holds on every machine, GPU or not.)
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE
@@ -32,10 +33,16 @@ $F run gpu.json --cpu > cpu.log 2>&1; rc=$?
 check "--cpu: the whole pipeline trains on the CPU (rc=$rc)" sh -c "[ $rc -eq 0 ] && [ -s out/tinygpu/submission.csv ]"
 check "--cpu: says it trains on the CPU as asked, with the estimate" \
     grep -qE "^\[fluke\] .*gpu.json asks for 1 GPU but .*: training on the CPU as asked, about [0-9]+ (s|min|h|days) on [0-9]+ threads?" cpu.log
+$F run gpu.json > again.log 2>&1; rc=$?
+check "once trained, a rerun without --cpu is not refused: every training stage is cached (rc=$rc)" \
+    sh -c "[ $rc -eq 0 ] && ! grep -q 'asks for' again.log && ! grep -q '^\[fluke\] run ' again.log"
+$F run gpu.json --force "embed_train[1]" > force.log 2>&1; rc=$?
+check "--force of a cached training stage without --cpu: refused again (rc=$rc)" \
+    sh -c "[ $rc -eq 2 ] && grep -q '1 embedding trainings' force.log && ! grep -q '^\[fluke\] run ' force.log"
 cat > forced.json <<JSON
 {"extends": "gpu.json", "resources": {"force_cpu": true}}
 JSON
-$F run forced.json > forced.log 2>&1; rc=$?
-check "resources.force_cpu true does what --cpu does, and reruns nothing (rc=$rc)" \
-    sh -c "[ $rc -eq 0 ] && grep -q 'training on the CPU as asked' forced.log && ! grep -q '^\[fluke\] run ' forced.log"
+$F run forced.json --force "embed_train[1]" > forced.log 2>&1; rc=$?
+check "resources.force_cpu true does what --cpu does: the forced fold trains on the CPU (rc=$rc)" \
+    sh -c "[ $rc -eq 0 ] && grep -q 'training on the CPU as asked' forced.log && grep -q '^\[fluke\] run    embed_train\[1\] ' forced.log"
 exit $((fails > 0))
