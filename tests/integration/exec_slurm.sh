@@ -7,7 +7,9 @@
 # nothing while independent stages complete; sacct and the exit files decide for jobs that left
 # the queue; Ctrl-C cancels every live job with one scancel; busy-controller errors are retried,
 # a lost sbatch answer is not submitted twice, and the retries are bounded.
-# sanitizer: yes
+# Normal build only: the run is bound by poll intervals and fake-Slurm start-ups (35 s), while the
+# sbatch arguments and the squeue/sacct parsing it drives run under the sanitizers in
+# test_slurm_cmd (the executor loop of dag/exec_slurm.c itself then only in this normal run).
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 FS=${FLUKE_SRC:?}/tests/integration/fake_slurm
