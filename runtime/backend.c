@@ -32,8 +32,8 @@ int fl_backend_check_graph(fl_graph *g, fl_err *e) {
         const fl_node *n = &g->nodes[i];
         if (n->kind != FL_NODE_OP || !g->needed[i]) continue;
         if (!g->be->supports_op(g->be, g, n, g->bwd[i]))
-            return fl_errf(e, "graph: the %s backend does not support op %s (node %d%s); the first "
-                              "such op of this graph, build it on a backend that has it (cpu)",
+            return fl_errf(e, "graph: the %s backend does not support op %s (node %d%s), the first "
+                              "op of this graph it cannot run; build the graph for the cpu backend",
                            g->be->name, n->op->name, i, g->bwd[i] ? ", forward and backward" : "");
     }
     return 0;
