@@ -47,9 +47,16 @@ OPT      := -O1
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
+# CUDA_ARCH: the GPU generations the CUDA objects carry machine code for (sm_80 A100, sm_90
+# H100/H200); CUDA_PTX: the one also embedded as PTX, which newer GPUs JIT-compile. Override
+# either (`make CUDA_ARCH=80`); the flags file below rebuilds the objects when they change.
+CUDA_ARCH ?= 80 90
+CUDA_PTX  ?= $(lastword $(CUDA_ARCH))
+CUDA_GENCODE = $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+               $(foreach a,$(CUDA_PTX),-gencode arch=compute_$(a),code=compute_$(a))
 ifeq ($(CUDA),1)
 CFLAGS   += -DFLUKE_CUDA=1 -I$(CUDA_HOME)/include
-NVFLAGS  ?= -O2 -std=c++17 -arch=sm_90 -I. -Xcompiler -fPIC
+NVFLAGS  ?= -O2 -std=c++17 $(CUDA_GENCODE) -I. -Xcompiler -fPIC
 CUDA_LIBS = -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64 \
             -Wl,-rpath,$(CUDA_HOME)/lib -lcudnn -lcublas -lcudart -lstdc++
 endif

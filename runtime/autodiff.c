@@ -6,7 +6,7 @@
  * (micro-batches); fl_pstore_zero_grad starts a new sum. */
 #include <string.h>
 
-#include "runtime/graph_internal.h"
+#include "runtime/backend_internal.h"
 
 int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e) {
     int t = g->target;
@@ -53,8 +53,7 @@ int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e) {
                 }
             }
         }
-        fl_kernel_fn f = n->op->impl[g->backend].backward;
-        if (!f) return fl_errf(e, "%s (node %d): no backward kernel for this backend", n->op->name, i);
+        fl_kernel_fn f = fl_node_impl(g, n)->backward; /* compile checked it exists */
         if (f(g, n, e) < 0) return fl_errprefix(e, "%s (node %d) backward", n->op->name, i);
         for (int k = 0; k < n->nin; k++)
             if (g->bwd[n->in[k]]) g->ready[n->in[k]] = 1;

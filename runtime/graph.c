@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/graph_internal.h"
+#include "runtime/backend_internal.h"
 
 fl_graph *fl_graph_new(fl_pstore *s, fl_mode mode, fl_err *e) {
     if (!s) {
@@ -24,23 +24,24 @@ fl_graph *fl_graph_new(fl_pstore *s, fl_mode mode, fl_err *e) {
     g->store = s;
     g->mode = mode;
     g->dtype = fl_pstore_dtype(s);
-    g->backend = FL_BACKEND_CPU;
+    g->be = fl_backend_cpu();
     g->target = -1;
     return g;
 }
 
 void fl_graph_free(fl_graph *g) {
     if (!g) return;
+    if (g->rec) g->be->release(g);
     for (int i = 0; i < g->n; i++) {
         free(g->nodes[i].name);
-        free(g->nodes[i].own_val);
-        free(g->nodes[i].own_grad);
+        g->be->buf_free(g->be, g->nodes[i].own_val);
+        g->be->buf_free(g->be, g->nodes[i].own_grad);
     }
     free(g->nodes);
     free(g->needed);
     free(g->bwd);
     free(g->ready);
-    fl_arena_free(&g->arena);
+    g->be->buf_free(g->be, g->arena.base);
     free(g);
 }
 
@@ -215,16 +216,18 @@ int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
         for (int i = 0; i < g->n; i++) g->bwd[i] = anc[i] && g->nodes[i].requires_grad;
         free(anc);
     }
+    if (fl_backend_check_graph(g, e) < 0) return -1;
+    /* Inputs own their storage, allocated (zeroed) by the backend that runs the graph. */
     for (int i = 0; i < g->n; i++) {
         fl_node *n = &g->nodes[i];
         if (n->kind != FL_NODE_INPUT) continue;
         size_t bytes = (size_t)fl_numel(n) * fl_dtype_size(n->dtype);
-        n->own_val = calloc(1, bytes);
-        if (!n->own_val) return fl_errf(e, "graph: out of memory for input %s", n->name);
+        n->own_val = g->be->buf_alloc(g->be, bytes, e);
+        if (!n->own_val) return fl_errprefix(e, "graph: input %s", n->name);
         n->val = n->own_val;
         if (g->bwd[i]) {
-            n->own_grad = calloc(1, bytes);
-            if (!n->own_grad) return fl_errf(e, "graph: out of memory for input %s", n->name);
+            n->own_grad = g->be->buf_alloc(g->be, bytes, e);
+            if (!n->own_grad) return fl_errprefix(e, "graph: gradient of input %s", n->name);
             n->grad = n->own_grad;
         }
     }
@@ -233,16 +236,20 @@ int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
     return 0;
 }
 
-int fl_graph_forward(fl_graph *g, fl_err *e) {
-    if (!g->compiled) return fl_errf(e, "graph: forward before compile");
-    g->forwarded = 0; /* a failed forward leaves nothing for backward to use */
+int fl_graph_forward_eager(fl_graph *g, fl_err *e) {
     for (int i = 0; i < g->n; i++) {
         fl_node *n = &g->nodes[i];
         if (n->kind != FL_NODE_OP || !g->needed[i]) continue;
-        fl_kernel_fn f = n->op->impl[g->backend].forward;
-        if (!f) return fl_errf(e, "%s (node %d): no forward kernel for this backend", n->op->name, i);
+        fl_kernel_fn f = fl_node_impl(g, n)->forward; /* compile checked it exists */
         if (f(g, n, e) < 0) return fl_errprefix(e, "%s (node %d) forward", n->op->name, i);
     }
+    return 0;
+}
+
+int fl_graph_forward(fl_graph *g, fl_err *e) {
+    if (!g->compiled) return fl_errf(e, "graph: forward before compile");
+    g->forwarded = 0; /* a failed forward leaves nothing for backward to use */
+    if (g->be->forward(g, e) < 0) return -1;
     g->forwarded = 1;
     return 0;
 }
@@ -251,15 +258,15 @@ int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: backward before compile");
     if (g->target < 0) return fl_errf(e, "graph: compiled forward-only (no target)");
     if (!g->forwarded) return fl_errf(e, "graph: backward before forward");
-    return fl_autodiff_backward(g, seed, e);
+    return g->be->backward(g, seed, e);
 }
 
 void *fl_graph_value(fl_graph *g, fl_id x) {
-    return x >= 0 && x < g->n ? g->nodes[x].val : NULL;
+    return x >= 0 && x < g->n && g->be->host ? g->nodes[x].val : NULL;
 }
 
 void *fl_graph_grad(fl_graph *g, fl_id x) {
-    if (x < 0 || x >= g->n) return NULL;
+    if (x < 0 || x >= g->n || !g->be->host) return NULL;
     if (g->nodes[x].kind == FL_NODE_PARAM) return g->nodes[x].grad;
     return g->bwd && g->bwd[x] ? g->nodes[x].grad : NULL;
 }

@@ -7,7 +7,10 @@
  *   fl_id y = fl_bn_layer(g, fl_linear_layer(g, x, "fc", 128, 1), "bn", 1e-5, 0.1);
  *   fl_id loss = fl_softmax_ce(g, logits, labels, 0.1);
  *   fl_graph_compile(g, loss, &e);                          shapes fixed, memory planned
- *   memcpy(fl_graph_value(g, x), batch, ...);  fl_graph_forward(g, &e);  fl_graph_backward(g, NULL, &e);
+ *   fl_graph_set_input(g, x, batch, bytes, &e);  fl_graph_forward(g, &e);  fl_graph_backward(g, NULL, &e);
+ *
+ * Where a graph runs, who owns its buffers and what one step is: runtime/backend.h (included
+ * here), the design note of the runtime's backend seam.
  *
  * Builders never fail loudly: on bad arguments (shape mismatch, a bad id) they record the first
  * error in the graph and return -1; every builder given -1 returns -1, so model code can chain
@@ -29,6 +32,7 @@
 #include <stdint.h>
 
 #include "artifacts/util.h"
+#include "runtime/backend.h"
 #include "runtime/param.h"
 #include "runtime/tensor.h"
 
@@ -87,7 +91,8 @@ int fl_graph_fail(fl_graph *g, const char *fmt, ...) __attribute__((format(print
 /* Randomness of dropout / drop path: masks are a pure function of (seed, node, step). */
 void fl_graph_set_rng(fl_graph *g, uint64_t seed, uint64_t step);
 
-/* Leaves. Inputs are filled by the caller through fl_graph_value after compile. */
+/* Leaves. Inputs are filled by the caller after compile: fl_graph_set_input (any backend), or
+ * in place through fl_graph_value (host backends). */
 fl_id fl_input(fl_graph *g, const char *name, int ndim, const int64_t *shape);
 fl_id fl_input_labels(fl_graph *g, const char *name, int64_t n); /* FL_I32 [n] */
 /* Asks for the gradient of an input (tests, attribution). */
@@ -202,10 +207,11 @@ int fl_graph_forward(fl_graph *g, fl_err *e);
  * NULL for 1 (target must then have one element). */
 int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e);
 
-/* Value / gradient storage of a node after compile (element type: the store's, I32 labels).
- * Values of intermediate nodes are only valid while live (outputs and the target are always
- * readable after forward); gradients of inputs marked requires_grad and of parameters are
- * readable after backward. */
+/* Value / gradient storage of a node after compile (element type: the store's, I32 labels):
+ * the host-backend accessor, the backend's own pointer (NULL on a backend whose buffers are not
+ * host memory: use fl_graph_set_input / fl_graph_read there). Values of intermediate nodes are
+ * only valid while live (outputs and the target are always readable after forward); gradients
+ * of inputs marked requires_grad and of parameters are readable after backward. */
 void *fl_graph_value(fl_graph *g, fl_id x);
 void *fl_graph_grad(fl_graph *g, fl_id x);
 /* Shape of a node; ndim, or -1 for a bad id. */

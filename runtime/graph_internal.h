@@ -11,9 +11,13 @@
 
 #define FL_MAX_IN 8
 
-/* Backends: every op has one slot per backend (the CUDA slot stays NULL until runtime/cuda fills
- * it; the executor refuses a NULL kernel with a message). */
-typedef enum fl_backend { FL_BACKEND_CPU = 0, FL_BACKEND_CUDA = 1, FL_BACKEND_COUNT = 2 } fl_backend;
+/* Op ids: the index of an op in every backend's op table (runtime/ops/oplist.h). */
+typedef enum fl_op_id {
+#define FL_OP(ID, nm) FL_OP_##ID,
+#include "runtime/ops/oplist.h"
+#undef FL_OP
+    FL_OP_COUNT
+} fl_op_id;
 
 typedef enum fl_node_kind { FL_NODE_INPUT, FL_NODE_PARAM, FL_NODE_BUFFER, FL_NODE_OP } fl_node_kind;
 
@@ -36,12 +40,14 @@ typedef struct fl_op_impl {
 #define FL_OPF_SAVE_OUT (1u << 8)
 #define FL_OPF_BWD_BETA (1u << 9)
 
+/* What an op is, on every backend: its kernels are not here but in each backend's op table,
+ * indexed by id (runtime/backend_internal.h); the reference pair is fl_ref_<name>. */
 typedef struct fl_op_def {
     const char *name;
     /* Checks inputs and attributes, sets n->shape, n->dtype, n->aux_bytes, n->ws_*_bytes. */
     int (*shape)(fl_graph *g, fl_node *n, fl_err *e);
     unsigned flags;
-    fl_op_impl impl[FL_BACKEND_COUNT];
+    fl_op_id id;
 } fl_op_def;
 
 struct fl_node {
@@ -71,7 +77,8 @@ struct fl_graph {
     fl_pstore *store;
     fl_mode mode;
     fl_dtype dtype;
-    fl_backend backend;
+    const fl_backend *be; /* runs the graph and owns its buffers (CPU unless set before compile) */
+    void *rec;            /* the backend's recorded step (fl_graph_record), or NULL */
     fl_node *nodes;
     int n, cap;
     char err[FL_ERRLEN];
@@ -122,13 +129,12 @@ int fl_plan_memory(fl_graph *g, fl_err *e);
 /* Backward pass (autodiff.c). */
 int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e);
 
-/* The op table: every op the graph knows, one definition each (runtime/ops/optable.c). */
-extern const fl_op_def fl_op_relu, fl_op_silu, fl_op_sigmoid, fl_op_softplus, fl_op_prelu,
-    fl_op_scale, fl_op_add, fl_op_sub, fl_op_mul, fl_op_div, fl_op_concat, fl_op_reshape,
-    fl_op_sum, fl_op_mean, fl_op_linear, fl_op_batchnorm, fl_op_gem, fl_op_l2norm,
-    fl_op_dropout, fl_op_drop_path, fl_op_softmax_ce, fl_op_bce_logits, fl_op_subcenter_max,
-    fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool, fl_op_slice;
-/* NULL-terminated list of every op definition (for listings and table-wide tests). */
+/* Every op the graph knows: its definition fl_op_<name> and its reference (CPU) kernel pair
+ * fl_ref_<name>, both beside each other in runtime/ops/<family>.c. */
+#define FL_OP(ID, nm) extern const fl_op_def fl_op_##nm; extern const fl_op_impl fl_ref_##nm;
+#include "runtime/ops/oplist.h"
+#undef FL_OP
+/* NULL-terminated list of every op definition, in id order (runtime/ops/optable.c). */
 const fl_op_def *const *fl_op_table(void);
 
 #endif

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/graph_internal.h"
+#include "runtime/backend_internal.h"
 
 typedef struct buf {
     size_t size, off;
@@ -128,7 +128,7 @@ int fl_plan_memory(fl_graph *g, fl_err *e) {
     }
     free(order);
     free(placed);
-    int rc = fl_arena_init(&g->arena, peak, e);
+    int rc = fl_backend_arena_init(g, peak, e);
     if (rc == 0)
         for (int k = 0; k < nb; k++) *bufs[k].slot = fl_arena_at(&g->arena, bufs[k].off, bufs[k].size);
     g->peak_bytes = peak;

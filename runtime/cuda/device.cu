@@ -92,3 +92,27 @@ extern "C" int fl_cuda_silu_backward(const float *x, const float *dy, float *dx,
                                      char *err, size_t errlen) {
     return run(1, x, dy, dx, n, err, errlen);
 }
+
+// Buffers of the CUDA backend (runtime/cuda/backend_cuda.c): zero-filled like the CPU's.
+extern "C" void *fl_cuda_buf_alloc(size_t bytes, char *err, size_t errlen) {
+    void *p = 0;
+    cudaError_t rc = cudaMalloc(&p, bytes ? bytes : 1);
+    if (rc == cudaSuccess) rc = cudaMemset(p, 0, bytes ? bytes : 1);
+    if (rc != cudaSuccess) {
+        cudaFree(p);
+        snprintf(err, errlen, "cuda backend: cannot allocate %zu bytes: %s", bytes, cudaGetErrorString(rc));
+        return 0;
+    }
+    return p;
+}
+
+extern "C" void fl_cuda_buf_free(void *p) {
+    if (p) cudaFree(p);
+}
+
+extern "C" int fl_cuda_copy(void *dst, const void *src, size_t bytes, int to_device, char *err,
+                            size_t errlen) {
+    cudaError_t rc = cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost);
+    if (rc != cudaSuccess) return fail(rc, to_device ? "copy in" : "copy out", err, errlen);
+    return 0;
+}

@@ -37,7 +37,7 @@ static int same_shape(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-#define UNARY_OP(nm, flags_)                                                                   \
+#define UNARY_OP(nm, id, flags_)                                                               \
     static int nm##_fwd(fl_graph *g, fl_node *n, fl_err *e) {                                  \
         FL_DISPATCH(g, nm##_fwd_k, fl_numel(n), fl_in_val(g, n, 0), n->val);                  \
         return 0;                                                                              \
@@ -47,13 +47,14 @@ static int same_shape(fl_graph *g, fl_node *n, fl_err *e) {
                     fl_in_grad(g, n, 0), g->beta[0]);                                          \
         return 0;                                                                              \
     }                                                                                          \
-    const fl_op_def fl_op_##nm = {#nm, same_shape, flags_, {{nm##_fwd, nm##_bwd}, {0, 0}}};   \
+    const fl_op_def fl_op_##nm = {#nm, same_shape, flags_, FL_OP_##id};                         \
+    const fl_op_impl fl_ref_##nm = {nm##_fwd, nm##_bwd};                                       \
     fl_id fl_##nm(fl_graph *g, fl_id x) { return fl_graph_add_op(g, &fl_op_##nm, 1, &x, 0, 0, 0, 0); }
 
-UNARY_OP(relu, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
-UNARY_OP(silu, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
-UNARY_OP(sigmoid, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
-UNARY_OP(softplus, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
+UNARY_OP(relu, RELU, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
+UNARY_OP(silu, SILU, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
+UNARY_OP(sigmoid, SIGMOID, FL_OPF_SAVE_OUT | FL_OPF_BWD_BETA)
+UNARY_OP(softplus, SOFTPLUS, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA)
 
 /* ---- scale: y = alpha*x + beta ---- */
 static int scale_fwd(fl_graph *g, fl_node *n, fl_err *e) {
@@ -64,7 +65,8 @@ static int scale_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     FL_DISPATCH(g, scale_bwd_k, fl_numel(n), n->f[0], n->grad, fl_in_grad(g, n, 0), g->beta[0]);
     return 0;
 }
-const fl_op_def fl_op_scale = {"scale", same_shape, FL_OPF_BWD_BETA, {{scale_fwd, scale_bwd}, {0, 0}}};
+const fl_op_def fl_op_scale = {"scale", same_shape, FL_OPF_BWD_BETA, FL_OP_SCALE};
+const fl_op_impl fl_ref_scale = {scale_fwd, scale_bwd};
 fl_id fl_scale(fl_graph *g, fl_id x, double alpha, double beta) {
     double f[2] = {alpha, beta};
     return fl_graph_add_op(g, &fl_op_scale, 1, &x, f, 2, 0, 0);
@@ -97,7 +99,8 @@ static int prelu_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 const fl_op_def fl_op_prelu = {"prelu", prelu_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1),
-                               {{prelu_fwd, prelu_bwd}, {0, 0}}};
+                               FL_OP_PRELU};
+const fl_op_impl fl_ref_prelu = {prelu_fwd, prelu_bwd};
 fl_id fl_prelu(fl_graph *g, fl_id x, fl_id w) {
     fl_id in[2] = {x, w};
     return fl_graph_add_op(g, &fl_op_prelu, 2, in, 0, 0, 0, 0);

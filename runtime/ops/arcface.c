@@ -48,7 +48,8 @@ static int scm_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_subcenter_max = {"subcenter_max", scm_shape, 0, {{scm_fwd, scm_bwd}, {0, 0}}};
+const fl_op_def fl_op_subcenter_max = {"subcenter_max", scm_shape, 0, FL_OP_SUBCENTER_MAX};
+const fl_op_impl fl_ref_subcenter_max = {scm_fwd, scm_bwd};
 
 fl_id fl_subcenter_max(fl_graph *g, fl_id cos, int k) {
     int64_t kk = k;
@@ -100,7 +101,8 @@ static int am_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_arc_margin = {"arc_margin", am_shape, FL_OPF_SAVE_ALL_IN, {{am_fwd, am_bwd}, {0, 0}}};
+const fl_op_def fl_op_arc_margin = {"arc_margin", am_shape, FL_OPF_SAVE_ALL_IN, FL_OP_ARC_MARGIN};
+const fl_op_impl fl_ref_arc_margin = {am_fwd, am_bwd};
 
 fl_id fl_arc_margin(fl_graph *g, fl_id cos, fl_id labels, fl_id margins, double m, double s) {
     fl_id in[3] = {cos, labels, margins};

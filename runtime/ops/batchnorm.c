@@ -82,7 +82,8 @@ static int bn_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_batchnorm = {"batchnorm", bn_shape, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA,
-                                   {{bn_fwd, bn_bwd}, {0, 0}}};
+                                   FL_OP_BATCHNORM};
+const fl_op_impl fl_ref_batchnorm = {bn_fwd, bn_bwd};
 
 fl_id fl_batchnorm(fl_graph *g, fl_id x, fl_id w, fl_id b, fl_id rm, fl_id rv, fl_id nbt,
                    double eps, double momentum) {

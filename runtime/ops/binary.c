@@ -94,12 +94,16 @@ static int binary_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_add = {"add", binary_shape, FL_OPF_BWD_BETA, {{binary_fwd, binary_bwd}, {0, 0}}};
-const fl_op_def fl_op_sub = {"sub", binary_shape, FL_OPF_BWD_BETA, {{binary_fwd, binary_bwd}, {0, 0}}};
+const fl_op_def fl_op_add = {"add", binary_shape, FL_OPF_BWD_BETA, FL_OP_ADD};
+const fl_op_impl fl_ref_add = {binary_fwd, binary_bwd};
+const fl_op_def fl_op_sub = {"sub", binary_shape, FL_OPF_BWD_BETA, FL_OP_SUB};
+const fl_op_impl fl_ref_sub = {binary_fwd, binary_bwd};
 const fl_op_def fl_op_mul = {"mul", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
-                             {{binary_fwd, binary_bwd}, {0, 0}}};
+                             FL_OP_MUL};
+const fl_op_impl fl_ref_mul = {binary_fwd, binary_bwd};
 const fl_op_def fl_op_div = {"div", binary_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
-                             {{binary_fwd, binary_bwd}, {0, 0}}};
+                             FL_OP_DIV};
+const fl_op_impl fl_ref_div = {binary_fwd, binary_bwd};
 
 static fl_id binary(fl_graph *g, const fl_op_def *op, int code, fl_id a, fl_id b) {
     fl_id in[2] = {a, b};

@@ -81,7 +81,8 @@ static int concat_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_concat = {"concat", concat_shape, 0, {{concat_fwd, concat_bwd}, {0, 0}}};
+const fl_op_def fl_op_concat = {"concat", concat_shape, 0, FL_OP_CONCAT};
+const fl_op_impl fl_ref_concat = {concat_fwd, concat_bwd};
 
 fl_id fl_concat(fl_graph *g, int n, const fl_id *xs, int axis) {
     int64_t a = axis;
@@ -125,7 +126,8 @@ static int slice_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_slice = {"slice", slice_shape, 0, {{slice_fwd, slice_bwd}, {0, 0}}};
+const fl_op_def fl_op_slice = {"slice", slice_shape, 0, FL_OP_SLICE};
+const fl_op_impl fl_ref_slice = {slice_fwd, slice_bwd};
 
 fl_id fl_slice(fl_graph *g, fl_id x, int axis, int64_t start, int64_t len) {
     int64_t a[3] = {axis, start, len};
@@ -156,7 +158,8 @@ static int reshape_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_reshape = {"reshape", reshape_shape, 0, {{reshape_fwd, reshape_bwd}, {0, 0}}};
+const fl_op_def fl_op_reshape = {"reshape", reshape_shape, 0, FL_OP_RESHAPE};
+const fl_op_impl fl_ref_reshape = {reshape_fwd, reshape_bwd};
 
 fl_id fl_reshape(fl_graph *g, fl_id x, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > 8 || (ndim > 0 && !shape)) return fl_graph_fail(g, "reshape: %d axes (allowed 0..8)", ndim);

@@ -154,7 +154,8 @@ static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 
 const fl_op_def fl_op_conv2d = {"conv2d", conv_shape,
                                 FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
-                                {{conv_fwd, conv_bwd}, {0, 0}}};
+                                FL_OP_CONV2D};
+const fl_op_impl fl_ref_conv2d = {conv_fwd, conv_bwd};
 
 fl_id fl_conv2d(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
                 const int pad[4]) {

@@ -67,8 +67,10 @@ static int drop_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_dropout = {"dropout", drop_shape, 0, {{drop_fwd, drop_bwd}, {0, 0}}};
-const fl_op_def fl_op_drop_path = {"drop_path", drop_shape, 0, {{drop_fwd, drop_bwd}, {0, 0}}};
+const fl_op_def fl_op_dropout = {"dropout", drop_shape, 0, FL_OP_DROPOUT};
+const fl_op_impl fl_ref_dropout = {drop_fwd, drop_bwd};
+const fl_op_def fl_op_drop_path = {"drop_path", drop_shape, 0, FL_OP_DROP_PATH};
+const fl_op_impl fl_ref_drop_path = {drop_fwd, drop_bwd};
 
 fl_id fl_dropout(fl_graph *g, fl_id x, double p) {
     int64_t path = 0;

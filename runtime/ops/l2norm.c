@@ -37,7 +37,8 @@ static int l2_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_l2norm = {"l2norm", l2_shape, FL_OPF_SAVE_OUT, {{l2_fwd, l2_bwd}, {0, 0}}};
+const fl_op_def fl_op_l2norm = {"l2norm", l2_shape, FL_OPF_SAVE_OUT, FL_OP_L2NORM};
+const fl_op_impl fl_ref_l2norm = {l2_fwd, l2_bwd};
 
 fl_id fl_l2norm(fl_graph *g, fl_id x, double eps) {
     return fl_graph_add_op(g, &fl_op_l2norm, 1, &x, &eps, 1, 0, 0);

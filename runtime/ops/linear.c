@@ -68,7 +68,8 @@ static int linear_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 
 const fl_op_def fl_op_linear = {"linear", linear_shape,
                                 FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
-                                {{linear_fwd, linear_bwd}, {0, 0}}};
+                                FL_OP_LINEAR};
+const fl_op_impl fl_ref_linear = {linear_fwd, linear_bwd};
 
 fl_id fl_linear(fl_graph *g, fl_id x, fl_id w, fl_id b) {
     fl_id in[3] = {x, w, b};

@@ -55,7 +55,8 @@ static int ce_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_softmax_ce = {"softmax_ce", ce_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1),
-                                    {{ce_fwd, ce_bwd}, {0, 0}}};
+                                    FL_OP_SOFTMAX_CE};
+const fl_op_impl fl_ref_softmax_ce = {ce_fwd, ce_bwd};
 
 fl_id fl_softmax_ce(fl_graph *g, fl_id logits, fl_id labels, double ls) {
     fl_id in[2] = {logits, labels};
@@ -86,7 +87,8 @@ static int bce_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_bce_logits = {"bce_logits", bce_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1),
-                                    {{bce_fwd, bce_bwd}, {0, 0}}};
+                                    FL_OP_BCE_LOGITS};
+const fl_op_impl fl_ref_bce_logits = {bce_fwd, bce_bwd};
 
 fl_id fl_bce_logits(fl_graph *g, fl_id x, fl_id t) {
     fl_id in[2] = {x, t};

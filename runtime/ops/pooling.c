@@ -153,9 +153,12 @@ static int pool_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_maxpool = {"maxpool", pool_shape, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA, {{pool_fwd, pool_bwd}, {0, 0}}};
-const fl_op_def fl_op_upsample = {"upsample_nearest", pool_shape, FL_OPF_BWD_BETA, {{pool_fwd, pool_bwd}, {0, 0}}};
-const fl_op_def fl_op_global_avgpool = {"global_avgpool", pool_shape, FL_OPF_BWD_BETA, {{pool_fwd, pool_bwd}, {0, 0}}};
+const fl_op_def fl_op_maxpool = {"maxpool", pool_shape, FL_OPF_SAVE_IN(0) | FL_OPF_BWD_BETA, FL_OP_MAXPOOL};
+const fl_op_impl fl_ref_maxpool = {pool_fwd, pool_bwd};
+const fl_op_def fl_op_upsample = {"upsample_nearest", pool_shape, FL_OPF_BWD_BETA, FL_OP_UPSAMPLE};
+const fl_op_impl fl_ref_upsample = {pool_fwd, pool_bwd};
+const fl_op_def fl_op_global_avgpool = {"global_avgpool", pool_shape, FL_OPF_BWD_BETA, FL_OP_GLOBAL_AVGPOOL};
+const fl_op_impl fl_ref_global_avgpool = {pool_fwd, pool_bwd};
 
 fl_id fl_maxpool(fl_graph *g, fl_id x, int k, int stride, int pad) {
     int64_t a[4] = {K_MAXPOOL, k, stride, pad};

@@ -44,7 +44,8 @@ static int gem_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_gem = {"gem", gem_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_OUT, {{gem_fwd, gem_bwd}, {0, 0}}};
+const fl_op_def fl_op_gem = {"gem", gem_shape, FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_OUT, FL_OP_GEM};
+const fl_op_impl fl_ref_gem = {gem_fwd, gem_bwd};
 
 fl_id fl_gem(fl_graph *g, fl_id x, fl_id p, double eps) {
     fl_id in[2] = {x, p};

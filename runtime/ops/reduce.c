@@ -92,8 +92,10 @@ static int reduce_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-const fl_op_def fl_op_sum = {"sum", reduce_shape, 0, {{reduce_fwd, reduce_bwd}, {0, 0}}};
-const fl_op_def fl_op_mean = {"mean", reduce_shape, 0, {{reduce_fwd, reduce_bwd}, {0, 0}}};
+const fl_op_def fl_op_sum = {"sum", reduce_shape, 0, FL_OP_SUM};
+const fl_op_impl fl_ref_sum = {reduce_fwd, reduce_bwd};
+const fl_op_def fl_op_mean = {"mean", reduce_shape, 0, FL_OP_MEAN};
+const fl_op_impl fl_ref_mean = {reduce_fwd, reduce_bwd};
 
 static fl_id reduce(fl_graph *g, const fl_op_def *op, fl_id x, unsigned mask, int keepdim) {
     int64_t a[2] = {(int64_t)mask, keepdim ? 1 : 0};

@@ -56,7 +56,7 @@ static void train_run(fl_st_file *f, net_fn net, int perturb, float *losses, siz
     assert_true(fl_graph_error(g)[0] == '\0');
     assert_int_equal(fl_st_to_f32(f, tx, fl_graph_value(g, x), tx->numel, &e), 0);
     if (perturb >= 0) nc_perturb_ulp(fl_graph_value(g, x), tx->numel, 99 + (uint64_t)perturb);
-    memcpy(fl_graph_value(g, y), ty->data, ty->numel * 4);
+    assert_int_equal(fl_graph_set_input(g, y, ty->data, ty->numel * 4, &e), 0);
     int loaded = 0;
     for (size_t k = 0; k < f->n; k++) {
         if (strncmp(f->t[k].name, "param.", 6) != 0) continue;
@@ -80,7 +80,7 @@ static void train_run(fl_st_file *f, net_fn net, int perturb, float *losses, siz
         fl_optim_zero_grad(o);
         assert_int_equal(fl_graph_forward(g, &e), 0);
         assert_int_equal(fl_graph_backward(g, NULL, &e), 0);
-        losses[t] = *(float *)fl_graph_value(g, loss);
+        assert_int_equal(fl_graph_read(g, loss, &losses[t], sizeof losses[t], &e), 0);
         fl_optim_step(o);
     }
     fl_optim_free(o);
