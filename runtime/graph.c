@@ -255,7 +255,9 @@ int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e) {
 }
 
 void *fl_graph_value(fl_graph *g, fl_id x) {
-    return x >= 0 && x < g->n ? g->nodes[x].val : NULL;
+    if (x < 0 || x >= g->n) return NULL;
+    if (g->nodes[x].kind == FL_NODE_PARAM || g->nodes[x].kind == FL_NODE_BUFFER) fl_pstore_touch(g->store);
+    return g->nodes[x].val;
 }
 
 void *fl_graph_grad(fl_graph *g, fl_id x) {
