@@ -252,6 +252,7 @@ int fl_ckpt_load(const char *path, fl_ckpt *c, fl_st_set **meta, fl_err *e) {
     int rc = t ? 0 : fl_errf(e, "%s: out of memory", path);
     if (!rc) rc = decode_meta(path, s->files[0], c, &d, e);
     if (!rc) rc = fl_st_load(s, t, n, FL_ST_STRICT, NULL, NULL, e);
+    if (c->params) fl_param_list_touch(c->params); /* even a failed load may have written some */
     if (!rc) {
         c->step = d.step;
         if (c->optim) {

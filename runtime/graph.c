@@ -262,7 +262,10 @@ int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e) {
 }
 
 void *fl_graph_value(fl_graph *g, fl_id x) {
-    return x >= 0 && x < g->n && g->be->host ? g->nodes[x].val : NULL;
+    if (x < 0 || x >= g->n || !g->be->host) return NULL;
+    /* a caller may write a parameter through this pointer: the packed weights must follow */
+    if (g->nodes[x].kind == FL_NODE_PARAM || g->nodes[x].kind == FL_NODE_BUFFER) fl_pstore_touch(g->store);
+    return g->nodes[x].val;
 }
 
 void *fl_graph_grad(fl_graph *g, fl_id x) {

@@ -78,6 +78,14 @@ int fl_pstore_copy_from(fl_pstore *s, const fl_param_list *src, fl_err *e);
  * type is the store's. numel may be NULL. */
 void *fl_pstore_data(fl_pstore *s, const char *name, size_t *numel);
 void *fl_pstore_grad(fl_pstore *s, const char *name);
+/* Parameter version: graphs keep data derived from parameters (a conv's packed weights) and
+ * remake it when this number moved since. Bumped by fl_pstore_params, fl_pstore_data and
+ * fl_graph_value of a parameter (they hand out writable pointers), fl_pstore_copy_from, and
+ * through fl_param.version by fl_optim_step and fl_ckpt_load. Whoever writes parameter data
+ * through a pointer obtained before the last forward calls fl_pstore_touch; an op that writes
+ * parameters inside a step bumps it too. */
+void fl_pstore_touch(fl_pstore *s);
+uint64_t fl_pstore_version(const fl_pstore *s);
 
 /* ---- graph --------------------------------------------------------------------------------- */
 

@@ -69,6 +69,11 @@ struct fl_node {
     size_t ws_fwd_bytes; /* scratch during forward only */
     size_t ws_bwd_bytes; /* scratch during backward only */
     void *val, *grad, *aux, *ws_fwd, *ws_bwd;
+    /* kept for the graph's whole life (a conv's packed weights), planned like the rest; the op
+     * refreshes it when keep_version (0: never made) differs from fl_pstore_version */
+    size_t keep_bytes;
+    void *keep;
+    uint64_t keep_version;
     void *own_val; /* inputs own their storage */
     void *own_grad;
 };
@@ -93,6 +98,7 @@ struct fl_graph {
     int forwarded;
     fl_arena arena;
     size_t peak_bytes, noreuse_bytes;
+    uint64_t repacks; /* kept data (packed weights) remade, over the graph's life (tests) */
 };
 
 /* Appends an op node (inputs checked, shape rule run); -1 on error (recorded). */

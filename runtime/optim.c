@@ -149,6 +149,7 @@ void fl_optim_step(fl_optim *o) {
         if (o->cfg.kind == FL_OPTIM_SGD) sgd_param(o, p, o->m[i], first);
         else adam_param(o, p, o->m[i], o->v[i], (double)o->step);
     }
+    fl_param_list_touch(&o->params);
 }
 
 float fl_clip_grad_norm(const fl_param_list *pl, double max_norm) {

@@ -13,6 +13,7 @@ struct fl_pstore {
     int n, cap;
     fl_param *view; /* rebuilt by fl_pstore_params */
     int view_n;     /* entries in view: it moves only when parameters were added since */
+    uint64_t version; /* bumped by every write of parameter data from outside a graph step */
 };
 
 fl_pstore *fl_pstore_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
@@ -27,6 +28,7 @@ fl_pstore *fl_pstore_new(fl_dtype dtype, uint64_t seed, fl_err *e) {
     }
     s->dtype = dtype;
     s->seed = seed;
+    s->version = 1; /* 0 means "never made" to the caches that compare against it */
     return s;
 }
 
@@ -140,7 +142,9 @@ int fl_pstore_params(fl_pstore *s, fl_param_list *out, fl_err *e) {
         v[i].no_decay = p->no_decay;
         v[i].is_buffer = p->is_buffer;
         v[i].group = p->group;
+        v[i].version = &s->version;
     }
+    s->version++; /* the caller gets writable pointers (loaders write right away) */
     out->v = v;
     out->n = (size_t)s->n;
     return 0;
@@ -170,6 +174,7 @@ static fl_pstore_entry *find(fl_pstore *s, const char *name) {
 
 void *fl_pstore_data(fl_pstore *s, const char *name, size_t *numel) {
     fl_pstore_entry *p = find(s, name);
+    if (p) s->version++; /* a writable pointer: assume it is written */
     if (numel) *numel = p ? (size_t)p->numel : 0;
     return p ? p->data : NULL;
 }
@@ -191,5 +196,10 @@ int fl_pstore_copy_from(fl_pstore *s, const fl_param_list *src, fl_err *e) {
             if (!same) return fl_errf(e, "store: %s has a different shape (or no data) in the source", p->name);
             if (pass == 1) memcpy(d->data, p->data, p->numel * sizeof(float));
         }
+    s->version++;
     return 0;
 }
+
+void fl_pstore_touch(fl_pstore *s) { s->version++; }
+
+uint64_t fl_pstore_version(const fl_pstore *s) { return s->version; }

@@ -10,7 +10,8 @@
  *   gradient  from the first consumer backward that writes it (the target's from the start of
  *             backward) to its own backward;
  *   aux       from its forward to its backward (saved statistics and masks);
- *   scratch   one step.
+ *   scratch   one step;
+ *   kept      the whole time line (packed weights reused across steps).
  * Placement is greedy by size (largest first, lowest offset that fits beside every placed buffer
  * whose lifetime overlaps), the heuristic of TFLite's arena planner; good enough and simple. */
 #include <stdlib.h>
@@ -33,7 +34,7 @@ static int by_size_desc(const void *a, const void *b) {
 int fl_plan_memory(fl_graph *g, fl_err *e) {
     int n = g->n;
     int *tf = malloc(sizeof(int) * (size_t)(n + 1));
-    buf *bufs = calloc((size_t)n * 5 + 1, sizeof *bufs);
+    buf *bufs = calloc((size_t)n * 6 + 1, sizeof *bufs);
     if (!tf || !bufs) {
         free(tf);
         free(bufs);
@@ -87,6 +88,7 @@ int fl_plan_memory(fl_graph *g, fl_err *e) {
         if (nd->aux_bytes)
             bufs[nb++] = (buf){fl_arena_round(nd->aux_bytes), 0, tf[i], RUNS_BWD(i) ? TB(i) : tf[i], &nd->aux};
         if (nd->ws_fwd_bytes) bufs[nb++] = (buf){fl_arena_round(nd->ws_fwd_bytes), 0, tf[i], tf[i], &nd->ws_fwd};
+        if (nd->keep_bytes) bufs[nb++] = (buf){fl_arena_round(nd->keep_bytes), 0, 0, END, &nd->keep};
     }
 #undef TB
 #undef RUNS_BWD

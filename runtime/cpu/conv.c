@@ -5,6 +5,7 @@
 #include "runtime/cpu/conv.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -304,49 +305,136 @@ static int check_ptrs(const char *what, const void *a, const char *an, const voi
     return 0;
 }
 
-/* The weights in GEMM layout: w itself when KH = KW = 1 (OIHW is then OHWI), else a repacked
- * copy (*owned set, the caller frees it). NULL when out of memory. */
-static float *gemm_weights(const fl_conv2d_shape *s, const float *w, float **owned) {
-    *owned = NULL;
-    if (s->p.KH == 1 && s->p.KW == 1) return (float *)w;
-    float *wp = malloc((size_t)s->p.C_out * s->K * sizeof(float));
-    if (wp) repack_ohwi(s, w, wp);
-    *owned = wp;
-    return wp;
+/* ---- packed weights and planned scratch ------------------------------------------------------
+ * Every kernel below runs on memory its caller provides: the weights already packed (w itself
+ * for 1x1 kernels, whose OIHW layout is the GEMM layout) and one scratch block laid out by the
+ * *_ws functions: fixed parts first, then one im2col tile per thread, each rounded to a cache
+ * line. A kernel uses as many threads as the block has tiles for (at most the OpenMP maximum);
+ * results do not depend on that number. */
+
+#define ALIGN64(n) (((n) + (size_t)63) & ~(size_t)63)
+
+static size_t pack_numel(const fl_conv2d_shape *s) {
+    return s->p.KH == 1 && s->p.KW == 1 ? 0 : (size_t)s->p.C_out * s->K;
 }
 
-/* ---- entry points -------------------------------------------------------------------------- */
+static void pack(const fl_conv2d_shape *s, const float *w, float *wp) {
+    if (is_depthwise(s) && !is_pointwise(s))
+        repack_dw(s, w, wp);
+    else
+        repack_ohwi(s, w, wp);
+}
 
-int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
-                         const float *bias, float *y, size_t tile_bytes, fl_err *e) {
-    fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
-    if (check_ptrs("forward", x, "x", w, "w", y, "y", e)) return -1;
-    const int Co = p->C_out;
+/* Threads the kernels plan scratch for: the OpenMP maximum at the time of the size query. */
+static int plan_threads(void) {
+    int n = omp_get_max_threads();
+    return n > 0 ? n : 1;
+}
+
+/* The scratch layout of one call: `fixed` bytes, then `per` bytes per thread. */
+typedef struct wslayout {
+    size_t fixed, per;
+} wslayout;
+
+static wslayout fwd_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
+    wslayout l = {0, 0};
+    if (is_depthwise(s) && !is_pointwise(s)) return l;
+    tiling t = make_tiling(s, tile_bytes, 1);
+    if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
+    return l;
+}
+
+static wslayout bwd_data_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
+    wslayout l = {0, 0};
+    if (is_depthwise(s) && !is_pointwise(s)) return l;
+    const fl_conv2d_params *p = &s->p;
+    tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
+    return l;
+}
+
+/* The weight-gradient tiling: its tiles, slabs S and the bytes of the parts. */
+typedef struct wgrad_plan {
+    tiling t;
+    size_t S;          /* slabs */
+    size_t acc_bytes;  /* the result-layout accumulator (0: dw itself, 1x1 kernels) */
+    size_t part_bytes; /* partial sums of slabs 1..S-1 (or the depthwise blocks) */
+    size_t col_bytes;  /* one im2col tile (0: pointwise) */
+} wgrad_plan;
+
+static wgrad_plan wgrad_plan_of(const fl_conv2d_shape *s, size_t tile_bytes) {
+    const fl_conv2d_params *p = &s->p;
+    wgrad_plan w;
+    memset(&w, 0, sizeof w);
+    const size_t wn = (size_t)p->C_out * s->K;
+    if (is_depthwise(s) && !is_pointwise(s)) {
+        w.acc_bytes = ALIGN64(wn * sizeof(float));
+        w.part_bytes = ALIGN64(fl_conv2d_dw_wgrad_part_floats(s) * sizeof(float));
+        return w;
+    }
+    /* A pointwise conv needs no im2col buffer, so its tiles are simply the 16 slabs: one long
+     * GEMM per slab (the reduction over pixels runs much faster in a few long sgemm calls than
+     * in many short ones). */
+    w.t = make_tiling(s, tile_bytes, 1);
+    if (is_pointwise(s)) {
+        w.t.R = (w.t.rows + 15) / 16;
+        w.t.ntiles = (w.t.rows + w.t.R - 1) / w.t.R;
+    }
+    size_t S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
+    if (S > 16) S = 16;
+    if (S > (size_t)w.t.ntiles) S = (size_t)w.t.ntiles;
+    if (S < 1) S = 1;
+    w.S = S;
+    w.acc_bytes = p->KH == 1 && p->KW == 1 ? 0 : ALIGN64(wn * sizeof(float));
+    w.part_bytes = S > 1 ? ALIGN64((S - 1) * wn * sizeof(float)) : 0;
+    w.col_bytes = is_pointwise(s) ? 0 : ALIGN64((size_t)w.t.R * s->OW * s->K * sizeof(float));
+    return w;
+}
+
+static wslayout bwd_weight_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
+    wgrad_plan w = wgrad_plan_of(s, tile_bytes);
+    return (wslayout){w.acc_bytes + w.part_bytes, w.col_bytes};
+}
+
+static size_t ws_bytes_for(wslayout l, int nthreads) { return l.fixed + l.per * (size_t)nthreads; }
+
+/* Threads a call may use with ws_bytes of scratch; 0 when the block is too small. */
+static int threads_for(wslayout l, size_t ws_bytes) {
+    int nt = plan_threads();
+    if (ws_bytes < l.fixed) return 0;
+    if (l.per) {
+        size_t fit = (ws_bytes - l.fixed) / l.per;
+        if ((size_t)nt > fit) nt = (int)fit;
+    }
+    return nt;
+}
+
+static int ws_error(const char *what, wslayout l, size_t ws_bytes, fl_err *e) {
+    return fl_errf(e, "conv2d %s: scratch of %zu bytes is smaller than one thread needs (%zu)", what,
+                   ws_bytes, l.fixed + l.per);
+}
+
+/* ---- the kernels on planned memory --------------------------------------------------------- */
+
+static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *wp, const float *bias,
+                        float *y, size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
+    const fl_conv2d_shape s = *sp;
+    const fl_conv2d_params *p = &s.p;
     if (is_depthwise(&s) && !is_pointwise(&s)) {
-        float *wp = malloc((size_t)Co * s.K * sizeof(float));
-        if (!wp) return fl_errf(e, "conv2d forward: out of memory for the repacked weights");
-        repack_dw(&s, w, wp);
         fl_conv2d_dw_forward(&s, x, wp, bias, y);
-        free(wp);
         return 0;
     }
-    float *owned;
-    const float *wp = gemm_weights(&s, w, &owned);
-    if (!wp) return fl_errf(e, "conv2d forward: out of memory for the repacked weights");
+    const int Co = p->C_out;
+    const wslayout l = fwd_layout(&s, tile_bytes);
+    const int nt = threads_for(l, ws_bytes);
+    if (nt < 1) return ws_error("forward", l, ws_bytes, e);
     const tiling t = make_tiling(&s, tile_bytes, 1);
-    const size_t col_floats = is_pointwise(&s) ? 0 : (size_t)t.R * s.OW * s.K;
-    int oom = 0, nb = blas_serial_begin();
-#pragma omp parallel
+    int nb = blas_serial_begin();
+#pragma omp parallel num_threads(nt)
     {
-        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
-        if (col_floats && !col) {
-#pragma omp atomic write
-            oom = 1;
-        }
+        float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < t.ntiles; i++) {
-            if (col_floats && !col) continue;
             int r0, r1, lda;
             tile_range(&t, i, &r0, &r1);
             const int P = (r1 - r0) * s.OW;
@@ -361,48 +449,33 @@ int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float 
                             yt + (size_t)g * s.Cog, Co);
             }
         }
-        free(col);
     }
     blas_serial_end(nb);
-    free(owned);
-    if (oom)
-        return fl_errf(e, "conv2d forward: out of memory for the im2col buffers (%zu bytes each)",
-                       col_floats * sizeof(float));
     return 0;
 }
 
 /* Tiles scatter into overlapping input rows, so they run in two waves, even tiles then odd ones.
  * With at least (KH-1)*dilation/stride rows per tile, tiles two apart never touch the same input
  * row, so each wave is race-free and every dx element receives its sums in a fixed order. */
-int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
-                               float *dx, size_t tile_bytes, fl_err *e) {
-    fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
-    if (check_ptrs("backward_data", dy, "dy", w, "w", dx, "dx", e)) return -1;
-    const int Co = p->C_out, Ci = p->C_in;
+static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const float *wp, float *dx,
+                              size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
+    const fl_conv2d_shape s = *sp;
+    const fl_conv2d_params *p = &s.p;
     if (is_depthwise(&s) && !is_pointwise(&s)) {
-        float *wp = malloc((size_t)Co * s.K * sizeof(float));
-        if (!wp) return fl_errf(e, "conv2d backward_data: out of memory for the repacked weights");
-        repack_dw(&s, w, wp);
         fl_conv2d_dw_backward_data(&s, dy, wp, dx);
-        free(wp);
         return 0;
     }
-    float *owned;
-    const float *wp = gemm_weights(&s, w, &owned);
-    if (!wp) return fl_errf(e, "conv2d backward_data: out of memory for the repacked weights");
+    const int Co = p->C_out, Ci = p->C_in;
+    const wslayout l = bwd_data_layout(&s, tile_bytes);
+    const int nt = threads_for(l, ws_bytes);
+    if (nt < 1) return ws_error("backward_data", l, ws_bytes, e);
     const int pw = is_pointwise(&s);
     const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
-    const size_t col_floats = pw ? 0 : (size_t)t.R * s.OW * s.K;
     const size_t nx = (size_t)p->N * p->H * p->W * Ci;
-    int oom = 0, nb = blas_serial_begin();
-#pragma omp parallel
+    int nb = blas_serial_begin();
+#pragma omp parallel num_threads(nt)
     {
-        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
-        if (col_floats && !col) {
-#pragma omp atomic write
-            oom = 1;
-        }
+        float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
         if (!pw) { /* a pointwise conv writes every dx element exactly once (beta = 0) */
 #pragma omp for schedule(static)
             for (size_t i = 0; i < nx; i++) dx[i] = 0.0f;
@@ -410,7 +483,6 @@ int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const
         for (int wave = 0; wave < 2; wave++) {
 #pragma omp for schedule(dynamic, 1)
             for (int i = wave; i < t.ntiles; i += 2) {
-                if (col_floats && !col) continue;
                 int r0, r1;
                 tile_range(&t, i, &r0, &r1);
                 const int P = (r1 - r0) * s.OW;
@@ -429,13 +501,8 @@ int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const
                 }
             }
         }
-        free(col);
     }
     blas_serial_end(nb);
-    free(owned);
-    if (oom)
-        return fl_errf(e, "conv2d backward_data: out of memory for the col buffers (%zu bytes each)",
-                       col_floats * sizeof(float));
     return 0;
 }
 
@@ -459,55 +526,35 @@ void fl_conv2d_bias_grad(const fl_conv2d_shape *s, const float *dy, float *dbias
 /* The weight gradient sums over every output pixel. The tiles are split into S contiguous slabs
  * (S from the shape: at most 16, and at most FL_CONV_WGRAD_BYTES of partial sums); each slab
  * accumulates into its own buffer, one thread per slab, and the slabs are added in slab order. */
-int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
-                                 float *dw, float *dbias, size_t tile_bytes, fl_err *e) {
-    fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
-    if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
+static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const float *dy, float *dw,
+                                float *dbias, size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
+    const fl_conv2d_shape s = *sp;
+    const fl_conv2d_params *p = &s.p;
     const int Co = p->C_out;
     const size_t wn = (size_t)Co * s.K;
+    const wgrad_plan w = wgrad_plan_of(&s, tile_bytes);
+    const wslayout l = {w.acc_bytes + w.part_bytes, w.col_bytes};
+    const int nt = threads_for(l, ws_bytes);
+    if (nt < 1) return ws_error("backward_weight", l, ws_bytes, e);
     if (dbias) fl_conv2d_bias_grad(&s, dy, dbias);
     if (is_depthwise(&s) && !is_pointwise(&s)) {
-        float *wp = malloc(wn * sizeof(float));
-        if (!wp) return fl_errf(e, "conv2d backward_weight: out of memory for the weight gradient");
-        int rc = fl_conv2d_dw_backward_weight(&s, x, dy, wp, e);
-        if (!rc) unpack_dw(&s, wp, dw);
-        free(wp);
-        return rc ? fl_errprefix(e, "conv2d backward_weight") : 0;
+        float *wp = ws, *part = (float *)((char *)ws + w.acc_bytes);
+        fl_conv2d_dw_backward_weight(&s, x, dy, wp, part);
+        unpack_dw(&s, wp, dw);
+        return 0;
     }
-    /* A pointwise conv needs no im2col buffer, so its tiles are simply the 16 slabs: one long
-     * GEMM per slab (the reduction over pixels runs much faster in a few long sgemm calls than
-     * in many short ones). */
-    tiling t = make_tiling(&s, tile_bytes, 1);
-    if (is_pointwise(&s)) {
-        t.R = (t.rows + 15) / 16;
-        t.ntiles = (t.rows + t.R - 1) / t.R;
-    }
-    size_t S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
-    if (S > 16) S = 16;
-    if (S > (size_t)t.ntiles) S = (size_t)t.ntiles;
-    if (S < 1) S = 1;
-    const size_t col_floats = is_pointwise(&s) ? 0 : (size_t)t.R * s.OW * s.K;
+    const tiling t = w.t;
+    const size_t S = w.S;
     /* Slab 0 accumulates in the result layout buffer; 1x1 kernels need no unpacking. */
-    const int unpack = !(p->KH == 1 && p->KW == 1);
-    float *wp = unpack ? malloc(wn * sizeof(float)) : dw;
-    float *part = S > 1 ? malloc((S - 1) * wn * sizeof(float)) : NULL;
-    if (!wp || (S > 1 && !part)) {
-        if (unpack) free(wp);
-        free(part);
-        return fl_errf(e, "conv2d backward_weight: out of memory for the weight-gradient partials");
-    }
-    int oom = 0, nb = blas_serial_begin();
-#pragma omp parallel
+    const int unpack = w.acc_bytes > 0;
+    float *wp = unpack ? (float *)ws : dw;
+    float *part = (float *)((char *)ws + w.acc_bytes);
+    int nb = blas_serial_begin();
+#pragma omp parallel num_threads(nt)
     {
-        float *col = col_floats ? malloc(col_floats * sizeof(float)) : NULL;
-        if (col_floats && !col) {
-#pragma omp atomic write
-            oom = 1;
-        }
+        float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (size_t sl = 0; sl < S; sl++) {
-            if (col_floats && !col) continue;
             float *acc = sl == 0 ? wp : part + (sl - 1) * wn;
             int t0 = (int)(t.ntiles * sl / S), t1 = (int)(t.ntiles * (sl + 1) / S);
             for (int i = t0; i < t1; i++) {
@@ -523,7 +570,6 @@ int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, cons
                 }
             }
         }
-        free(col);
         if (S > 1) {
 #pragma omp for schedule(static)
             for (size_t j = 0; j < wn; j++)
@@ -531,13 +577,121 @@ int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, cons
         }
     }
     blas_serial_end(nb);
-    free(part);
-    if (!oom && unpack) unpack_ohwi(&s, wp, dw);
-    if (unpack) free(wp);
-    if (oom)
-        return fl_errf(e, "conv2d backward_weight: out of memory for the im2col buffers (%zu bytes each)",
-                       col_floats * sizeof(float));
+    if (unpack) unpack_ohwi(&s, wp, dw);
     return 0;
+}
+
+/* ---- entry points on planned memory -------------------------------------------------------- */
+
+size_t fl_conv2d_pack_numel(const fl_conv2d_params *p) {
+    fl_err e;
+    fl_conv2d_shape s;
+    return shape_of(p, &s, &e) ? 0 : pack_numel(&s);
+}
+
+void fl_conv2d_pack(const fl_conv2d_params *p, const float *w, float *wp) {
+    fl_err e;
+    fl_conv2d_shape s;
+    if (!shape_of(p, &s, &e) && pack_numel(&s)) pack(&s, w, wp);
+}
+
+#define WS_QUERY(fn, layout)                                       \
+    size_t fn(const fl_conv2d_params *p) {                         \
+        fl_err e;                                                  \
+        fl_conv2d_shape s;                                         \
+        if (shape_of(p, &s, &e)) return 0;                         \
+        return ws_bytes_for(layout(&s, FL_CONV_TILE_BYTES), plan_threads()); \
+    }
+WS_QUERY(fl_conv2d_forward_ws_bytes, fwd_layout)
+WS_QUERY(fl_conv2d_backward_data_ws_bytes, bwd_data_layout)
+WS_QUERY(fl_conv2d_backward_weight_ws_bytes, bwd_weight_layout)
+#undef WS_QUERY
+
+int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const float *wp,
+                              const float *bias, float *y, void *ws, size_t ws_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (check_ptrs("forward", x, "x", wp, "w", y, "y", e)) return -1;
+    return forward_core(&s, x, wp, bias, y, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
+}
+
+int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, const float *wp,
+                                    float *dx, void *ws, size_t ws_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (check_ptrs("backward_data", dy, "dy", wp, "w", dx, "dx", e)) return -1;
+    return backward_data_core(&s, dy, wp, dx, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
+}
+
+int fl_conv2d_backward_weight_planned(const fl_conv2d_params *p, const float *x, const float *dy,
+                                      float *dw, float *dbias, void *ws, size_t ws_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
+    return backward_weight_core(&s, x, dy, dw, dbias, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
+}
+
+/* ---- allocating entry points: pack and scratch per call, then the planned kernels ---------- */
+
+/* One block: the packed weights (when the kernel wants them), then the call's scratch. */
+static int alloc_call(const fl_conv2d_shape *s, wslayout l, int packed, const float *w, void **block,
+                      const float **wp, void **ws, size_t *ws_bytes) {
+    size_t pb = packed ? ALIGN64(pack_numel(s) * sizeof(float)) : 0;
+    *ws_bytes = ws_bytes_for(l, plan_threads());
+    *block = NULL;
+    if (pb + *ws_bytes) {
+        *block = aligned_alloc(64, pb + *ws_bytes);
+        if (!*block) return -1;
+    }
+    *ws = (char *)*block + pb;
+    if (pb) pack(s, w, *block);
+    *wp = pb ? *block : w;
+    return 0;
+}
+
+int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
+                         const float *bias, float *y, size_t tile_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (check_ptrs("forward", x, "x", w, "w", y, "y", e)) return -1;
+    void *block, *ws;
+    const float *wp;
+    size_t wsb;
+    if (alloc_call(&s, fwd_layout(&s, tile_bytes), 1, w, &block, &wp, &ws, &wsb))
+        return fl_errf(e, "conv2d forward: out of memory for the packed weights and scratch");
+    int rc = forward_core(&s, x, wp, bias, y, tile_bytes, ws, wsb, e);
+    free(block);
+    return rc;
+}
+
+int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
+                               float *dx, size_t tile_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (check_ptrs("backward_data", dy, "dy", w, "w", dx, "dx", e)) return -1;
+    void *block, *ws;
+    const float *wp;
+    size_t wsb;
+    if (alloc_call(&s, bwd_data_layout(&s, tile_bytes), 1, w, &block, &wp, &ws, &wsb))
+        return fl_errf(e, "conv2d backward_data: out of memory for the packed weights and scratch");
+    int rc = backward_data_core(&s, dy, wp, dx, tile_bytes, ws, wsb, e);
+    free(block);
+    return rc;
+}
+
+int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
+                                 float *dw, float *dbias, size_t tile_bytes, fl_err *e) {
+    fl_conv2d_shape s;
+    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
+    void *block, *ws;
+    const float *wp;
+    size_t wsb;
+    if (alloc_call(&s, bwd_weight_layout(&s, tile_bytes), 0, NULL, &block, &wp, &ws, &wsb))
+        return fl_errf(e, "conv2d backward_weight: out of memory for the weight-gradient scratch");
+    int rc = backward_weight_core(&s, x, dy, dw, dbias, tile_bytes, ws, wsb, e);
+    free(block);
+    return rc;
 }
 
 int fl_conv2d_forward(const fl_conv2d_params *p, const float *x, const float *w,

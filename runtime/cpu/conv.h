@@ -4,7 +4,8 @@
  * Layouts
  *   activations  NHWC float32: x[((n*H + h)*W + w)*C + c]
  *   weights      PyTorch OIHW: w[((co*(C_in/groups) + ci)*KH + kh)*KW + kw], so timm / ultralytics
- *                state dicts load unchanged (repacked internally per call where a kernel wants it)
+ *                state dicts load unchanged (repacked where a kernel wants it: per call, or
+ *                once by the caller for the planned entry points)
  *   bias         [C_out]
  * Output size per axis: out = (in + pad_before + pad_after - dilation*(k-1) - 1) / stride + 1.
  *
@@ -20,8 +21,11 @@
  * identical for any OMP_NUM_THREADS (tested); they may still differ from another BLAS build or
  * CPU through float reassociation inside sgemm.
  *
- * Scratch memory: each call allocates its own (one ~1 MB im2col tile per thread, repacked weights,
- * up to 64 MB of weight-gradient partial sums) and frees it before returning.
+ * Scratch memory: the plain entry points allocate their own per call (one ~1 MB im2col tile per
+ * thread, packed weights, up to 64 MB of weight-gradient partial sums) and free it before
+ * returning. The *_planned entry points (what the graph op calls) allocate nothing: the caller
+ * packs the weights once with fl_conv2d_pack and passes scratch sized by the *_ws_bytes queries.
+ * Both run the same kernels in the same order, so their results are bitwise identical.
  *
  * All entry points validate the parameters first and return -1 with a message in *e on bad input
  * (or when scratch memory cannot be allocated); they never crash or print. */
@@ -75,5 +79,26 @@ int fl_conv2d_backward_data(const fl_conv2d_params *p, const float *dy, const fl
  * Both are overwritten. */
 int fl_conv2d_backward_weight(const fl_conv2d_params *p, const float *x, const float *dy,
                               float *dw, float *dbias, fl_err *e);
+
+/* ---- planned memory: no allocation, weights packed once by the caller ---- */
+
+/* Floats of the weights in the kernels' layout ([C_out][KH][KW][Cig], depthwise [KH][KW][C]);
+ * 0 for 1x1 kernels, whose OIHW weights are used as they are (pass w itself as wp then). */
+size_t fl_conv2d_pack_numel(const fl_conv2d_params *p);
+/* wp = w packed (fl_conv2d_pack_numel(p) floats); nothing when that is 0 or p is invalid. */
+void fl_conv2d_pack(const fl_conv2d_params *p, const float *w, float *wp);
+/* Scratch bytes of one call on up to omp_get_max_threads() threads (as of the query; a call
+ * with less scratch runs on fewer threads, same results). 0 for an invalid p or no scratch. */
+size_t fl_conv2d_forward_ws_bytes(const fl_conv2d_params *p);
+size_t fl_conv2d_backward_data_ws_bytes(const fl_conv2d_params *p);
+size_t fl_conv2d_backward_weight_ws_bytes(const fl_conv2d_params *p);
+/* As the plain entry points, on packed weights wp and ws (64-byte aligned, ws_bytes long);
+ * -1 with a message when ws is smaller than one thread needs. */
+int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const float *wp,
+                              const float *bias, float *y, void *ws, size_t ws_bytes, fl_err *e);
+int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, const float *wp,
+                                    float *dx, void *ws, size_t ws_bytes, fl_err *e);
+int fl_conv2d_backward_weight_planned(const fl_conv2d_params *p, const float *x, const float *dy,
+                                      float *dw, float *dbias, void *ws, size_t ws_bytes, fl_err *e);
 
 #endif

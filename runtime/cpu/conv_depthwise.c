@@ -2,7 +2,6 @@
  * im2col GEMM would have an inner dimension of KH*KW, so a plain NHWC loop over contiguous
  * channels (vectorised with omp simd) is both simpler and faster. Weights arrive repacked to
  * [KH][KW][C]. Every sum runs in an order fixed by the shape, not by the thread count. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cpu/conv_internal.h"
@@ -112,16 +111,22 @@ FL_DW_CLONES static void dw_backward_weight_rows(const fl_conv2d_shape *s, const
     }
 }
 
-int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
-                                 float *dwp, fl_err *e) {
+static int wgrad_blocks(const fl_conv2d_shape *s) {
+    const int rows = s->p.N * s->OH;
+    return rows < FL_DW_WGRAD_BLOCKS ? rows : FL_DW_WGRAD_BLOCKS;
+}
+
+size_t fl_conv2d_dw_wgrad_part_floats(const fl_conv2d_shape *s) {
+    return (size_t)wgrad_blocks(s) * s->p.KH * s->p.KW * s->p.C_in;
+}
+
+void fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
+                                  float *dwp, float *part) {
     const fl_conv2d_params *p = &s->p;
-    const int C = p->C_in, rows = p->N * s->OH;
-    const size_t per = (size_t)p->KH * p->KW * C;
-    const int nblk = rows < FL_DW_WGRAD_BLOCKS ? rows : FL_DW_WGRAD_BLOCKS;
-    float *part = calloc((size_t)nblk * per, sizeof(float));
-    if (!part)
-        return fl_errf(e, "out of memory for the depthwise weight-gradient partials (%zu bytes)",
-                       (size_t)nblk * per * sizeof(float));
+    const int rows = p->N * s->OH;
+    const size_t per = (size_t)p->KH * p->KW * p->C_in;
+    const int nblk = wgrad_blocks(s);
+    memset(part, 0, (size_t)nblk * per * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < nblk; b++) /* block b owns rows [rows*b/nblk, rows*(b+1)/nblk) */
         dw_backward_weight_rows(s, x, dy, part + (size_t)b * per, (int)((long long)rows * b / nblk),
@@ -131,6 +136,4 @@ int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const
         const float *src = part + (size_t)b * per;
         for (size_t i = 0; i < per; i++) dwp[i] += src[i];
     }
-    free(part);
-    return 0;
 }

@@ -22,9 +22,11 @@ void fl_conv2d_dw_forward(const fl_conv2d_shape *s, const float *x, const float 
                           const float *bias, float *y);
 void fl_conv2d_dw_backward_data(const fl_conv2d_shape *s, const float *dy, const float *wp,
                                 float *dx);
-/* Returns -1 only when its scratch buffer cannot be allocated. dwp is [KH][KW][C]. */
-int fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
-                                 float *dwp, fl_err *e);
+/* dwp is [KH][KW][C]; part is scratch of fl_conv2d_dw_wgrad_part_floats(s) floats (the
+ * per-block partial sums, added in block order). */
+size_t fl_conv2d_dw_wgrad_part_floats(const fl_conv2d_shape *s);
+void fl_conv2d_dw_backward_weight(const fl_conv2d_shape *s, const float *x, const float *dy,
+                                  float *dwp, float *part);
 
 /* The public entry points with the tile size (bytes of im2col per tile) as a parameter (the public ones pass the
  * default); tests pass a tiny size to run many small tiles on small problems. */

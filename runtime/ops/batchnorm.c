@@ -12,7 +12,6 @@
  * Compiled for float and double; see activation.c. */
 #ifndef FL_T
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/graph_internal.h"
@@ -51,6 +50,9 @@ static int bn_shape(fl_graph *g, fl_node *n, fl_err *e) {
     if (!(n->f[1] >= 0 && n->f[1] <= 1)) return fl_errf(e, "momentum must be in [0, 1]");
     n->shape = x->shape;
     n->aux_bytes = (size_t)(2 * C) * sizeof(double);
+    /* scratch: partial sums and coefficient rows (see bn_fwd / bn_bwd) */
+    n->ws_fwd_bytes = sizeof(double) * (size_t)(2 * NCHUNK * C + 4 * C);
+    n->ws_bwd_bytes = sizeof(double) * (size_t)(2 * NCHUNK * C + 2 * C + 4 * C);
     return 0;
 }
 
@@ -58,12 +60,10 @@ static int bn_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_node *x = fl_in(g, n, 0);
     int64_t C = x->shape.d[x->shape.ndim - 1], M = fl_numel(x) / C;
     double *stat = n->aux;
-    double *part = malloc(sizeof(double) * (size_t)(2 * NCHUNK * C + 4 * C));
-    if (!part) return fl_errf(e, "out of memory");
+    double *part = n->ws_fwd; /* 2*NCHUNK*C partial sums, then 3*C coefficients */
     FL_DISPATCH(g, bn_fwd_k, g->mode == FL_MODE_TRAIN, M, C, n->f[0], n->f[1], x->val,
                 fl_in_val(g, n, 1), fl_in_val(g, n, 2), fl_in_val(g, n, 3), fl_in_val(g, n, 4),
                 fl_in_val(g, n, 5), n->val, stat, stat + C, part, (void *)(part + 2 * NCHUNK * C));
-    free(part);
     return 0;
 }
 
@@ -72,12 +72,10 @@ static int bn_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     int64_t C = x->shape.d[x->shape.ndim - 1], M = fl_numel(x) / C;
     double *stat = n->aux;
     /* partial sums, then sum(dy) and sum(dy*(x-mean)), then 4 coefficient rows */
-    double *part = malloc(sizeof(double) * (size_t)(2 * NCHUNK * C + 2 * C + 4 * C));
-    if (!part) return fl_errf(e, "out of memory");
+    double *part = n->ws_bwd;
     FL_DISPATCH(g, bn_bwd_k, g->mode == FL_MODE_TRAIN, M, C, x->val, fl_in_val(g, n, 1), n->grad,
                 stat, stat + C, fl_in_grad(g, n, 0), fl_in_grad(g, n, 1), fl_in_grad(g, n, 2), part,
                 (void *)(part + 2 * NCHUNK * C + 2 * C), g->beta);
-    free(part);
     return 0;
 }
 

@@ -7,6 +7,9 @@
  * The kernels overwrite their outputs, so the op is FL_OPF_BWD_BETA: a gradient written first
  * goes straight into its buffer, a later one (and every parameter gradient, which accumulates
  * across micro-batches) goes through backward scratch and is added.
+ * Float32 convs run allocation-free: the weights packed into the node's kept buffer (remade only
+ * when the store's parameter version moved, so an eval graph packs once and backward reuses
+ * forward's pack) and the kernels' scratch planned as ws_fwd / the tail of ws_bwd.
  * Attributes i[]: stride, dilation, groups, pad top, left, bottom, right. */
 #include <string.h>
 
@@ -57,8 +60,31 @@ static int conv_shape(fl_graph *g, fl_node *n, fl_err *e) {
     n->shape.d[2] = OW;
     n->shape.d[3] = p.C_out;
     size_t es = fl_dtype_size(g->dtype);
-    n->ws_bwd_bytes = (size_t)(fl_numel(x) + fl_numel(w) + p.C_out) * es;
+    size_t stage = (size_t)(fl_numel(x) + fl_numel(w) + p.C_out) * es;
+    n->ws_bwd_bytes = stage;
+    if (!fl_is_f64(g)) { /* float32 kernels: packed weights and their scratch */
+        n->keep_bytes = fl_conv2d_pack_numel(&p) * sizeof(float);
+        n->ws_fwd_bytes = fl_conv2d_forward_ws_bytes(&p);
+        size_t bd = fl_conv2d_backward_data_ws_bytes(&p), bw = fl_conv2d_backward_weight_ws_bytes(&p);
+        size_t k = bd > bw ? bd : bw;
+        if (k) n->ws_bwd_bytes = fl_arena_round(stage) + k; /* after the staging area */
+    }
     return 0;
+}
+
+/* The weights in the kernels' layout: w itself for 1x1 kernels, else packed into n->keep, once
+ * per parameter version (every call when w is computed by the graph rather than stored). */
+static const float *packed_weights(fl_graph *g, fl_node *n, const fl_conv2d_params *p) {
+    fl_node *w = fl_in(g, n, 1);
+    if (!n->keep_bytes) return w->val;
+    int stored = w->kind == FL_NODE_PARAM || w->kind == FL_NODE_BUFFER;
+    uint64_t v = fl_pstore_version(g->store);
+    if (!stored || n->keep_version != v) {
+        fl_conv2d_pack(p, w->val, n->keep);
+        n->keep_version = stored ? v : 0;
+        g->repacks++;
+    }
+    return n->keep;
 }
 
 /* ---- the double-precision reference (direct loops) ---- */
@@ -94,7 +120,9 @@ static int conv_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_conv2d_params p;
     params_of(g, n, &p);
     const void *b = n->nin == 3 ? fl_in_val(g, n, 2) : NULL;
-    if (!fl_is_f64(g)) return fl_conv2d_forward(&p, fl_in_val(g, n, 0), fl_in_val(g, n, 1), b, n->val, e);
+    if (!fl_is_f64(g))
+        return fl_conv2d_forward_planned(&p, fl_in_val(g, n, 0), packed_weights(g, n, &p), b, n->val,
+                                         n->ws_fwd, n->ws_fwd_bytes, e);
     int OH = (int)n->shape.d[1], OW = (int)n->shape.d[2];
     double *y = n->val;
     conv_ref(&p, OH, OW, 0, fl_in_val(g, n, 0), fl_in_val(g, n, 1), NULL, y);
@@ -124,10 +152,15 @@ static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     size_t es = fl_dtype_size(g->dtype);
     char *ws = n->ws_bwd;
     int OH = (int)n->shape.d[1], OW = (int)n->shape.d[2];
+    /* float32: the kernels' scratch follows the staging area (see conv_shape) */
+    size_t koff = fl_arena_round((size_t)(nx + nw + p.C_out) * es);
+    void *kws = n->ws_bwd_bytes > koff ? ws + koff : NULL;
+    size_t kwsb = n->ws_bwd_bytes > koff ? n->ws_bwd_bytes - koff : 0;
     if (dx) {
         void *dst = g->beta[0] ? ws : dx;
         if (!fl_is_f64(g)) {
-            if (fl_conv2d_backward_data(&p, n->grad, w->val, dst, e) < 0) return -1;
+            if (fl_conv2d_backward_data_planned(&p, n->grad, packed_weights(g, n, &p), dst, kws, kwsb, e) < 0)
+                return -1;
         } else {
             memset(dst, 0, (size_t)nx * es);
             conv_ref(&p, OH, OW, 1, NULL, w->val, n->grad, dst);
@@ -138,7 +171,8 @@ static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
         /* weight and bias gradients land in scratch, then add (parameters accumulate) */
         char *sw = ws, *sb = ws + (size_t)nw * es;
         if (!fl_is_f64(g)) {
-            if (fl_conv2d_backward_weight(&p, x->val, n->grad, (float *)sw, db ? (float *)sb : NULL, e) < 0)
+            if (fl_conv2d_backward_weight_planned(&p, x->val, n->grad, (float *)sw, db ? (float *)sb : NULL,
+                                                  kws, kwsb, e) < 0)
                 return -1;
         } else {
             memset(sw, 0, (size_t)(nw + p.C_out) * es);

@@ -56,9 +56,9 @@ static run *run_new_kind(uint64_t seed, fl_optim_kind kind) {
     for (int k = 0; k < D; k++) r->w[k] = 0.1f * fl_rng_normal(&g), r->mean[k] = fl_rng_uniform(&g);
     r->b[0] = fl_rng_uniform(&g);
     fl_param p[3] = {
-        {"linear.weight", r->w, r->gw, D, 2, {1, D}, 0, 0, 0},
-        {"linear.bias", r->b, r->gb, 1, 1, {1}, 1, 0, 1},
-        {"norm.running_mean", r->mean, NULL, D, 1, {D}, 1, 1, 0},
+        {"linear.weight", r->w, r->gw, D, 2, {1, D}, 0, 0, 0, NULL},
+        {"linear.bias", r->b, r->gb, 1, 1, {1}, 1, 0, 1, NULL},
+        {"norm.running_mean", r->mean, NULL, D, 1, {D}, 1, 1, 0, NULL},
     };
     memcpy(r->p, p, sizeof p);
     r->pl = (fl_param_list){r->p, 3};

@@ -29,10 +29,10 @@ typedef struct toy {
 static void toy_init(toy *m) {
     memset(m, 0, sizeof *m);
     fl_param p[NP] = {
-        {"w", m->w, m->gw, 12, 2, {4, 3}, 0, 0, 0},
-        {"bn.weight", m->bnw, m->gbnw, 3, 1, {3}, 1, 0, 1},
-        {"b", m->b, m->gb, 4, 1, {4}, 1, 0, 2},
-        {"bn.running_mean", m->rm, NULL, 3, 1, {3}, 1, 1, 0},
+        {"w", m->w, m->gw, 12, 2, {4, 3}, 0, 0, 0, NULL},
+        {"bn.weight", m->bnw, m->gbnw, 3, 1, {3}, 1, 0, 1, NULL},
+        {"b", m->b, m->gb, 4, 1, {4}, 1, 0, 2, NULL},
+        {"bn.running_mean", m->rm, NULL, 3, 1, {3}, 1, 1, 0, NULL},
     };
     memcpy(m->p, p, sizeof p);
     m->pl = (fl_param_list){m->p, NP};

@@ -132,11 +132,11 @@ static void model_init(model *m, float base) {
         m->bw[i] = base + 10 + (float)i, m->bb[i] = base + 20 + (float)i,
         m->rm[i] = base + 30 + (float)i, m->rv[i] = base + 40 + (float)i;
     fl_param p[5] = {
-        {"conv.weight", m->cw, NULL, 6, 4, {2, 3, 1, 1}, 0, 0, 0},
-        {"bn.weight", m->bw, NULL, 2, 1, {2}, 1, 0, 0},
-        {"bn.bias", m->bb, NULL, 2, 1, {2}, 1, 0, 0},
-        {"bn.running_mean", m->rm, NULL, 2, 1, {2}, 1, 1, 0},
-        {"bn.running_var", m->rv, NULL, 2, 1, {2}, 1, 1, 0},
+        {"conv.weight", m->cw, NULL, 6, 4, {2, 3, 1, 1}, 0, 0, 0, NULL},
+        {"bn.weight", m->bw, NULL, 2, 1, {2}, 1, 0, 0, NULL},
+        {"bn.bias", m->bb, NULL, 2, 1, {2}, 1, 0, 0, NULL},
+        {"bn.running_mean", m->rm, NULL, 2, 1, {2}, 1, 1, 0, NULL},
+        {"bn.running_var", m->rv, NULL, 2, 1, {2}, 1, 1, 0, NULL},
     };
     memcpy(m->p, p, sizeof p);
     m->pl = (fl_param_list){m->p, 5};
@@ -169,7 +169,7 @@ static void test_params_roundtrip_and_strict_errors(void **state) {
     p[1].name = "bn1.weight";                                     /* missing in file */
     p[0].ndim = 2, p[0].shape[0] = 3, p[0].shape[1] = 2;          /* [3, 2] vs [2, 3, 1, 1] */
     p[4].shape[0] = 1, p[4].numel = 1;                            /* [1] vs [2] */
-    p[5] = (fl_param){"head.bias", extra, NULL, 3, 1, {3}, 1, 0, 0}; /* missing in file */
+    p[5] = (fl_param){"head.bias", extra, NULL, 3, 1, {3}, 1, 0, 0, NULL}; /* missing in file */
     fl_param_list pl = {p, 6};
     assert_int_equal(fl_st_load_params(s, &pl, FL_ST_STRICT, &warn, &e), -1);
     assert_non_null(strstr(e.msg, "w.safetensors: cannot load: 2 missing keys: 'bn1.weight', "
@@ -296,7 +296,7 @@ static void test_sharded_index(void **state) {
 static void test_write_params_checks_numel(void **state) {
     (void)state;
     float w[4] = {0};
-    fl_param p = {"w", w, NULL, 4, 2, {2, 3}, 0, 0, 0};
+    fl_param p = {"w", w, NULL, 4, 2, {2, 3}, 0, 0, 0, NULL};
     fl_param_list pl = {&p, 1};
     fl_err e;
     assert_int_equal(fl_st_write_params("/tmp/never-written.safetensors", &pl, NULL, 0, &e), -1);
