@@ -35,6 +35,9 @@ typedef struct fl_op_impl {
 #define FL_OPF_SAVE_ALL_IN 0xffu
 #define FL_OPF_SAVE_OUT (1u << 8)
 #define FL_OPF_BWD_BETA (1u << 9)
+/* The op takes BF16 / F16 inputs (cast, linear, conv2d); fl_graph_add_op refuses them for every
+ * other op. Such ops are FL_OPF_BWD_BETA too, so autodiff never memsets a low-precision grad. */
+#define FL_OPF_LOWP (1u << 10)
 
 typedef struct fl_op_def {
     const char *name;
@@ -78,6 +81,7 @@ struct fl_graph {
     int compiled;
     int target;
     uint64_t rng_seed, rng_step;
+    fl_dtype autocast; /* FL_BF16 / FL_F16: linear and conv2d cast x and w to it (ops/cast.c) */
     /* execution */
     unsigned char *needed;   /* ancestor of an output/target */
     unsigned char *bwd;      /* gets a gradient in backward */
@@ -127,7 +131,8 @@ extern const fl_op_def fl_op_relu, fl_op_silu, fl_op_sigmoid, fl_op_softplus, fl
     fl_op_scale, fl_op_add, fl_op_sub, fl_op_mul, fl_op_div, fl_op_concat, fl_op_reshape,
     fl_op_sum, fl_op_mean, fl_op_linear, fl_op_batchnorm, fl_op_gem, fl_op_l2norm,
     fl_op_dropout, fl_op_drop_path, fl_op_softmax_ce, fl_op_bce_logits, fl_op_subcenter_max,
-    fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool, fl_op_slice;
+    fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool, fl_op_slice,
+    fl_op_cast;
 /* NULL-terminated list of every op definition (for listings and table-wide tests). */
 const fl_op_def *const *fl_op_table(void);
 

@@ -7,11 +7,13 @@
  * The kernels overwrite their outputs, so the op is FL_OPF_BWD_BETA: a gradient written first
  * goes straight into its buffer, a later one (and every parameter gradient, which accumulates
  * across micro-batches) goes through backward scratch and is added.
- * Attributes i[]: stride, dilation, groups, pad top, left, bottom, right. */
+ * Attributes i[]: stride, dilation, groups, pad top, left, bottom, right, output type.
+ * BF16 / F16 x and w run ops/lowp_mm.c (widened to float32 scratch, the same float32 kernels). */
 #include <string.h>
 
 #include "runtime/cpu/conv.h"
 #include "runtime/graph_internal.h"
+#include "runtime/ops/lowp_mm.h"
 
 static void params_of(fl_graph *g, fl_node *n, fl_conv2d_params *p) {
     fl_node *x = fl_in(g, n, 0), *w = fl_in(g, n, 1);
@@ -58,7 +60,7 @@ static int conv_shape(fl_graph *g, fl_node *n, fl_err *e) {
     n->shape.d[3] = p.C_out;
     size_t es = fl_dtype_size(g->dtype);
     n->ws_bwd_bytes = (size_t)(fl_numel(x) + fl_numel(w) + p.C_out) * es;
-    return 0;
+    return fl_lowp_mm_shape(g, n, (fl_dtype)n->i[7], &p, e);
 }
 
 /* ---- the double-precision reference (direct loops) ---- */
@@ -93,6 +95,7 @@ static void conv_ref(const fl_conv2d_params *p, int OH, int OW, int mode, const 
 static int conv_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_conv2d_params p;
     params_of(g, n, &p);
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_conv_fwd(g, n, &p, e);
     const void *b = n->nin == 3 ? fl_in_val(g, n, 2) : NULL;
     if (!fl_is_f64(g)) return fl_conv2d_forward(&p, fl_in_val(g, n, 0), fl_in_val(g, n, 1), b, n->val, e);
     int OH = (int)n->shape.d[1], OW = (int)n->shape.d[2];
@@ -117,6 +120,7 @@ static void put(fl_graph *g, void *dst, const void *src, int64_t cnt, int beta) 
 static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_conv2d_params p;
     params_of(g, n, &p);
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_conv_bwd(g, n, &p, e);
     fl_node *x = fl_in(g, n, 0), *w = fl_in(g, n, 1);
     void *dx = fl_in_grad(g, n, 0), *dw = fl_in_grad(g, n, 1);
     void *db = n->nin == 3 ? fl_in_grad(g, n, 2) : NULL;
@@ -153,13 +157,19 @@ static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_conv2d = {"conv2d", conv_shape,
-                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
+                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA | FL_OPF_LOWP,
                                 {{conv_fwd, conv_bwd}, {0, 0}}};
+
+fl_id fl_conv2d_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
+                   const int pad[4], fl_dtype out) {
+    if (!pad) return fl_graph_fail(g, "conv2d: NULL padding");
+    fl_autocast_operands(g, &x, &w);
+    fl_id in[3] = {x, w, b};
+    int64_t a[8] = {stride, dilation, groups, pad[0], pad[1], pad[2], pad[3], out};
+    return fl_graph_add_op(g, &fl_op_conv2d, b >= 0 ? 3 : 2, in, 0, 0, a, 8);
+}
 
 fl_id fl_conv2d(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
                 const int pad[4]) {
-    if (!pad) return fl_graph_fail(g, "conv2d: NULL padding");
-    fl_id in[3] = {x, w, b};
-    int64_t a[7] = {stride, dilation, groups, pad[0], pad[1], pad[2], pad[3]};
-    return fl_graph_add_op(g, &fl_op_conv2d, b >= 0 ? 3 : 2, in, 0, 0, a, 7);
+    return fl_conv2d_dt(g, x, w, b, stride, dilation, groups, pad, g->dtype);
 }

@@ -10,6 +10,7 @@ static const fl_op_def *const table[] = {
     &fl_op_linear, &fl_op_batchnorm, &fl_op_gem, &fl_op_l2norm, &fl_op_dropout, &fl_op_drop_path,
     &fl_op_softmax_ce, &fl_op_bce_logits, &fl_op_subcenter_max, &fl_op_arc_margin,
     &fl_op_conv2d, &fl_op_maxpool, &fl_op_upsample, &fl_op_global_avgpool,
+    &fl_op_cast,
     NULL,
 };
 
