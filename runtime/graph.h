@@ -221,7 +221,8 @@ int fl_graph_forward(fl_graph *g, fl_err *e);
  * NULL for 1 (target must then have one element). */
 int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e);
 
-/* Value / gradient storage of a node after compile (element type: the store's, I32 labels).
+/* Value / gradient storage of a node after compile (element type: the node's: the store's, I32
+ * labels, uint16_t bit patterns for BF16 / F16 nodes, see runtime/cpu/lowp.h).
  * Values of intermediate nodes are only valid while live (outputs and the target are always
  * readable after forward); gradients of inputs marked requires_grad and of parameters are
  * readable after backward. */
