@@ -21,7 +21,8 @@
  * parameters and BN running statistics.
  *
  * Element type: the store's (FL_F32 normally, FL_F64 for the double-precision reference path the
- * finite-difference tests use). Labels are FL_I32. */
+ * finite-difference tests use). Labels are FL_I32. Every node has its own type: BF16 / F16 nodes
+ * come from fl_cast or from fl_graph_set_autocast (mixed precision, below). */
 #ifndef FLUKE_GRAPH_H
 #define FLUKE_GRAPH_H
 
