@@ -167,6 +167,9 @@ fl_id fl_graph_add_op(fl_graph *g, const fl_op_def *op, int nin, const fl_id *in
     for (int k = 0; k < nin; k++) {
         if (in[k] < 0) return -1; /* an earlier builder failed and recorded why */
         if (in[k] >= g->n) return fl_graph_fail(g, "%s: input %d is not a node (id %d)", op->name, k, in[k]);
+        if (fl_dtype_is_lowp(g->nodes[in[k]].dtype) && !(op->flags & FL_OPF_LOWP))
+            return fl_graph_fail(g, "%s: input %d (node %d) is %s; this op takes %s only (fl_cast it first)",
+                                 op->name, k, in[k], fl_dtype_name(g->nodes[in[k]].dtype), fl_dtype_name(g->dtype));
     }
     fl_node *n = new_node(g);
     if (!n) return -1;
@@ -194,6 +197,9 @@ int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
     if (target < -1 || target >= g->n) return fl_errf(e, "graph: compile target %d is not a node", target);
     if (target >= 0 && g->nodes[target].dtype == FL_I32)
         return fl_errf(e, "graph: compile target %d holds labels, not values", target);
+    if (target >= 0 && fl_dtype_is_lowp(g->nodes[target].dtype))
+        return fl_errf(e, "graph: compile target %d is %s; cast it to %s (fl_cast) to seed backward", target,
+                       fl_dtype_name(g->nodes[target].dtype), fl_dtype_name(g->dtype));
     g->target = target;
     g->needed = calloc((size_t)g->n + 1, 1);
     g->bwd = calloc((size_t)g->n + 1, 1);

@@ -24,7 +24,8 @@
  * parameters and BN running statistics.
  *
  * Element type: the store's (FL_F32 normally, FL_F64 for the double-precision reference path the
- * finite-difference tests use). Labels are FL_I32. */
+ * finite-difference tests use). Labels are FL_I32. Every node has its own type: BF16 / F16 nodes
+ * come from fl_cast or from fl_graph_set_autocast (mixed precision, below). */
 #ifndef FLUKE_GRAPH_H
 #define FLUKE_GRAPH_H
 
@@ -185,6 +186,25 @@ fl_id fl_upsample_nearest(fl_graph *g, fl_id x, int scale);
 /* Mean over H and W: [N,H,W,C] -> [N,1,1,C]. */
 fl_id fl_global_avgpool(fl_graph *g, fl_id x);
 
+/* ---- mixed precision (runtime/ops/cast.c, runtime/ops/lowp_mm.c) ---------------------------- */
+
+/* x converted to F32, FL_BF16 or FL_F16 (round to nearest even; x itself when it has that type
+ * already; one cast node per (x, type)). Backward converts the gradient back to x's type. Only
+ * casts, fl_linear and fl_conv2d take BF16 / F16 inputs; other ops refuse them. F32 graphs. */
+fl_id fl_cast(fl_graph *g, fl_id x, fl_dtype to);
+/* Autocast for the nodes built after this call: fl_linear and fl_conv2d (and so every layer and
+ * model) cast their float32 x and weight to t (FL_BF16 or FL_F16; FL_F32 turns it off) and
+ * accumulate in float32 with a float32 output. Parameters stay float32 in the store (master
+ * weights) and get float32 gradients through the casts. F16 gradients can underflow: scale the
+ * loss (runtime/loss_scale.h). Returns -1 (recorded) on a bad type or a non-F32 graph. */
+int fl_graph_set_autocast(fl_graph *g, fl_dtype t);
+fl_dtype fl_graph_autocast(const fl_graph *g); /* the autocast type, or the graph's when off */
+/* fl_linear / fl_conv2d with an explicit output type: F32 (the default) or, when x and w are
+ * BF16 / F16, a low-precision output (rounded once after the float32 accumulation and bias). */
+fl_id fl_linear_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, fl_dtype out);
+fl_id fl_conv2d_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
+                   const int pad[4], fl_dtype out);
+
 /* ---- layers: ops plus their named parameters (timm / ultralytics names) -------------------- */
 
 /* prefix.weight [out,in] and prefix.bias [out], PyTorch's default init U(+-1/sqrt(in)). */
@@ -215,11 +235,12 @@ int fl_graph_forward(fl_graph *g, fl_err *e);
  * NULL for 1 (target must then have one element). */
 int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e);
 
-/* Value / gradient storage of a node after compile (element type: the store's, I32 labels):
- * the host-backend accessor, the backend's own pointer (NULL on a backend whose buffers are not
- * host memory: use fl_graph_set_input / fl_graph_read there). Values of intermediate nodes are
- * only valid while live (outputs and the target are always readable after forward); gradients
- * of inputs marked requires_grad and of parameters are readable after backward. */
+/* Value / gradient storage of a node after compile (element type: the node's: the store's, I32
+ * labels, uint16_t bit patterns for BF16 / F16 nodes, see runtime/cpu/lowp.h): the host-backend
+ * accessor, the backend's own pointer (NULL on a backend whose buffers are not host memory: use
+ * fl_graph_set_input / fl_graph_read there). Values of intermediate nodes are only valid while
+ * live (outputs and the target are always readable after forward); gradients of inputs marked
+ * requires_grad and of parameters are readable after backward. */
 void *fl_graph_value(fl_graph *g, fl_id x);
 void *fl_graph_grad(fl_graph *g, fl_id x);
 /* Shape of a node; ndim, or -1 for a bad id. */

@@ -39,6 +39,9 @@ typedef struct fl_op_impl {
 #define FL_OPF_SAVE_ALL_IN 0xffu
 #define FL_OPF_SAVE_OUT (1u << 8)
 #define FL_OPF_BWD_BETA (1u << 9)
+/* The op takes BF16 / F16 inputs (cast, linear, conv2d); fl_graph_add_op refuses them for every
+ * other op. Such ops are FL_OPF_BWD_BETA too, so autodiff never memsets a low-precision grad. */
+#define FL_OPF_LOWP (1u << 10)
 
 /* What an op is, on every backend: its kernels are not here but in each backend's op table,
  * indexed by id (runtime/backend_internal.h); the reference pair is fl_ref_<name>. */
@@ -90,6 +93,7 @@ struct fl_graph {
     int compiled;
     int target;
     uint64_t rng_seed, rng_step;
+    fl_dtype autocast; /* FL_BF16 / FL_F16: linear and conv2d cast x and w to it (ops/cast.c) */
     /* execution */
     unsigned char *needed;   /* ancestor of an output/target */
     unsigned char *bwd;      /* gets a gradient in backward */

@@ -9,6 +9,8 @@ size_t fl_dtype_size(fl_dtype t) {
     case FL_F32: return 4;
     case FL_F64: return 8;
     case FL_I32: return 4;
+    case FL_BF16: return 2;
+    case FL_F16: return 2;
     }
     return 0;
 }
@@ -18,6 +20,8 @@ const char *fl_dtype_name(fl_dtype t) {
     case FL_F32: return "F32";
     case FL_F64: return "F64";
     case FL_I32: return "I32";
+    case FL_BF16: return "BF16";
+    case FL_F16: return "F16";
     }
     return "?";
 }

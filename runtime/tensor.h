@@ -16,7 +16,16 @@ typedef enum fl_dtype {
     FL_F32 = 0,
     FL_F64 = 1, /* the double-precision reference path (finite-difference tests) */
     FL_I32 = 2, /* class labels */
+    /* Low-precision storage (runtime/cpu/lowp.h): bfloat16 (8 exponent bits, 8-bit significand,
+     * u = 2^-8) and IEEE binary16 (5 exponent bits, 11-bit significand, u = 2^-11), both
+     * rounded to nearest even from float32. Only casts and the matrix ops (linear, conv2d)
+     * take them; products are formed exactly in float32 and accumulated in float32. */
+    FL_BF16 = 3,
+    FL_F16 = 4,
 } fl_dtype;
+
+/* 1 for FL_BF16 / FL_F16. */
+static inline int fl_dtype_is_lowp(fl_dtype t) { return t == FL_BF16 || t == FL_F16; }
 
 size_t fl_dtype_size(fl_dtype t);
 const char *fl_dtype_name(fl_dtype t);

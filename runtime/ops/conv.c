@@ -10,11 +10,13 @@
  * Float32 convs run allocation-free: the weights packed into the node's kept buffer (remade only
  * when the store's parameter version moved, so an eval graph packs once and backward reuses
  * forward's pack) and the kernels' scratch planned as ws_fwd / the tail of ws_bwd.
- * Attributes i[]: stride, dilation, groups, pad top, left, bottom, right. */
+ * BF16 / F16 x and w run ops/lowp_mm.c (widened to float32 scratch, the same float32 kernels).
+ * Attributes i[]: stride, dilation, groups, pad top, left, bottom, right, output type. */
 #include <string.h>
 
 #include "runtime/cpu/conv.h"
 #include "runtime/graph_internal.h"
+#include "runtime/ops/lowp_mm.h"
 
 static void params_of(fl_graph *g, fl_node *n, fl_conv2d_params *p) {
     fl_node *x = fl_in(g, n, 0), *w = fl_in(g, n, 1);
@@ -69,6 +71,8 @@ static int conv_shape(fl_graph *g, fl_node *n, fl_err *e) {
         size_t k = bd > bw ? bd : bw;
         if (k) n->ws_bwd_bytes = fl_arena_round(stage) + k; /* after the staging area */
     }
+    if (fl_lowp_mm_shape(g, n, (fl_dtype)n->i[7], &p, e)) return -1;
+    if (fl_lowp_mm_node(g, n)) n->keep_bytes = 0; /* the low-precision path widens w itself */
     return 0;
 }
 
@@ -119,6 +123,7 @@ static void conv_ref(const fl_conv2d_params *p, int OH, int OW, int mode, const 
 static int conv_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_conv2d_params p;
     params_of(g, n, &p);
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_conv_fwd(g, n, &p, e);
     const void *b = n->nin == 3 ? fl_in_val(g, n, 2) : NULL;
     if (!fl_is_f64(g))
         return fl_conv2d_forward_planned(&p, fl_in_val(g, n, 0), packed_weights(g, n, &p), b, n->val,
@@ -145,6 +150,7 @@ static void put(fl_graph *g, void *dst, const void *src, int64_t cnt, int beta) 
 static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     fl_conv2d_params p;
     params_of(g, n, &p);
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_conv_bwd(g, n, &p, e);
     fl_node *x = fl_in(g, n, 0), *w = fl_in(g, n, 1);
     void *dx = fl_in_grad(g, n, 0), *dw = fl_in_grad(g, n, 1);
     void *db = n->nin == 3 ? fl_in_grad(g, n, 2) : NULL;
@@ -187,14 +193,20 @@ static int conv_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_conv2d = {"conv2d", conv_shape,
-                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
+                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA | FL_OPF_LOWP,
                                 FL_OP_CONV2D};
 const fl_op_impl fl_ref_conv2d = {conv_fwd, conv_bwd};
 
+fl_id fl_conv2d_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
+                   const int pad[4], fl_dtype out) {
+    if (!pad) return fl_graph_fail(g, "conv2d: NULL padding");
+    fl_autocast_operands(g, &x, &w);
+    fl_id in[3] = {x, w, b};
+    int64_t a[8] = {stride, dilation, groups, pad[0], pad[1], pad[2], pad[3], out};
+    return fl_graph_add_op(g, &fl_op_conv2d, b >= 0 ? 3 : 2, in, 0, 0, a, 8);
+}
+
 fl_id fl_conv2d(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilation, int groups,
                 const int pad[4]) {
-    if (!pad) return fl_graph_fail(g, "conv2d: NULL padding");
-    fl_id in[3] = {x, w, b};
-    int64_t a[7] = {stride, dilation, groups, pad[0], pad[1], pad[2], pad[3]};
-    return fl_graph_add_op(g, &fl_op_conv2d, b >= 0 ? 3 : 2, in, 0, 0, a, 7);
+    return fl_conv2d_dt(g, x, w, b, stride, dilation, groups, pad, g->dtype);
 }

@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "runtime/graph_internal.h"
+#include "runtime/ops/lowp_mm.h" /* BF16 / F16 x and w (attribute i[0]: output type) */
 
 #define FL_T float
 #define FL_K(name) name##_f32
@@ -39,7 +40,7 @@ static int linear_shape(fl_graph *g, fl_node *n, fl_err *e) {
     }
     n->shape = x->shape;
     n->shape.d[n->shape.ndim - 1] = w->shape.d[0];
-    return 0;
+    return fl_lowp_mm_shape(g, n, (fl_dtype)n->i[0], NULL, e);
 }
 
 static void dims(fl_graph *g, fl_node *n, int *M, int *in, int *out) {
@@ -50,6 +51,7 @@ static void dims(fl_graph *g, fl_node *n, int *M, int *in, int *out) {
 }
 
 static int linear_fwd(fl_graph *g, fl_node *n, fl_err *e) {
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_linear_fwd(g, n, e);
     int M, in, out;
     dims(g, n, &M, &in, &out);
     FL_DISPATCH(g, linear_fwd_k, M, in, out, fl_in_val(g, n, 0), fl_in_val(g, n, 1),
@@ -58,6 +60,7 @@ static int linear_fwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 static int linear_bwd(fl_graph *g, fl_node *n, fl_err *e) {
+    if (fl_lowp_mm_node(g, n)) return fl_lowp_linear_bwd(g, n, e);
     int M, in, out;
     dims(g, n, &M, &in, &out);
     FL_DISPATCH(g, linear_bwd_k, M, in, out, fl_in_val(g, n, 0), fl_in_val(g, n, 1), n->grad,
@@ -67,14 +70,18 @@ static int linear_bwd(fl_graph *g, fl_node *n, fl_err *e) {
 }
 
 const fl_op_def fl_op_linear = {"linear", linear_shape,
-                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA,
+                                FL_OPF_SAVE_IN(0) | FL_OPF_SAVE_IN(1) | FL_OPF_BWD_BETA | FL_OPF_LOWP,
                                 FL_OP_LINEAR};
 const fl_op_impl fl_ref_linear = {linear_fwd, linear_bwd};
 
-fl_id fl_linear(fl_graph *g, fl_id x, fl_id w, fl_id b) {
+fl_id fl_linear_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, fl_dtype out) {
+    fl_autocast_operands(g, &x, &w);
     fl_id in[3] = {x, w, b};
-    return fl_graph_add_op(g, &fl_op_linear, b >= 0 ? 3 : 2, in, 0, 0, 0, 0);
+    int64_t a = out;
+    return fl_graph_add_op(g, &fl_op_linear, b >= 0 ? 3 : 2, in, 0, 0, &a, 1);
 }
+
+fl_id fl_linear(fl_graph *g, fl_id x, fl_id w, fl_id b) { return fl_linear_dt(g, x, w, b, g->dtype); }
 
 #else /* ---- kernels for one element type FL_T ---- */
 
