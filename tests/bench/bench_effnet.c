@@ -36,7 +36,8 @@ static void fluke_free(fluke_side *f) {
     fl_pstore_free(f->s);
 }
 
-static int fluke_setup(fluke_side *f, fl_err *e) {
+/* dt: FL_F32, or FL_BF16 for autocast (bf16 convs and linears, fp32 master weights). */
+static int fluke_setup(fluke_side *f, fl_dtype dt, fl_err *e) {
     memset(f, 0, sizeof *f);
     fl_effnet_cfg c;
     if (fl_effnet_preset("efficientnet_b0", &c, e) < 0) return -1;
@@ -44,6 +45,7 @@ static int fluke_setup(fluke_side *f, fl_err *e) {
     if (!s) return -1;
     fl_graph *g = f->g = fl_graph_new(s, FL_MODE_TRAIN, e);
     if (!g) return -1;
+    if (dt != FL_F32 && fl_graph_set_autocast(g, dt) < 0) return fl_errf(e, "%s", fl_graph_error(g));
     fl_id x = fl_input(g, "x", 4, (int64_t[]){BATCH, RES, RES, 3});
     fl_id y = fl_input_labels(g, "y", BATCH);
     fl_id loss = fl_softmax_ce(g, fl_effnet_build(g, x, &c, "", NULL), y, 0.0);
@@ -78,11 +80,11 @@ static int fluke_round(fluke_side *f, double *ips, fl_err *e) {
 }
 
 /* 0 with both layouts' images/s; 1 when the peer is unavailable (why in skip). */
-static int run_torch(int threads, double *nchw, double *cl, char *skip, size_t cap) {
+static int run_torch(int threads, int bf16, double *nchw, double *cl, char *skip, size_t cap) {
     const char *src = getenv("FLUKE_SRC");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_effnet_torch.py %d %d %d 2>/dev/null",
-             src ? src : ".", threads, REPS, BATCH);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_effnet_torch.py %d %d %d %s 2>/dev/null",
+             src ? src : ".", threads, REPS, BATCH, bf16 ? "bf16" : "fp32");
     FILE *f = popen(cmd, "r");
     if (!f) {
         snprintf(skip, cap, "cannot start /usr/bin/python3");
@@ -112,36 +114,41 @@ int main(void) {
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     fl_err e = {{0}};
-    fluke_side fs;
-    if (fluke_setup(&fs, &e) < 0) {
-        fprintf(stderr, "bench_effnet: %s\n", e.msg);
-        fluke_free(&fs);
-        return 1;
-    }
-    double f = 0, a = 0, b = 0;
-    char skip[256] = "";
-    int peer = 1;
-    for (int r = 0; r < ROUNDS; r++) {
-        if (fluke_round(&fs, &f, &e) < 0) {
+    /* fp32, then bf16 autocast (PyTorch: torch.autocast("cpu", torch.bfloat16)), same run */
+    for (int bf = 0; bf < 2; bf++) {
+        fluke_side fs;
+        if (fluke_setup(&fs, bf ? FL_BF16 : FL_F32, &e) < 0) {
             fprintf(stderr, "bench_effnet: %s\n", e.msg);
             fluke_free(&fs);
             return 1;
         }
-        if (peer) {
-            double ra = 0, rb = 0;
-            if (run_torch(threads, &ra, &rb, skip, sizeof skip)) peer = 0;
-            a = ra > a ? ra : a;
-            b = rb > b ? rb : b;
+        double f = 0, a = 0, b = 0;
+        char skip[256] = "";
+        int peer = 1;
+        for (int r = 0; r < ROUNDS; r++) {
+            if (fluke_round(&fs, &f, &e) < 0) {
+                fprintf(stderr, "bench_effnet: %s\n", e.msg);
+                fluke_free(&fs);
+                return 1;
+            }
+            if (peer) {
+                double ra = 0, rb = 0;
+                if (run_torch(threads, bf, &ra, &rb, skip, sizeof skip)) peer = 0;
+                a = ra > a ? ra : a;
+                b = rb > b ? rb : b;
+            }
         }
+        fluke_free(&fs);
+        const char *p = bf ? "bf16" : "fp32";
+        printf("efficientnet_b0 train step %s, %dx%dpx, batch %d, %d threads: fluke %.2f img/s\n", p, RES, RES,
+               BATCH, threads, f);
+        if (!peer) {
+            printf("skipped: %s; no %s ratio\n", skip, p);
+            continue;
+        }
+        double best = a > b ? a : b;
+        printf("timm efficientnet_b0 %s: %.2f img/s NCHW, %.2f img/s channels_last\n", p, a, b);
+        printf("ratio fluke / torch %s (best layout): %.3f\n", p, f / best);
     }
-    fluke_free(&fs);
-    printf("efficientnet_b0 train step, %dx%dpx, batch %d, %d threads: fluke %.2f img/s\n", RES, RES, BATCH, threads, f);
-    if (!peer) {
-        printf("skipped: %s; no ratio\n", skip);
-        return 0;
-    }
-    double best = a > b ? a : b;
-    printf("timm efficientnet_b0: %.2f img/s NCHW, %.2f img/s channels_last\n", a, b);
-    printf("ratio fluke / torch (best layout): %.3f\n", f / best);
     return 0;
 }
