@@ -41,6 +41,7 @@ void fl_graph_free(fl_graph *g) {
     free(g->bwd);
     free(g->ready);
     fl_arena_free(&g->arena);
+    fl_update_free(g->upd);
     free(g);
 }
 
@@ -236,6 +237,7 @@ int fl_graph_compile(fl_graph *g, fl_id target, fl_err *e) {
 int fl_graph_forward(fl_graph *g, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: forward before compile");
     g->forwarded = 0; /* a failed forward leaves nothing for backward to use */
+    if (fl_graph_validate(g, e) < 0) return -1; /* inputs are checked before any kernel runs */
     for (int i = 0; i < g->n; i++) {
         fl_node *n = &g->nodes[i];
         if (n->kind != FL_NODE_OP || !g->needed[i]) continue;
@@ -251,6 +253,7 @@ int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: backward before compile");
     if (g->target < 0) return fl_errf(e, "graph: compiled forward-only (no target)");
     if (!g->forwarded) return fl_errf(e, "graph: backward before forward");
+    if (fl_graph_validate(g, e) < 0) return -1; /* the caller may have rewritten them since */
     return fl_autodiff_backward(g, seed, e);
 }
 

@@ -86,6 +86,7 @@ struct fl_graph {
     int forwarded;
     fl_arena arena;
     size_t peak_bytes, noreuse_bytes;
+    struct fl_update *upd; /* the update phase (runtime/step.c), or NULL */
 };
 
 /* Appends an op node (inputs checked, shape rule run); -1 on error (recorded). */
@@ -121,6 +122,13 @@ fl_pstore_entry *fl_pstore_entry_at(fl_pstore *s, int index);
 int fl_plan_memory(fl_graph *g, fl_err *e);
 /* Backward pass (autodiff.c). */
 int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e);
+/* Input validation before a step (runtime/validate.c; public in runtime/step.h). */
+int fl_graph_validate(fl_graph *g, fl_err *e);
+/* The per-op input checks it runs (beside their ops). */
+int fl_softmax_ce_validate(fl_graph *g, fl_node *n, fl_err *e);
+int fl_arc_margin_validate(fl_graph *g, fl_node *n, fl_err *e);
+int fl_yolo_loss_validate(fl_graph *g, fl_node *n, fl_err *e);
+void fl_update_free(struct fl_update *u);
 
 /* The op table: every op the graph knows, one definition each (runtime/ops/optable.c). */
 extern const fl_op_def fl_op_relu, fl_op_silu, fl_op_sigmoid, fl_op_softplus, fl_op_prelu,
@@ -128,6 +136,10 @@ extern const fl_op_def fl_op_relu, fl_op_silu, fl_op_sigmoid, fl_op_softplus, fl
     fl_op_sum, fl_op_mean, fl_op_linear, fl_op_batchnorm, fl_op_gem, fl_op_l2norm,
     fl_op_dropout, fl_op_drop_path, fl_op_softmax_ce, fl_op_bce_logits, fl_op_subcenter_max,
     fl_op_arc_margin, fl_op_conv2d, fl_op_maxpool, fl_op_upsample, fl_op_global_avgpool, fl_op_slice;
+/* The train step's ops (runtime/ops/update.c: the update phase and the backward seed;
+ * runtime/ops/yolo_loss_op.c). */
+extern const fl_op_def fl_op_zero_grad, fl_op_grad_norm, fl_op_clip_coef, fl_op_grad_scale,
+    fl_op_sgd_update, fl_op_adam_update, fl_op_ema_update, fl_op_seed_grad, fl_op_yolo_loss;
 /* NULL-terminated list of every op definition (for listings and table-wide tests). */
 const fl_op_def *const *fl_op_table(void);
 
