@@ -161,6 +161,11 @@ int fl_graph_update(fl_graph *g, const fl_update_scalars *s, fl_step_out *out, f
     return 0;
 }
 
+int fl_graph_zero_grad(fl_graph *g, fl_err *e) {
+    if (!g->upd) return fl_errf(e, "update: no update attached (fl_graph_attach_update)");
+    return run_all(g, &fl_op_zero_grad, e);
+}
+
 int fl_graph_step(fl_graph *g, const fl_update_scalars *s, fl_step_out *out, fl_err *e) {
     if (!g->upd) return fl_errf(e, "update: no update attached (fl_graph_attach_update)");
     if (run_all(g, &fl_op_zero_grad, e) < 0) return -1;

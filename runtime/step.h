@@ -49,10 +49,13 @@ typedef struct fl_step_out {
 
 /* Attaches the update phase over every parameter of the graph's store (fl_pstore_params order;
  * buffers are averaged by the EMA, never optimized). Needs a compiled F32 train graph with a
- * target; the EMA shadow starts as a copy of the current weights. Once per graph. */
+ * target; the EMA shadow starts as a copy of the current weights. Once per graph; parameters
+ * created in the store afterwards (another graph's) are not part of it. */
 int fl_graph_attach_update(fl_graph *g, const fl_update_cfg *c, fl_err *e);
 /* Clip + update + EMA from the gradients as they are (after one or several backward calls). */
 int fl_graph_update(fl_graph *g, const fl_update_scalars *s, fl_step_out *out, fl_err *e);
+/* Zeroes the gradient of every trainable parameter (the start of an accumulation), by kernel. */
+int fl_graph_zero_grad(fl_graph *g, fl_err *e);
 /* Zero grads, forward (validating the inputs first), backward from the scalar target, then
  * fl_graph_update. */
 int fl_graph_step(fl_graph *g, const fl_update_scalars *s, fl_step_out *out, fl_err *e);
