@@ -281,7 +281,7 @@ static void test_yolo_loss_op_fd(void **state) {
     fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     fl_yolo_heads h = {.n = 2, .no = 7, .ny = {4, 2, 1}, .nx = {4, 2, 1}};
     for (int i = 0; i < FL_YOLO_NL; i++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "p%d", i);
         h.p[i] = fl_input(g, nm, 4, (int64_t[]){2, h.ny[i], h.nx[i], 21});
         fl_input_requires_grad(g, h.p[i]);
@@ -355,7 +355,7 @@ static void test_yolo_loss_op_fd(void **state) {
     fl_graph_free(g);
     g = fl_graph_new(s, FL_MODE_TRAIN, &e);
     for (int i = 0; i < FL_YOLO_NL; i++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "p%d", i);
         h.p[i] = fl_input(g, nm, 4, (int64_t[]){2, h.ny[i], h.nx[i], 21});
         fl_input_requires_grad(g, h.p[i]);
