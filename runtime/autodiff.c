@@ -7,6 +7,25 @@
 #include <string.h>
 
 #include "runtime/backend_internal.h"
+#include "runtime/update_internal.h"
+
+int fl_autodiff_seed(fl_graph *g, const void *seed, fl_err *e) {
+    fl_node *tn = &g->nodes[g->target];
+    /* The seed is written by a kernel (a device backend's target gradient is device memory); a
+     * leaf target's gradient accumulates, an op target's is overwritten. */
+    if (tn->kind != FL_NODE_OP && !tn->grad) return 0;
+    fl_node sn;
+    memset(&sn, 0, sizeof sn);
+    sn.kind = FL_NODE_OP;
+    sn.op = &fl_op_seed_grad;
+    sn.val = (void *)seed;
+    sn.grad = tn->grad;
+    sn.i[0] = fl_numel(tn);
+    sn.i[1] = tn->kind != FL_NODE_OP;
+    const fl_op_impl *im = fl_node_impl(g, &sn);
+    if (!im || !im->forward) return fl_errf(e, "backward: no seed_grad kernel on the %s backend", g->be->name);
+    return im->forward(g, &sn, e);
+}
 
 int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e) {
     int t = g->target;
@@ -18,21 +37,8 @@ int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e) {
         return fl_errf(e, "backward: target has %lld elements; pass a seed gradient", (long long)tnum);
     for (int i = 0; i < g->n; i++)
         g->ready[i] = g->nodes[i].kind == FL_NODE_PARAM; /* parameters accumulate */
-    if (tn->kind != FL_NODE_OP) {
-        /* The target is a leaf itself: its gradient is the seed. */
-        if (!tn->grad) return 0;
-        if (seed) {
-            for (int64_t k = 0; k < tnum; k++) {
-                if (g->dtype == FL_F64) ((double *)tn->grad)[k] += ((const double *)seed)[k];
-                else ((float *)tn->grad)[k] += ((const float *)seed)[k];
-            }
-        } else if (g->dtype == FL_F64) ((double *)tn->grad)[0] += 1;
-        else ((float *)tn->grad)[0] += 1;
-        return 0;
-    }
-    if (seed) memcpy(tn->grad, seed, (size_t)tnum * es);
-    else if (g->dtype == FL_F64) ((double *)tn->grad)[0] = 1;
-    else ((float *)tn->grad)[0] = 1;
+    if (fl_autodiff_seed(g, seed, e) < 0) return -1;
+    if (tn->kind != FL_NODE_OP) return 0; /* the target is a leaf: its gradient is the seed */
     g->ready[t] = 1;
     for (int i = t; i >= 0; i--) {
         fl_node *n = &g->nodes[i];

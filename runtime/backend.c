@@ -88,8 +88,9 @@ int fl_graph_set_input(fl_graph *g, fl_id x, const void *src, size_t bytes, fl_e
     if (x >= 0 && x < g->n && g->nodes[x].kind != FL_NODE_INPUT)
         return fl_errf(e, "set_input: node %d is not an input", x);
     void *dst = copy_slot(g, x, 0, bytes, "set_input", e);
-    if (!dst) return -1;
-    return g->be->copy_in(g->be, dst, src, bytes, e);
+    if (!dst || g->be->copy_in(g->be, dst, src, bytes, e) < 0) return -1;
+    /* labels and targets checked against the ops that read them (host values: CPU for now) */
+    return fl_graph_validate_input(g, x, e);
 }
 
 int fl_graph_read(fl_graph *g, fl_id x, void *dst, size_t bytes, fl_err *e) {

@@ -42,6 +42,7 @@ void fl_graph_free(fl_graph *g) {
     free(g->bwd);
     free(g->ready);
     g->be->buf_free(g->be, g->arena.base);
+    fl_update_free(g->upd);
     free(g);
 }
 
@@ -255,6 +256,7 @@ int fl_graph_forward_eager(fl_graph *g, fl_err *e) {
 int fl_graph_forward(fl_graph *g, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: forward before compile");
     g->forwarded = 0; /* a failed forward leaves nothing for backward to use */
+    if (fl_graph_validate(g, e) < 0) return -1; /* inputs are checked before any kernel runs */
     if (g->be->forward(g, e) < 0) return -1;
     g->forwarded = 1;
     return 0;
@@ -264,6 +266,7 @@ int fl_graph_backward(fl_graph *g, const void *seed, fl_err *e) {
     if (!g->compiled) return fl_errf(e, "graph: backward before compile");
     if (g->target < 0) return fl_errf(e, "graph: compiled forward-only (no target)");
     if (!g->forwarded) return fl_errf(e, "graph: backward before forward");
+    if (fl_graph_validate(g, e) < 0) return -1; /* the caller may have rewritten them since */
     return g->be->backward(g, seed, e);
 }
 

@@ -103,6 +103,7 @@ struct fl_graph {
     fl_arena arena;
     size_t peak_bytes, noreuse_bytes;
     uint64_t repacks; /* kept data (packed weights) remade, over the graph's life (tests) */
+    struct fl_update *upd; /* the update phase (runtime/step.c), or NULL */
 };
 
 /* Appends an op node (inputs checked, shape rule run); -1 on error (recorded). */
@@ -138,6 +139,18 @@ fl_pstore_entry *fl_pstore_entry_at(fl_pstore *s, int index);
 int fl_plan_memory(fl_graph *g, fl_err *e);
 /* Backward pass (autodiff.c). */
 int fl_autodiff_backward(fl_graph *g, const void *seed, fl_err *e);
+/* Writes the seed (NULL = 1) into the target's gradient with the backend's seed_grad kernel:
+ * overwritten for an op target, added for a leaf one (autodiff.c; the CPU replay uses it too). */
+int fl_autodiff_seed(fl_graph *g, const void *seed, fl_err *e);
+/* Input validation before a step (runtime/validate.c; public in runtime/step.h). */
+int fl_graph_validate(fl_graph *g, fl_err *e);
+/* Only the ops that read input x (fl_graph_set_input runs it after the copy; validate.c). */
+int fl_graph_validate_input(fl_graph *g, fl_id x, fl_err *e);
+/* The per-op input checks it runs (beside their ops). */
+int fl_softmax_ce_validate(fl_graph *g, fl_node *n, fl_err *e);
+int fl_arc_margin_validate(fl_graph *g, fl_node *n, fl_err *e);
+int fl_yolo_loss_validate(fl_graph *g, fl_node *n, fl_err *e);
+void fl_update_free(struct fl_update *u);
 
 /* Every op the graph knows: its definition fl_op_<name> and its reference (CPU) kernel pair
  * fl_ref_<name>, both beside each other in runtime/ops/<family>.c. */

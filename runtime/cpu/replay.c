@@ -131,9 +131,7 @@ int fl_cpu_replay_backward(fl_graph *g, const void *seed, fl_err *e) {
     int64_t tnum = fl_numel(tn);
     if (!seed && tnum != 1)
         return fl_errf(e, "backward: target has %lld elements; pass a seed gradient", (long long)tnum);
-    if (seed) memcpy(tn->grad, seed, (size_t)tnum * fl_dtype_size(g->dtype));
-    else if (g->dtype == FL_F64) ((double *)tn->grad)[0] = 1;
-    else ((float *)tn->grad)[0] = 1;
+    if (fl_autodiff_seed(g, seed, e) < 0) return -1; /* as eager: the seed_grad kernel */
     for (int k = 0; k < r->nb; k++) {
         const rec_bwd *b = &r->bwd[k];
         for (int z = b->z0; z < b->z0 + b->nz; z++) memset(r->zero[z].p, 0, r->zero[z].bytes);

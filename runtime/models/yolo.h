@@ -89,6 +89,20 @@ int fl_yolo_loss(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_hea
                  const float *heads, const fl_yolo_target *t, size_t nt, float *grad,
                  fl_yolo_loss_out *out, fl_err *e);
 
+/* The loss as a graph op (runtime/ops/yolo_loss_op.c), the whole YOLOv5 step inside the graph:
+ * targets is an input [T, 6] of rows (img, cls, x, y, w, h) (fl_yolo_targets_input), filled by
+ * fl_yolo_pack_targets; rows whose img is -1 are padding and must all come after the real ones.
+ * The op reads the three raw head levels directly and returns [4] = (loss, lbox, lobj, lcls)
+ * (float32 of fl_yolo_loss's doubles); *loss (if not NULL) gets a scalar [1] view of element 0,
+ * the compile target. Backward is exact for all four outputs (the components own disjoint head
+ * channels: 0..3 box, 4 obj, 5.. cls). Targets are validated before the step
+ * (fl_graph_validate / fl_graph_set_input) with fl_yolo_loss's messages. F32 graphs only. */
+fl_id fl_yolo_targets_input(fl_graph *g, const char *name, int64_t max_targets);
+fl_id fl_yolo_loss_node(fl_graph *g, const fl_yolo_cfg *c, const fl_yolo_hyp *hyp,
+                        const fl_yolo_heads *h, fl_id targets, fl_id *loss);
+/* Writes nt targets and cap - nt padding rows into dst [cap, 6]; -1 when nt > cap. */
+int fl_yolo_pack_targets(const fl_yolo_target *t, size_t nt, float *dst, int64_t cap, fl_err *e);
+
 /* ---- inference ------------------------------------------------------------------------------ */
 
 typedef struct fl_yolo_det {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "runtime/models/yolo.h"
+#include "runtime/models/yolo_loss_internal.h"
 
 #define CIOU_EPS 1e-7
 
@@ -91,11 +92,14 @@ typedef struct match {
 } match;
 
 /* build_targets for level i: fills *out (malloc'd) in the reference's order; returns the count. */
+size_t fl_yolo_match_bytes(size_t nt) { return sizeof(match) * nt * FL_YOLO_NA * 5; }
+
+/* ws: fl_yolo_match_bytes(nt) of scratch, or NULL to allocate (*out is then malloc'd). */
 static int64_t build_targets(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_heads *h,
-                             int i, const fl_yolo_target *t, size_t nt, match **out, fl_err *e) {
+                             int i, const fl_yolo_target *t, size_t nt, match *ws, match **out, fl_err *e) {
     *out = NULL;
     if (nt == 0) return 0;
-    match *m = malloc(sizeof *m * nt * FL_YOLO_NA * 5);
+    match *m = ws ? ws : malloc(fl_yolo_match_bytes(nt));
     if (!m) return fl_errf(e, "yolo loss: out of memory");
     float gx = (float)h->nx[i], gy = (float)h->ny[i];
     float st = (float)c->strides[i];
@@ -138,21 +142,39 @@ static int64_t build_targets(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const
     return n;
 }
 
+int fl_yolo_check_target(const fl_yolo_cfg *c, int64_t nimg, const fl_yolo_target *q, size_t k, fl_err *e) {
+    if (q->img < 0 || q->img >= nimg)
+        return fl_errf(e, "yolo loss: target %zu: image %d outside the batch of %lld", k, q->img, (long long)nimg);
+    if (q->cls < 0 || q->cls >= c->nc)
+        return fl_errf(e, "yolo loss: target %zu: class %d outside [0, %d)", k, q->cls, c->nc);
+    if (!(q->w > 0 && q->h > 0 && isfinite(q->w) && isfinite(q->h) && isfinite(q->x) && isfinite(q->y)))
+        return fl_errf(e, "yolo loss: target %zu: box (%g, %g, %g, %g) is not a finite positive size", k, q->x, q->y, q->w, q->h);
+    return 0;
+}
+
 int fl_yolo_loss(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_heads *h,
                  const float *heads, const fl_yolo_target *t, size_t nt, float *grad,
                  fl_yolo_loss_out *out, fl_err *e) {
     memset(out, 0, sizeof *out);
     if (h->no != c->nc + 5) return fl_errf(e, "yolo loss: heads have %d outputs per anchor, config %d", h->no, c->nc + 5);
     if (hyp->imgsz < 1 || !(hyp->anchor_t > 1)) return fl_errf(e, "yolo loss: bad imgsz %d / anchor_t %g", hyp->imgsz, hyp->anchor_t);
-    for (size_t k = 0; k < nt; k++) {
-        const fl_yolo_target *q = &t[k];
-        if (q->img < 0 || q->img >= h->n)
-            return fl_errf(e, "yolo loss: target %zu: image %d outside the batch of %lld", k, q->img, (long long)h->n);
-        if (q->cls < 0 || q->cls >= c->nc)
-            return fl_errf(e, "yolo loss: target %zu: class %d outside [0, %d)", k, q->cls, c->nc);
-        if (!(q->w > 0 && q->h > 0 && isfinite(q->w) && isfinite(q->h) && isfinite(q->x) && isfinite(q->y)))
-            return fl_errf(e, "yolo loss: target %zu: box (%g, %g, %g, %g) is not a finite positive size", k, q->x, q->y, q->w, q->h);
+    for (size_t k = 0; k < nt; k++)
+        if (fl_yolo_check_target(c, h->n, &t[k], k, e) < 0) return -1;
+    const float *pv[FL_YOLO_NL];
+    float *gv[FL_YOLO_NL];
+    size_t base = 0;
+    for (int i = 0; i < FL_YOLO_NL; i++) {
+        pv[i] = heads + base;
+        gv[i] = grad ? grad + base : NULL;
+        base += fl_yolo_level_numel(h, i);
     }
+    return fl_yolo_loss_levels(c, hyp, h, pv, t, nt, gv, NULL, NULL, out, e);
+}
+
+int fl_yolo_loss_levels(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_heads *h,
+                        const float *const *pv, const fl_yolo_target *t, size_t nt, float *const *gv,
+                        float *tobj_ws, void *match_ws, fl_yolo_loss_out *out, fl_err *e) {
+    memset(out, 0, sizeof *out);
     const int no = h->no, nc = c->nc;
     const double bs = (double)h->n;
     /* train.py: hyp['box'] *= 3/nl; hyp['cls'] *= nc/80 * 3/nl; hyp['obj'] *= (imgsz/640)^2 * 3/nl */
@@ -161,18 +183,18 @@ int fl_yolo_loss(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_hea
     const double gobj = hyp->obj * (hyp->imgsz / 640.0) * (hyp->imgsz / 640.0) * kl;
     const double balance[FL_YOLO_NL] = {4.0, 1.0, 0.4};
     const double cp = 1.0 - 0.5 * hyp->label_smoothing, cn = 0.5 * hyp->label_smoothing;
-    if (grad) memset(grad, 0, sizeof(float) * fl_yolo_total_numel(h));
-    size_t base = 0;
     double lbox = 0, lobj = 0, lcls = 0;
     for (int i = 0; i < FL_YOLO_NL; i++) {
-        const float *p = heads + base;
-        float *gp = grad ? grad + base : NULL;
+        const float *p = pv[i];
+        float *gp = gv[i];
+        if (gp) memset(gp, 0, sizeof(float) * fl_yolo_level_numel(h, i));
         size_t cells = (size_t)(h->n * h->ny[i] * h->nx[i] * FL_YOLO_NA);
-        float *tobj = calloc(cells, sizeof *tobj);
+        float *tobj = tobj_ws ? tobj_ws : calloc(cells, sizeof *tobj);
+        if (tobj_ws) memset(tobj_ws, 0, cells * sizeof *tobj);
         match *m = NULL;
-        int64_t n = tobj ? build_targets(c, hyp, h, i, t, nt, &m, e) : fl_errf(e, "yolo loss: out of memory");
+        int64_t n = tobj ? build_targets(c, hyp, h, i, t, nt, match_ws, &m, e) : fl_errf(e, "yolo loss: out of memory");
         if (n < 0) {
-            free(tobj);
+            if (!tobj_ws) free(tobj);
             return -1;
         }
         out->matches[i] = n;
@@ -218,9 +240,8 @@ int fl_yolo_loss(const fl_yolo_cfg *c, const fl_yolo_hyp *hyp, const fl_yolo_hea
             if (gp) gp[cell * no + 4] = (float)((sigm(x) - tobj[cell]) * ob * gobj * bs);
         }
         lobj += so * ob;
-        free(m);
-        free(tobj);
-        base += fl_yolo_level_numel(h, i);
+        if (!match_ws) free(m);
+        if (!tobj_ws) free(tobj);
     }
     out->lbox = lbox * gbox;
     out->lobj = lobj * gobj;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "runtime/checkpoint.h"
+#include "runtime/step.h"
 #include "stages/embed/embed.h"
 #include "stages/ident/ident.h"
 
@@ -147,6 +148,12 @@ static int trainer_init(trainer *t, const fl_embopts *o, const fl_embtrain_io *i
     oc.group_lr_mult[HEAD_GROUP] = o->head_lr_mult;
     if (!(t->opt = fl_optim_create(&oc, &t->pl, e))) return -1;
     if (o->ema && !(t->ema = fl_ema_create(&t->pl, o->ema_decay, o->ema_tau, e))) return -1;
+    /* The update runs inside the graph (runtime/step.h); t->opt and t->ema are its host mirror
+     * for checkpoints, the schedule and evaluation, synced once per epoch (bitwise the same
+     * trajectory as fl_optim_step / fl_ema_update: tests/unit/test_runtime_step.c). */
+    fl_update_cfg uc = {.optim = oc, .clip = o->clip > 0 ? o->clip : INFINITY, .skip_nonfinite = 1,
+                        .ema = o->ema, .ema_decay = o->ema_decay, .ema_tau = o->ema_tau};
+    if (fl_graph_attach_update(t->g, &uc, e)) return -1;
     int eb = o->eval_batch;
     if (!(t->inf = fl_embinfer_new(&t->mo, eb, e))) return -1;
     t->emb = malloc(sizeof *t->emb * (size_t)(s->nall ? s->nall : 1) * (size_t)o->model.emb_dim);
@@ -357,8 +364,7 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, doub
         double lr = lr_at(t, t->step, nb);
         fl_optim_set_lr(t->opt, lr);
         fl_graph_set_rng(t->g, o->seed, (uint64_t)t->step);
-        fl_optim_zero_grad(t->opt);
-        if (fl_graph_forward(t->g, e) < 0) return -1;
+        if (fl_graph_zero_grad(t->g, e) < 0 || fl_graph_forward(t->g, e) < 0) return -1;
         double l = lossv[0];
         if (!isfinite(l)) {
             char kept[96];
@@ -372,9 +378,14 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, doub
         }
         if (fl_graph_backward(t->g, NULL, e) < 0) return -1;
         /* A finite loss can still have a non-finite gradient; an update with it would poison the
-         * weights the next checkpoint saves. The norm is needed for the clip anyway. */
-        float gn = fl_clip_grad_norm(&t->pl, o->clip > 0 ? o->clip : INFINITY);
-        if (!isfinite(gn)) {
+         * weights the next checkpoint saves, so the update phase skips it (skip_nonfinite). */
+        fl_update_scalars sc = {.momentum = t->opt->momentum};
+        memcpy(sc.lr, t->opt->lr, sizeof sc.lr);
+        fl_step_out so;
+        fl_err ue = {{0}};
+        if (fl_graph_update(t->g, &sc, &so, &ue) < 0) {
+            float gn = so.grad_norm;
+            if (isfinite(gn)) return fl_errf(e, "embed_train[%d]: %s", s->k, ue.msg);
             char kept[96];
             if (t->epoch_done > 0)
                 snprintf(kept, sizeof kept, "the last good checkpoint (epoch %" PRId64 ") is kept", t->epoch_done);
@@ -384,8 +395,6 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, doub
                               "; stopped before the update, %s; lower embed.train.lr or set embed.train.clip",
                            s->k, isnan(gn) ? "NaN" : "infinite", epoch + 1, i + 1, kept);
         }
-        fl_optim_step(t->opt);
-        if (t->ema) fl_ema_update(t->ema);
         t->step++;
         sum += l;
         if (t->io->progress && ((i + 1) % 10 == 0 || i + 1 == nb)) {
@@ -399,7 +408,7 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, doub
         }
     }
     *loss_out = sum / (double)(nb ? nb : 1);
-    return 0;
+    return fl_graph_update_store(t->g, t->opt, t->ema, e); /* the host mirror for what follows */
 }
 
 int fl_embtrain_run(const fl_embopts *o, const fl_embtrain_io *io, fl_err *e) {
@@ -409,6 +418,7 @@ int fl_embtrain_run(const fl_embopts *o, const fl_embtrain_io *io, fl_err *e) {
     int rc = trainer_init(&t, o, io, e);
     int resumed = rc == 0 ? ckpt_resume(&t, e) : 0;
     if (resumed < 0) rc = -1;
+    if (resumed > 0 && fl_graph_update_load(t.g, t.opt, t.ema, e)) rc = -1;
     if (rc == 0 && resumed)
         say(&t, "resuming from %s after epoch %" PRId64 " of %d", io->ckpt_path, t.epoch_done, o->epochs);
     fl_loader_config lc = fl_loader_config_defaults();

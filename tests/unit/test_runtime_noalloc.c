@@ -38,6 +38,7 @@
 #include "runtime/models/embed_head.h"
 #include "runtime/models/yolo.h"
 #include "runtime/optim.h"
+#include "runtime/step.h"
 #include "runtime/rng.h"
 #include "tests/unit/runtime_blocks.h"
 
@@ -314,6 +315,44 @@ static void test_embed_steps_allocate_nothing(void **state) {
     assert_true(h2 == h);
 }
 
+/* The in-graph update (runtime/step.h) writes the parameters inside the step: the conv packs
+ * must follow those writes too. The same AdamW + clip steps as above, run by fl_graph_step on one
+ * long-lived graph, end bit for bit where a fresh graph per step with the host optimizer does. */
+static void test_in_graph_update_packs_follow(void **state) {
+    (void)state;
+    fl_err e = {{0}};
+    fl_embed_cfg c = small_embed();
+    fl_pstore *s = fl_pstore_new(FL_F32, 7, &e);
+    fl_graph *g = fl_graph_new(s, FL_MODE_TRAIN, &e);
+    fl_embed_model m;
+    assert_int_equal(fl_embed_build(g, &c, 8, 64, 64, 1, &m, &e), 0);
+    assert_int_equal(fl_graph_compile(g, m.loss, &e), 0);
+    fl_update_cfg uc = {.optim = fl_optim_defaults(FL_OPTIM_ADAMW, 1e-3), .clip = 10.0};
+    if (fl_graph_attach_update(g, &uc, &e)) fail_msg("%s", e.msg);
+    float *x = fl_graph_value(g, m.x);
+    int32_t *lab = fl_graph_value(g, m.labels);
+    fl_rng r;
+    fl_rng_init(&r, 3, 0);
+    for (int64_t i = 0; i < fl_graph_numel(g, m.x); i++) x[i] = fl_rng_uniform(&r);
+    for (int i = 0; i < 8; i++) lab[i] = i % 10;
+    fl_update_scalars sc = {.lr = {0}};
+    for (int k = 0; k < FL_OPTIM_MAX_GROUPS; k++) sc.lr[k] = 1e-3;
+    for (int step = 1; step <= STEPS; step++) {
+        fl_graph_set_rng(g, 5, (uint64_t)step);
+        fl_step_out out;
+        if (fl_graph_step(g, &sc, &out, &e)) fail_msg("step %d: %s", step, e.msg);
+    }
+    fl_param_list pl;
+    assert_int_equal(fl_pstore_params(s, &pl, &e), 0);
+    uint64_t h = params_hash(&pl);
+    fl_graph_free(g);
+    fl_pstore_free(s);
+    uint64_t h2 = embed_fresh_graphs(&c);
+    printf("embed, in-graph update: params %016llx; a fresh graph every step: %016llx\n",
+           (unsigned long long)h, (unsigned long long)h2);
+    assert_true(h2 == h);
+}
+
 /* ---- YOLOv5n ---- */
 
 static void test_yolo_steps_allocate_nothing(void **state) {
@@ -552,6 +591,7 @@ int main(void) {
     dl_iterate_phdr(find_gomp, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed_steps_allocate_nothing),
+        cmocka_unit_test(test_in_graph_update_packs_follow),
         cmocka_unit_test(test_yolo_steps_allocate_nothing),
         cmocka_unit_test(test_packs_follow_parameter_writes),
     };
