@@ -4,6 +4,7 @@
  * 5e-4). Images/s, best of REPS after two warm-ups (ROUNDS alternating rounds), and the ratio fluke / PyTorch (> 1: fluke
  * faster) against PyTorch's faster layout. The peer is tests/bench/bench_yolo_torch.py (the port in
  * tests/fixtures/gen_models_yolo.py) run with /usr/bin/python3; without torch: "skipped: ...".
+ * YOLOv5n at 320 runs twice: fp32, then bf16 autocast against torch.autocast("cpu", bfloat16).
  * Threads: OMP_NUM_THREADS (default: all cores). On a loaded machine OMP_WAIT_POLICY=passive
  * changes both sides a lot (spinning barriers); it reaches the peer through the environment. */
 #include <cblas.h>
@@ -41,7 +42,8 @@ static size_t make_targets(fl_yolo_target *t, const bcase *bc) {
     return n;
 }
 
-static double bench_fluke(const bcase *bc, fl_err *e) {
+/* dt: FL_F32, or FL_BF16 for autocast (bf16 convs, fp32 master weights and loss). */
+static double bench_fluke(const bcase *bc, fl_dtype dt, fl_err *e) {
     double best = -1;
     fl_yolo_cfg c;
     if (fl_yolo_cfg_make(&c, 0.33, bc->width, bc->nc, e) < 0) return -1;
@@ -50,6 +52,10 @@ static double bench_fluke(const bcase *bc, fl_err *e) {
     fl_optim *o = NULL;
     float *grad = NULL;
     if (!g) goto out;
+    if (dt != FL_F32 && fl_graph_set_autocast(g, dt) < 0) {
+        fl_errf(e, "%s", fl_graph_error(g));
+        goto out;
+    }
     fl_id x = fl_input(g, "x", 4, (int64_t[]){bc->batch, bc->img, bc->img, 3});
     fl_yolo_heads h;
     if (fl_yolo_build(g, s, x, &c, &h, e) < 0) goto out;
@@ -96,12 +102,12 @@ out:
 }
 
 /* 0 with peer[0..1] (NCHW, channels_last); 1 when torch is absent; -1 when the peer failed. */
-static int run_torch(int threads, const bcase *bc, double *peer) {
+static int run_torch(int threads, const bcase *bc, int bf16, double *peer) {
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return 1;
     const char *src = getenv("FLUKE_SRC");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_yolo_torch.py %d %d %d %d %g %d",
-             src ? src : ".", threads, REPS, bc->batch, bc->img, bc->width, bc->nc);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/bench/bench_yolo_torch.py %d %d %d %d %g %d %s",
+             src ? src : ".", threads, REPS, bc->batch, bc->img, bc->width, bc->nc, bf16 ? "bf16" : "fp32");
     FILE *f = popen(cmd, "r");
     if (!f) return -1;
     char line[512];
@@ -116,26 +122,27 @@ static int run_torch(int threads, const bcase *bc, double *peer) {
  * burst of someone else's load should not land on one side only. */
 #define ROUNDS 2
 
-static int run_case(const bcase *bc, int threads) {
-    printf("YOLOv5 (depth 0.33, width %g, %d classes) training step at %d px, batch %d, %d thread(s), "
-           "best of %d x %d rounds\n", bc->width, bc->nc, bc->img, bc->batch, threads, REPS, ROUNDS);
+static int run_case(const bcase *bc, int bf16, int threads) {
+    const char *p_ = bf16 ? "bf16" : "fp32";
+    printf("YOLOv5 (depth 0.33, width %g, %d classes) training step %s at %d px, batch %d, %d thread(s), "
+           "best of %d x %d rounds\n", bc->width, bc->nc, p_, bc->img, bc->batch, threads, REPS, ROUNDS);
     fl_err e = {{0}};
     double fl = -1, peer[2] = {0, 0};
     int rc = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        double f = bench_fluke(bc, &e);
+        double f = bench_fluke(bc, bf16 ? FL_BF16 : FL_F32, &e);
         if (f < 0) {
             fprintf(stderr, "bench_yolo: %s\n", e.msg);
             return 1;
         }
         if (f > fl) fl = f;
         double p[2];
-        if (rc == 0) rc = run_torch(threads, bc, p);
+        if (rc == 0) rc = run_torch(threads, bc, bf16, p);
         if (rc == 0)
             for (int k = 0; k < 2; k++)
                 if (p[k] > peer[k]) peer[k] = p[k];
     }
-    printf("  fluke  %s train step (SGD)  %8.3f img/s\n", bc->name, fl);
+    printf("  fluke  %s train step %s (SGD)  %8.3f img/s\n", bc->name, p_, fl);
     if (rc == 1) {
         printf("skipped: PyTorch not found (/usr/bin/python3 cannot import torch); no ratio\n");
         return 0;
@@ -145,8 +152,8 @@ static int run_case(const bcase *bc, int threads) {
         return 0;
     }
     double bp = peer[0] > peer[1] ? peer[0] : peer[1];
-    printf("  torch  %s train step (SGD)  %8.3f img/s NCHW, %8.3f channels_last\n", bc->name, peer[0], peer[1]);
-    printf("  ratio fluke/torch (best layout): %s train step %.2f\n", bc->name, fl / bp);
+    printf("  torch  %s train step %s (SGD)  %8.3f img/s NCHW, %8.3f channels_last\n", bc->name, p_, peer[0], peer[1]);
+    printf("  ratio fluke/torch (best layout): %s train step %s %.2f\n", bc->name, p_, fl / bp);
     return 0;
 }
 
@@ -154,6 +161,8 @@ int main(void) {
     int threads = omp_get_max_threads();
     openblas_set_num_threads(threads);
     int rc = 0;
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) rc |= run_case(&CASES[i], threads);
+    /* fp32 for every case, then YOLOv5n at 320 with bf16 autocast (issue 14's measure) */
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) rc |= run_case(&CASES[i], 0, threads);
+    rc |= run_case(&CASES[0], 1, threads);
     return rc;
 }

@@ -26,7 +26,7 @@ def targets(batch, nc):
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def run(fmt, reps, batch, img, width, nc):
+def run(fmt, reps, batch, img, width, nc, bf16=False):
     torch.manual_seed(0)
     m = y.Model(0.33, width, nc).to(memory_format=fmt)
     m.train()
@@ -39,7 +39,12 @@ def run(fmt, reps, batch, img, width, nc):
 
     def step():
         opt.zero_grad()
-        loss, _ = loss_fn(m(x), t)
+        if bf16:  # the network under autocast, the loss in float32 (as fluke's autocast run)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                p = m(x)
+            loss, _ = loss_fn([q.float() for q in p], t)
+        else:
+            loss, _ = loss_fn(m(x), t)
         loss.backward()
         opt.step()
 
@@ -56,7 +61,8 @@ def run(fmt, reps, batch, img, width, nc):
 if __name__ == "__main__":
     threads, reps, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     img, width, nc = (int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])) if len(sys.argv) > 6 else (320, 0.25, 80)
+    bf16 = len(sys.argv) > 7 and sys.argv[7] == "bf16"
     torch.set_num_threads(threads)
-    a = run(torch.contiguous_format, reps, batch, img, width, nc)
-    b = run(torch.channels_last, reps, batch, img, width, nc)
+    a = run(torch.contiguous_format, reps, batch, img, width, nc, bf16)
+    b = run(torch.channels_last, reps, batch, img, width, nc, bf16)
     print("yolo %.4f %.4f" % (a, b))
