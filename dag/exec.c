@@ -587,6 +587,36 @@ int fl_exec_out_dir_ready(fl_session *s, fl_err *e) {
     return 0;
 }
 
+/* The registry's preflight asks which selected stages would really run: a cached (or
+ * remote-cached) stage needs nothing of this machine, a --force-d one runs whatever the store
+ * holds. */
+typedef struct preflight_ctx {
+    fl_session *s;
+    const fl_run_opts *o;
+} preflight_ctx;
+
+static int would_run(const fl_preflight *pf, unsigned char *will, fl_err *e) {
+    const preflight_ctx *px = pf->ctx;
+    fl_session *s = px->s;
+    size_t N = s->plan.n;
+    if (fl_exec_cached_nodes(s, will, e)) return -1;
+    /* forget the external digests it took quietly: the run walks them again (the stat cache
+     * makes that cheap) and reports each folder as it always does */
+    cJSON_Delete(s->external);
+    s->external = NULL;
+    for (size_t i = 0; i < N; i++) {
+        int forced = 0;
+        for (size_t k = 0; k < px->o->nforce && !forced; k++) {
+            unsigned char *m = calloc(N + 1, 1);
+            if (!m) return fl_errf(e, "out of memory");
+            forced = fl_session_select(s, px->o->force[k], m) && m[i];
+            free(m);
+        }
+        will[i] = pf->sel[i] && (!will[i] || forced);
+    }
+    return 0;
+}
+
 int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *interrupted,
                 fl_err *e) {
     fl_run_node *nodes_out = res->nodes;
@@ -634,29 +664,15 @@ int fl_exec_run(fl_session *s, const fl_run_opts *o, fl_run_result *res, int *in
         return fl_exec_status(s, NULL, e) < 0 ? -1 : 0;
     }
     if (s->reg->preflight) {
-        /* the registry sees the stages this run would really run: a cached (or remote-cached)
-         * training stage needs no GPU; --force-d ones run whatever the store holds */
-        unsigned char *will = calloc(N + 1, 1);
-        int prc = will ? fl_exec_cached_nodes(s, will, e) : fl_errf(e, "out of memory");
-        for (size_t i = 0; !prc && i < N; i++) {
-            int forced = 0;
-            for (size_t k = 0; k < o->nforce && !forced; k++) {
-                unsigned char *m = calloc(N + 1, 1);
-                forced = m && fl_session_select(s, o->force[k], m) && m[i];
-                free(m);
-            }
-            will[i] = sel[i] && (!will[i] || forced);
-        }
+        preflight_ctx px = {s, o};
         fl_preflight pf = {.config = s->cfg.root, .config_file = s->cfg.file, .plan = &s->plan,
-                           .sel = will, .force_cpu = o->force_cpu};
-        if (prc || s->reg->preflight(&pf, e)) {
-            free(will);
+                           .sel = sel, .force_cpu = o->force_cpu, .would_run = would_run, .ctx = &px};
+        if (s->reg->preflight(&pf, e)) {
             res->error_kind = FL_RUN_ERR_USAGE;
             fl_pools_free(&pl);
             free(sel);
             return -1;
         }
-        free(will);
     }
     res->error_kind = FL_RUN_ERR_STORE;
     int gc_fd = fl_session_store(s, e) ? -1 : fl_store_lock(s->store, "gc", 0, 0, e);

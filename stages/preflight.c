@@ -223,8 +223,14 @@ int fl_pipeline_preflight(const fl_preflight *pf, fl_err *e) {
                       : fl_device_count() == 0 ? "this machine has no usable CUDA device"
                                                : "fluke's CUDA training backend is not built yet, "
                                                  "so the CPU would train";
+    /* only now which stages would really run: that hashes the external inputs */
+    unsigned char *will = calloc(pf->plan->n + 1, 1);
+    if (!will) return fl_errf(e, "out of memory");
     fl_train_estimate est;
-    if (fl_train_estimate_run(pf->config, pf->plan, pf->sel, &est, e)) return -1;
+    int rc = pf->would_run ? pf->would_run(pf, will, e) : (memcpy(will, pf->sel, pf->plan->n), 0);
+    if (!rc) rc = fl_train_estimate_run(pf->config, pf->plan, will, &est, e);
+    free(will);
+    if (rc) return -1;
     if (!est.detector_nodes && !est.embed_nodes) return 0; /* nothing to train in this run */
     char total[32], det[32], emb[32], parts[256] = "";
     human_time(est.total_s, total, sizeof total);

@@ -107,8 +107,12 @@ typedef struct fl_preflight {
     const cJSON *config;      /* the effective config */
     const char *config_file;
     const fl_plan *plan;
-    const unsigned char *sel; /* plan.n flags: the stages this run may run */
+    const unsigned char *sel; /* plan.n flags: the stages this run selects */
     int force_cpu;            /* --cpu (or resources.force_cpu): train on the CPU anyway */
+    /* will[i] = 1 for the selected stages the run would really run (not cached here or in the
+     * remote cache, or --force-d). On demand: it hashes the external inputs. */
+    int (*would_run)(const struct fl_preflight *pf, unsigned char *will, fl_err *e);
+    void *ctx;                /* the executor's, for would_run */
 } fl_preflight;
 
 /* What a registry provides. */
