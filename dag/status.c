@@ -108,6 +108,15 @@ static void predict(fl_session *s, const fl_status_remote *remote, sstate *ss, f
     }
 }
 
+static int sstates_new(size_t N, sstate **ss, fl_digest **outs, fl_err *e) {
+    *ss = calloc(N + 1, sizeof **ss);
+    *outs = calloc(N + 1, sizeof **outs);
+    if (*ss && *outs) return 0;
+    free(*ss);
+    free(*outs);
+    return fl_errf(e, "out of memory");
+}
+
 static void sstates_free(sstate *ss, size_t N) {
     for (size_t i = 0; i < N; i++) {
         cJSON_Delete(ss[i].desc);
@@ -120,13 +129,9 @@ static void sstates_free(sstate *ss, size_t N) {
 int fl_exec_cached_nodes(fl_session *s, unsigned char *hit, fl_err *e) {
     if (fl_session_store(s, e)) return -1;
     size_t N = s->plan.n;
-    sstate *ss = calloc(N + 1, sizeof *ss);
-    fl_digest *outs = calloc(N + 1, sizeof *outs);
-    if (!ss || !outs) {
-        free(ss);
-        free(outs);
-        return fl_errf(e, "out of memory");
-    }
+    sstate *ss;
+    fl_digest *outs;
+    if (sstates_new(N, &ss, &outs, e)) return -1;
     predict(s, NULL, ss, outs);
     for (size_t i = 0; i < N; i++) hit[i] = ss[i].st == S_CACHED || ss[i].st == S_REMOTE;
     sstates_free(ss, N);
@@ -143,13 +148,9 @@ int fl_exec_status_remote(fl_session *s, const char *explain, const fl_status_re
         if (!n) return fl_errf(e, "explain %s: no such stage in %s (see `fluke dag`)", explain, s->cfg.file);
         only = n->index;
     }
-    sstate *ss = calloc(N + 1, sizeof *ss);
-    fl_digest *outs = calloc(N + 1, sizeof *outs);
-    if (!ss || !outs) {
-        free(ss);
-        free(outs);
-        return fl_errf(e, "out of memory");
-    }
+    sstate *ss;
+    fl_digest *outs;
+    if (sstates_new(N, &ss, &outs, e)) return -1;
     int not_cached = 0;
     predict(s, remote, ss, outs);
     for (size_t k = 0; k < N; k++) {

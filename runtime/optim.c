@@ -2,13 +2,13 @@
  * (torch/optim/sgd.py, adam.py, adamw.py: _single_tensor_*), so trajectories match the
  * reference to float32 rounding. */
 #include "runtime/optim.h"
+#include "runtime/optim_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Below this many elements a parameter is updated on one thread (thread start-up costs more). */
-#define FL_OPTIM_PAR_MIN 65536
 
 fl_optim_cfg fl_optim_defaults(fl_optim_kind kind, double lr) {
     fl_optim_cfg c;
@@ -97,39 +97,26 @@ const char *fl_optim_state_name(const fl_optim *o, int slot) {
 #define FL_FMA_CLONES
 #endif
 
-FL_FMA_CLONES static void sgd_param(const fl_optim *o, const fl_param *p, float *buf, int first) {
-    const float wd = p->no_decay ? 0.0f : (float)o->cfg.weight_decay;
-    const float mom = (float)o->momentum, damp1 = (float)(1.0 - o->cfg.dampening);
-    const float neg_lr = (float)-o->lr[p->group];
-    float *w = p->data;
-    const float *g = p->grad;
-    /* element-wise and independent: any thread count gives the same bits */
-#pragma omp parallel for schedule(static) if (p->numel >= FL_OPTIM_PAR_MIN)
-    for (size_t i = 0; i < p->numel; i++) {
+FL_FMA_CLONES void fl_sgd_elems(int64_t cnt, float wd, float mom, float damp1, float neg_lr,
+                                int nesterov, int first, float *w, const float *g, float *buf) {
+#pragma omp parallel for schedule(static) if (cnt >= FL_OPTIM_PAR_MIN)
+    for (int64_t i = 0; i < cnt; i++) {
         float d = g[i];
         if (wd != 0.0f) d = fmaf(wd, w[i], d);
         if (buf) {
             if (first) buf[i] = d;
             else buf[i] = fmaf(damp1, d, buf[i] * mom);
-            d = o->cfg.nesterov ? fmaf(mom, buf[i], d) : buf[i];
+            d = nesterov ? fmaf(mom, buf[i], d) : buf[i];
         }
         w[i] = fmaf(neg_lr, d, w[i]);
     }
 }
 
-FL_FMA_CLONES static void adam_param(const fl_optim *o, const fl_param *p, float *m, float *v, double step) {
-    const double lr = o->lr[p->group], b1 = o->cfg.beta1, b2 = o->cfg.beta2;
-    const int adamw = o->cfg.kind == FL_OPTIM_ADAMW;
-    const double wd = p->no_decay ? 0.0 : o->cfg.weight_decay;
-    const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
-    const float neg_step = (float)-(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    const float decay_mul = (float)(1.0 - lr * wd), l2 = (float)wd;
-    const float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
-    const float eps = (float)o->cfg.eps;
-    float *w = p->data;
-    const float *g = p->grad;
-#pragma omp parallel for schedule(static) if (p->numel >= FL_OPTIM_PAR_MIN)
-    for (size_t i = 0; i < p->numel; i++) {
+FL_FMA_CLONES void fl_adam_elems(int64_t cnt, int adamw, float decay_mul, float l2, float fb1,
+                                 float fb2, float c1, float c2, float neg_step, float bc2_sqrt,
+                                 float eps, float *w, const float *g, float *m, float *v) {
+#pragma omp parallel for schedule(static) if (cnt >= FL_OPTIM_PAR_MIN)
+    for (int64_t i = 0; i < cnt; i++) {
         float gi = g[i];
         if (adamw) w[i] = w[i] * decay_mul;
         else if (l2 != 0.0f) gi = fmaf(l2, w[i], gi);
@@ -138,6 +125,22 @@ FL_FMA_CLONES static void adam_param(const fl_optim *o, const fl_param *p, float
         float denom = sqrtf(v[i]) / bc2_sqrt + eps;
         w[i] = w[i] + neg_step * m[i] / denom;
     }
+}
+
+static void sgd_param(const fl_optim *o, const fl_param *p, float *buf, int first) {
+    fl_sgd_elems((int64_t)p->numel, p->no_decay ? 0.0f : (float)o->cfg.weight_decay, (float)o->momentum,
+                 (float)(1.0 - o->cfg.dampening), (float)-o->lr[p->group], o->cfg.nesterov, first,
+                 p->data, p->grad, buf);
+}
+
+/* Bias corrections and step size in double from the step count, as Python computes them. */
+static void adam_param(const fl_optim *o, const fl_param *p, float *m, float *v, double step) {
+    const double lr = o->lr[p->group], b1 = o->cfg.beta1, b2 = o->cfg.beta2;
+    const double wd = p->no_decay ? 0.0 : o->cfg.weight_decay;
+    const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
+    fl_adam_elems((int64_t)p->numel, o->cfg.kind == FL_OPTIM_ADAMW, (float)(1.0 - lr * wd), (float)wd,
+                  (float)b1, (float)b2, (float)(1.0 - b1), (float)(1.0 - b2), (float)-(lr / bc1),
+                  (float)sqrt(bc2), (float)o->cfg.eps, p->data, p->grad, m, v);
 }
 
 void fl_optim_step(fl_optim *o) {

@@ -9,15 +9,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "runtime/optim_kernels.h"
 #include "runtime/update_internal.h"
 
-#define PAR_MIN 65536 /* below this many elements one thread (as the reference) */
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define FMA_CLONES __attribute__((target_clones("fma", "default")))
-#else
-#define FMA_CLONES
-#endif
+#define PAR_MIN FL_OPTIM_PAR_MIN /* below this many elements one thread (as the reference) */
 
 static int no_bwd(fl_graph *g, fl_node *n, fl_err *e) {
     (void)g;
@@ -71,20 +66,6 @@ static int scale_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-FMA_CLONES static void sgd_k(int64_t cnt, float wd, float mom, float damp1, float neg_lr, int nesterov,
-                             int first, float *w, const float *g, float *buf) {
-#pragma omp parallel for schedule(static) if (cnt >= PAR_MIN)
-    for (int64_t i = 0; i < cnt; i++) {
-        float d = g[i];
-        if (wd != 0.0f) d = fmaf(wd, w[i], d);
-        if (buf) {
-            if (first) buf[i] = d;
-            else buf[i] = fmaf(damp1, d, buf[i] * mom);
-            d = nesterov ? fmaf(mom, buf[i], d) : buf[i];
-        }
-        w[i] = fmaf(neg_lr, d, w[i]);
-    }
-}
 
 static int sgd_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     (void)e;
@@ -92,25 +73,11 @@ static int sgd_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     if (u->skip) return 0;
     const fl_optim_cfg *c = &u->cfg.optim;
     const float wd = n->i[1] ? 0.0f : (float)c->weight_decay;
-    sgd_k(fl_numel(n), wd, (float)u->momentum, (float)(1.0 - c->dampening), (float)-u->lr[n->i[0]],
+    fl_sgd_elems(fl_numel(n), wd, (float)u->momentum, (float)(1.0 - c->dampening), (float)-u->lr[n->i[0]],
           c->nesterov, u->step == 1, n->val, n->grad, n->aux);
     return 0;
 }
 
-FMA_CLONES static void adam_k(int64_t cnt, int adamw, float decay_mul, float l2, float fb1, float fb2,
-                              float c1, float c2, float neg_step, float bc2_sqrt, float eps, float *w,
-                              const float *g, float *m, float *v) {
-#pragma omp parallel for schedule(static) if (cnt >= PAR_MIN)
-    for (int64_t i = 0; i < cnt; i++) {
-        float gi = g[i];
-        if (adamw) w[i] = w[i] * decay_mul;
-        else if (l2 != 0.0f) gi = fmaf(l2, w[i], gi);
-        m[i] = fmaf(c1, gi, m[i] * fb1);
-        v[i] = fmaf(c2 * gi, gi, v[i] * fb2);
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        w[i] = w[i] + neg_step * m[i] / denom;
-    }
-}
 
 /* Bias corrections and step size in double from the step count, as Python computes them. */
 static int adam_fwd(fl_graph *g, fl_node *n, fl_err *e) {
@@ -121,7 +88,7 @@ static int adam_fwd(fl_graph *g, fl_node *n, fl_err *e) {
     const double lr = u->lr[n->i[0]], b1 = c->beta1, b2 = c->beta2, step = (double)u->step;
     const double wd = n->i[1] ? 0.0 : c->weight_decay;
     const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
-    adam_k(fl_numel(n), c->kind == FL_OPTIM_ADAMW, (float)(1.0 - lr * wd), (float)wd, (float)b1,
+    fl_adam_elems(fl_numel(n), c->kind == FL_OPTIM_ADAMW, (float)(1.0 - lr * wd), (float)wd, (float)b1,
            (float)b2, (float)(1.0 - b1), (float)(1.0 - b2), (float)-(lr / bc1), (float)sqrt(bc2),
            (float)c->eps, n->val, n->grad, n->aux, n->ws_fwd);
     return 0;
