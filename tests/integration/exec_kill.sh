@@ -1,4 +1,4 @@
-# kill -9 at random moments during a run (20 randomized trials): never a corrupt or partial
+# kill -9 at random moments during a run (20 randomized trials, FLUKE_KILL_TRIALS for another count): never a corrupt or partial
 # record; the next run completes with outputs byte-identical to an uninterrupted run.
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
@@ -19,7 +19,7 @@ cat > k.json <<'J'
 J
 mkdir ref && (cd ref && cp ../in.txt ../k.json . && $F run k.json -j 2 > run.log 2>&1) || bad "reference run"
 sessions="" # every killed run is the leader of its own session, its stage processes members
-for trial in $(seq 1 20); do
+for trial in $(seq 1 "${FLUKE_KILL_TRIALS:-20}"); do
     rm -rf .fluke out
     # one to three kills per trial, each at a random moment, then a run to completion
     kills=$(( RANDOM % 3 + 1 ))
