@@ -1,5 +1,6 @@
-# kill -9 at random moments during a run (20 randomized trials, FLUKE_KILL_TRIALS for another count): never a corrupt or partial
-# record; the next run completes with outputs byte-identical to an uninterrupted run.
+# kill -9 at random moments during a run (20 randomized trials; FLUKE_KILL_TRIALS sets another
+# count): never a corrupt or partial record; the next run completes with outputs byte-identical
+# to an uninterrupted run.
 . "$(dirname "$0")/_lib.sh"
 F=$FLUKE_TS
 seed=${FLUKE_KILL_SEED:-$(( $(date +%s) % 100000 ))}
