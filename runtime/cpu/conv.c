@@ -19,6 +19,14 @@
 #define FL_CONV_TILE_BYTES ((size_t)1 << 20)
 /* Upper bound on the weight-gradient partial sums kept per call (see backward_weight). */
 #define FL_CONV_WGRAD_BYTES ((size_t)64 << 20)
+/* Output pixels per weight-gradient slab at least: each slab beyond the first costs one pass
+ * over its partial sums (memory-bound, ~30 multiply-adds' worth per weight), so a slab must
+ * carry a few hundred pixels of GEMM work to be worth its reduction. Measured in the
+ * EfficientNet-B0 step: 16 slabs of 12 pixels each at 7x7 made the reduction as costly as the
+ * GEMMs. Below that, the work splits over output-channel blocks instead (no reduction). */
+#define FL_CONV_WGRAD_MIN_PIX 512
+/* Weight-gradient tasks per call (slabs x channel blocks) at most. */
+#define FL_CONV_WGRAD_TASKS 16
 /* No tensor may hold more elements than this (keeps every size_t product far from overflow). */
 #define FL_CONV_MAX_NUMEL ((uint64_t)1 << 40)
 
@@ -353,10 +361,11 @@ static wslayout bwd_data_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     return l;
 }
 
-/* The weight-gradient tiling: its tiles, slabs S and the bytes of the parts. */
+/* The weight-gradient tiling: its tiles, slabs S, channel blocks CB and the bytes of the parts. */
 typedef struct wgrad_plan {
     tiling t;
-    size_t S;          /* slabs */
+    size_t S;          /* slabs of tiles, each summed into its own buffer */
+    int CB;            /* output-channel blocks per slab (ungrouped convs; else 1) */
     size_t acc_bytes;  /* the result-layout accumulator (0: dw itself, 1x1 kernels) */
     size_t part_bytes; /* partial sums of slabs 1..S-1 (or the depthwise blocks) */
     size_t col_bytes;  /* one im2col tile (0: pointwise) */
@@ -366,25 +375,33 @@ static wgrad_plan wgrad_plan_of(const fl_conv2d_shape *s, size_t tile_bytes) {
     const fl_conv2d_params *p = &s->p;
     wgrad_plan w;
     memset(&w, 0, sizeof w);
+    w.CB = 1;
     const size_t wn = (size_t)p->C_out * s->K;
     if (is_depthwise(s) && !is_pointwise(s)) {
         w.acc_bytes = ALIGN64(wn * sizeof(float));
         w.part_bytes = ALIGN64(fl_conv2d_dw_wgrad_part_floats(s) * sizeof(float));
         return w;
     }
-    /* A pointwise conv needs no im2col buffer, so its tiles are simply the 16 slabs: one long
-     * GEMM per slab (the reduction over pixels runs much faster in a few long sgemm calls than
-     * in many short ones). */
     w.t = make_tiling(s, tile_bytes, 1);
+    size_t S = (size_t)w.t.rows * s->OW / FL_CONV_WGRAD_MIN_PIX;
+    if (S > FL_CONV_WGRAD_TASKS) S = FL_CONV_WGRAD_TASKS;
+    if (S > FL_CONV_WGRAD_BYTES / (wn * sizeof(float))) S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
+    if (S < 1) S = 1;
+    /* A pointwise conv needs no im2col buffer, so its tiles are simply the slabs: one long GEMM
+     * per slab (the reduction over pixels runs much faster in a few long sgemm calls than in
+     * many short ones). */
     if (is_pointwise(s)) {
-        w.t.R = (w.t.rows + 15) / 16;
+        w.t.R = (int)((w.t.rows + S - 1) / S);
         w.t.ntiles = (w.t.rows + w.t.R - 1) / w.t.R;
     }
-    size_t S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
-    if (S > 16) S = 16;
     if (S > (size_t)w.t.ntiles) S = (size_t)w.t.ntiles;
-    if (S < 1) S = 1;
     w.S = S;
+    /* The tasks the slabs leave to fill go to blocks of at least 16 output channels. */
+    if (p->groups == 1) {
+        int cb = (int)(FL_CONV_WGRAD_TASKS / S), cmax = (s->Cog + 15) / 16;
+        w.CB = cb < cmax ? cb : cmax;
+        if (w.CB < 1) w.CB = 1;
+    }
     w.acc_bytes = p->KH == 1 && p->KW == 1 ? 0 : ALIGN64(wn * sizeof(float));
     w.part_bytes = S > 1 ? ALIGN64((S - 1) * wn * sizeof(float)) : 0;
     w.col_bytes = is_pointwise(s) ? 0 : ALIGN64((size_t)w.t.R * s->OW * s->K * sizeof(float));
@@ -524,8 +541,10 @@ void fl_conv2d_bias_grad(const fl_conv2d_shape *s, const float *dy, float *dbias
 }
 
 /* The weight gradient sums over every output pixel. The tiles are split into S contiguous slabs
- * (S from the shape: at most 16, and at most FL_CONV_WGRAD_BYTES of partial sums); each slab
- * accumulates into its own buffer, one thread per slab, and the slabs are added in slab order. */
+ * (S from the shape: FL_CONV_WGRAD_MIN_PIX pixels each at least, at most FL_CONV_WGRAD_TASKS and
+ * FL_CONV_WGRAD_BYTES of partial sums); each slab accumulates into its own buffer and the slabs
+ * are added in slab order. A slab's output channels split into CB fixed blocks, one task each
+ * (a block's rows of dW are the same sums in the same order as the whole GEMM's). */
 static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const float *dy, float *dw,
                                 float *dbias, size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
     const fl_conv2d_shape s = *sp;
@@ -554,7 +573,10 @@ static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const
     {
         float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
 #pragma omp for schedule(dynamic, 1)
-        for (size_t sl = 0; sl < S; sl++) {
+        for (size_t task = 0; task < S * (size_t)w.CB; task++) {
+            const size_t sl = task / (size_t)w.CB;
+            const int cb = (int)(task % (size_t)w.CB);
+            const int c0 = s.Cog * cb / w.CB, c1 = s.Cog * (cb + 1) / w.CB;
             float *acc = sl == 0 ? wp : part + (sl - 1) * wn;
             int t0 = (int)(t.ntiles * sl / S), t1 = (int)(t.ntiles * (sl + 1) / S);
             for (int i = t0; i < t1; i++) {
@@ -563,10 +585,11 @@ static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const
                 const int P = (r1 - r0) * s.OW;
                 for (int g = 0; g < p->groups; g++) {
                     const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
-                    /* acc_g[Cog x K] (+)= dy_g^T[Cog x P] * a[P x K] */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Cog, s.K, P, 1.0f,
-                                dy + (size_t)r0 * s.OW * Co + (size_t)g * s.Cog, Co, a, lda,
-                                i == t0 ? 0.0f : 1.0f, acc + (size_t)g * s.Cog * s.K, s.K);
+                    const size_t ch = (size_t)g * s.Cog + c0;
+                    /* acc rows ch..[c1-c0] (+)= dy^T[those channels x P] * a[P x K] */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, s.K, P, 1.0f,
+                                dy + (size_t)r0 * s.OW * Co + ch, Co, a, lda,
+                                i == t0 ? 0.0f : 1.0f, acc + ch * s.K, s.K);
                 }
             }
         }

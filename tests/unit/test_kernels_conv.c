@@ -264,6 +264,12 @@ static void test_special_shapes(void **state) {
     run_case(&p, 1, 5);
     p = make(3, 5, 4, 33, 17, 1, 1, 1, 1, 0);
     run_case(&p, 1, 6);
+    /* Weight gradients split over pixel slabs AND output-channel blocks (>= 1024 output pixels,
+     * > 32 output channels): 3x3 through im2col, and a pointwise GEMM. */
+    p = make(2, 24, 24, 4, 40, 3, 1, 1, 1, 0);
+    run_case(&p, 1, 8);
+    p = make(3, 20, 20, 8, 36, 1, 1, 1, 1, 0);
+    run_case(&p, 0, 9);
     /* Kernel exactly as large as the padded input: a 1x1 output. */
     p = make(1, 4, 4, 2, 3, 5, 1, 1, 1, 0);
     p.pad_top = p.pad_left = 1; p.pad_bottom = p.pad_right = 0;
@@ -309,11 +315,13 @@ static void test_padding_helpers(void **state) {
 /* Same bits whatever the OpenMP thread count (OpenBLAS keeps its own thread count). */
 static void test_thread_count_independent(void **state) {
     (void)state;
-    fl_conv2d_params cases[3] = {make(2, 13, 12, 6, 8, 3, 1, 2, 2, 0),
+    fl_conv2d_params cases[5] = {make(2, 13, 12, 6, 8, 3, 1, 2, 2, 0),
                                  make(2, 13, 12, 24, 24, 5, 2, 1, 24, 1),
-                                 make(2, 13, 12, 16, 8, 1, 1, 1, 1, 0)};
+                                 make(2, 13, 12, 16, 8, 1, 1, 1, 1, 0),
+                                 make(2, 24, 24, 4, 40, 3, 1, 1, 1, 0),  /* slabs x channel blocks */
+                                 make(3, 20, 20, 8, 36, 1, 1, 1, 1, 0)}; /* the same, pointwise */
     int saved = omp_get_max_threads();
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 5; c++) {
         fl_conv2d_params *p = &cases[c];
         size_t nx = fl_conv2d_x_numel(p), ny = fl_conv2d_y_numel(p), nw = fl_conv2d_w_numel(p);
         float *in = malloc((nx + ny + nw) * 4), *out[2];
