@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime/graph_internal.h"
+#include "runtime/cpu/clones.h"
 #include "runtime/ops/fastexp.h"
 
 #define FL_OMP_MIN 16384 /* below this, threads cost more than they save */
@@ -131,24 +132,58 @@ static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
     FL_BWD_LOOP(n, beta, y[i] > 0 ? dy[i] : 0);
 }
 
+/* SiLU and sigmoid are compute-bound (an exp and a division per element): their element loops
+ * are built for every vector width (FL_CPU_CLONES) and run over fixed chunks in parallel. */
+#ifndef FL_EW_CHUNKS
+#define FL_EW_CHUNK 16384
+#define FL_EW_CHUNKS(n, CALL)                                                                  \
+    do {                                                                                       \
+        const int64_t nch_ = ((n) + FL_EW_CHUNK - 1) / FL_EW_CHUNK;                            \
+        _Pragma("omp parallel for schedule(static) if (n > FL_OMP_MIN)")                       \
+        for (int64_t c_ = 0; c_ < nch_; c_++) {                                                \
+            const int64_t i0 = c_ * FL_EW_CHUNK, i1 = i0 + FL_EW_CHUNK < (n) ? i0 + FL_EW_CHUNK : (n); \
+            CALL;                                                                              \
+        }                                                                                      \
+    } while (0)
+/* dx[i] = E (beta 0) or dx[i] += E (beta 1) over [i0, i1), as two plain loops so both vectorize. */
+#define FL_BWD_RANGE(beta, E)                                                                  \
+    do {                                                                                       \
+        if (beta) {                                                                            \
+            _Pragma("omp simd") for (int64_t i = i0; i < i1; i++) dx[i] += (E);               \
+        } else {                                                                               \
+            _Pragma("omp simd") for (int64_t i = i0; i < i1; i++) dx[i] = (E);                \
+        }                                                                                      \
+    } while (0)
+#endif
+
+FL_CPU_CLONES static void FL_K(silu_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) y[i] = x[i] / (1 + FL_EXP(-x[i]));
+}
 static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
-#pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1 + FL_EXP(-x[i]));
+    FL_EW_CHUNKS(n, FL_K(silu_fwd_r)(i0, i1, x, y));
 }
 /* d/dx x*s(x) = s(x) * (1 + x*(1 - s(x))) */
 static inline FL_T FL_K(dsilu)(FL_T x, FL_T g) {
     FL_T s = 1 / (1 + FL_EXP(-x));
     return g * s * (1 + x * (1 - s));
 }
+FL_CPU_CLONES static void FL_K(silu_bwd_r)(int64_t i0, int64_t i1, const FL_T *x, const FL_T *dy,
+                                           FL_T *dx, int beta) {
+    FL_BWD_RANGE(beta, FL_K(dsilu)(x[i], dy[i]));
+}
 static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
                              int beta) {
     if (!dx) return;
-    FL_BWD_LOOP(n, beta, FL_K(dsilu)(x[i], dy[i]));
+    FL_EW_CHUNKS(n, FL_K(silu_bwd_r)(i0, i1, x, dy, dx, beta));
 }
 
+FL_CPU_CLONES static void FL_K(sigmoid_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) y[i] = 1 / (1 + FL_EXP(-x[i]));
+}
 static void FL_K(sigmoid_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
-#pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = 1 / (1 + FL_EXP(-x[i]));
+    FL_EW_CHUNKS(n, FL_K(sigmoid_fwd_r)(i0, i1, x, y));
 }
 static void FL_K(sigmoid_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
                                 int beta) {
