@@ -1,6 +1,8 @@
 /* Pooling and nearest upsampling on the CPU (NHWC). See pool.h for the PyTorch semantics kept. */
 #include "runtime/cpu/pool.h"
 
+#include "runtime/cpu/clones.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -258,6 +260,19 @@ static int nhwc_check(const char *what, int N, int H, int W, int C, fl_err *e) {
     return 0;
 }
 
+/* One image's channels [c0, c1) summed over its hw pixels in pixel order, in double. Built for
+ * every vector width (clones.h): the sums run across channels, each channel's order unchanged. */
+FL_CPU_CLONES static void gap_block(const float *xn, size_t hw, int C, int c0, int c1, float *yn) {
+    double acc[64] = {0};
+    const int w = c1 - c0;
+    for (size_t i = 0; i < hw; i++) {
+        const float *row = xn + i * C + c0;
+#pragma omp simd
+        for (int c = 0; c < w; c++) acc[c] += row[c];
+    }
+    for (int c = 0; c < w; c++) yn[c0 + c] = (float)(acc[c] / (double)hw);
+}
+
 int fl_global_avgpool_forward(int N, int H, int W, int C, const float *x, float *y, fl_err *e) {
     if (nhwc_check("global_avgpool forward", N, H, W, C, e)) return -1;
     if (!x || !y) return fl_errf(e, "global_avgpool forward: %s is NULL", !x ? "x" : "y");
@@ -267,13 +282,17 @@ int fl_global_avgpool_forward(int N, int H, int W, int C, const float *x, float 
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N * nblk; t++) {
         int n = t / nblk, c0 = (t % nblk) * BLK, c1 = c0 + BLK < C ? c0 + BLK : C;
-        double acc[BLK] = {0};
-        const float *xn = x + (size_t)n * hw * C;
-        for (size_t i = 0; i < hw; i++)
-            for (int c = c0; c < c1; c++) acc[c - c0] += xn[i * C + c];
-        for (int c = c0; c < c1; c++) y[(size_t)n * C + c] = (float)(acc[c - c0] / (double)hw);
+        gap_block(x + (size_t)n * hw * C, hw, C, c0, c1, y + (size_t)n * C);
     }
     return 0;
+}
+
+FL_CPU_CLONES static void gap_bwd_image(const float *g, size_t hw, int C, float inv, float *dxn) {
+    for (size_t i = 0; i < hw; i++) {
+        float *d = dxn + i * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) d[c] = g[c] * inv;
+    }
 }
 
 int fl_global_avgpool_backward(int N, int H, int W, int C, const float *dy, float *dx,
@@ -283,12 +302,7 @@ int fl_global_avgpool_backward(int N, int H, int W, int C, const float *dy, floa
     const size_t hw = (size_t)H * W;
     const float inv = (float)(1.0 / (double)hw);
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (size_t i = 0; i < hw; i++) {
-            float *d = dx + ((size_t)n * hw + i) * C;
-            const float *g = dy + (size_t)n * C;
-            for (int c = 0; c < C; c++) d[c] = g[c] * inv;
-        }
+    for (int n = 0; n < N; n++) gap_bwd_image(dy + (size_t)n * C, hw, C, inv, dx + (size_t)n * hw * C);
     return 0;
 }
 

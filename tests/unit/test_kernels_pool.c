@@ -430,6 +430,35 @@ static void test_worst(void **state) {
     assert_true(g_worst.checked > 50);
 }
 
+/* The global average pool runs on vector clones (runtime/cpu/clones.h): whichever this CPU
+ * picks gives bit for bit the scalar double-accumulated mean, and dx = dy / (H*W) in float. */
+static void test_global_avgpool_clone_bitwise(void **state) {
+    (void)state;
+    const int N = 3, H = 9, W = 7, C = 150; /* two full 64-channel blocks and a remainder */
+    size_t nx = (size_t)N * H * W * C;
+    float *x = malloc(nx * 4), *y = malloc((size_t)N * C * 4), *dx = malloc(nx * 4);
+    fl_rng r;
+    fl_rng_init(&r, 5, 1);
+    for (size_t i = 0; i < nx; i++) x[i] = fl_rng_normal(&r);
+    fl_err e;
+    assert_int_equal(fl_global_avgpool_forward(N, H, W, C, x, y, &e), 0);
+    assert_int_equal(fl_global_avgpool_backward(N, H, W, C, y, dx, &e), 0);
+    const float inv = (float)(1.0 / (H * W));
+    size_t bad = 0;
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double acc = 0;
+            for (int i = 0; i < H * W; i++) acc += x[((size_t)n * H * W + i) * C + c];
+            float want = (float)(acc / (H * W)), g = y[(size_t)n * C + c] * inv;
+            bad += want != y[(size_t)n * C + c];
+            for (int i = 0; i < H * W; i++) bad += dx[((size_t)n * H * W + i) * C + c] != g;
+        }
+    assert_int_equal(bad, 0);
+    free(x);
+    free(y);
+    free(dx);
+}
+
 int main(void) {
     nc_worst_init(&g_worst);
     const struct CMUnitTest tests[] = {
@@ -437,6 +466,7 @@ int main(void) {
         cmocka_unit_test(test_avgpool_grid),
         cmocka_unit_test(test_maxpool_ties_nan_inf),
         cmocka_unit_test(test_global_avgpool_and_upsample),
+        cmocka_unit_test(test_global_avgpool_clone_bitwise),
         cmocka_unit_test(test_worst),
         cmocka_unit_test(test_thread_count_independent),
         cmocka_unit_test(test_bad_input),
