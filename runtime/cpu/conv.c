@@ -242,6 +242,8 @@ static void im2col(const fl_conv2d_shape *s, const float *x, int g, int r0, int 
     const fl_conv2d_params *p = &s->p;
     const int Cig = s->Cig, K = s->K;
     const size_t tap = (size_t)Cig * sizeof(float);
+    /* floats in one kernel row's taps when they are contiguous in x (dense, ungrouped), else 0 */
+    const int run = p->dilation_w == 1 && p->groups == 1 ? p->KW * Cig : 0;
     for (int r = r0; r < r1; r++) {
         int n = r / s->OH, oh = r % s->OH;
         for (int ow = 0; ow < s->OW; ow++) {
@@ -253,8 +255,18 @@ static void im2col(const fl_conv2d_shape *s, const float *x, int g, int r0, int 
                     continue;
                 }
                 const float *xrow = x + ((size_t)n * p->H + ih) * p->W * p->C_in + (size_t)g * Cig;
+                const int iw0 = ow * p->stride_w - p->pad_left;
+                if (run && iw0 >= 0 && iw0 + p->KW <= p->W) {
+                    /* the KW taps are adjacent pixels: one contiguous run of KW*Cig floats (a
+                     * memcpy per tap cost more than the copy for the detector's few channels) */
+                    const float *src = xrow + (size_t)iw0 * p->C_in;
+                    float *d = dst + (size_t)kh * p->KW * Cig;
+#pragma omp simd
+                    for (int k = 0; k < run; k++) d[k] = src[k];
+                    continue;
+                }
                 for (int kw = 0; kw < p->KW; kw++) {
-                    int iw = ow * p->stride_w - p->pad_left + kw * p->dilation_w;
+                    int iw = iw0 + kw * p->dilation_w;
                     float *d = dst + ((size_t)kh * p->KW + kw) * Cig;
                     if (iw < 0 || iw >= p->W)
                         memset(d, 0, tap);
@@ -396,9 +408,12 @@ static wgrad_plan wgrad_plan_of(const fl_conv2d_shape *s, size_t tile_bytes) {
     }
     if (S > (size_t)w.t.ntiles) S = (size_t)w.t.ntiles;
     w.S = S;
-    /* The tasks the slabs leave to fill go to blocks of at least 16 output channels. */
+    /* The tasks the slabs leave to fill go to blocks of at least 16 output channels. Each block
+     * of an im2col conv redoes its slab's im2col, so those split only when there is one slab,
+     * and then in two (both cores busy). */
     if (p->groups == 1) {
         int cb = (int)(FL_CONV_WGRAD_TASKS / S), cmax = (s->Cog + 15) / 16;
+        if (!is_pointwise(s)) cb = S == 1 ? 2 : 1;
         w.CB = cb < cmax ? cb : cmax;
         if (w.CB < 1) w.CB = 1;
     }
