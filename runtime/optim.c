@@ -169,6 +169,7 @@ float fl_clip_grad_norm(const fl_param_list *pl, double max_norm) {
     float total = (float)sqrt(total2);
     float coef = (float)max_norm / (total + 1e-6f);
     if (coef > 1.0f) coef = 1.0f;
+    if (coef == 1.0f) return total; /* g * 1.0f == g: the pass would change no bit */
     for (size_t i = 0; i < pl->n; i++) {
         const fl_param *p = &pl->v[i];
         if (!trainable(p)) continue;
