@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/cpu/clones.h"
 #include "runtime/models/yolo.h"
 
 /* ultralytics max_wh: the class offset that separates classes in one NMS call */
@@ -56,44 +57,59 @@ static int cmp_desc(const void *pa, const void *pb) {
     return (a->i > b->i) - (a->i < b->i);
 }
 
+/* Greedy NMS over the boxes in descending score order. The boxes are laid out in that order as
+ * separate coordinate arrays, so one kept box's overlaps with all later ones are one vector loop
+ * (computed for already suppressed boxes too: harmless, and branch-free). finite-math lets
+ * fmaxf / fminf become vector max / min: for finite coordinates they differ from libm's at most
+ * in the sign of a zero width, which leaves the overlap 0 either way; so the kept set is a
+ * pairwise loop's. (A NaN coordinate, which only a NaN head output gives, may suppress
+ * differently.) */
+__attribute__((optimize("finite-math-only", "no-signed-zeros", "no-trapping-math")))
+FL_CPU_CLONES static void suppress_after(const float *x1, const float *y1, const float *x2,
+                                         const float *y2, const float *area, int a, int n, float iou,
+                                         unsigned char *gone) {
+    const float bx1 = x1[a], by1 = y1[a], bx2 = x2[a], by2 = y2[a], ba = area[a];
+#pragma omp simd
+    for (int c = a + 1; c < n; c++) {
+        float xx1 = fmaxf(bx1, x1[c]), yy1 = fmaxf(by1, y1[c]);
+        float xx2 = fminf(bx2, x2[c]), yy2 = fminf(by2, y2[c]);
+        float w = fmaxf(0.0f, xx2 - xx1), h = fmaxf(0.0f, yy2 - yy1);
+        float inter = w * h;
+        float ovr = inter / (ba + area[c] - inter);
+        gone[c] |= (unsigned char)(ovr > iou);
+    }
+}
+
 int fl_nms(const float *boxes, const float *scores, int n, float iou, int *keep, fl_err *e) {
     if (n < 0) return fl_errf(e, "nms: negative box count %d", n);
     if (n == 0) return 0;
     for (int i = 0; i < n; i++)
         if (isnan(scores[i])) return fl_errf(e, "nms: score %d is NaN", i);
     scored *o = malloc(sizeof *o * (size_t)n);
-    float *area = malloc(sizeof *area * (size_t)n);
+    float *soa = malloc(sizeof *soa * 5 * (size_t)n);
     unsigned char *gone = calloc((size_t)n, 1);
-    if (!o || !area || !gone) {
-        free(o), free(area), free(gone);
+    if (!o || !soa || !gone) {
+        free(o), free(soa), free(gone);
         return fl_errf(e, "nms: out of memory for %d boxes", n);
     }
     for (int i = 0; i < n; i++) {
         o[i].s = scores[i];
         o[i].i = i;
-        const float *q = boxes + 4 * (size_t)i;
-        area[i] = (q[2] - q[0]) * (q[3] - q[1]);
     }
     qsort(o, (size_t)n, sizeof *o, cmp_desc);
+    float *x1 = soa, *y1 = x1 + n, *x2 = y1 + n, *y2 = x2 + n, *area = y2 + n;
+    for (int a = 0; a < n; a++) {
+        const float *q = boxes + 4 * (size_t)o[a].i;
+        x1[a] = q[0], y1[a] = q[1], x2[a] = q[2], y2[a] = q[3];
+        area[a] = (q[2] - q[0]) * (q[3] - q[1]);
+    }
     int nk = 0;
     for (int a = 0; a < n; a++) {
-        int i = o[a].i;
-        if (gone[i]) continue;
-        keep[nk++] = i;
-        const float *bi = boxes + 4 * (size_t)i;
-        for (int c = a + 1; c < n; c++) {
-            int j = o[c].i;
-            if (gone[j]) continue;
-            const float *bj = boxes + 4 * (size_t)j;
-            float xx1 = fmaxf(bi[0], bj[0]), yy1 = fmaxf(bi[1], bj[1]);
-            float xx2 = fminf(bi[2], bj[2]), yy2 = fminf(bi[3], bj[3]);
-            float w = fmaxf(0.0f, xx2 - xx1), h = fmaxf(0.0f, yy2 - yy1);
-            float inter = w * h;
-            float ovr = inter / (area[i] + area[j] - inter);
-            if (ovr > iou) gone[j] = 1;
-        }
+        if (gone[a]) continue;
+        keep[nk++] = o[a].i;
+        suppress_after(x1, y1, x2, y2, area, a, n, iou, gone);
     }
-    free(o), free(area), free(gone);
+    free(o), free(soa), free(gone);
     return nk;
 }
 
