@@ -1,4 +1,9 @@
-/* YOLOv5 training loop (stages/detector/train.h): ultralytics train.py's recipe on the runtime. */
+/* YOLOv5 training loop (stages/detector/train.h): ultralytics train.py's recipe on the runtime.
+ * The whole step runs in the graph (runtime/step.h): the YOLOv5 loss and its target assignment
+ * (fl_yolo_loss_node), backward, and every accumulate-th step gradient clipping, the optimizer
+ * and the EMA as backend ops. t->opt and t->ema are their host mirror (the warmup's lr and
+ * momentum, checkpoints, validation), synced once per epoch; the trajectory is bitwise that of
+ * fl_yolo_loss + fl_clip_grad_norm + fl_optim_step + fl_ema_update (tests/unit/test_runtime_step.c). */
 #include "stages/detector/train.h"
 
 #include <inttypes.h>
@@ -11,6 +16,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/safetensors.h"
+#include "runtime/step.h"
 #include "runtime/torch_pt.h"
 #include "stages/detector/val.h"
 
@@ -20,13 +26,13 @@ typedef struct trainer {
     const fl_dettrain_opts *o;
     fl_pstore *store;
     fl_graph *g;
-    fl_id x, flat;
+    fl_id x, tin, items; /* inputs (batch, packed targets); the loss node [loss, box, obj, cls] */
     fl_yolo_heads h;
     fl_param_list pl;
     fl_optim *opt;
     fl_ema *ema;
     fl_detval_ctx *val;
-    float *grad;
+    float *tpack; /* [max_targets, 6], fl_yolo_pack_targets */
     fl_yolo_target *targets;
     size_t max_targets;
     /* counters (checkpointed) */
@@ -180,7 +186,7 @@ static void trainer_free(trainer *t) {
     fl_optim_free(t->opt);
     fl_graph_free(t->g);
     fl_pstore_free(t->store);
-    free(t->grad);
+    free(t->tpack);
     free(t->targets);
     if (t->ck_names)
         for (size_t i = 0; i < t->pl.n; i++)
@@ -200,16 +206,18 @@ static int trainer_init(trainer *t, const fl_dettrain_opts *o, fl_err *e) {
         return -1;
     t->x = fl_input(t->g, "x", 4, (int64_t[]){o->batch, s, s, 3});
     if (fl_yolo_build(t->g, t->store, t->x, &o->meta.cfg, &t->h, e)) return -1;
-    t->flat = fl_yolo_flat_heads(t->g, &t->h);
-    if (fl_graph_compile(t->g, t->flat, e) < 0) return -1;
+    t->max_targets = (size_t)o->batch * 64;
+    t->tin = fl_yolo_targets_input(t->g, "targets", (int64_t)t->max_targets);
+    fl_id loss = -1;
+    t->items = fl_yolo_loss_node(t->g, &o->meta.cfg, &o->hyp, &t->h, t->tin, &loss);
+    if (fl_graph_compile(t->g, loss, e) < 0) return -1;
     if (fl_pstore_params(t->store, &t->pl, e)) return -1;
     set_groups(t);
     if (fl_pstore_params(t->store, &t->pl, e)) return -1;
     if (o->pretrained && load_pretrained(t, o->pretrained, e)) return -1;
-    t->grad = malloc(fl_yolo_total_numel(&t->h) * sizeof *t->grad);
-    t->max_targets = (size_t)o->batch * 64;
+    t->tpack = malloc(t->max_targets * 6 * sizeof *t->tpack);
     t->targets = malloc(t->max_targets * sizeof *t->targets);
-    if (!t->grad || !t->targets) return fl_errf(e, "detector_train: out of memory");
+    if (!t->tpack || !t->targets) return fl_errf(e, "detector_train: out of memory");
 
     /* train.py: weight_decay *= batch_size * accumulate / nbs, accumulate = max(round(nbs / bs), 1)
      */
@@ -225,6 +233,9 @@ static int trainer_init(trainer *t, const fl_dettrain_opts *o, fl_err *e) {
     }
     if (!(t->opt = fl_optim_create(&oc, &t->pl, e))) return -1;
     if (!(t->ema = fl_ema_create(&t->pl, o->ema_decay, o->ema_tau, e))) return -1;
+    fl_update_cfg uc = {.optim = oc, .clip = o->clip, .ema = 1, .ema_decay = o->ema_decay,
+                        .ema_tau = o->ema_tau};
+    if (fl_graph_attach_update(t->g, &uc, e)) return -1;
     if (ck_build(t, e)) return -1;
     if (o->nval && !(t->val = fl_detval_new(&o->meta, o->val, o->nval, o->workers, e))) return -1;
     return 0;
@@ -274,11 +285,12 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
         memcpy(xin, b->images, nx * sizeof *xin);
         if (b->n < o->batch) memset(xin + nx, 0, (fl_graph_numel(t->g, t->x) - nx) * sizeof *xin);
         size_t nt = make_targets(t, b);
-        fl_yolo_loss_out lo;
-        if (fl_graph_forward(t->g, e) < 0 ||
-            fl_yolo_loss(&o->meta.cfg, &o->hyp, &t->h, fl_graph_value(t->g, t->flat), t->targets,
-                         nt, t->grad, &lo, e) < 0)
+        if (fl_yolo_pack_targets(t->targets, nt, t->tpack, (int64_t)t->max_targets, e) ||
+            fl_graph_set_input(t->g, t->tin, t->tpack, t->max_targets * 6 * sizeof *t->tpack, e) ||
+            fl_graph_forward(t->g, e) < 0)
             return -1;
+        const float *it = fl_graph_value(t->g, t->items);
+        fl_yolo_loss_out lo = {.loss = it[0], .lbox = it[1], .lobj = it[2], .lcls = it[3]};
         if (!isfinite(lo.loss)) {
             char kept[96];
             if (t->epoch_done > 0)
@@ -293,12 +305,13 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
                            isnan(lo.loss) ? "NaN" : "infinite", epoch + 1, i + 1, lo.lbox, lo.lobj,
                            lo.lcls, kept);
         }
-        if (fl_graph_backward(t->g, t->grad, e) < 0) return -1;
+        if (fl_graph_backward(t->g, NULL, e) < 0) return -1;
         if (ni - t->last_opt_step >= accumulate) {
-            fl_clip_grad_norm(&t->pl, o->clip);
-            fl_optim_step(t->opt);
-            fl_optim_zero_grad(t->opt);
-            fl_ema_update(t->ema);
+            fl_update_scalars sc = {.momentum = t->opt->momentum};
+            memcpy(sc.lr, t->opt->lr, sizeof sc.lr);
+            fl_step_out so;
+            if (fl_graph_update(t->g, &sc, &so, e) < 0 || fl_graph_zero_grad(t->g, e) < 0)
+                return -1;
             t->last_opt_step = ni;
         }
         st->box += lo.lbox, st->obj += lo.lobj, st->cls += lo.lcls;
@@ -316,7 +329,7 @@ static int train_epoch(trainer *t, fl_loader *L, int64_t epoch, int64_t nb, cons
         }
     }
     st->seconds = fl_now() - t0;
-    return 0;
+    return fl_graph_update_store(t->g, t->opt, t->ema, e); /* the host mirror for what follows */
 }
 
 static cJSON *epoch_json(int64_t epoch, const epoch_stats *st, const fl_detval *v, double lr) {
@@ -371,6 +384,7 @@ int fl_dettrain_run(const fl_dettrain_opts *o, const char *weights_path, const c
     int rc = trainer_init(&t, o, e);
     int resumed = rc == 0 ? ckpt_resume(&t, e) : 0;
     if (resumed < 0) rc = -1;
+    if (resumed > 0 && fl_graph_update_load(t.g, t.opt, t.ema, e)) rc = -1;
     if (rc == 0 && resumed)
         say(o, "resuming from %s after epoch %" PRId64 " of %d", o->ckpt_path, t.epoch_done,
             o->epochs);
