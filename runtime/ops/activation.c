@@ -11,6 +11,7 @@
 
 #include "runtime/graph_internal.h"
 #include "runtime/ops/fastexp.h"
+#include "runtime/ops/silu.h"
 
 #define FL_OMP_MIN 16384 /* below this, threads cost more than they save */
 
@@ -133,17 +134,12 @@ static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
 
 static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
 #pragma omp parallel for simd if (n > FL_OMP_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1 + FL_EXP(-x[i]));
-}
-/* d/dx x*s(x) = s(x) * (1 + x*(1 - s(x))) */
-static inline FL_T FL_K(dsilu)(FL_T x, FL_T g) {
-    FL_T s = 1 / (1 + FL_EXP(-x));
-    return g * s * (1 + x * (1 - s));
+    for (int64_t i = 0; i < n; i++) y[i] = FL_K(fl_silu1)(x[i]); /* runtime/ops/silu.h */
 }
 static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
                              int beta) {
     if (!dx) return;
-    FL_BWD_LOOP(n, beta, FL_K(dsilu)(x[i], dy[i]));
+    FL_BWD_LOOP(n, beta, FL_K(fl_dsilu)(x[i], dy[i]));
 }
 
 static void FL_K(sigmoid_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
