@@ -10,14 +10,16 @@
  * Column sums run over 16 fixed row chunks combined in order, so results do not depend on the
  * thread count; sums accumulate in double. Inputs: x, weight, bias, running_mean, running_var, num_batches_tracked.
  *
- * batchnorm_silu: z = silu(y), y the batch norm above, as one op, because both are memory
- * bound: the pair makes 6 passes over [M, C] forward and 8 backward, the fused op 4 and 5, and
- * keeps one tensor (x) for backward instead of two. Forward writes z straight from x
- * (after the statistics), so y is never stored; backward recomputes y from x and the kept
- * statistics: pass 1 reads dz and x and sums dy = dz*silu'(y) and dy*(x-mean) (the same chunked
- * double sums as batchnorm), pass 2 reads them again and writes dx. Every element is computed
- * with the same expressions as batchnorm then silu (runtime/ops/silu.h), so the fused op gives
- * the same bits as the pair. Same inputs, attributes and semantics as batchnorm.
+ * batchnorm_silu: z = silu(y), y the batch norm above, as one op: the pair makes 6 passes over
+ * [M, C] forward and 8 backward and keeps two tensors for backward; the fused op makes 4 and 6
+ * and keeps x only. Forward writes z straight from x after the statistics (y is never stored);
+ * backward pass 1 reads dz and x, recomputes y from the kept statistics, and writes dy =
+ * dz*silu'(y) into dx while summing dy and dy*(x-mean) (the same chunked double sums as
+ * batchnorm); pass 2 reads dy and x and writes dx in place. Every element is computed with the
+ * same expressions as batchnorm then silu (runtime/ops/silu.h), so the fused op gives the same
+ * bits as the pair. Its exp-heavy loops are also built for AVX2: with one exp per element and
+ * pass, the 4-wide baseline is compute bound there. Same inputs, attributes and semantics as
+ * batchnorm.
  * Compiled for float and double; see activation.c. */
 #ifndef FL_T
 #include <math.h>
@@ -27,6 +29,14 @@
 #include "runtime/ops/silu.h"
 
 #define NCHUNK 16
+
+/* batchnorm_silu's element loops (exp and a division per element, in every pass) are built for
+ * AVX2 as well as the baseline, picked at load time; no FMA, so the bits stay the same. */
+#if defined(__x86_64__)
+#define FL_BN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FL_BN_CLONES
+#endif
 
 #define FL_T float
 #define FL_K(name) name##_f32
@@ -167,18 +177,25 @@ static void FL_K(colsum2)(int64_t M, int64_t C, const FL_T *a, const double *mu,
     FL_K(colsum_combine)(C, part, s1, s2);
 }
 
-/* The pass-1 sums of batchnorm_silu's backward, as colsum2(dy, x, mean) with dy computed on the
- * fly: y = (x - mu)*sc + b (the forward's bits), dy = dz * silu'(y). */
-static void FL_K(colsum_dsilu)(int64_t M, int64_t C, const FL_T *dz, const FL_T *x, const FL_T *mu,
-                               const FL_T *sc, const FL_T *b, const double *mean, double *part,
-                               double *s1, double *s2) {
-    double *p1 = part, *p2 = part + NCHUNK * C;
-    memset(part, 0, sizeof(double) * (size_t)(2 * NCHUNK * C));
-#pragma omp parallel for if (M * C > 16384)
-    for (int k = 0; k < NCHUNK; k++) {
-        double *q1 = p1 + (int64_t)k * C, *q2 = p2 + (int64_t)k * C;
-        for (int64_t r = M * k / NCHUNK; r < M * (k + 1) / NCHUNK; r++) {
-            const FL_T *xr = x + r * C, *zr = dz + r * C;
+/* Rows r0..r1-1 of batchnorm_silu's backward pass 1, added into q1, q2 as colsum2(dy, x, mean)
+ * adds, with dy computed on the fly: y = (x - mu)*sc + b (the forward's bits), dy = dz*silu'(y);
+ * dy is also stored in dyo when not NULL. */
+FL_BN_CLONES static void FL_K(dsilu_sums)(int64_t r0, int64_t r1, int64_t C, const FL_T *dz,
+                                          const FL_T *x, const FL_T *mu, const FL_T *sc,
+                                          const FL_T *b, const double *mean, double *q1, double *q2,
+                                          FL_T *dyo) {
+    for (int64_t r = r0; r < r1; r++) {
+        const FL_T *xr = x + r * C, *zr = dz + r * C;
+        if (dyo) {
+            FL_T *yo = dyo + r * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) {
+                FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * sc[c] + b[c], zr[c]);
+                yo[c] = dy;
+                q1[c] += (double)dy;
+                q2[c] += (double)dy * ((double)xr[c] - mean[c]);
+            }
+        } else {
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) {
                 FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * sc[c] + b[c], zr[c]);
@@ -187,7 +204,46 @@ static void FL_K(colsum_dsilu)(int64_t M, int64_t C, const FL_T *dz, const FL_T 
             }
         }
     }
+}
+
+/* The pass-1 sums over NCHUNK fixed row chunks, as colsum2 (dyo: see dsilu_sums). */
+static void FL_K(colsum_dsilu)(int64_t M, int64_t C, const FL_T *dz, const FL_T *x, const FL_T *mu,
+                               const FL_T *sc, const FL_T *b, const double *mean, double *part,
+                               double *s1, double *s2, FL_T *dyo) {
+    double *p1 = part, *p2 = part + NCHUNK * C;
+    memset(part, 0, sizeof(double) * (size_t)(2 * NCHUNK * C));
+#pragma omp parallel for if (M * C > 16384)
+    for (int k = 0; k < NCHUNK; k++)
+        FL_K(dsilu_sums)(M * k / NCHUNK, M * (k + 1) / NCHUNK, C, dz, x, mu, sc, b, mean,
+                         p1 + (int64_t)k * C, p2 + (int64_t)k * C, dyo);
     FL_K(colsum_combine)(C, part, s1, s2);
+}
+
+/* One row of batchnorm_silu's forward: z = silu((x - mu)*sc + b). */
+FL_BN_CLONES static void FL_K(silu_row)(int64_t C, const FL_T *xr, const FL_T *mu, const FL_T *sc,
+                                        const FL_T *b, FL_T *zr) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) zr[c] = FL_K(fl_silu1)((xr[c] - mu[c]) * sc[c] + b[c]);
+}
+
+/* One row of batchnorm_silu's dx: A*dy + B*(x - mu) + D with dy = dz*silu'((x - mu)*A + b),
+ * written (acc 0) or added. */
+FL_BN_CLONES static void FL_K(dsilu_dx_row)(int64_t C, int acc, const FL_T *xr, const FL_T *gr,
+                                            const FL_T *mu, const FL_T *A, const FL_T *B,
+                                            const FL_T *D, const FL_T *b, FL_T *dr) {
+    if (acc) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) {
+            FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * A[c] + b[c], gr[c]);
+            dr[c] += A[c] * dy + B[c] * (xr[c] - mu[c]) + D[c];
+        }
+    } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) {
+            FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * A[c] + b[c], gr[c]);
+            dr[c] = A[c] * dy + B[c] * (xr[c] - mu[c]) + D[c];
+        }
+    }
 }
 
 /* coef: 3*C FL_T scratch for the per-channel coefficients of the element loops. */
@@ -223,8 +279,7 @@ static void FL_K(bn_fwd_k)(int train, int act, int64_t M, int64_t C, double eps,
         const FL_T *xr = x + r * C;
         FL_T *yr = y + r * C;
         if (act) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) yr[c] = FL_K(fl_silu1)((xr[c] - mu[c]) * sc[c] + b[c]);
+            FL_K(silu_row)(C, xr, mu, sc, b, yr);
         } else {
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + b[c];
@@ -234,8 +289,10 @@ static void FL_K(bn_fwd_k)(int train, int act, int64_t M, int64_t C, double eps,
 
 /* dx = A*dy + B*(x - mean) + D per channel, with A = w*invstd and, in train mode,
  * B = -A*invstd^2*sum(dy*(x-mean))/M, D = -A*sum(dy)/M (eval: B = D = 0).
- * act (batchnorm_silu): g is dz, the gradient of silu(y); dy = dz*silu'(y) is recomputed from x
- * in both passes (y = (x - mu)*A + b: A is the forward's scale, the same bits). */
+ * act (batchnorm_silu): g is dz, the gradient of silu(y); dy = dz*silu'(y) is computed from x
+ * (y = (x - mu)*A + b: A is the forward's scale, the same bits). When this op is dx's first
+ * writer, pass 1 leaves dy in dx and pass 2 turns it into dx in place (one exp per element);
+ * when dx accumulates, pass 2 computes dy again. */
 static void FL_K(bn_bwd_k)(int train, int act, int64_t M, int64_t C, const FL_T *x, const FL_T *w,
                            const FL_T *b, const FL_T *g, const double *mean, const double *invstd,
                            FL_T *dx, FL_T *dw, FL_T *db, double *part, FL_T *coef, const int *beta) {
@@ -245,10 +302,11 @@ static void FL_K(bn_bwd_k)(int train, int act, int64_t M, int64_t C, const FL_T 
         A[c] = (FL_T)(w[c] * invstd[c]);
         mu[c] = (FL_T)mean[c];
     }
-    if (!train && !dw && !db) {
+    int keep = act && dx && !beta[0]; /* dy kept in dx between the passes */
+    if (!keep && !train && !dw && !db) {
         /* eval, input gradient only: the sums are not needed */
     } else if (act) {
-        FL_K(colsum_dsilu)(M, C, g, x, mu, A, b, mean, part, sdy, sdyx);
+        FL_K(colsum_dsilu)(M, C, g, x, mu, A, b, mean, part, sdy, sdyx, keep ? dx : NULL);
     } else {
         FL_K(colsum2)(M, C, g, NULL, x, mean, part, sdy, sdyx); /* sum dy, sum dy*(x - mean) */
     }
@@ -263,22 +321,13 @@ static void FL_K(bn_bwd_k)(int train, int act, int64_t M, int64_t C, const FL_T 
         D[c] = train ? (FL_T)(-k * sdy[c] / (double)M) : 0;
     }
     int acc = beta[0]; /* 0: first writer of dx, which is overwritten (FL_OPF_BWD_BETA) */
+    const FL_T *gy = keep ? dx : g; /* dy: kept in dx (read, then overwritten, element-wise) */
 #pragma omp parallel for if (M * C > 16384)
     for (int64_t r = 0; r < M; r++) {
-        const FL_T *xr = x + r * C, *gr = g + r * C;
+        const FL_T *xr = x + r * C, *gr = gy + r * C;
         FL_T *dr = dx + r * C;
-        if (act && acc) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) {
-                FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * A[c] + b[c], gr[c]);
-                dr[c] += A[c] * dy + B[c] * (xr[c] - mu[c]) + D[c];
-            }
-        } else if (act) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) {
-                FL_T dy = FL_K(fl_dsilu)((xr[c] - mu[c]) * A[c] + b[c], gr[c]);
-                dr[c] = A[c] * dy + B[c] * (xr[c] - mu[c]) + D[c];
-            }
+        if (act && !keep) {
+            FL_K(dsilu_dx_row)(C, acc, xr, gr, mu, A, B, D, b, dr);
         } else if (acc) {
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) dr[c] += A[c] * gr[c] + B[c] * (xr[c] - mu[c]) + D[c];
