@@ -154,6 +154,10 @@ fl_id fl_linear(fl_graph *g, fl_id x, fl_id w, fl_id b);
  * counts. Eval mode: running statistics. */
 fl_id fl_batchnorm(fl_graph *g, fl_id x, fl_id weight, fl_id bias, fl_id running_mean,
                    fl_id running_var, fl_id num_batches_tracked, double eps, double momentum);
+/* silu(fl_batchnorm(...)) as one op (same inputs, statistics and results; the normalized
+ * value is not stored, backward recomputes it): fewer passes over memory. */
+fl_id fl_batchnorm_silu(fl_graph *g, fl_id x, fl_id weight, fl_id bias, fl_id running_mean,
+                        fl_id running_var, fl_id num_batches_tracked, double eps, double momentum);
 /* GeM over H, W of NHWC x: (mean(clamp(x, eps)^p))^(1/p), p a [1] parameter; y [N,1,1,C]. */
 fl_id fl_gem(fl_graph *g, fl_id x, fl_id p, double eps);
 /* x / max(||x||_2, eps) over the last axis (F.normalize). */
@@ -211,6 +215,8 @@ fl_id fl_conv2d_dt(fl_graph *g, fl_id x, fl_id w, fl_id b, int stride, int dilat
 fl_id fl_linear_layer(fl_graph *g, fl_id x, const char *prefix, int64_t out, int bias);
 /* prefix.{weight,bias,running_mean,running_var,num_batches_tracked}. */
 fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum);
+/* silu(fl_bn_layer(...)) as the fused op: the same parameters, names and inits. */
+fl_id fl_bn_silu_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum);
 /* prefix.weight [C] (init 0.25, as nn.PReLU). */
 fl_id fl_prelu_layer(fl_graph *g, fl_id x, const char *prefix, int64_t channels);
 /* Padding of a conv layer: a value >= 0 pads every side by it; FL_PAD_AUTO pads

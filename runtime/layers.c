@@ -34,7 +34,8 @@ fl_id fl_linear_layer(fl_graph *g, fl_id x, const char *prefix, int64_t out, int
     return fl_linear(g, x, w, b);
 }
 
-fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum) {
+/* act 1: the fused batchnorm_silu op instead of batchnorm. */
+static fl_id bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum, int act) {
     int64_t C = last_dim(g, x);
     if (C < 1) return x < 0 ? -1 : fl_graph_fail(g, "%s: batch norm input must have a channel axis", prefix ? prefix : "?");
     static const char *leaf[5] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
@@ -47,7 +48,16 @@ fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double m
         else if (k < 4) id[k] = fl_buffer(g, nm, 1, &C, init);
         else id[k] = fl_buffer(g, nm, 0, NULL, init); /* a scalar, as in PyTorch */
     }
+    if (act) return fl_batchnorm_silu(g, x, id[0], id[1], id[2], id[3], id[4], eps, momentum);
     return fl_batchnorm(g, x, id[0], id[1], id[2], id[3], id[4], eps, momentum);
+}
+
+fl_id fl_bn_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum) {
+    return bn_layer(g, x, prefix, eps, momentum, 0);
+}
+
+fl_id fl_bn_silu_layer(fl_graph *g, fl_id x, const char *prefix, double eps, double momentum) {
+    return bn_layer(g, x, prefix, eps, momentum, 1);
 }
 
 fl_id fl_prelu_layer(fl_graph *g, fl_id x, const char *prefix, int64_t channels) {

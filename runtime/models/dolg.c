@@ -67,7 +67,7 @@ fl_id fl_dolg_build(fl_graph *g, fl_id shallow, fl_id deep, const fl_dolg_cfg *c
     snprintf(cg, sizeof cg, "%sconv_g", prefix);
     snprintf(bg, sizeof bg, "%sbn_g", prefix);
     snprintf(gp, sizeof gp, "%sgem", prefix);
-    fl_id fg = fl_silu(g, fl_bn_layer(g, fl_conv2d_layer(g, deep, cg, c->dim, 1, 1, 1, 1, 0, 1), bg, 1e-3, 0.1));
+    fl_id fg = fl_bn_silu_layer(g, fl_conv2d_layer(g, deep, cg, c->dim, 1, 1, 1, 1, 0, 1), bg, 1e-3, 0.1);
     fg = fl_gem_layer(g, fg, gp, c->gem_p0, c->gem_eps); /* [N,1,1,dim] */
 
     /* projection of every local vector onto f_g, removed */

@@ -124,8 +124,9 @@ static fl_id conv_bn(fl_graph *g, fl_id x, namer *n, const char *conv, const cha
                      int stride, int groups, const fl_effnet_cfg *c, int act) {
     int pad = c->tf ? FL_PAD_SAME : FL_PAD_AUTO;
     fl_id h = fl_conv2d_layer(g, x, nm(n, conv), co, k, stride, 1, groups, pad, 0);
-    h = fl_bn_layer(g, h, nm(n, bn), c->tf ? 1e-3 : 1e-5, c->bn_momentum);
-    return act ? fl_silu(g, h) : h;
+    double eps = c->tf ? 1e-3 : 1e-5;
+    if (act) return fl_bn_silu_layer(g, h, nm(n, bn), eps, c->bn_momentum); /* fused SiLU */
+    return fl_bn_layer(g, h, nm(n, bn), eps, c->bn_momentum);
 }
 
 static fl_id squeeze_excite(fl_graph *g, fl_id x, namer *n, int64_t ch, int64_t rd) {

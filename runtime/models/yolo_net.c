@@ -55,7 +55,7 @@ static fl_id yconv(fl_graph *g, fl_id x, const char *prefix, int64_t co, int k, 
     snprintf(a, sizeof a, "%s.conv", prefix);
     snprintf(b, sizeof b, "%s.bn", prefix);
     fl_id y = fl_conv2d_layer(g, x, a, co, k, s, 1, 1, pad, 0);
-    return fl_silu(g, fl_bn_layer(g, y, b, BN_EPS, BN_MOM));
+    return fl_bn_silu_layer(g, y, b, BN_EPS, BN_MOM);
 }
 
 /* C3(c1, c2, n, shortcut): cv3(cat(m(cv1(x)), cv2(x))), c_ = c2/2 (e = 0.5, int()). Bottleneck

@@ -12,6 +12,7 @@
 #include "runtime/graph_internal.h"
 #include "runtime/cpu/clones.h"
 #include "runtime/ops/fastexp.h"
+#include "runtime/ops/silu.h"
 
 #define FL_OMP_MIN 16384 /* below this, threads cost more than they save */
 
@@ -158,19 +159,14 @@ static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
 
 FL_CPU_CLONES static void FL_K(silu_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; i++) y[i] = x[i] / (1 + FL_EXP(-x[i]));
+    for (int64_t i = i0; i < i1; i++) y[i] = FL_K(fl_silu1)(x[i]); /* runtime/ops/silu.h */
 }
 static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
     FL_EW_CHUNKS(n, FL_K(silu_fwd_r)(i0, i1, x, y));
 }
-/* d/dx x*s(x) = s(x) * (1 + x*(1 - s(x))) */
-static inline FL_T FL_K(dsilu)(FL_T x, FL_T g) {
-    FL_T s = 1 / (1 + FL_EXP(-x));
-    return g * s * (1 + x * (1 - s));
-}
 FL_CPU_CLONES static void FL_K(silu_bwd_r)(int64_t i0, int64_t i1, const FL_T *x, const FL_T *dy,
                                            FL_T *dx, int beta) {
-    FL_BWD_RANGE(beta, FL_K(dsilu)(x[i], dy[i]));
+    FL_BWD_RANGE(beta, FL_K(fl_dsilu)(x[i], dy[i]));
 }
 static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T *dy, FL_T *dx,
                              int beta) {
