@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runtime/cpu/conv_internal.h"
+#include "runtime/cpu/gemm.h"
 
 /* Target size of one tile's im2col block: small enough that the GEMM operands stay in the
  * per-core caches (measured with tests/bench/bench_conv: 1 MB tiles ran sgemm about 3x faster
@@ -19,6 +20,9 @@
 #define FL_CONV_TILE_BYTES ((size_t)1 << 20)
 /* Upper bound on the weight-gradient partial sums kept per call (see backward_weight). */
 #define FL_CONV_WGRAD_BYTES ((size_t)64 << 20)
+/* Forward and backward-data tiles per call at least (rows permitting), so two or more cores get
+ * work on a small batch (the gemm.h results do not depend on the tiling at all). */
+#define FL_CONV_MIN_TILES 8
 /* No tensor may hold more elements than this (keeps every size_t product far from overflow). */
 #define FL_CONV_MAX_NUMEL ((uint64_t)1 << 40)
 
@@ -199,11 +203,13 @@ typedef struct tiling {
 
 /* R rows per tile: about tile_bytes of GEMM operands per tile (its im2col block plus its output
  * block), at least min_rows, at most all rows. */
-static tiling make_tiling(const fl_conv2d_shape *s, size_t tile_bytes, int min_rows) {
+static tiling make_tiling(const fl_conv2d_shape *s, size_t tile_bytes, int min_rows, int min_tiles) {
     tiling t;
     size_t row_bytes = (size_t)s->OW * ((size_t)s->K + s->Cog) * sizeof(float);
     size_t R = tile_bytes / (row_bytes ? row_bytes : 1);
     t.rows = s->p.N * s->OH;
+    if (min_tiles > 1 && R > ((size_t)t.rows + min_tiles - 1) / min_tiles)
+        R = ((size_t)t.rows + min_tiles - 1) / min_tiles;
     if (R < (size_t)min_rows) R = (size_t)min_rows;
     if (R < 1) R = 1;
     if (R > (size_t)t.rows) R = (size_t)t.rows;
@@ -306,23 +312,63 @@ static int check_ptrs(const char *what, const void *a, const char *an, const voi
 }
 
 /* ---- packed weights and planned scratch ------------------------------------------------------
- * Every kernel below runs on memory its caller provides: the weights already packed (w itself
- * for 1x1 kernels, whose OIHW layout is the GEMM layout) and one scratch block laid out by the
+ * Every kernel below runs on memory its caller provides: the weights already packed (see
+ * pack_layout; 1x1 kernels too) and one scratch block laid out by the
  * *_ws functions: fixed parts first, then one im2col tile per thread, each rounded to a cache
  * line. A kernel uses as many threads as the block has tiles for (at most the OpenMP maximum);
  * results do not depend on that number. */
 
 #define ALIGN64(n) (((n) + (size_t)63) & ~(size_t)63)
 
+/* The packed weights of a GEMM conv hold three copies, each group after group: the
+ * [C_out][KH][KW][Cig] rows (OpenBLAS's operand, FLUKE_GEMM=blas), then gemm.h panels of
+ * B = W_g^T [K x Cog] (forward), then panels of B = W_g [Cog x K] (backward data). Offsets are
+ * multiples of 16 floats (64 bytes from an aligned base). */
+typedef struct pack_layout {
+    size_t fwd, bwd, fwd_g, bwd_g, total; /* offsets, per-group strides, total (floats) */
+} pack_layout;
+
+static pack_layout pack_layout_of(const fl_conv2d_shape *s) {
+    pack_layout l;
+    l.fwd_g = fl_gemm_packed_numel(s->K, s->Cog);
+    l.bwd_g = fl_gemm_packed_numel(s->Cog, s->K);
+    l.fwd = ((size_t)s->p.C_out * s->K + 15) & ~(size_t)15;
+    l.bwd = l.fwd + l.fwd_g * s->p.groups;
+    l.total = l.bwd + l.bwd_g * s->p.groups;
+    return l;
+}
+
 static size_t pack_numel(const fl_conv2d_shape *s) {
-    return s->p.KH == 1 && s->p.KW == 1 ? 0 : (size_t)s->p.C_out * s->K;
+    if (is_depthwise(s) && !is_pointwise(s)) return (size_t)s->p.C_out * s->K;
+    return pack_layout_of(s).total;
 }
 
 static void pack(const fl_conv2d_shape *s, const float *w, float *wp) {
-    if (is_depthwise(s) && !is_pointwise(s))
+    if (is_depthwise(s) && !is_pointwise(s)) {
         repack_dw(s, w, wp);
-    else
-        repack_ohwi(s, w, wp);
+        return;
+    }
+    repack_ohwi(s, w, wp);
+    const pack_layout l = pack_layout_of(s);
+    for (int g = 0; g < s->p.groups; g++) {
+        const float *wg = wp + (size_t)g * s->Cog * s->K; /* [Cog][K] */
+        fl_gemm_pack_b(s->K, s->Cog, wg, 1, s->K, wp + l.fwd + l.fwd_g * g);
+        fl_gemm_pack_b(s->Cog, s->K, wg, s->K, 1, wp + l.bwd + l.bwd_g * g);
+    }
+}
+
+/* Which GEMM the conv paths run: FLUKE_GEMM=blas keeps OpenBLAS, plain|avx2|avx512 force a
+ * gemm.h path (capped at what the CPU runs); unset or anything else: the best gemm.h path.
+ * Read per call (a getenv costs nothing next to a conv), so nothing is cached globally. */
+typedef struct gemm_choice {
+    int blas;
+    fl_gemm_path path;
+} gemm_choice;
+
+static gemm_choice gemm_choice_now(void) {
+    const char *v = getenv("FLUKE_GEMM");
+    gemm_choice c = {v && !strcmp(v, "blas"), fl_gemm_path_named(v)};
+    return c;
 }
 
 /* Threads the kernels plan scratch for: the OpenMP maximum at the time of the size query. */
@@ -339,7 +385,7 @@ typedef struct wslayout {
 static wslayout fwd_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     wslayout l = {0, 0};
     if (is_depthwise(s) && !is_pointwise(s)) return l;
-    tiling t = make_tiling(s, tile_bytes, 1);
+    tiling t = make_tiling(s, tile_bytes, 1, FL_CONV_MIN_TILES);
     if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
     return l;
 }
@@ -348,7 +394,8 @@ static wslayout bwd_data_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     wslayout l = {0, 0};
     if (is_depthwise(s) && !is_pointwise(s)) return l;
     const fl_conv2d_params *p = &s->p;
-    tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h,
+                           FL_CONV_MIN_TILES);
     if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
     return l;
 }
@@ -375,7 +422,7 @@ static wgrad_plan wgrad_plan_of(const fl_conv2d_shape *s, size_t tile_bytes) {
     /* A pointwise conv needs no im2col buffer, so its tiles are simply the 16 slabs: one long
      * GEMM per slab (the reduction over pixels runs much faster in a few long sgemm calls than
      * in many short ones). */
-    w.t = make_tiling(s, tile_bytes, 1);
+    w.t = make_tiling(s, tile_bytes, 1, 1);
     if (is_pointwise(s)) {
         w.t.R = (w.t.rows + 15) / 16;
         w.t.ntiles = (w.t.rows + w.t.R - 1) / w.t.R;
@@ -428,7 +475,34 @@ static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *
     const wslayout l = fwd_layout(&s, tile_bytes);
     const int nt = threads_for(l, ws_bytes);
     if (nt < 1) return ws_error("forward", l, ws_bytes, e);
-    const tiling t = make_tiling(&s, tile_bytes, 1);
+    const tiling t = make_tiling(&s, tile_bytes, 1, FL_CONV_MIN_TILES);
+    const gemm_choice gc = gemm_choice_now();
+    if (!gc.blas) {
+        /* A pointwise tile needs no im2col, so its output channels split into chunks of panels
+         * as well (more work items for the threads when rows are few). */
+        const pack_layout pl = pack_layout_of(&s);
+        const int np = (s.Cog + FL_GEMM_NR - 1) / FL_GEMM_NR;
+        const int nq = is_pointwise(&s) && t.ntiles < 4 * nt ? (np < 4 ? np : 4) : 1;
+#pragma omp parallel num_threads(nt)
+        {
+            float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
+#pragma omp for schedule(dynamic, 1)
+            for (int it = 0; it < t.ntiles * nq; it++) {
+                int r0, r1, lda, i = it / nq, q = it % nq;
+                tile_range(&t, i, &r0, &r1);
+                const int P = (r1 - r0) * s.OW;
+                float *yt = y + (size_t)r0 * s.OW * Co;
+                for (int g = 0; g < p->groups; g++) {
+                    const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
+                    /* y_g[P x Cog] = bias_g + a[P x K] * W_g^T, written once */
+                    fl_gemm_panels(gc.path, P, s.Cog, s.K, a, lda, wp + pl.fwd + pl.fwd_g * g,
+                                   np * q / nq, np * (q + 1) / nq, bias ? FL_GEMM_BIAS : FL_GEMM_ZERO,
+                                   bias ? bias + (size_t)g * s.Cog : NULL, yt + (size_t)g * s.Cog, Co);
+                }
+            }
+        }
+        return 0;
+    }
     int nb = blas_serial_begin();
 #pragma omp parallel num_threads(nt)
     {
@@ -470,7 +544,10 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
     const int nt = threads_for(l, ws_bytes);
     if (nt < 1) return ws_error("backward_data", l, ws_bytes, e);
     const int pw = is_pointwise(&s);
-    const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h,
+                                 FL_CONV_MIN_TILES);
+    const gemm_choice gc = gemm_choice_now();
+    const pack_layout pl = pack_layout_of(&s);
     const size_t nx = (size_t)p->N * p->H * p->W * Ci;
     int nb = blas_serial_begin();
 #pragma omp parallel num_threads(nt)
@@ -487,6 +564,11 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
                 tile_range(&t, i, &r0, &r1);
                 const int P = (r1 - r0) * s.OW;
                 const float *dyt = dy + (size_t)r0 * s.OW * Co;
+                if (pw && !gc.blas) { /* dx rows = dy rows * W[Co x Ci], written once */
+                    fl_gemm(gc.path, P, Ci, Co, dyt, Co, wp + pl.bwd, FL_GEMM_ZERO, NULL,
+                            dx + (size_t)r0 * s.OW * Ci, Ci);
+                    continue;
+                }
                 if (pw) { /* dx rows = dy rows * w[Co x Ci] */
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Ci, Co, 1.0f, dyt, Co,
                                 wp, Ci, 0.0f, dx + (size_t)r0 * s.OW * Ci, Ci);
@@ -494,9 +576,13 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
                 }
                 for (int g = 0; g < p->groups; g++) {
                     /* col[P x K] = dy_g[P x Cog] * wp_g[Cog x K] */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
-                                dyt + (size_t)g * s.Cog, Co, wp + (size_t)g * s.Cog * s.K, s.K,
-                                0.0f, col, s.K);
+                    if (gc.blas)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
+                                    dyt + (size_t)g * s.Cog, Co, wp + (size_t)g * s.Cog * s.K, s.K,
+                                    0.0f, col, s.K);
+                    else
+                        fl_gemm(gc.path, P, s.K, s.Cog, dyt + (size_t)g * s.Cog, Co,
+                                wp + pl.bwd + pl.bwd_g * g, FL_GEMM_ZERO, NULL, col, s.K);
                     col2im_add(&s, col, g, r0, r1, dx);
                 }
             }
