@@ -328,10 +328,34 @@ typedef struct pack_layout {
     size_t fwd, bwd, fwd_g, bwd_g, total; /* offsets, per-group strides, total (floats) */
 } pack_layout;
 
+/* Backward data of a dense stride-1 conv is itself a forward conv: dx = conv(dy, W') with W'
+ * the kernel flipped and its channel axes swapped, padding k-1-pad per side. That form needs no
+ * col2im scatter and writes each dx element once. */
+static int bwd_as_conv(const fl_conv2d_shape *s) {
+    const fl_conv2d_params *p = &s->p;
+    return !is_pointwise(s) && !is_depthwise(s) && p->groups == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && p->dilation_h == 1 && p->dilation_w == 1 && p->pad_top < p->KH &&
+           p->pad_bottom < p->KH && p->pad_left < p->KW && p->pad_right < p->KW;
+}
+
+/* The forward conv that computes s's backward data (valid when bwd_as_conv(s)). */
+static fl_conv2d_shape transposed_of(const fl_conv2d_shape *s) {
+    const fl_conv2d_params *p = &s->p;
+    fl_conv2d_params q = *p;
+    q.H = s->OH, q.W = s->OW, q.C_in = p->C_out, q.C_out = p->C_in;
+    q.pad_top = p->KH - 1 - p->pad_top, q.pad_bottom = p->KH - 1 - p->pad_bottom;
+    q.pad_left = p->KW - 1 - p->pad_left, q.pad_right = p->KW - 1 - p->pad_right;
+    fl_conv2d_shape t;
+    fl_err e;
+    if (shape_of(&q, &t, &e)) memset(&t, 0, sizeof t); /* cannot happen: output is s's input */
+    return t;
+}
+
 static pack_layout pack_layout_of(const fl_conv2d_shape *s) {
     pack_layout l;
     l.fwd_g = fl_gemm_packed_numel(s->K, s->Cog);
-    l.bwd_g = fl_gemm_packed_numel(s->Cog, s->K);
+    l.bwd_g = bwd_as_conv(s) ? fl_gemm_packed_numel(s->K / s->Cig * s->Cog, s->Cig)
+                             : fl_gemm_packed_numel(s->Cog, s->K);
     l.fwd = ((size_t)s->p.C_out * s->K + 15) & ~(size_t)15;
     l.bwd = l.fwd + l.fwd_g * s->p.groups;
     l.total = l.bwd + l.bwd_g * s->p.groups;
@@ -350,6 +374,19 @@ static void pack(const fl_conv2d_shape *s, const float *w, float *wp) {
     }
     repack_ohwi(s, w, wp);
     const pack_layout l = pack_layout_of(s);
+    if (bwd_as_conv(s)) { /* B'[(kh', kw', co)][ci] = W[co][ci][KH-1-kh'][KW-1-kw'] */
+        const int KH = s->p.KH, KW = s->p.KW, Co = s->p.C_out, Ci = s->p.C_in;
+        const int K2 = KH * KW * Co, NR = FL_GEMM_NR;
+        fl_gemm_pack_b(s->K, Co, wp, 1, s->K, wp + l.fwd);
+        for (int j = 0; j < (Ci + NR - 1) / NR; j++)
+            for (int k2 = 0; k2 < K2; k2++) {
+                const int co = k2 % Co, t = k2 / Co, kh = KH - 1 - t / KW, kw = KW - 1 - t % KW;
+                const float *src = wp + (size_t)co * s->K + ((size_t)kh * KW + kw) * Ci;
+                float *d = wp + l.bwd + ((size_t)j * K2 + k2) * NR;
+                for (int c = 0; c < NR; c++) d[c] = j * NR + c < Ci ? src[j * NR + c] : 0.0f;
+            }
+        return;
+    }
     for (int g = 0; g < s->p.groups; g++) {
         const float *wg = wp + (size_t)g * s->Cog * s->K; /* [Cog][K] */
         fl_gemm_pack_b(s->K, s->Cog, wg, 1, s->K, wp + l.fwd + l.fwd_g * g);
@@ -397,6 +434,11 @@ static wslayout bwd_data_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h,
                            FL_CONV_MIN_TILES);
     if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
+    if (bwd_as_conv(s)) { /* room for either form (FLUKE_GEMM=blas keeps the col2im one) */
+        const fl_conv2d_shape s2 = transposed_of(s);
+        wslayout l2 = fwd_layout(&s2, tile_bytes);
+        if (l2.per > l.per) l.per = l2.per;
+    }
     return l;
 }
 
@@ -463,6 +505,39 @@ static int ws_error(const char *what, wslayout l, size_t ws_bytes, fl_err *e) {
 
 /* ---- the kernels on planned memory --------------------------------------------------------- */
 
+/* The forward tiles on gemm.h: y = bias + im2col(x) * W^T per group, bp the forward panels
+ * (group stride bp_g). Each y element is one sum in a fixed order, whatever thread runs it. */
+static void gemm_forward_tiles(const fl_conv2d_shape *sp, const float *x, const float *bp, size_t bp_g,
+                               const float *bias, float *y, const tiling *tp, void *ws, wslayout l,
+                               int nt, fl_gemm_path path) {
+    const fl_conv2d_shape s = *sp;
+    const fl_conv2d_params *p = &s.p;
+    const tiling t = *tp;
+    const int Co = p->C_out;
+    /* A pointwise tile needs no im2col, so its output channels split into chunks of panels
+     * as well (more work items for the threads when rows are few). */
+    const int np = (s.Cog + FL_GEMM_NR - 1) / FL_GEMM_NR;
+    const int nq = is_pointwise(&s) && t.ntiles < 4 * nt ? (np < 4 ? np : 4) : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < t.ntiles * nq; it++) {
+            int r0, r1, lda, i = it / nq, q = it % nq;
+            tile_range(&t, i, &r0, &r1);
+            const int P = (r1 - r0) * s.OW;
+            float *yt = y + (size_t)r0 * s.OW * Co;
+            for (int g = 0; g < p->groups; g++) {
+                const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
+                /* y_g[P x Cog] = bias_g + a[P x K] * W_g^T, written once */
+                fl_gemm_panels(path, P, s.Cog, s.K, a, lda, bp + bp_g * g, np * q / nq,
+                               np * (q + 1) / nq, bias ? FL_GEMM_BIAS : FL_GEMM_ZERO,
+                               bias ? bias + (size_t)g * s.Cog : NULL, yt + (size_t)g * s.Cog, Co);
+            }
+        }
+    }
+}
+
 static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *wp, const float *bias,
                         float *y, size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
     const fl_conv2d_shape s = *sp;
@@ -478,29 +553,8 @@ static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *
     const tiling t = make_tiling(&s, tile_bytes, 1, FL_CONV_MIN_TILES);
     const gemm_choice gc = gemm_choice_now();
     if (!gc.blas) {
-        /* A pointwise tile needs no im2col, so its output channels split into chunks of panels
-         * as well (more work items for the threads when rows are few). */
-        const pack_layout pl = pack_layout_of(&s);
-        const int np = (s.Cog + FL_GEMM_NR - 1) / FL_GEMM_NR;
-        const int nq = is_pointwise(&s) && t.ntiles < 4 * nt ? (np < 4 ? np : 4) : 1;
-#pragma omp parallel num_threads(nt)
-        {
-            float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
-#pragma omp for schedule(dynamic, 1)
-            for (int it = 0; it < t.ntiles * nq; it++) {
-                int r0, r1, lda, i = it / nq, q = it % nq;
-                tile_range(&t, i, &r0, &r1);
-                const int P = (r1 - r0) * s.OW;
-                float *yt = y + (size_t)r0 * s.OW * Co;
-                for (int g = 0; g < p->groups; g++) {
-                    const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
-                    /* y_g[P x Cog] = bias_g + a[P x K] * W_g^T, written once */
-                    fl_gemm_panels(gc.path, P, s.Cog, s.K, a, lda, wp + pl.fwd + pl.fwd_g * g,
-                                   np * q / nq, np * (q + 1) / nq, bias ? FL_GEMM_BIAS : FL_GEMM_ZERO,
-                                   bias ? bias + (size_t)g * s.Cog : NULL, yt + (size_t)g * s.Cog, Co);
-                }
-            }
-        }
+        gemm_forward_tiles(&s, x, wp + pack_layout_of(&s).fwd, pack_layout_of(&s).fwd_g, bias, y, &t,
+                           ws, l, nt, gc.path);
         return 0;
     }
     int nb = blas_serial_begin();
@@ -548,6 +602,12 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
                                  FL_CONV_MIN_TILES);
     const gemm_choice gc = gemm_choice_now();
     const pack_layout pl = pack_layout_of(&s);
+    if (!gc.blas && bwd_as_conv(&s)) {
+        const fl_conv2d_shape s2 = transposed_of(&s);
+        const tiling t2 = make_tiling(&s2, tile_bytes, 1, FL_CONV_MIN_TILES);
+        gemm_forward_tiles(&s2, dy, wp + pl.bwd, 0, NULL, dx, &t2, ws, l, nt, gc.path);
+        return 0;
+    }
     const size_t nx = (size_t)p->N * p->H * p->W * Ci;
     int nb = blas_serial_begin();
 #pragma omp parallel num_threads(nt)
