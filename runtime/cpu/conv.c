@@ -1,6 +1,7 @@
-/* conv2d on the CPU: parameter checks, padding helpers, and the GEMM-based paths (a pointwise
+/* conv2d on the CPU: the GEMM-based paths (a pointwise
  * conv as GEMMs straight on x, everything else im2col + GEMM per group, both over row tiles).
- * The depthwise direct kernels live in conv_depthwise.c. See conv.h for layouts and the
+ * The depthwise direct kernels live in conv_depthwise.c, the parameter checks and padding
+ * helpers in conv_shape.c, the GEMM micro-kernels in gemm*.c. See conv.h for layouts and the
  * determinism contract. */
 #include "runtime/cpu/conv.h"
 
@@ -23,116 +24,6 @@
 /* Forward and backward-data tiles per call at least (rows permitting), so two or more cores get
  * work on a small batch (the gemm.h results do not depend on the tiling at all). */
 #define FL_CONV_MIN_TILES 8
-/* No tensor may hold more elements than this (keeps every size_t product far from overflow). */
-#define FL_CONV_MAX_NUMEL ((uint64_t)1 << 40)
-
-int fl_conv2d_pad_symmetric(int k, int dilation) {
-    if (k < 1 || dilation < 1) return 0;
-    return dilation * (k - 1) / 2;
-}
-
-void fl_conv2d_pad_tf_same(int in, int k, int stride, int dilation, int *before, int *after) {
-    int64_t total = 0;
-    if (in > 0 && k > 0 && stride > 0 && dilation > 0) {
-        int64_t out = ((int64_t)in + stride - 1) / stride;
-        total = (out - 1) * stride + (int64_t)(k - 1) * dilation + 1 - in;
-        if (total < 0) total = 0;
-    }
-    if (before) *before = (int)(total / 2);
-    if (after) *after = (int)(total - total / 2);
-}
-
-int fl_conv2d_out_size(int in, int k, int stride, int dilation, int pad_before, int pad_after) {
-    if (in < 1 || k < 1 || stride < 1 || dilation < 1 || pad_before < 0 || pad_after < 0) return -1;
-    int64_t span = (int64_t)dilation * (k - 1) + 1;
-    int64_t padded = (int64_t)in + pad_before + pad_after;
-    if (span > padded) return -1;
-    int64_t out = (padded - span) / stride + 1;
-    return out > INT_MAX ? -1 : (int)out;
-}
-
-/* a*b*c*d without overflow past FL_CONV_MAX_NUMEL; returns 0 when too large. */
-static uint64_t numel4(int64_t a, int64_t b, int64_t c, int64_t d) {
-    uint64_t v = 1;
-    int64_t f[4] = {a, b, c, d};
-    for (int i = 0; i < 4; i++) {
-        if (f[i] < 0) return 0;
-        if (f[i] != 0 && v > FL_CONV_MAX_NUMEL / (uint64_t)f[i]) return 0;
-        v *= (uint64_t)f[i];
-    }
-    return v > FL_CONV_MAX_NUMEL ? 0 : v;
-}
-
-static int shape_of(const fl_conv2d_params *p, fl_conv2d_shape *s, fl_err *e) {
-    if (!p) return fl_errf(e, "NULL parameters");
-    if (p->N < 1 || p->H < 1 || p->W < 1 || p->C_in < 1 || p->C_out < 1)
-        return fl_errf(e, "sizes must be positive (N=%d H=%d W=%d C_in=%d C_out=%d)",
-                       p->N, p->H, p->W, p->C_in, p->C_out);
-    if (p->KH < 1 || p->KW < 1)
-        return fl_errf(e, "kernel must be at least 1x1 (got %dx%d)", p->KH, p->KW);
-    if (p->stride_h < 1 || p->stride_w < 1)
-        return fl_errf(e, "stride must be >= 1 (got %d,%d)", p->stride_h, p->stride_w);
-    if (p->dilation_h < 1 || p->dilation_w < 1)
-        return fl_errf(e, "dilation must be >= 1 (got %d,%d)", p->dilation_h,
-                       p->dilation_w);
-    if (p->pad_top < 0 || p->pad_left < 0 || p->pad_bottom < 0 || p->pad_right < 0)
-        return fl_errf(e, "padding must be >= 0 (got top=%d left=%d bottom=%d right=%d)",
-                       p->pad_top, p->pad_left, p->pad_bottom, p->pad_right);
-    if (p->groups < 1) return fl_errf(e, "groups must be >= 1 (got %d)", p->groups);
-    if (p->C_in % p->groups || p->C_out % p->groups)
-        return fl_errf(e, "groups=%d must divide C_in=%d and C_out=%d", p->groups, p->C_in,
-                       p->C_out);
-    int OH = fl_conv2d_out_size(p->H, p->KH, p->stride_h, p->dilation_h, p->pad_top,
-                                p->pad_bottom);
-    int OW = fl_conv2d_out_size(p->W, p->KW, p->stride_w, p->dilation_w, p->pad_left,
-                                p->pad_right);
-    if (OH < 1 || OW < 1)
-        return fl_errf(e,
-                       "kernel %dx%d (dilation %d,%d) is larger than the padded input "
-                       "%dx%d (H=%d+%d+%d, W=%d+%d+%d)",
-                       p->KH, p->KW, p->dilation_h, p->dilation_w,
-                       p->H + p->pad_top + p->pad_bottom, p->W + p->pad_left + p->pad_right,
-                       p->H, p->pad_top, p->pad_bottom, p->W, p->pad_left, p->pad_right);
-    int Cig = p->C_in / p->groups;
-    if (!numel4(p->N, p->H, p->W, p->C_in) || !numel4(p->N, OH, OW, p->C_out) ||
-        !numel4(p->C_out, Cig, p->KH, p->KW) || numel4(p->N, p->H, p->W, 1) > INT_MAX ||
-        numel4(p->N, OH, OW, 1) > INT_MAX || numel4(p->KH, p->KW, Cig, 1) > INT_MAX)
-        return fl_errf(e, "problem too large (N=%d H=%d W=%d C_in=%d C_out=%d k=%dx%d)",
-                       p->N, p->H, p->W, p->C_in, p->C_out, p->KH, p->KW);
-    s->p = *p;
-    s->OH = OH;
-    s->OW = OW;
-    s->Cig = Cig;
-    s->Cog = p->C_out / p->groups;
-    s->K = p->KH * p->KW * Cig;
-    return 0;
-}
-
-int fl_conv2d_check(const fl_conv2d_params *p, int *OH, int *OW, fl_err *e) {
-    fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d");
-    if (OH) *OH = s.OH;
-    if (OW) *OW = s.OW;
-    return 0;
-}
-
-size_t fl_conv2d_x_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->N * p->H * p->W * p->C_in;
-}
-
-size_t fl_conv2d_y_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->N * s.OH * s.OW * p->C_out;
-}
-
-size_t fl_conv2d_w_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->C_out * s.K;
-}
 
 /* ---- weight repacking ---------------------------------------------- */
 
@@ -347,7 +238,7 @@ static fl_conv2d_shape transposed_of(const fl_conv2d_shape *s) {
     q.pad_left = p->KW - 1 - p->pad_left, q.pad_right = p->KW - 1 - p->pad_right;
     fl_conv2d_shape t;
     fl_err e;
-    if (shape_of(&q, &t, &e)) memset(&t, 0, sizeof t); /* cannot happen: output is s's input */
+    if (fl_conv2d_shape_of(&q, &t, &e)) memset(&t, 0, sizeof t); /* cannot happen: output is s's input */
     return t;
 }
 
@@ -732,20 +623,20 @@ static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const
 size_t fl_conv2d_pack_numel(const fl_conv2d_params *p) {
     fl_err e;
     fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : pack_numel(&s);
+    return fl_conv2d_shape_of(p, &s, &e) ? 0 : pack_numel(&s);
 }
 
 void fl_conv2d_pack(const fl_conv2d_params *p, const float *w, float *wp) {
     fl_err e;
     fl_conv2d_shape s;
-    if (!shape_of(p, &s, &e) && pack_numel(&s)) pack(&s, w, wp);
+    if (!fl_conv2d_shape_of(p, &s, &e) && pack_numel(&s)) pack(&s, w, wp);
 }
 
 #define WS_QUERY(fn, layout)                                       \
     size_t fn(const fl_conv2d_params *p) {                         \
         fl_err e;                                                  \
         fl_conv2d_shape s;                                         \
-        if (shape_of(p, &s, &e)) return 0;                         \
+        if (fl_conv2d_shape_of(p, &s, &e)) return 0;                         \
         return ws_bytes_for(layout(&s, FL_CONV_TILE_BYTES), plan_threads()); \
     }
 WS_QUERY(fl_conv2d_forward_ws_bytes, fwd_layout)
@@ -756,7 +647,7 @@ WS_QUERY(fl_conv2d_backward_weight_ws_bytes, bwd_weight_layout)
 int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const float *wp,
                               const float *bias, float *y, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
     if (check_ptrs("forward", x, "x", wp, "w", y, "y", e)) return -1;
     return forward_core(&s, x, wp, bias, y, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -764,7 +655,7 @@ int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const f
 int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, const float *wp,
                                     float *dx, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
     if (check_ptrs("backward_data", dy, "dy", wp, "w", dx, "dx", e)) return -1;
     return backward_data_core(&s, dy, wp, dx, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -772,7 +663,7 @@ int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, 
 int fl_conv2d_backward_weight_planned(const fl_conv2d_params *p, const float *x, const float *dy,
                                       float *dw, float *dbias, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
     if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
     return backward_weight_core(&s, x, dy, dw, dbias, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -798,7 +689,7 @@ static int alloc_call(const fl_conv2d_shape *s, wslayout l, int packed, const fl
 int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
                          const float *bias, float *y, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
     if (check_ptrs("forward", x, "x", w, "w", y, "y", e)) return -1;
     void *block, *ws;
     const float *wp;
@@ -813,7 +704,7 @@ int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float 
 int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
                                float *dx, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
     if (check_ptrs("backward_data", dy, "dy", w, "w", dx, "dx", e)) return -1;
     void *block, *ws;
     const float *wp;
@@ -828,7 +719,7 @@ int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const
 int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
                                  float *dw, float *dbias, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
     if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
     void *block, *ws;
     const float *wp;
