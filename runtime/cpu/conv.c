@@ -69,11 +69,12 @@ static void unpack_dw(const fl_conv2d_shape *s, const float *wp, float *w) {
  * a tile is its im2col block col[(r - r0)*OW + ow][(kh*KW + kw)*Cig + ci] (zero where a tap falls
  * into padding) or, for a pointwise conv, the x rows themselves.
  *
- * Parallelism: OpenMP threads take whole tiles, each with its own col buffer and a
- * single-threaded sgemm (OpenBLAS is held at one thread for the call; see blas_serial_begin).
- * Tiles are sized from the shape only (a col block of about FL_CONV_TILE_BYTES, which keeps the
- * GEMM operands in the per-core caches), so which sums happen, and in what order, never depends
- * on the thread count. */
+ * Parallelism: OpenMP threads take whole tiles (forward and backward data: at least
+ * FL_CONV_MIN_TILES of them; a pointwise forward with few tiles also splits its output channels
+ * by panel), each with its own col buffer and a single-threaded GEMM (gemm.h, or OpenBLAS held
+ * at one thread for the call; see blas_serial_begin). Tiles are sized from the shape only (a col
+ * block of about FL_CONV_TILE_BYTES, which keeps the GEMM operands in the per-core caches), so
+ * which sums happen, and in what order, never depends on the thread count. */
 
 /* Does the layout of x serve as the GEMM input directly (1x1, stride 1, unpadded, ungrouped)? */
 static int is_pointwise(const fl_conv2d_shape *s) {

@@ -22,7 +22,9 @@
  * Determinism: tiles, slabs and every reduction order written here depend on the problem shape
  * only, never on the thread count, and each sgemm runs single-threaded, so results are bitwise
  * identical for any OMP_NUM_THREADS (tested); they may still differ from another BLAS build or
- * CPU through float reassociation inside sgemm.
+ * CPU through float reassociation inside sgemm. The gemm.h paths sum each output in increasing
+ * k whatever the blocking, so the AVX2 and AVX-512 paths agree bitwise; the plain path (no FMA)
+ * and OpenBLAS agree within rounding.
  *
  * Scratch memory: the plain entry points allocate their own per call (one ~1 MB im2col tile per
  * thread, packed weights, up to 64 MB of weight-gradient partial sums) and free it before
