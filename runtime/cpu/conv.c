@@ -1,6 +1,7 @@
-/* conv2d on the CPU: parameter checks, padding helpers, and the GEMM-based paths (a pointwise
+/* conv2d on the CPU: the GEMM-based paths (a pointwise
  * conv as GEMMs straight on x, everything else im2col + GEMM per group, both over row tiles).
- * The depthwise direct kernels live in conv_depthwise.c. See conv.h for layouts and the
+ * The depthwise direct kernels live in conv_depthwise.c, the parameter checks and padding
+ * helpers in conv_shape.c, the GEMM micro-kernels in gemm*.c. See conv.h for layouts and the
  * determinism contract. */
 #include "runtime/cpu/conv.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "runtime/cpu/conv_internal.h"
+#include "runtime/cpu/gemm.h"
 
 /* Target size of one tile's im2col block: small enough that the GEMM operands stay in the
  * per-core caches (measured with tests/bench/bench_conv: 1 MB tiles ran sgemm about 3x faster
@@ -27,116 +29,9 @@
 #define FL_CONV_WGRAD_MIN_PIX 512
 /* Weight-gradient tasks per call (slabs x channel blocks) at most. */
 #define FL_CONV_WGRAD_TASKS 16
-/* No tensor may hold more elements than this (keeps every size_t product far from overflow). */
-#define FL_CONV_MAX_NUMEL ((uint64_t)1 << 40)
-
-int fl_conv2d_pad_symmetric(int k, int dilation) {
-    if (k < 1 || dilation < 1) return 0;
-    return dilation * (k - 1) / 2;
-}
-
-void fl_conv2d_pad_tf_same(int in, int k, int stride, int dilation, int *before, int *after) {
-    int64_t total = 0;
-    if (in > 0 && k > 0 && stride > 0 && dilation > 0) {
-        int64_t out = ((int64_t)in + stride - 1) / stride;
-        total = (out - 1) * stride + (int64_t)(k - 1) * dilation + 1 - in;
-        if (total < 0) total = 0;
-    }
-    if (before) *before = (int)(total / 2);
-    if (after) *after = (int)(total - total / 2);
-}
-
-int fl_conv2d_out_size(int in, int k, int stride, int dilation, int pad_before, int pad_after) {
-    if (in < 1 || k < 1 || stride < 1 || dilation < 1 || pad_before < 0 || pad_after < 0) return -1;
-    int64_t span = (int64_t)dilation * (k - 1) + 1;
-    int64_t padded = (int64_t)in + pad_before + pad_after;
-    if (span > padded) return -1;
-    int64_t out = (padded - span) / stride + 1;
-    return out > INT_MAX ? -1 : (int)out;
-}
-
-/* a*b*c*d without overflow past FL_CONV_MAX_NUMEL; returns 0 when too large. */
-static uint64_t numel4(int64_t a, int64_t b, int64_t c, int64_t d) {
-    uint64_t v = 1;
-    int64_t f[4] = {a, b, c, d};
-    for (int i = 0; i < 4; i++) {
-        if (f[i] < 0) return 0;
-        if (f[i] != 0 && v > FL_CONV_MAX_NUMEL / (uint64_t)f[i]) return 0;
-        v *= (uint64_t)f[i];
-    }
-    return v > FL_CONV_MAX_NUMEL ? 0 : v;
-}
-
-static int shape_of(const fl_conv2d_params *p, fl_conv2d_shape *s, fl_err *e) {
-    if (!p) return fl_errf(e, "NULL parameters");
-    if (p->N < 1 || p->H < 1 || p->W < 1 || p->C_in < 1 || p->C_out < 1)
-        return fl_errf(e, "sizes must be positive (N=%d H=%d W=%d C_in=%d C_out=%d)",
-                       p->N, p->H, p->W, p->C_in, p->C_out);
-    if (p->KH < 1 || p->KW < 1)
-        return fl_errf(e, "kernel must be at least 1x1 (got %dx%d)", p->KH, p->KW);
-    if (p->stride_h < 1 || p->stride_w < 1)
-        return fl_errf(e, "stride must be >= 1 (got %d,%d)", p->stride_h, p->stride_w);
-    if (p->dilation_h < 1 || p->dilation_w < 1)
-        return fl_errf(e, "dilation must be >= 1 (got %d,%d)", p->dilation_h,
-                       p->dilation_w);
-    if (p->pad_top < 0 || p->pad_left < 0 || p->pad_bottom < 0 || p->pad_right < 0)
-        return fl_errf(e, "padding must be >= 0 (got top=%d left=%d bottom=%d right=%d)",
-                       p->pad_top, p->pad_left, p->pad_bottom, p->pad_right);
-    if (p->groups < 1) return fl_errf(e, "groups must be >= 1 (got %d)", p->groups);
-    if (p->C_in % p->groups || p->C_out % p->groups)
-        return fl_errf(e, "groups=%d must divide C_in=%d and C_out=%d", p->groups, p->C_in,
-                       p->C_out);
-    int OH = fl_conv2d_out_size(p->H, p->KH, p->stride_h, p->dilation_h, p->pad_top,
-                                p->pad_bottom);
-    int OW = fl_conv2d_out_size(p->W, p->KW, p->stride_w, p->dilation_w, p->pad_left,
-                                p->pad_right);
-    if (OH < 1 || OW < 1)
-        return fl_errf(e,
-                       "kernel %dx%d (dilation %d,%d) is larger than the padded input "
-                       "%dx%d (H=%d+%d+%d, W=%d+%d+%d)",
-                       p->KH, p->KW, p->dilation_h, p->dilation_w,
-                       p->H + p->pad_top + p->pad_bottom, p->W + p->pad_left + p->pad_right,
-                       p->H, p->pad_top, p->pad_bottom, p->W, p->pad_left, p->pad_right);
-    int Cig = p->C_in / p->groups;
-    if (!numel4(p->N, p->H, p->W, p->C_in) || !numel4(p->N, OH, OW, p->C_out) ||
-        !numel4(p->C_out, Cig, p->KH, p->KW) || numel4(p->N, p->H, p->W, 1) > INT_MAX ||
-        numel4(p->N, OH, OW, 1) > INT_MAX || numel4(p->KH, p->KW, Cig, 1) > INT_MAX)
-        return fl_errf(e, "problem too large (N=%d H=%d W=%d C_in=%d C_out=%d k=%dx%d)",
-                       p->N, p->H, p->W, p->C_in, p->C_out, p->KH, p->KW);
-    s->p = *p;
-    s->OH = OH;
-    s->OW = OW;
-    s->Cig = Cig;
-    s->Cog = p->C_out / p->groups;
-    s->K = p->KH * p->KW * Cig;
-    return 0;
-}
-
-int fl_conv2d_check(const fl_conv2d_params *p, int *OH, int *OW, fl_err *e) {
-    fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d");
-    if (OH) *OH = s.OH;
-    if (OW) *OW = s.OW;
-    return 0;
-}
-
-size_t fl_conv2d_x_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->N * p->H * p->W * p->C_in;
-}
-
-size_t fl_conv2d_y_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->N * s.OH * s.OW * p->C_out;
-}
-
-size_t fl_conv2d_w_numel(const fl_conv2d_params *p) {
-    fl_err e;
-    fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : (size_t)p->C_out * s.K;
-}
+/* Forward and backward-data tiles per call at least (rows permitting), so two or more cores get
+ * work on a small batch (the gemm.h results do not depend on the tiling at all). */
+#define FL_CONV_MIN_TILES 8
 
 /* ---- weight repacking ---------------------------------------------- */
 
@@ -182,11 +77,12 @@ static void unpack_dw(const fl_conv2d_shape *s, const float *wp, float *w) {
  * a tile is its im2col block col[(r - r0)*OW + ow][(kh*KW + kw)*Cig + ci] (zero where a tap falls
  * into padding) or, for a pointwise conv, the x rows themselves.
  *
- * Parallelism: OpenMP threads take whole tiles, each with its own col buffer and a
- * single-threaded sgemm (OpenBLAS is held at one thread for the call; see blas_serial_begin).
- * Tiles are sized from the shape only (a col block of about FL_CONV_TILE_BYTES, which keeps the
- * GEMM operands in the per-core caches), so which sums happen, and in what order, never depends
- * on the thread count. */
+ * Parallelism: OpenMP threads take whole tiles (forward and backward data: at least
+ * FL_CONV_MIN_TILES of them; a pointwise forward with few tiles also splits its output channels
+ * by panel), each with its own col buffer and a single-threaded GEMM (gemm.h, or OpenBLAS held
+ * at one thread for the call; see blas_serial_begin). Tiles are sized from the shape only (a col
+ * block of about FL_CONV_TILE_BYTES, which keeps the GEMM operands in the per-core caches), so
+ * which sums happen, and in what order, never depends on the thread count. */
 
 /* Does the layout of x serve as the GEMM input directly (1x1, stride 1, unpadded, ungrouped)? */
 static int is_pointwise(const fl_conv2d_shape *s) {
@@ -207,11 +103,13 @@ typedef struct tiling {
 
 /* R rows per tile: about tile_bytes of GEMM operands per tile (its im2col block plus its output
  * block), at least min_rows, at most all rows. */
-static tiling make_tiling(const fl_conv2d_shape *s, size_t tile_bytes, int min_rows) {
+static tiling make_tiling(const fl_conv2d_shape *s, size_t tile_bytes, int min_rows, int min_tiles) {
     tiling t;
     size_t row_bytes = (size_t)s->OW * ((size_t)s->K + s->Cog) * sizeof(float);
     size_t R = tile_bytes / (row_bytes ? row_bytes : 1);
     t.rows = s->p.N * s->OH;
+    if (min_tiles > 1 && R > ((size_t)t.rows + min_tiles - 1) / min_tiles)
+        R = ((size_t)t.rows + min_tiles - 1) / min_tiles;
     if (R < (size_t)min_rows) R = (size_t)min_rows;
     if (R < 1) R = 1;
     if (R > (size_t)t.rows) R = (size_t)t.rows;
@@ -326,23 +224,100 @@ static int check_ptrs(const char *what, const void *a, const char *an, const voi
 }
 
 /* ---- packed weights and planned scratch ------------------------------------------------------
- * Every kernel below runs on memory its caller provides: the weights already packed (w itself
- * for 1x1 kernels, whose OIHW layout is the GEMM layout) and one scratch block laid out by the
+ * Every kernel below runs on memory its caller provides: the weights already packed (see
+ * pack_layout; 1x1 kernels too) and one scratch block laid out by the
  * *_ws functions: fixed parts first, then one im2col tile per thread, each rounded to a cache
  * line. A kernel uses as many threads as the block has tiles for (at most the OpenMP maximum);
  * results do not depend on that number. */
 
 #define ALIGN64(n) (((n) + (size_t)63) & ~(size_t)63)
 
+/* The packed weights of a GEMM conv hold three copies, each group after group: the
+ * [C_out][KH][KW][Cig] rows (OpenBLAS's operand, FLUKE_GEMM=blas), then gemm.h panels of
+ * B = W_g^T [K x Cog] (forward), then panels of B = W_g [Cog x K] (backward data). Offsets are
+ * multiples of 16 floats (64 bytes from an aligned base). */
+typedef struct pack_layout {
+    size_t fwd, bwd, fwd_g, bwd_g, total; /* offsets, per-group strides, total (floats) */
+} pack_layout;
+
+/* Backward data of a dense stride-1 conv is itself a forward conv: dx = conv(dy, W') with W'
+ * the kernel flipped and its channel axes swapped, padding k-1-pad per side. That form needs no
+ * col2im scatter and writes each dx element once. */
+static int bwd_as_conv(const fl_conv2d_shape *s) {
+    const fl_conv2d_params *p = &s->p;
+    return !is_pointwise(s) && !is_depthwise(s) && p->groups == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && p->dilation_h == 1 && p->dilation_w == 1 && p->pad_top < p->KH &&
+           p->pad_bottom < p->KH && p->pad_left < p->KW && p->pad_right < p->KW;
+}
+
+/* The forward conv that computes s's backward data (valid when bwd_as_conv(s)). */
+static fl_conv2d_shape transposed_of(const fl_conv2d_shape *s) {
+    const fl_conv2d_params *p = &s->p;
+    fl_conv2d_params q = *p;
+    q.H = s->OH, q.W = s->OW, q.C_in = p->C_out, q.C_out = p->C_in;
+    q.pad_top = p->KH - 1 - p->pad_top, q.pad_bottom = p->KH - 1 - p->pad_bottom;
+    q.pad_left = p->KW - 1 - p->pad_left, q.pad_right = p->KW - 1 - p->pad_right;
+    fl_conv2d_shape t;
+    fl_err e;
+    if (fl_conv2d_shape_of(&q, &t, &e)) memset(&t, 0, sizeof t); /* cannot happen: output is s's input */
+    return t;
+}
+
+static pack_layout pack_layout_of(const fl_conv2d_shape *s) {
+    pack_layout l;
+    l.fwd_g = fl_gemm_packed_numel(s->K, s->Cog);
+    l.bwd_g = bwd_as_conv(s) ? fl_gemm_packed_numel(s->K / s->Cig * s->Cog, s->Cig)
+                             : fl_gemm_packed_numel(s->Cog, s->K);
+    l.fwd = ((size_t)s->p.C_out * s->K + 15) & ~(size_t)15;
+    l.bwd = l.fwd + l.fwd_g * s->p.groups;
+    l.total = l.bwd + l.bwd_g * s->p.groups;
+    return l;
+}
+
 static size_t pack_numel(const fl_conv2d_shape *s) {
-    return s->p.KH == 1 && s->p.KW == 1 ? 0 : (size_t)s->p.C_out * s->K;
+    if (is_depthwise(s) && !is_pointwise(s)) return (size_t)s->p.C_out * s->K;
+    return pack_layout_of(s).total;
 }
 
 static void pack(const fl_conv2d_shape *s, const float *w, float *wp) {
-    if (is_depthwise(s) && !is_pointwise(s))
+    if (is_depthwise(s) && !is_pointwise(s)) {
         repack_dw(s, w, wp);
-    else
-        repack_ohwi(s, w, wp);
+        return;
+    }
+    repack_ohwi(s, w, wp);
+    const pack_layout l = pack_layout_of(s);
+    if (bwd_as_conv(s)) { /* B'[(kh', kw', co)][ci] = W[co][ci][KH-1-kh'][KW-1-kw'] */
+        const int KH = s->p.KH, KW = s->p.KW, Co = s->p.C_out, Ci = s->p.C_in;
+        const int K2 = KH * KW * Co, NR = FL_GEMM_NR;
+        fl_gemm_pack_b(s->K, Co, wp, 1, s->K, wp + l.fwd);
+        for (int j = 0; j < (Ci + NR - 1) / NR; j++)
+            for (int k2 = 0; k2 < K2; k2++) {
+                const int co = k2 % Co, t = k2 / Co, kh = KH - 1 - t / KW, kw = KW - 1 - t % KW;
+                const float *src = wp + (size_t)co * s->K + ((size_t)kh * KW + kw) * Ci;
+                float *d = wp + l.bwd + ((size_t)j * K2 + k2) * NR;
+                for (int c = 0; c < NR; c++) d[c] = j * NR + c < Ci ? src[j * NR + c] : 0.0f;
+            }
+        return;
+    }
+    for (int g = 0; g < s->p.groups; g++) {
+        const float *wg = wp + (size_t)g * s->Cog * s->K; /* [Cog][K] */
+        fl_gemm_pack_b(s->K, s->Cog, wg, 1, s->K, wp + l.fwd + l.fwd_g * g);
+        fl_gemm_pack_b(s->Cog, s->K, wg, s->K, 1, wp + l.bwd + l.bwd_g * g);
+    }
+}
+
+/* Which GEMM the conv paths run: FLUKE_GEMM=blas keeps OpenBLAS, plain|avx2|avx512 force a
+ * gemm.h path (capped at what the CPU runs); unset or anything else: the best gemm.h path.
+ * Read per call (a getenv costs nothing next to a conv), so nothing is cached globally. */
+typedef struct gemm_choice {
+    int blas;
+    fl_gemm_path path;
+} gemm_choice;
+
+static gemm_choice gemm_choice_now(void) {
+    const char *v = getenv("FLUKE_GEMM");
+    gemm_choice c = {v && !strcmp(v, "blas"), fl_gemm_path_named(v)};
+    return c;
 }
 
 /* Threads the kernels plan scratch for: the OpenMP maximum at the time of the size query. */
@@ -359,7 +334,7 @@ typedef struct wslayout {
 static wslayout fwd_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     wslayout l = {0, 0};
     if (is_depthwise(s) && !is_pointwise(s)) return l;
-    tiling t = make_tiling(s, tile_bytes, 1);
+    tiling t = make_tiling(s, tile_bytes, 1, FL_CONV_MIN_TILES);
     if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
     return l;
 }
@@ -368,8 +343,14 @@ static wslayout bwd_data_layout(const fl_conv2d_shape *s, size_t tile_bytes) {
     wslayout l = {0, 0};
     if (is_depthwise(s) && !is_pointwise(s)) return l;
     const fl_conv2d_params *p = &s->p;
-    tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    tiling t = make_tiling(s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h,
+                           FL_CONV_MIN_TILES);
     if (!is_pointwise(s)) l.per = ALIGN64((size_t)t.R * s->OW * s->K * sizeof(float));
+    if (bwd_as_conv(s)) { /* room for either form (FLUKE_GEMM=blas keeps the col2im one) */
+        const fl_conv2d_shape s2 = transposed_of(s);
+        wslayout l2 = fwd_layout(&s2, tile_bytes);
+        if (l2.per > l.per) l.per = l2.per;
+    }
     return l;
 }
 
@@ -394,7 +375,7 @@ static wgrad_plan wgrad_plan_of(const fl_conv2d_shape *s, size_t tile_bytes) {
         w.part_bytes = ALIGN64(fl_conv2d_dw_wgrad_part_floats(s) * sizeof(float));
         return w;
     }
-    w.t = make_tiling(s, tile_bytes, 1);
+    w.t = make_tiling(s, tile_bytes, 1, 1);
     size_t S = (size_t)w.t.rows * s->OW / FL_CONV_WGRAD_MIN_PIX;
     if (S > FL_CONV_WGRAD_TASKS) S = FL_CONV_WGRAD_TASKS;
     if (S > FL_CONV_WGRAD_BYTES / (wn * sizeof(float))) S = FL_CONV_WGRAD_BYTES / (wn * sizeof(float));
@@ -448,6 +429,39 @@ static int ws_error(const char *what, wslayout l, size_t ws_bytes, fl_err *e) {
 
 /* ---- the kernels on planned memory --------------------------------------------------------- */
 
+/* The forward tiles on gemm.h: y = bias + im2col(x) * W^T per group, bp the forward panels
+ * (group stride bp_g). Each y element is one sum in a fixed order, whatever thread runs it. */
+static void gemm_forward_tiles(const fl_conv2d_shape *sp, const float *x, const float *bp, size_t bp_g,
+                               const float *bias, float *y, const tiling *tp, void *ws, wslayout l,
+                               int nt, fl_gemm_path path) {
+    const fl_conv2d_shape s = *sp;
+    const fl_conv2d_params *p = &s.p;
+    const tiling t = *tp;
+    const int Co = p->C_out;
+    /* A pointwise tile needs no im2col, so its output channels split into chunks of panels
+     * as well (more work items for the threads when rows are few). */
+    const int np = (s.Cog + FL_GEMM_NR - 1) / FL_GEMM_NR;
+    const int nq = is_pointwise(&s) && t.ntiles < 4 * nt ? (np < 4 ? np : 4) : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = l.per ? (float *)((char *)ws + l.fixed + l.per * (size_t)omp_get_thread_num()) : NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < t.ntiles * nq; it++) {
+            int r0, r1, lda, i = it / nq, q = it % nq;
+            tile_range(&t, i, &r0, &r1);
+            const int P = (r1 - r0) * s.OW;
+            float *yt = y + (size_t)r0 * s.OW * Co;
+            for (int g = 0; g < p->groups; g++) {
+                const float *a = tile_input(&s, x, g, r0, r1, col, &lda);
+                /* y_g[P x Cog] = bias_g + a[P x K] * W_g^T, written once */
+                fl_gemm_panels(path, P, s.Cog, s.K, a, lda, bp + bp_g * g, np * q / nq,
+                               np * (q + 1) / nq, bias ? FL_GEMM_BIAS : FL_GEMM_ZERO,
+                               bias ? bias + (size_t)g * s.Cog : NULL, yt + (size_t)g * s.Cog, Co);
+            }
+        }
+    }
+}
+
 static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *wp, const float *bias,
                         float *y, size_t tile_bytes, void *ws, size_t ws_bytes, fl_err *e) {
     const fl_conv2d_shape s = *sp;
@@ -460,7 +474,13 @@ static int forward_core(const fl_conv2d_shape *sp, const float *x, const float *
     const wslayout l = fwd_layout(&s, tile_bytes);
     const int nt = threads_for(l, ws_bytes);
     if (nt < 1) return ws_error("forward", l, ws_bytes, e);
-    const tiling t = make_tiling(&s, tile_bytes, 1);
+    const tiling t = make_tiling(&s, tile_bytes, 1, FL_CONV_MIN_TILES);
+    const gemm_choice gc = gemm_choice_now();
+    if (!gc.blas) {
+        gemm_forward_tiles(&s, x, wp + pack_layout_of(&s).fwd, pack_layout_of(&s).fwd_g, bias, y, &t,
+                           ws, l, nt, gc.path);
+        return 0;
+    }
     int nb = blas_serial_begin();
 #pragma omp parallel num_threads(nt)
     {
@@ -502,7 +522,16 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
     const int nt = threads_for(l, ws_bytes);
     if (nt < 1) return ws_error("backward_data", l, ws_bytes, e);
     const int pw = is_pointwise(&s);
-    const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h);
+    const tiling t = make_tiling(&s, tile_bytes, (p->KH - 1) * p->dilation_h / p->stride_h,
+                                 FL_CONV_MIN_TILES);
+    const gemm_choice gc = gemm_choice_now();
+    const pack_layout pl = pack_layout_of(&s);
+    if (!gc.blas && bwd_as_conv(&s)) {
+        const fl_conv2d_shape s2 = transposed_of(&s);
+        const tiling t2 = make_tiling(&s2, tile_bytes, 1, FL_CONV_MIN_TILES);
+        gemm_forward_tiles(&s2, dy, wp + pl.bwd, 0, NULL, dx, &t2, ws, l, nt, gc.path);
+        return 0;
+    }
     const size_t nx = (size_t)p->N * p->H * p->W * Ci;
     int nb = blas_serial_begin();
 #pragma omp parallel num_threads(nt)
@@ -519,6 +548,11 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
                 tile_range(&t, i, &r0, &r1);
                 const int P = (r1 - r0) * s.OW;
                 const float *dyt = dy + (size_t)r0 * s.OW * Co;
+                if (pw && !gc.blas) { /* dx rows = dy rows * W[Co x Ci], written once */
+                    fl_gemm(gc.path, P, Ci, Co, dyt, Co, wp + pl.bwd, FL_GEMM_ZERO, NULL,
+                            dx + (size_t)r0 * s.OW * Ci, Ci);
+                    continue;
+                }
                 if (pw) { /* dx rows = dy rows * w[Co x Ci] */
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Ci, Co, 1.0f, dyt, Co,
                                 wp, Ci, 0.0f, dx + (size_t)r0 * s.OW * Ci, Ci);
@@ -526,9 +560,13 @@ static int backward_data_core(const fl_conv2d_shape *sp, const float *dy, const 
                 }
                 for (int g = 0; g < p->groups; g++) {
                     /* col[P x K] = dy_g[P x Cog] * wp_g[Cog x K] */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
-                                dyt + (size_t)g * s.Cog, Co, wp + (size_t)g * s.Cog * s.K, s.K,
-                                0.0f, col, s.K);
+                    if (gc.blas)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, s.K, s.Cog, 1.0f,
+                                    dyt + (size_t)g * s.Cog, Co, wp + (size_t)g * s.Cog * s.K, s.K,
+                                    0.0f, col, s.K);
+                    else
+                        fl_gemm(gc.path, P, s.K, s.Cog, dyt + (size_t)g * s.Cog, Co,
+                                wp + pl.bwd + pl.bwd_g * g, FL_GEMM_ZERO, NULL, col, s.K);
                     col2im_add(&s, col, g, r0, r1, dx);
                 }
             }
@@ -624,20 +662,20 @@ static int backward_weight_core(const fl_conv2d_shape *sp, const float *x, const
 size_t fl_conv2d_pack_numel(const fl_conv2d_params *p) {
     fl_err e;
     fl_conv2d_shape s;
-    return shape_of(p, &s, &e) ? 0 : pack_numel(&s);
+    return fl_conv2d_shape_of(p, &s, &e) ? 0 : pack_numel(&s);
 }
 
 void fl_conv2d_pack(const fl_conv2d_params *p, const float *w, float *wp) {
     fl_err e;
     fl_conv2d_shape s;
-    if (!shape_of(p, &s, &e) && pack_numel(&s)) pack(&s, w, wp);
+    if (!fl_conv2d_shape_of(p, &s, &e) && pack_numel(&s)) pack(&s, w, wp);
 }
 
 #define WS_QUERY(fn, layout)                                       \
     size_t fn(const fl_conv2d_params *p) {                         \
         fl_err e;                                                  \
         fl_conv2d_shape s;                                         \
-        if (shape_of(p, &s, &e)) return 0;                         \
+        if (fl_conv2d_shape_of(p, &s, &e)) return 0;                         \
         return ws_bytes_for(layout(&s, FL_CONV_TILE_BYTES), plan_threads()); \
     }
 WS_QUERY(fl_conv2d_forward_ws_bytes, fwd_layout)
@@ -648,7 +686,7 @@ WS_QUERY(fl_conv2d_backward_weight_ws_bytes, bwd_weight_layout)
 int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const float *wp,
                               const float *bias, float *y, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
     if (check_ptrs("forward", x, "x", wp, "w", y, "y", e)) return -1;
     return forward_core(&s, x, wp, bias, y, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -656,7 +694,7 @@ int fl_conv2d_forward_planned(const fl_conv2d_params *p, const float *x, const f
 int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, const float *wp,
                                     float *dx, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
     if (check_ptrs("backward_data", dy, "dy", wp, "w", dx, "dx", e)) return -1;
     return backward_data_core(&s, dy, wp, dx, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -664,7 +702,7 @@ int fl_conv2d_backward_data_planned(const fl_conv2d_params *p, const float *dy, 
 int fl_conv2d_backward_weight_planned(const fl_conv2d_params *p, const float *x, const float *dy,
                                       float *dw, float *dbias, void *ws, size_t ws_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
     if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
     return backward_weight_core(&s, x, dy, dw, dbias, FL_CONV_TILE_BYTES, ws, ws_bytes, e);
 }
@@ -690,7 +728,7 @@ static int alloc_call(const fl_conv2d_shape *s, wslayout l, int packed, const fl
 int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float *w,
                          const float *bias, float *y, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d forward");
     if (check_ptrs("forward", x, "x", w, "w", y, "y", e)) return -1;
     void *block, *ws;
     const float *wp;
@@ -705,7 +743,7 @@ int fl_conv2d_forward_ex(const fl_conv2d_params *p, const float *x, const float 
 int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const float *w,
                                float *dx, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_data");
     if (check_ptrs("backward_data", dy, "dy", w, "w", dx, "dx", e)) return -1;
     void *block, *ws;
     const float *wp;
@@ -720,7 +758,7 @@ int fl_conv2d_backward_data_ex(const fl_conv2d_params *p, const float *dy, const
 int fl_conv2d_backward_weight_ex(const fl_conv2d_params *p, const float *x, const float *dy,
                                  float *dw, float *dbias, size_t tile_bytes, fl_err *e) {
     fl_conv2d_shape s;
-    if (shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
+    if (fl_conv2d_shape_of(p, &s, e)) return fl_errprefix(e, "conv2d backward_weight");
     if (check_ptrs("backward_weight", x, "x", dy, "dy", dw, "dw", e)) return -1;
     void *block, *ws;
     const float *wp;

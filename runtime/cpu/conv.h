@@ -11,6 +11,9 @@
  *
  * Paths: a 1x1, stride-1, unpadded, ungrouped conv is a GEMM straight on x; depthwise
  * (groups == C_in == C_out) is a direct loop kernel; everything else is im2col + GEMM per group.
+ * Forward and backward-data GEMMs run runtime/cpu/gemm.h (register-blocked AVX2/AVX-512 kernels
+ * on weights packed once; FLUKE_GEMM=blas|plain|avx2|avx512 forces a path); the weight gradient
+ * runs OpenBLAS sgemm.
  * The GEMM paths work on tiles of output rows (about 1 MB of im2col each): OpenMP threads take
  * whole tiles, each with a single-threaded sgemm. OpenBLAS's global thread count is therefore set
  * to 1 during a call and restored on return (do not run BLAS in another thread concurrently and
@@ -19,7 +22,9 @@
  * Determinism: tiles, slabs and every reduction order written here depend on the problem shape
  * only, never on the thread count, and each sgemm runs single-threaded, so results are bitwise
  * identical for any OMP_NUM_THREADS (tested); they may still differ from another BLAS build or
- * CPU through float reassociation inside sgemm.
+ * CPU through float reassociation inside sgemm. The gemm.h paths sum each output in increasing
+ * k whatever the blocking, so the AVX2 and AVX-512 paths agree bitwise; the plain path (no FMA)
+ * and OpenBLAS agree within rounding.
  *
  * Scratch memory: the plain entry points allocate their own per call (one ~1 MB im2col tile per
  * thread, packed weights, up to 64 MB of weight-gradient partial sums) and free it before
@@ -82,8 +87,8 @@ int fl_conv2d_backward_weight(const fl_conv2d_params *p, const float *x, const f
 
 /* ---- planned memory: no allocation, weights packed once by the caller ---- */
 
-/* Floats of the weights in the kernels' layout ([C_out][KH][KW][Cig], depthwise [KH][KW][C]);
- * 0 for 1x1 kernels, whose OIHW weights are used as they are (pass w itself as wp then). */
+/* Floats of the weights in the kernels' layout (depthwise [KH][KW][C]; else [C_out][KH][KW][Cig]
+ * followed by the GEMM panels of the forward and backward-data operands, see conv.c). */
 size_t fl_conv2d_pack_numel(const fl_conv2d_params *p);
 /* wp = w packed (fl_conv2d_pack_numel(p) floats); nothing when that is 0 or p is invalid. */
 void fl_conv2d_pack(const fl_conv2d_params *p, const float *w, float *wp);

@@ -1,5 +1,6 @@
 /* Pieces shared between the conv2d kernel files (conv.c dispatches, conv_depthwise.c holds the
- * direct depthwise kernels). Not part of the public API: include runtime/cpu/conv.h instead. */
+ * direct depthwise kernels, conv_shape.c the checks). Not part of the public API: include
+ * runtime/cpu/conv.h instead. */
 #ifndef FLUKE_CPU_CONV_INTERNAL_H
 #define FLUKE_CPU_CONV_INTERNAL_H
 
@@ -12,6 +13,9 @@ typedef struct fl_conv2d_shape {
     int Cig, Cog;   /* channels per group, in and out */
     int K;          /* KH*KW*Cig: the reduction length of one output value */
 } fl_conv2d_shape;
+
+/* Validates p (see fl_conv2d_check) and fills *s; 0 or -1 with a message in *e. */
+int fl_conv2d_shape_of(const fl_conv2d_params *p, fl_conv2d_shape *s, fl_err *e);
 
 /* dbias[c] = sum over every output pixel of dy[.., c] (double accumulation, fixed order). */
 void fl_conv2d_bias_grad(const fl_conv2d_shape *s, const float *dy, float *dbias);
