@@ -76,8 +76,9 @@ static int conv_shape(fl_graph *g, fl_node *n, fl_err *e) {
     return 0;
 }
 
-/* The weights in the kernels' layout: w itself for 1x1 kernels, else packed into n->keep, once
- * per parameter version (every call when w is computed by the graph rather than stored). */
+/* The weights in the kernels' layouts (runtime/cpu/conv.c: the GEMM panels for forward and
+ * backward data, for 1x1 kernels too), packed into n->keep once per parameter version (every
+ * call when w is computed by the graph rather than stored); w itself when no pack is needed. */
 static const float *packed_weights(fl_graph *g, fl_node *n, const fl_conv2d_params *p) {
     fl_node *w = fl_in(g, n, 1);
     if (!n->keep_bytes) return w->val;
