@@ -25,18 +25,16 @@
 #include <math.h>
 #include <string.h>
 
+#include "runtime/cpu/clones.h"
 #include "runtime/graph_internal.h"
 #include "runtime/ops/silu.h"
 
 #define NCHUNK 16
 
-/* batchnorm_silu's element loops (exp and a division per element, in every pass) are built for
- * AVX2 as well as the baseline, picked at load time; no FMA, so the bits stay the same. */
-#if defined(__x86_64__)
-#define FL_BN_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FL_BN_CLONES
-#endif
+/* batchnorm_silu's element loops (exp and a division per element, in every pass) and the
+ * column sums (float -> double converts and adds) are built for every vector width
+ * (runtime/cpu/clones.h), picked at load time; no FMA, so the bits stay the same. */
+#define FL_BN_CLONES FL_CPU_CLONES
 
 #define FL_T float
 #define FL_K(name) name##_f32
@@ -146,34 +144,39 @@ static void FL_K(colsum_combine)(int64_t C, const double *part, double *s1, doub
  *   s1[c] = sum a[r,c] - mu[c]          (mu NULL: 0)
  *   s2[c] = sum (a - mu) * (b - mu2)     (when s2 != NULL; b = a and mu2 = mu when b is NULL)
  * One loop per case, so the compiler vectorizes the channel loop. */
+/* Rows [r0, r1) of one chunk of colsum2 into q1 / q2 (the channel loops are the cost). */
+FL_BN_CLONES static void FL_K(colsum2_rows)(int64_t r0, int64_t r1, int64_t C, const FL_T *a,
+                                            const double *mu, const FL_T *b, const double *mu2,
+                                            int two, double *q1, double *q2) {
+    for (int64_t r = r0; r < r1; r++) {
+        const FL_T *ar = a + r * C;
+        if (!two) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) q1[c] += (double)ar[c];
+        } else if (!b) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) {
+                double d = (double)ar[c] - mu[c];
+                q2[c] += d * d;
+            }
+        } else {
+            const FL_T *br = b + r * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) {
+                q1[c] += (double)ar[c];
+                q2[c] += (double)ar[c] * ((double)br[c] - mu2[c]);
+            }
+        }
+    }
+}
 static void FL_K(colsum2)(int64_t M, int64_t C, const FL_T *a, const double *mu, const FL_T *b,
                           const double *mu2, double *part, double *s1, double *s2) {
     double *p1 = part, *p2 = part + NCHUNK * C;
     memset(part, 0, sizeof(double) * (size_t)(2 * NCHUNK * C));
 #pragma omp parallel for if (M * C > 16384)
-    for (int k = 0; k < NCHUNK; k++) {
-        double *q1 = p1 + (int64_t)k * C, *q2 = p2 + (int64_t)k * C;
-        for (int64_t r = M * k / NCHUNK; r < M * (k + 1) / NCHUNK; r++) {
-            const FL_T *ar = a + r * C;
-            if (!s2) {
-#pragma omp simd
-                for (int64_t c = 0; c < C; c++) q1[c] += (double)ar[c];
-            } else if (!b) {
-#pragma omp simd
-                for (int64_t c = 0; c < C; c++) {
-                    double d = (double)ar[c] - mu[c];
-                    q2[c] += d * d;
-                }
-            } else {
-                const FL_T *br = b + r * C;
-#pragma omp simd
-                for (int64_t c = 0; c < C; c++) {
-                    q1[c] += (double)ar[c];
-                    q2[c] += (double)ar[c] * ((double)br[c] - mu2[c]);
-                }
-            }
-        }
-    }
+    for (int k = 0; k < NCHUNK; k++)
+        FL_K(colsum2_rows)(M * k / NCHUNK, M * (k + 1) / NCHUNK, C, a, mu, b, mu2, s2 != NULL,
+                           p1 + (int64_t)k * C, p2 + (int64_t)k * C);
     FL_K(colsum_combine)(C, part, s1, s2);
 }
 
