@@ -1,4 +1,4 @@
-/* FL_CPU_CLONES: a function built for several x86-64 vector widths (AVX-512F, AVX2 and the
+/* FL_VEC_CLONES: a function built for several x86-64 vector widths (AVX-512F, AVX2 and the
  * baseline's SSE2), one picked at load time (ifunc) by the CPU it runs on. For the compute-bound
  * element-wise kernels (SiLU and sigmoid through fl_fast_expf) the default target's 4-wide
  * vectors are the whole cost: the AVX2 clone of SiLU forward ran 3x faster here.
@@ -12,9 +12,9 @@
 #define FLUKE_CPU_CLONES_H
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FL_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FL_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define FL_CPU_CLONES
+#define FL_VEC_CLONES
 #endif
 
 #endif

@@ -262,7 +262,7 @@ static int nhwc_check(const char *what, int N, int H, int W, int C, fl_err *e) {
 
 /* One image's channels [c0, c1) summed over its hw pixels in pixel order, in double. Built for
  * every vector width (clones.h): the sums run across channels, each channel's order unchanged. */
-FL_CPU_CLONES static void gap_block(const float *xn, size_t hw, int C, int c0, int c1, float *yn) {
+FL_VEC_CLONES static void gap_block(const float *xn, size_t hw, int C, int c0, int c1, float *yn) {
     double acc[64] = {0};
     const int w = c1 - c0;
     for (size_t i = 0; i < hw; i++) {
@@ -287,7 +287,7 @@ int fl_global_avgpool_forward(int N, int H, int W, int C, const float *x, float 
     return 0;
 }
 
-FL_CPU_CLONES static void gap_bwd_image(const float *g, size_t hw, int C, float inv, float *dxn) {
+FL_VEC_CLONES static void gap_bwd_image(const float *g, size_t hw, int C, float inv, float *dxn) {
     for (size_t i = 0; i < hw; i++) {
         float *d = dxn + i * C;
 #pragma omp simd

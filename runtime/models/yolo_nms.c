@@ -65,7 +65,7 @@ static int cmp_desc(const void *pa, const void *pb) {
  * pairwise loop's. (A NaN coordinate, which only a NaN head output gives, may suppress
  * differently.) */
 __attribute__((optimize("finite-math-only", "no-signed-zeros", "no-trapping-math")))
-FL_CPU_CLONES static void suppress_after(const float *x1, const float *y1, const float *x2,
+FL_VEC_CLONES static void suppress_after(const float *x1, const float *y1, const float *x2,
                                          const float *y2, const float *area, int a, int n, float iou,
                                          unsigned char *gone) {
     const float bx1 = x1[a], by1 = y1[a], bx2 = x2[a], by2 = y2[a], ba = area[a];

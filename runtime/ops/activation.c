@@ -134,7 +134,7 @@ static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
 }
 
 /* SiLU and sigmoid are compute-bound (an exp and a division per element): their element loops
- * are built for every vector width (FL_CPU_CLONES) and run over fixed chunks in parallel. */
+ * are built for every vector width (FL_VEC_CLONES) and run over fixed chunks in parallel. */
 #ifndef FL_EW_CHUNKS
 #define FL_EW_CHUNK 16384
 #define FL_EW_CHUNKS(n, CALL)                                                                  \
@@ -157,14 +157,14 @@ static void FL_K(relu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
     } while (0)
 #endif
 
-FL_CPU_CLONES static void FL_K(silu_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
+FL_VEC_CLONES static void FL_K(silu_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) y[i] = FL_K(fl_silu1)(x[i]); /* runtime/ops/silu.h */
 }
 static void FL_K(silu_fwd_k)(int64_t n, const FL_T *x, FL_T *y) {
     FL_EW_CHUNKS(n, FL_K(silu_fwd_r)(i0, i1, x, y));
 }
-FL_CPU_CLONES static void FL_K(silu_bwd_r)(int64_t i0, int64_t i1, const FL_T *x, const FL_T *dy,
+FL_VEC_CLONES static void FL_K(silu_bwd_r)(int64_t i0, int64_t i1, const FL_T *x, const FL_T *dy,
                                            FL_T *dx, int beta) {
     FL_BWD_RANGE(beta, FL_K(fl_dsilu)(x[i], dy[i]));
 }
@@ -174,7 +174,7 @@ static void FL_K(silu_bwd_k)(int64_t n, const FL_T *x, const FL_T *y, const FL_T
     FL_EW_CHUNKS(n, FL_K(silu_bwd_r)(i0, i1, x, dy, dx, beta));
 }
 
-FL_CPU_CLONES static void FL_K(sigmoid_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
+FL_VEC_CLONES static void FL_K(sigmoid_fwd_r)(int64_t i0, int64_t i1, const FL_T *x, FL_T *y) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) y[i] = 1 / (1 + FL_EXP(-x[i]));
 }

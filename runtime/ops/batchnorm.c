@@ -34,7 +34,7 @@
 /* batchnorm_silu's element loops (exp and a division per element, in every pass) and the
  * column sums (float -> double converts and adds) are built for every vector width
  * (runtime/cpu/clones.h), picked at load time; no FMA, so the bits stay the same. */
-#define FL_BN_CLONES FL_CPU_CLONES
+#define FL_BN_CLONES FL_VEC_CLONES
 
 #define FL_T float
 #define FL_K(name) name##_f32
