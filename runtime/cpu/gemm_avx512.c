@@ -3,6 +3,7 @@
  * as in the AVX2 path. Compiled for the ISA by function attributes (so it builds on any x86-64
  * compiler host); fl_gemm_panels only calls it when the CPU has AVX-512F. */
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/gemm_blocked.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -42,32 +43,23 @@ static inline TGT __attribute__((always_inline)) void ukr(const int mr, int kc, 
 #define UKR(n) \
     case n: ukr(n, kc, ai, lda, b, in, bj, ci, ldc, nr); break
 
+/* One tile of `rows` rows (1..MR): the micro-kernel instantiated per row count. */
+static inline TGT __attribute__((always_inline)) void tile(int rows, int kc, const float *ai, int lda,
+                                                           const float *b, int in, const float *bj,
+                                                           float *ci, int ldc, int nr) {
+    switch (rows) {
+    UKR(12); UKR(11); UKR(10); UKR(9); UKR(8); UKR(7);
+    UKR(6); UKR(5); UKR(4); UKR(3); UKR(2);
+    default: ukr(1, kc, ai, lda, b, in, bj, ci, ldc, nr); break;
+    }
+}
+
 TGT void fl_gemm_avx512_panels(int M, int N, int K, const float *a, int lda, const float *bp,
                                int j0, int j1, fl_gemm_init init, const float *bias, float *c,
                                int ldc) {
-    const int NR = FL_GEMM_NR;
-    for (int k0 = 0; k0 < K || k0 == 0; k0 += KC) {
-        const int kc = K - k0 < KC ? K - k0 : KC;
-        const int in = k0 == 0 ? (int)init : FL_GEMM_ACCUM; /* later K blocks add onto C */
-        for (int i0 = 0; i0 < M; i0 += MC) {
-            const int i1 = M - i0 < MC ? M : i0 + MC;
-            for (int j = j0; j < j1; j++) {
-                const float *b = bp + ((size_t)j * K + k0) * NR;
-                const int n0 = j * NR, nr = N - n0 < NR ? N - n0 : NR;
-                const float *bj = bias ? bias + n0 : NULL;
-                for (int i = i0; i < i1; i += MR) {
-                    const float *ai = a + (size_t)i * lda + k0;
-                    float *ci = c + (size_t)i * ldc + n0;
-                    switch (i1 - i < MR ? i1 - i : MR) {
-                    UKR(12); UKR(11); UKR(10); UKR(9); UKR(8); UKR(7);
-                    UKR(6); UKR(5); UKR(4); UKR(3); UKR(2);
-                    default: ukr(1, kc, ai, lda, b, in, bj, ci, ldc, nr); break;
-                    }
-                }
-            }
-        }
-        if (K == 0) break;
-    }
+#define TILE(rows) tile(rows, kc, ai, lda, b, in, bj, ci, ldc, nr)
+    FL_GEMM_BLOCKED(MR, MC, KC, TILE);
+#undef TILE
 }
 
 #else /* not x86: never dispatched here (fl_gemm_best says plain) */
